@@ -1,0 +1,35 @@
+"""Run a real uvicorn server on a free loopback port inside the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any, **config: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 and a free port; yield ``"127.0.0.1:PORT"``.
+
+    Extra keyword arguments go to :class:`uvicorn.Config` (e.g. ``ws_max_size``).
+    """
+    config.setdefault("log_level", "warning")
+    config.setdefault("lifespan", "auto")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, **config))
+    # _serve() skips uvicorn's signal capture: the test process owns its signals.
+    task = asyncio.create_task(server._serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # re-raise the start-up failure
+                raise RuntimeError("uvicorn exited before it started")
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=10)
