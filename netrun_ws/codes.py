@@ -34,6 +34,7 @@ class ErrorCode:
     UNKNOWN_TYPE = "unknown_type"  # "type" names no registered message type
     VALIDATION_FAILED = "validation_failed"  # the message type's model rejected the fields
     BINARY_NOT_SUPPORTED = "binary_not_supported"  # binary frame on the JSON text protocol
+    RATE_LIMITED = "rate_limited"  # over limits.messages_per_second; persisting closes with 4102
     HANDLER_ERROR = "handler_error"  # a plugin failed while handling this message
     FORBIDDEN = "forbidden"  # the action was refused (e.g. room join not authorised)
     NOT_FOUND = "not_found"  # the addressed room/user does not exist

@@ -1,0 +1,90 @@
+"""netrun-ws: a declarative, config-driven WebSocket server framework, and the netrun-websocket library API.
+
+``from netrun_ws import WebSocketConnectionManager`` (or the old ``from netrun.websocket import ...``)
+for the library; ``create_app(config)`` or ``netrun-ws run`` for the framework; ``hookimpl`` to write
+plugins.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+
+# hookimpl first: plugin modules imported later do `from netrun_ws import hookimpl`.
+from netrun_ws.hookspecs import hookimpl, hookspec  # noqa: I001
+from netrun_ws.app import create_app
+from netrun_ws.auth import JWTAuthService, TokenValidationError
+from netrun_ws.codes import CloseCode, ErrorCode
+from netrun_ws.connection import Connection
+from netrun_ws.connection_manager import InvalidMessageError, WebSocketConnectionManager
+from netrun_ws.heartbeat import HeartbeatConfig, HeartbeatMonitor
+from netrun_ws.hooks import DROP
+from netrun_ws.host import Host
+from netrun_ws.identity import AuthenticationError, Identity, Rejection
+from netrun_ws.metrics import MetricsCollector
+from netrun_ws.protocol import (
+    ConnectionInfo,
+    ConnectionState,
+    ErrorMessage,
+    MessageRegistry,
+    MessageType,
+    NotificationMessage,
+    PingMessage,
+    PongMessage,
+    PresenceUpdateMessage,
+    ProtocolError,
+    TypingIndicatorMessage,
+    UserMessage,
+    WebSocketMessage,
+    parse_message,
+)
+from netrun_ws.reconnection import ReconnectionConfig, ReconnectionManager
+from netrun_ws.session import WebSocketSessionManager
+
+try:
+    __version__ = importlib.metadata.version("netrun-ws")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree without install
+    __version__ = "0.0.0+source"
+
+#: True when redis-py is installed (the ``redis`` extra), as in netrun-websocket.
+REDIS_SUPPORT = importlib.util.find_spec("redis") is not None
+
+__all__ = [
+    "DROP",
+    "REDIS_SUPPORT",
+    "AuthenticationError",
+    "CloseCode",
+    "Connection",
+    "ConnectionInfo",
+    "ConnectionState",
+    "ErrorCode",
+    "ErrorMessage",
+    "HeartbeatConfig",
+    "HeartbeatMonitor",
+    "Host",
+    "Identity",
+    "InvalidMessageError",
+    "JWTAuthService",
+    "MessageRegistry",
+    "MessageType",
+    "MetricsCollector",
+    "NotificationMessage",
+    "PingMessage",
+    "PongMessage",
+    "PresenceUpdateMessage",
+    "ProtocolError",
+    "ReconnectionConfig",
+    "ReconnectionManager",
+    "Rejection",
+    "TokenValidationError",
+    "TypingIndicatorMessage",
+    "UserMessage",
+    "WebSocketConnectionManager",
+    "WebSocketMessage",
+    "WebSocketSessionManager",
+    "__version__",
+    "create_app",
+    "hookimpl",
+    "hookspec",
+    "parse_message",
+]

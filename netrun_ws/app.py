@@ -1,0 +1,91 @@
+"""``create_app``: a configured Host wrapped in a Starlette app, usable under any ASGI server."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+
+from netrun_ws.config import LoadedConfig, load_config, load_config_from_dict
+from netrun_ws.host import Host
+from netrun_ws.plugins import PluginLoadError, describe_exception
+
+logger = logging.getLogger("netrun_ws")
+
+
+class NetrunApp(Starlette):
+    """A Starlette app whose lifespan starts and stops the Host.
+
+    Start-up failures are reported to the server as one line (plugin, cause, file:line), so
+    uvicorn prints that line instead of a traceback.
+    """
+
+    host: Host
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await super().__call__(scope, receive, send)
+            return
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        try:
+            await self.host.start()
+        except Exception as exc:
+            text = str(exc) if isinstance(exc, PluginLoadError) else describe_exception(exc)
+            await send({"type": "lifespan.startup.failed", "message": f"start-up failed: {text}"})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        assert message["type"] == "lifespan.shutdown"
+        try:
+            await self.host.stop()
+        except Exception as exc:
+            text = describe_exception(exc)
+            await send({"type": "lifespan.shutdown.failed", "message": f"shutdown failed: {text}"})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def _load(config: LoadedConfig | Mapping[str, Any] | str | os.PathLike[str] | None) -> LoadedConfig:
+    if isinstance(config, LoadedConfig):
+        return config
+    if isinstance(config, Mapping):
+        return load_config_from_dict(config)
+    return load_config(config)
+
+
+def create_app(
+    config: LoadedConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+) -> NetrunApp:
+    """Build the ASGI app for a config (a loaded config, a dict, or a YAML path; default
+    ``./netrun_ws.yaml``). Raises ``ConfigError`` or ``PluginLoadError`` on a bad config/plugin.
+
+    The Host is at ``app.state.host``.
+    """
+    host = Host(_load(config))
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        if await host.is_ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready"}, status_code=503)
+
+    routes: list[BaseRoute] = [
+        WebSocketRoute(host.config.server.path, host.serve_websocket),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        *host.routes,
+    ]
+    app = NetrunApp(routes=routes)
+    app.host = host
+    app.state.host = host
+    return app

@@ -1,0 +1,347 @@
+"""JWT authentication for WebSocket connections (netrun-websocket's ``JWTAuthService``, on PyJWT).
+
+Decisions a caller must know:
+
+* The accepted algorithm list given to ``jwt.decode`` is explicit (``algorithms`` or just
+  ``[algorithm]``) and can never contain ``none``.
+* One key family per service: HS* uses ``secret_key`` as the shared secret for signing and
+  verifying; RS*/PS*/ES*/EdDSA sign with ``secret_key`` (a PEM private key) and verify with
+  ``public_key`` (a PEM public key; derived from the private key when omitted). Mixing families
+  (e.g. ``algorithms=["HS256", "RS256"]``) is refused, which closes the classic RS/HS
+  key-confusion hole. ``secret_key=None`` with a ``public_key`` gives a verify-only service.
+* ``generate_token`` sets ``user_id``, ``sub``, ``iat`` and ``exp`` itself (plus ``aud``/``iss``
+  when configured); ``additional_claims`` naming any of those raises ValueError rather than
+  silently overriding identity or lifetime.
+* ``validate_token`` never raises: any bad token gives None. ``validate_token_or_raise`` raises
+  ``TokenValidationError`` whose ``reason`` tells expired from invalid.
+* Token text never appears in exception messages or logs.
+* PyJWT warns (``InsecureKeyLengthWarning``) when an HMAC secret is shorter than the hash size.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, get_args
+
+from netrun_ws._extras import require_extra
+
+try:
+    import jwt
+    from jwt import algorithms as jwt_algorithms
+except ImportError:  # the [auth] extra is missing; JWTAuthService says so when it is built
+    JWT_AVAILABLE = False
+else:
+    JWT_AVAILABLE = True
+
+__all__ = ["JWT_AVAILABLE", "JWTAuthService", "TokenRejection", "TokenValidationError"]
+
+logger = logging.getLogger(__name__)
+
+TokenRejection = Literal[
+    "expired",
+    "invalid_signature",
+    "invalid_token",
+    "missing_claim",
+    "invalid_audience",
+    "invalid_issuer",
+]
+TOKEN_REJECTIONS: frozenset[str] = frozenset(get_args(TokenRejection))
+
+#: Claims that ``generate_token`` owns; ``additional_claims`` may not set them.
+RESERVED_CLAIMS: frozenset[str] = frozenset({"user_id", "sub", "iat", "exp", "aud", "iss"})
+
+_KeyFamily = Literal["hmac", "rsa", "ec", "okp"]
+
+
+class TokenValidationError(ValueError):
+    """A token was refused. ``reason`` is one of ``TokenRejection``; the token is never included.
+
+    * ``expired``: authentic, but ``exp`` (plus leeway) has passed - ask the client to refresh.
+    * ``invalid_signature``: well-formed, but the signature does not verify (tampered/wrong key).
+    * ``invalid_token``: malformed, not a string, disallowed algorithm (incl. ``none``), not yet
+      valid (``nbf``/``iat`` in the future), or a claim of the wrong type.
+    * ``missing_claim``: no ``exp``, no user id (``user_id`` or ``sub``), or a required
+      ``aud``/``iss`` absent.
+    * ``invalid_audience`` / ``invalid_issuer``: ``aud`` / ``iss`` do not match the service.
+    """
+
+    def __init__(self, reason: TokenRejection) -> None:
+        if reason not in TOKEN_REJECTIONS:
+            raise ValueError(f"unknown token rejection reason {reason!r}")
+        super().__init__(f"token rejected: {reason}")
+        self.reason: TokenRejection = reason
+
+
+def _key_family(algorithm: str) -> _KeyFamily:
+    if algorithm.startswith("HS"):
+        return "hmac"
+    if algorithm.startswith(("RS", "PS")):
+        return "rsa"
+    if algorithm.startswith("ES"):
+        return "ec"
+    return "okp"
+
+
+def _supported_algorithms() -> set[str]:
+    # Depends on whether ``cryptography`` is installed (RS/ES/PS/EdDSA need it).
+    return {name for name in jwt_algorithms.get_default_algorithms() if name.lower() != "none"}
+
+
+def _check_algorithm(name: object, argument: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{argument} must be a non-empty algorithm name, got {name!r}")
+    if name.lower() == "none":
+        raise ValueError(f"{argument}: the 'none' algorithm is refused (unsigned tokens)")
+    supported = _supported_algorithms()
+    if name not in supported:
+        raise ValueError(
+            f"{argument}: unsupported algorithm {name!r}; supported: {', '.join(sorted(supported))}"
+        )
+    return name
+
+
+def _check_seconds(value: object, argument: str, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{argument} must be a number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{argument} must be {bound}, got {value!r}")
+    return float(value)
+
+
+def _check_key_material(value: object, argument: str) -> str | bytes:
+    if not isinstance(value, str | bytes):
+        raise ValueError(f"{argument} must be a str or bytes, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{argument} must not be empty")
+    return value
+
+
+class JWTAuthService:
+    """Issue and verify JWTs carrying ``user_id`` (and the standard ``sub``, ``iat``, ``exp``).
+
+    ``secret_key``: the HMAC secret for HS*, or the PEM private key for RS*/PS*/ES*/EdDSA (None
+    only with ``public_key``, for a verify-only service). ``algorithm`` signs new tokens;
+    ``algorithms`` (default ``[algorithm]``) are accepted on verification and must share the
+    key family of ``algorithm``. ``audience``/``issuer``, when set, are written into new tokens
+    and required on verification. ``leeway`` is the clock-skew allowance in seconds.
+    """
+
+    def __init__(
+        self,
+        secret_key: str | bytes | None,
+        algorithm: str = "HS256",
+        token_expiry_seconds: float = 7200,
+        *,
+        audience: str | Sequence[str] | None = None,
+        issuer: str | None = None,
+        leeway: float = 0.0,
+        algorithms: Sequence[str] | None = None,
+        public_key: str | bytes | None = None,
+    ) -> None:
+        if not JWT_AVAILABLE:
+            require_extra("jwt", "auth", "JWTAuthService", distribution="PyJWT")
+        self.algorithm = _check_algorithm(algorithm, "algorithm")
+        self.token_expiry_seconds = _check_seconds(token_expiry_seconds, "token_expiry_seconds")
+        self.leeway = _check_seconds(leeway, "leeway", allow_zero=True)
+        self.algorithms = self._check_algorithms(algorithms)
+        self.audience = self._check_audience(audience)
+        if issuer is not None and (not isinstance(issuer, str) or not issuer):
+            raise ValueError(f"issuer must be a non-empty string or None, got {issuer!r}")
+        self.issuer = issuer
+        self._signing_key, self._verify_key = self._prepare_keys(secret_key, public_key)
+        self._decode_options: dict[str, Any] = {"require": ["exp"]}
+
+    # -- construction checks ------------------------------------------------------------------
+
+    def _check_algorithms(self, algorithms: Sequence[str] | None) -> list[str]:
+        if algorithms is None:
+            return [self.algorithm]
+        if isinstance(algorithms, str) or not isinstance(algorithms, Sequence):
+            raise ValueError(f"algorithms must be a list of names, got {algorithms!r}")
+        accepted = [_check_algorithm(name, "algorithms") for name in algorithms]
+        if not accepted:
+            raise ValueError("algorithms must not be empty")
+        if self.algorithm not in accepted:
+            raise ValueError(
+                f"algorithms must include the signing algorithm {self.algorithm!r}, "
+                f"got {accepted!r}"
+            )
+        family = _key_family(self.algorithm)
+        mixed = [name for name in accepted if _key_family(name) != family]
+        if mixed:
+            raise ValueError(
+                f"algorithms mixes key families: {mixed!r} cannot share a key with "
+                f"{self.algorithm!r} (HS* secrets and RS*/ES* keys are never mixed)"
+            )
+        return accepted
+
+    @staticmethod
+    def _check_audience(audience: str | Sequence[str] | None) -> str | list[str] | None:
+        if audience is None:
+            return None
+        if isinstance(audience, str):
+            if not audience:
+                raise ValueError("audience must not be empty")
+            return audience
+        values = list(audience)
+        if not values or not all(isinstance(value, str) and value for value in values):
+            raise ValueError(f"audience must be a non-empty string or list of them, got {values!r}")
+        return values
+
+    def _prepare_keys(
+        self, secret_key: str | bytes | None, public_key: str | bytes | None
+    ) -> tuple[Any, Any]:
+        algorithm = jwt_algorithms.get_default_algorithms()[self.algorithm]
+        if _key_family(self.algorithm) == "hmac":
+            if public_key is not None:
+                raise ValueError("public_key is only for RS*/PS*/ES*/EdDSA; HS* uses secret_key")
+            secret = _check_key_material(secret_key, "secret_key")
+            try:
+                prepared = algorithm.prepare_key(secret)
+            except jwt.InvalidKeyError as exc:
+                raise ValueError(f"secret_key is not usable as an HMAC secret: {exc}") from None
+            return prepared, prepared
+
+        signing: Any = None
+        if secret_key is not None:
+            pem = _check_key_material(secret_key, "secret_key")
+            try:
+                signing = algorithm.prepare_key(pem)
+            except (jwt.InvalidKeyError, ValueError, TypeError):
+                raise ValueError(
+                    f"secret_key must be a PEM private key for {self.algorithm}"
+                ) from None
+            if not hasattr(signing, "sign"):
+                raise ValueError(f"secret_key must be a PEM private key for {self.algorithm}")
+        elif public_key is None:
+            raise ValueError(f"secret_key must not be empty (a PEM private key for {self.algorithm})")
+
+        if public_key is None:
+            return signing, signing.public_key()
+        pem = _check_key_material(public_key, "public_key")
+        try:
+            verify = algorithm.prepare_key(pem)
+        except (jwt.InvalidKeyError, ValueError, TypeError):
+            raise ValueError(f"public_key must be a PEM public key for {self.algorithm}") from None
+        if hasattr(verify, "sign"):
+            raise ValueError("public_key must be a public key, not a private key")
+        if signing is not None:
+            self._check_key_pair(signing, verify)
+        return signing, verify
+
+    def _check_key_pair(self, signing: Any, verify: Any) -> None:
+        # A mismatched pair would issue tokens the service itself rejects; fail at startup.
+        probe = jwt.encode({"probe": True}, signing, algorithm=self.algorithm)
+        try:
+            jwt.decode(probe, verify, algorithms=[self.algorithm])
+        except jwt.InvalidTokenError:
+            raise ValueError("public_key does not match secret_key") from None
+
+    # -- issuing ------------------------------------------------------------------------------
+
+    def generate_token(
+        self,
+        user_id: str,
+        additional_claims: Mapping[str, Any] | None = None,
+        expiry_seconds: float | None = None,
+    ) -> str:
+        """Return a signed token for ``user_id`` valid for ``expiry_seconds`` (default: service's).
+
+        Raises ValueError for an empty ``user_id``, a non-positive ``expiry_seconds``, or
+        ``additional_claims`` that set a reserved claim or are not JSON-serializable;
+        RuntimeError on a verify-only service.
+        """
+        if not isinstance(user_id, str) or not user_id:
+            raise ValueError(f"user_id must be a non-empty string, got {user_id!r}")
+        lifetime = (
+            self.token_expiry_seconds
+            if expiry_seconds is None
+            else _check_seconds(expiry_seconds, "expiry_seconds")
+        )
+        if self._signing_key is None:
+            raise RuntimeError("this JWTAuthService is verify-only (no secret_key): cannot sign")
+        payload: dict[str, Any] = {}
+        if additional_claims is not None:
+            if not isinstance(additional_claims, Mapping):
+                raise ValueError("additional_claims must be a mapping of claim names to values")
+            reserved = sorted(RESERVED_CLAIMS.intersection(additional_claims))
+            if reserved:
+                raise ValueError(f"additional_claims may not set reserved claims: {reserved}")
+            payload.update(additional_claims)
+        issued_at = int(time.time())
+        payload.update(user_id=user_id, sub=user_id, iat=issued_at, exp=issued_at + int(lifetime))
+        if self.audience is not None:
+            payload["aud"] = self.audience
+        if self.issuer is not None:
+            payload["iss"] = self.issuer
+        try:
+            return jwt.encode(payload, self._signing_key, algorithm=self.algorithm)
+        except TypeError:
+            raise ValueError("additional_claims must be JSON-serializable") from None
+
+    # -- verifying ----------------------------------------------------------------------------
+
+    def validate_token_or_raise(self, token: str | bytes) -> dict[str, Any]:
+        """Return the verified claims, or raise ``TokenValidationError`` saying why not."""
+        if not isinstance(token, str | bytes) or not token:
+            raise TokenValidationError("invalid_token")
+        try:
+            payload = jwt.decode(
+                token,
+                self._verify_key,
+                algorithms=self.algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options=self._decode_options,  # type: ignore[arg-type]
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenValidationError("expired") from None
+        except jwt.InvalidSignatureError:
+            raise TokenValidationError("invalid_signature") from None
+        except jwt.MissingRequiredClaimError:
+            raise TokenValidationError("missing_claim") from None
+        except jwt.InvalidAudienceError:
+            raise TokenValidationError("invalid_audience") from None
+        except jwt.InvalidIssuerError:
+            raise TokenValidationError("invalid_issuer") from None
+        except jwt.InvalidTokenError:
+            raise TokenValidationError("invalid_token") from None
+        except Exception as exc:
+            # Hostile input must never escape as a traceback; log the type only, not the token.
+            logger.debug("unexpected %s while decoding a token", type(exc).__name__)
+            raise TokenValidationError("invalid_token") from None
+        user = payload.get("user_id", payload.get("sub"))
+        if user is None:
+            raise TokenValidationError("missing_claim")
+        if not isinstance(user, str) or not user:
+            raise TokenValidationError("invalid_token")
+        return payload
+
+    def validate_token(self, token: str | bytes) -> dict[str, Any] | None:
+        """Return the verified claims, or None for any invalid, expired or tampered token."""
+        try:
+            return self.validate_token_or_raise(token)
+        except TokenValidationError as exc:
+            logger.debug("token rejected: %s", exc.reason)
+            return None
+
+    def get_user_id(self, token: str | bytes) -> str | None:
+        """Return the verified token's ``user_id`` (or ``sub``), or None if the token is not valid."""
+        payload = self.validate_token(token)
+        if payload is None:
+            return None
+        user = payload.get("user_id", payload.get("sub"))
+        return user if isinstance(user, str) else None
+
+    def is_token_expired(self, token: str | bytes) -> bool:
+        """Return False only for a token that verifies and has not expired; True otherwise.
+
+        A tampered, garbage or otherwise invalid token counts as expired (True): the answer
+        is "this token is no longer usable", so a caller gating on ``not is_token_expired``
+        can never accept a forged token.
+        """
+        return self.validate_token(token) is None

@@ -1,0 +1,84 @@
+"""metrics: prometheus - prometheus-client counters and gauges, text exposition at ``path``.
+
+Each app gets its own CollectorRegistry, so several apps in one process never collide.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from netrun_ws import hookimpl
+from netrun_ws.connection import Connection
+from netrun_ws.protocol import ProtocolError
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field("/metrics", pattern=r"^/", description="Path of the exposition endpoint.")
+    prefix: str = Field("netrun_ws", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", description="Name prefix.")
+
+
+class Plugin:
+    Options = Options
+
+    def __init__(self) -> None:
+        self.options = Options()
+        self.registry = CollectorRegistry()
+
+    @hookimpl
+    def configure(self, options: Options) -> None:
+        self.options = options
+        p, r = options.prefix, self.registry
+        self.connections = Gauge(f"{p}_connections", "Open connections", registry=r)
+        self.connects = Counter(f"{p}_connections_opened", "Connections accepted", registry=r)
+        self.disconnects = Counter(
+            f"{p}_connections_closed", "Connections closed, by close code", ["code"], registry=r
+        )
+        self.received = Counter(f"{p}_messages_received", "Frames received", registry=r)
+        self.received_bytes = Counter(f"{p}_received_bytes", "Bytes received", registry=r)
+        self.sent = Counter(f"{p}_messages_sent", "Messages queued to clients", registry=r)
+        self.invalid = Counter(
+            f"{p}_invalid_messages", "Invalid frames, by error code", ["code"], registry=r
+        )
+        self.errors = Counter(f"{p}_errors", "Plugin or host errors", registry=r)
+
+    @hookimpl
+    def register_routes(self) -> list[BaseRoute]:
+        return [Route(self.options.path, self._endpoint, methods=["GET"])]
+
+    async def _endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @hookimpl
+    def on_connect(self) -> None:
+        self.connects.inc()
+        self.connections.inc()
+
+    @hookimpl
+    def on_message_received(self, raw: str | bytes) -> None:
+        self.received.inc()
+        self.received_bytes.inc(len(raw))
+
+    @hookimpl
+    def after_send(self, message: Any) -> None:
+        self.sent.inc()
+
+    @hookimpl
+    def on_invalid_message(self, error: ProtocolError) -> None:
+        self.invalid.labels(code=str(error.code)).inc()
+
+    @hookimpl
+    def on_error(self) -> None:
+        self.errors.inc()
+
+    @hookimpl
+    def on_disconnect(self, connection: Connection, code: int) -> None:
+        self.connections.dec()
+        self.disconnects.labels(code=str(code)).inc()

@@ -1,0 +1,224 @@
+"""The ``netrun-ws`` command: run, check, plugins, token.
+
+Exit codes (docs/cli.md): 0 success; 1 unexpected failure; 2 usage or configuration error (one
+``file:line key.path: message`` line per mistake); 3 plugin error (import, setup, unknown hook);
+4 the server could not start (port in use, store unreachable, a startup hook failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_PLUGIN = 3
+EXIT_START = 4
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netrun-ws",
+        description="A config-driven WebSocket server: netrun_ws.yaml selects the plugins.",
+        epilog="Exit codes: 0 ok, 1 unexpected error, 2 config/usage error, 3 plugin error, "
+        "4 server failed to start. Docs: docs/cli.md",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--config",
+            "-c",
+            default="netrun_ws.yaml",
+            metavar="PATH",
+            help="config file (default: ./netrun_ws.yaml)",
+        )
+        sub.add_argument(
+            "--env",
+            "-e",
+            default=None,
+            metavar="NAME",
+            help="environment overlay from the config's `environments:` (default: $NETRUN_WS_ENV)",
+        )
+
+    run = commands.add_parser(
+        "run", help="serve the configured app with uvicorn", description="Serve until SIGINT/SIGTERM."
+    )
+    with_config(run)
+    run.add_argument("--host", help="bind address (overrides server.host)")
+    run.add_argument("--port", type=int, help="port (overrides server.port)")
+    run.add_argument("--log-level", choices=LOG_LEVELS, help="overrides server.log_level")
+
+    check = commands.add_parser(
+        "check",
+        help="validate the config and plugins without serving",
+        description="Validate config and plugins; print each slot's plugin and where it came from.",
+    )
+    with_config(check)
+
+    plugins = commands.add_parser(
+        "plugins",
+        help="list every discoverable plugin and the hooks it implements",
+        description="Built-ins, entry points (group `netrun_ws`) and files in plugins_dir.",
+    )
+    plugins.add_argument(
+        "--plugins-dir",
+        default=None,
+        metavar="DIR",
+        help="plugins folder to list (default: ./plugins)",
+    )
+
+    token = commands.add_parser(
+        "token",
+        help="print a JWT for local testing, signed with the configured auth secret",
+        description="Needs `auth: {plugin: jwt, secret: ...}` in the (environment's) config.",
+    )
+    with_config(token)
+    token.add_argument("--user", required=True, metavar="ID", help="user id (sub and user_id claims)")
+    token.add_argument("--expiry", type=int, metavar="SECONDS", help="lifetime (default: config)")
+    token.add_argument(
+        "--claim",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra claim (repeatable; VALUE parsed as JSON when it can be)",
+    )
+    return parser
+
+
+def _fail(code: int, message: str) -> int:
+    print(message, file=sys.stderr)
+    return code
+
+
+def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Any:
+    from netrun_ws.config import load_config
+
+    return load_config(args.config, env=args.env, overrides=overrides)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from netrun_ws.app import create_app
+
+    server_overrides = {
+        key: value
+        for key, value in (("host", args.host), ("port", args.port), ("log_level", args.log_level))
+        if value is not None
+    }
+    loaded = _load(args, {"server": server_overrides} if server_overrides else None)
+    server = loaded.config.server
+    logging.basicConfig(
+        level=logging.getLevelName(server.log_level.upper()) if server.log_level != "trace" else 5,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app = create_app(loaded)
+    config = uvicorn.Config(
+        app,
+        host=server.host,
+        port=server.port,
+        log_level=server.log_level,
+        lifespan="on",
+        ws_max_size=loaded.config.limits.max_message_bytes,
+        ws_per_message_deflate=server.permessage_deflate,
+        timeout_graceful_shutdown=server.drain_timeout,
+    )
+    uvicorn_server = uvicorn.Server(config)
+    uvicorn_server.run()
+    return EXIT_OK if uvicorn_server.started else EXIT_START
+
+
+def _check(args: argparse.Namespace) -> int:
+    from netrun_ws.config import mask_secrets
+    from netrun_ws.host import Host
+
+    loaded = _load(args)
+    host = Host(loaded)
+    source = f"{loaded.path}" + (f" (environment {loaded.env})" if loaded.env else "")
+    print(f"config: {source}: OK")
+    for key, pm_name in host.slots.items():
+        plugin = host.plugins[pm_name]
+        print(f"  {key:<10} {plugin.name:<12} {plugin.origin}")
+        options = host.plugin_options.get(pm_name)
+        if options is not None:
+            shown = mask_secrets(options.model_dump(mode="json"))
+            print(f"  {'':<10} options: {json.dumps(shown, sort_keys=True)}")
+    for pm_name, plugin in host.plugins.items():
+        if pm_name not in host.slots.values():
+            print(f"  {'app':<10} {plugin.name:<12} {plugin.origin}")
+    return EXIT_OK
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from netrun_ws.plugins import discover
+
+    plugins_dir = Path(args.plugins_dir) if args.plugins_dir else Path("plugins")
+    for plugin in discover(plugins_dir.resolve() if plugins_dir.is_dir() else None):
+        slot = plugin.slot or "app"
+        print(f"{plugin.name} [{slot}] {plugin.origin}")
+        if plugin.error:
+            print(f"    error: {plugin.error}")
+        else:
+            print(f"    hooks: {', '.join(plugin.hooks) or '(none)'}")
+    return EXIT_OK
+
+
+def _token(args: argparse.Namespace) -> int:
+    from netrun_ws.builtin.auth_jwt import Options, service_from
+
+    loaded = _load(args)
+    auth = loaded.config.auth
+    if auth.plugin != "jwt":
+        return _fail(
+            EXIT_CONFIG,
+            f"{loaded.path}: auth.plugin is {auth.plugin!r}; `token` needs auth: {{plugin: jwt, ...}}"
+            " (pick an environment that uses jwt with --env)",
+        )
+    options = loaded.validate_options("auth", Options, auth.options)
+    assert isinstance(options, Options)
+    claims: dict[str, Any] = {}
+    for item in args.claim:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            return _fail(EXIT_CONFIG, f"--claim {item!r}: expected KEY=VALUE")
+        try:
+            claims[key] = json.loads(value)
+        except json.JSONDecodeError:
+            claims[key] = value
+    service = service_from(options)
+    print(service.generate_token(args.user, additional_claims=claims or None, expiry_seconds=args.expiry))
+    return EXIT_OK
+
+
+COMMANDS = {"run": _run, "check": _check, "plugins": _plugins, "token": _token}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``netrun-ws`` script; returns the exit code."""
+    from netrun_ws.config import ConfigError
+    from netrun_ws.plugins import PluginLoadError
+
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as error:
+        return _fail(EXIT_CONFIG, str(error))
+    except PluginLoadError as error:
+        return _fail(EXIT_PLUGIN, str(error))
+    except ImportError as error:  # a missing extra, e.g. PyJWT for auth: jwt
+        return _fail(EXIT_CONFIG, f"error: {error}")
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""The validated shape of ``netrun_ws.yaml``: one pydantic model per section.
+
+Every key is documented in its ``Field(description=...)``; docs/configuration.md is generated
+from them. Unknown keys are errors everywhere except inside a plugin slot, whose extra keys are
+that plugin's options (validated later against the plugin's own model).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+Overflow = Literal["disconnect", "drop_oldest"]
+NonEmptyStr = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+# An origin as browsers send it: scheme://host[:port], never a path or trailing slash.
+_ORIGIN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]+$")
+_URL_PATH = re.compile(r"^/[^\s?#]*$")
+
+
+def _check_origin(origin: str) -> str:
+    if not _ORIGIN.match(origin):
+        raise PydanticCustomError(
+            "origin",
+            "'{origin}' is not an origin; write scheme://host[:port] with no path or trailing "
+            "slash, e.g. 'http://localhost:8000'",
+            {"origin": origin},
+        )
+    return origin
+
+
+Origin = Annotated[str, AfterValidator(_check_origin)]
+
+
+def _kind_of(value: object) -> str:
+    """Name a YAML value's kind the way a config author thinks of it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return type(value).__name__
+
+
+class ServerConfig(BaseModel):
+    """Where and how the server listens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: NonEmptyStr = Field(
+        default="127.0.0.1",
+        description="Interface to bind. The default serves loopback only; use 0.0.0.0 to expose.",
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="TCP port to listen on.")
+    path: str = Field(
+        default="/ws", description="URL path of the WebSocket endpoint; starts with '/'."
+    )
+    allowed_origins: list[Origin] = Field(
+        default_factory=list,
+        description=(
+            "Origins (scheme://host[:port], no path) allowed to open a WebSocket, compared "
+            "exactly with the handshake's Origin header. An empty list disables the Origin "
+            "check (any origin, and clients that send none, are accepted)."
+        ),
+    )
+    log_level: LogLevel = Field(
+        default="info",
+        description="uvicorn and netrun-ws log level: critical, error, warning, info, debug, trace.",
+    )
+    handshake_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a client may take to complete the handshake and authenticate.",
+    )
+    drain_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds to wait on shutdown for connections to close before forcing them.",
+    )
+    api_prefix: str = Field(
+        default="/api", description="URL prefix of the HTTP routes plugins register; starts with '/'."
+    )
+    permessage_deflate: bool = Field(
+        default=False,
+        description=(
+            "Enable the permessage-deflate extension. Off by default: it costs hundreds of KB "
+            "of memory per connection."
+        ),
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lowercase_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("path", "api_prefix")
+    @classmethod
+    def _check_url_path(cls, value: str) -> str:
+        if not _URL_PATH.match(value):
+            raise PydanticCustomError(
+                "url_path", "must be a URL path starting with '/' (no spaces, '?' or '#')"
+            )
+        return value
+
+
+class LimitsConfig(BaseModel):
+    """Bounds that keep one client, or many, from exhausting the server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_connections: int = Field(
+        default=10000,
+        gt=0,
+        description="Open connections the server accepts in total; more are closed with 1013.",
+    )
+    max_connections_per_user: int = Field(
+        default=5,
+        gt=0,
+        description="Open connections one user (identity) may hold; more are closed with 1013.",
+    )
+    max_message_bytes: int = Field(
+        default=65536,
+        gt=0,
+        description="Largest incoming frame in bytes; a bigger one closes the connection with 1009.",
+    )
+    send_queue: int = Field(
+        default=256,
+        gt=0,
+        description="Outbound messages queued per connection before `overflow` applies.",
+    )
+    overflow: Overflow = Field(
+        default="disconnect",
+        description=(
+            "What a full send queue does: 'disconnect' closes the slow client with 4101, "
+            "'drop_oldest' discards its oldest queued message."
+        ),
+    )
+    messages_per_second: float = Field(
+        default=50.0,
+        ge=0,
+        description="Incoming messages per second allowed per connection; 0 disables the limit.",
+    )
+    max_consecutive_errors: int = Field(
+        default=10,
+        gt=0,
+        description=(
+            "Invalid messages in a row (each answered with an error reply) before the "
+            "connection is closed with 4000."
+        ),
+    )
+
+
+class SlotConfig(BaseModel):
+    """A plugin chosen for a slot, with its options.
+
+    Written flat in YAML: ``auth: {plugin: jwt, secret: x}`` gives ``plugin="jwt"`` and
+    ``options={"secret": "x"}``; a bare string ``auth: jwt`` means ``{plugin: jwt}``. An explicit
+    ``options:`` mapping is also accepted and merged with the flat keys, so no plugin can have an
+    option literally named ``options``. Dumps back to the flat form.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    plugin: NonEmptyStr = Field(
+        description="The plugin's name (built-in, entry point or plugins_dir file) or module path."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Every other key of the slot, validated against the plugin's own options model.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_options(cls, data: object) -> object:
+        if isinstance(data, SlotConfig):
+            return data
+        if isinstance(data, str):
+            return {"plugin": data, "options": {}}
+        if not isinstance(data, Mapping):
+            raise PydanticCustomError(
+                "slot_type",
+                "expected a plugin name or a mapping with a 'plugin' key, got {kind}",
+                {"kind": _kind_of(data)},
+            )
+        flat = dict(data)
+        explicit = flat.pop("options", None)
+        if explicit is not None and not isinstance(explicit, Mapping):
+            raise PydanticCustomError(
+                "slot_options", "'options' must be a mapping of option names to values"
+            )
+        collected: dict[str, Any] = {}
+        plugin = flat.pop("plugin", None) if "plugin" in flat else None
+        for key, value in dict(explicit or {}).items():
+            if key in flat:
+                raise PydanticCustomError(
+                    "slot_duplicate_option",
+                    "option '{key}' is given both flat and under 'options'",
+                    {"key": key},
+                )
+            collected[key] = value
+        collected.update(flat)
+        result: dict[str, Any] = {"options": collected}
+        if "plugin" in data:
+            result["plugin"] = plugin
+        return result
+
+    @model_serializer
+    def _dump_flat(self) -> dict[str, Any]:
+        return {"plugin": self.plugin, **self.options}
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # The stored shape (plugin + options) is not what a YAML author writes; describe the
+        # flat and bare-string forms instead.
+        plugin = {"type": "string", "minLength": 1, "description": "Plugin name or module path."}
+        return {
+            "title": "Slot",
+            "description": (
+                "A plugin name, or a mapping with 'plugin' and the plugin's options as "
+                "further keys."
+            ),
+            "anyOf": [
+                plugin,
+                {
+                    "type": "object",
+                    "properties": {"plugin": plugin},
+                    "required": ["plugin"],
+                    "additionalProperties": True,
+                },
+            ],
+        }
+
+
+def _slot(plugin: str) -> Any:
+    return SlotConfig(plugin=plugin)
+
+
+class Config(BaseModel):
+    """A validated netrun_ws.yaml, with its environment overlay and overrides applied."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: ServerConfig = Field(
+        default_factory=ServerConfig, description="Listening address, paths and timeouts."
+    )
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig, description="Connection, size, queue and rate limits."
+    )
+    auth: SlotConfig = Field(
+        default=_slot("anonymous"),
+        description="Who a connection is: 'anonymous' (local development) or 'jwt'.",
+    )
+    store: SlotConfig = Field(
+        default=_slot("memory"), description="Where sessions and rooms are kept: 'memory'."
+    )
+    heartbeat: SlotConfig | None = Field(
+        default=_slot("ping"),
+        description="Detects dead connections: 'ping'. null disables heartbeats.",
+    )
+    reconnect: SlotConfig | None = Field(
+        default=_slot("exponential"),
+        description=(
+            "Reconnection policy sent to clients on connect: 'exponential'. null sends none."
+        ),
+    )
+    protocol: SlotConfig = Field(
+        default=_slot("json"),
+        description="How frames are parsed and validated into message types: 'json'.",
+    )
+    metrics: list[SlotConfig] = Field(
+        default=[_slot("log")],
+        description="Metrics sinks, any of 'log', 'json', 'prometheus'. [] (or null) for none.",
+    )
+    plugins_dir: str | None = Field(
+        default="plugins",
+        description=(
+            "Directory of plugin files and packages, relative to the config file's directory; "
+            "made absolute on load. If given explicitly it must exist. null disables it."
+        ),
+    )
+    plugins: list[SlotConfig] = Field(
+        default_factory=list,
+        description=(
+            "App plugins, each a name, module path, or a slot mapping with options. "
+            "[] (or null) for none."
+        ),
+    )
+
+    @field_validator("server", "limits", mode="before")
+    @classmethod
+    def _empty_section_means_defaults(cls, value: object) -> object:
+        # `server:` with nothing after it is YAML null; the author meant "all defaults".
+        return {} if value is None else value
+
+    @field_validator("metrics", "plugins", mode="before")
+    @classmethod
+    def _as_list(cls, value: object) -> object:
+        if value is None:
+            return []
+        if isinstance(value, str | Mapping | SlotConfig):
+            return [value]
+        return value
+
+
+class ConfigFile(Config):
+    """The file's full shape, ``environments`` included; for JSON schema and docs only.
+
+    The loader applies the chosen overlay and validates the result as :class:`Config`.
+    """
+
+    environments: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description=(
+            "Named overlays, chosen with --env NAME or NETRUN_WS_ENV, deep-merged over the rest "
+            "of the file: mappings merge, lists and scalars replace, and a slot whose 'plugin' "
+            "changes is replaced whole (options included)."
+        ),
+    )
+
+
+SLOT_KEYS: frozenset[str] = frozenset({"auth", "store", "heartbeat", "reconnect", "protocol"})
+"""Top-level keys holding a single plugin slot (merged by the slot rule in overlays)."""

@@ -1,0 +1,585 @@
+"""The host: loads the configured plugins and runs every connection through the lifecycle hooks.
+
+Start-up (``Host.__init__``): resolve each slot's plugin, validate its options against its own
+``Options`` model, register it with pluggy, check no unknown hook is implemented, call
+``configure``, collect message types and routes. Runtime (``serve_websocket``): handshake ->
+authenticate -> accept (WebSocketConnectionManager) -> ``on_connect`` -> welcome -> message loop ->
+``on_disconnect``. docs/architecture.md walks through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel
+from starlette.routing import BaseRoute
+from starlette.websockets import WebSocket
+
+from netrun_ws import hookspecs
+from netrun_ws.codes import CloseCode, ErrorCode
+from netrun_ws.config import ConfigError, ConfigIssue, LoadedConfig
+from netrun_ws.connection import Connection
+from netrun_ws.connection_manager import WebSocketConnectionManager
+from netrun_ws.hooks import DROP, HookError, Hooks
+from netrun_ws.identity import AuthenticationError, Identity, Rejection
+from netrun_ws.plugins import (
+    LoadedPlugin,
+    PluginLoadError,
+    UnknownPluginError,
+    describe_exception,
+    known_names,
+    resolve,
+)
+from netrun_ws.protocol import MessageRegistry, ProtocolError
+from netrun_ws.store import Envelope, Store
+
+logger = logging.getLogger("netrun_ws")
+
+SLOTS = ("auth", "store", "heartbeat", "reconnect", "protocol")
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def encode(message: Any) -> str:
+    """JSON text of a message: models via pydantic, str passed through as already-encoded JSON."""
+    if isinstance(message, str):
+        return message
+    if isinstance(message, BaseModel):
+        return message.model_dump_json()
+    return json.dumps(message, separators=(",", ":"), default=str)
+
+
+def error_reply(code: str, error: str, details: Any = None) -> dict[str, Any]:
+    return {"type": "error", "error": error, "code": code, "details": details}
+
+
+class Host:
+    """One configured netrun-ws server. Plugins receive it as the ``host`` hook argument."""
+
+    def __init__(self, loaded: LoadedConfig) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        #: Free-form per-host state plugins may share.
+        self.state: dict[str, Any] = {}
+        self.plugin_manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.plugin_manager.add_hookspecs(hookspecs)
+        #: pluggy name -> where the plugin came from.
+        self.plugins: dict[str, LoadedPlugin] = {}
+        #: slot -> pluggy name of the plugin serving it ("metrics.N" for each sink).
+        self.slots: dict[str, str] = {}
+        self.plugin_options: dict[str, BaseModel | None] = {}
+        limits = self.config.limits
+        self.manager = WebSocketConnectionManager(
+            max_connections_per_user=limits.max_connections_per_user,
+            heartbeat_interval=30,
+            max_connections=limits.max_connections,
+            send_queue_size=limits.send_queue,
+            overflow_policy=limits.overflow,
+        )
+        self.manager.on_disconnect = self._connection_closed
+        self.registry = MessageRegistry()
+        self.routes: list[BaseRoute] = []
+        self._store: Store | None = None
+        self.ready = False
+        self._rooms: dict[str, set[str]] = {}
+        self._load_plugins()
+        self.hooks = Hooks(self.plugin_manager)
+        self._add_plugin_hookspecs()
+        self._check_hook_names()
+        self._setup()
+
+    # ------------------------------------------------------------------ start-up
+
+    def _load_plugins(self) -> None:
+        issues: list[ConfigIssue] = []
+        config = self.config
+        for slot in SLOTS:
+            slot_config = getattr(config, slot)
+            if slot_config is not None:
+                self._add_plugin(slot, slot, slot_config.plugin, slot_config.options, issues)
+        for index, sink in enumerate(config.metrics):
+            self._add_plugin("metrics", f"metrics.{index}", sink.plugin, sink.options, issues)
+        for index, app_plugin in enumerate(config.plugins):
+            self._add_plugin(
+                None, f"plugins.{index}", app_plugin.plugin, app_plugin.options, issues
+            )
+        if issues:
+            raise ConfigError(issues)
+
+    def _add_plugin(
+        self,
+        slot: str | None,
+        key_path: str,
+        name: str,
+        options: dict[str, Any],
+        issues: list[ConfigIssue],
+    ) -> None:
+        plugins_dir = self.loaded.plugins_dir
+        try:
+            loaded = resolve(name, slot=slot, plugins_dir=plugins_dir)
+        except UnknownPluginError:
+            known = known_names(slot, plugins_dir)
+            hint = difflib.get_close_matches(name, known, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            where = f" for slot {slot!r}" if slot else ""
+            message = f"unknown plugin {name!r}{where}{suggestion} (known: {', '.join(known)})"
+            issues.append(self.loaded.issue(f"{key_path}.plugin", message))
+            return
+        target: Any = loaded.module
+        plugin_class = getattr(loaded.module, "Plugin", None)
+        if isinstance(plugin_class, type):
+            try:
+                target = plugin_class()
+            except Exception as exc:
+                cause = f"failed to create Plugin(): {describe_exception(exc)}"
+                raise PluginLoadError(name, loaded.origin, cause) from exc
+        model = getattr(target, "Options", None)
+        validated: BaseModel | None = None
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            try:
+                validated = self.loaded.validate_options(key_path, model, options)
+            except ConfigError as error:
+                issues.extend(error.issues)
+                return
+        elif options:
+            keys = ", ".join(sorted(options))
+            issues.append(self.loaded.issue(key_path, f"plugin {name!r} takes no options ({keys})"))
+            return
+        pm_name = key_path if slot == "metrics" else (slot or name)
+        if pm_name in self.plugins or self.plugin_manager.is_registered(target):
+            issues.append(self.loaded.issue(key_path, f"plugin {name!r} is configured twice"))
+            return
+        try:
+            self.plugin_manager.register(target, name=pm_name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginLoadError(name, loaded.origin, str(exc).splitlines()[0]) from exc
+        self.plugins[pm_name] = loaded
+        self.plugin_options[pm_name] = validated
+        if slot is not None:
+            self.slots[key_path] = pm_name
+
+    def _add_plugin_hookspecs(self) -> None:
+        try:
+            self.hooks.call_sync("add_hookspecs", plugin_manager=self.plugin_manager)
+        except HookError as error:
+            raise self._plugin_error(error) from error
+        self.hooks.refresh()
+
+    def _check_hook_names(self) -> None:
+        """A misspelled hook would silently never fire: refuse it, naming plugin and hook."""
+        known = [
+            name
+            for name in dir(self.plugin_manager.hook)
+            if isinstance(caller := getattr(self.plugin_manager.hook, name), pluggy.HookCaller)
+            and caller.has_spec()
+        ]
+        for hook_name in dir(self.plugin_manager.hook):
+            caller = getattr(self.plugin_manager.hook, hook_name)
+            if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                pm_name = self.plugin_manager.get_name(impl.plugin) or "?"
+                loaded = self.plugins[pm_name]
+                hint = difflib.get_close_matches(hook_name, known, n=1)
+                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                cause = f"implements unknown hook {hook_name!r}{suggestion}"
+                raise PluginLoadError(loaded.name, loaded.origin, cause)
+
+    def _plugin_error(self, error: HookError) -> PluginLoadError:
+        loaded = self.plugins.get(error.plugin)
+        name = loaded.name if loaded else error.plugin
+        origin = loaded.origin if loaded else "unknown origin"
+        cause = f"failed in {error.hook}: {describe_exception(error.error)}"
+        return PluginLoadError(name, origin, cause)
+
+    def _setup(self) -> None:
+        hooks = self.hooks
+        try:
+            hooks.call_sync_each(
+                "configure",
+                lambda plugin: {"host": self, "options": self.plugin_options.get(plugin)},
+            )
+            for models in hooks.call_sync("register_message_types", host=self):
+                try:
+                    self.registry.register(*models)
+                except Exception as exc:
+                    raise HookError("?", "register_message_types", exc) from exc
+            for routes in hooks.call_sync("register_routes", host=self):
+                self.routes.extend(routes)
+        except HookError as error:
+            raise self._plugin_error(error) from error
+        # Hot-path flags: a hook nobody implements costs one attribute test per message.
+        self._has_received = hooks.has("on_message_received")
+        self._has_on_message = hooks.has("on_message")
+        self._has_invalid = hooks.has("on_invalid_message")
+        self._has_before_send = hooks.has("before_send")
+        self._has_after_send = hooks.has("after_send")
+
+    # ------------------------------------------------------------------ lifespan
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the store is available once the app has started")
+        return self._store
+
+    async def start(self) -> None:
+        """ASGI lifespan startup: obtain and start the store, then run ``startup`` hooks."""
+        try:
+            store = await self.hooks.first("provide_store", host=self)
+        except HookError as error:
+            raise self._plugin_error(error) from error
+        if store is None:
+            raise RuntimeError(f"store plugin {self.config.store.plugin!r} provided no store")
+        self._store = store
+        await store.start(self.deliver_local)
+        try:
+            await self.hooks.call("startup", host=self)
+        except HookError as error:
+            raise self._plugin_error(error) from error
+        self.ready = True
+        logger.info(
+            "netrun-ws ready: websocket at %s, plugins: %s",
+            self.config.server.path,
+            ", ".join(f"{key}={self.plugins[name].name}" for key, name in self.slots.items()),
+        )
+
+    async def stop(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
+        """ASGI lifespan shutdown: close every connection, run ``shutdown`` hooks, stop the store."""
+        self.ready = False
+        await self.manager.close_all(code, reason)
+        await self.hooks.call_isolated("shutdown", host=self)
+        if self._store is not None:
+            try:
+                await self._store.stop()
+            except Exception as exc:
+                logger.error("store failed to stop: %s", describe_exception(exc))
+
+    async def is_ready(self) -> bool:
+        return self.ready and self._store is not None and await self._store.ready()
+
+    # ------------------------------------------------------------------ connections
+
+    def connection(self, connection_id: str) -> Connection | None:
+        return self.manager.get_connection(connection_id)
+
+    def _origin_allowed(self, websocket: WebSocket) -> bool:
+        allowed = self.config.server.allowed_origins
+        if not allowed:
+            return True
+        origin = websocket.headers.get("origin")
+        # Non-browser clients send no Origin; browsers always do, so this cannot be forged by a page.
+        return origin is None or origin in allowed
+
+    async def _authenticate(self, websocket: WebSocket) -> Identity:
+        identity = await self.hooks.first("authenticate", host=self, request=websocket)
+        if identity is None:
+            raise AuthenticationError("authentication required")
+        if not isinstance(identity, Identity):
+            raise TypeError(f"authenticate returned {type(identity).__name__}, not Identity")
+        return identity
+
+    async def serve_websocket(self, websocket: WebSocket) -> None:
+        """The ASGI websocket endpoint: one call per connection, from handshake to disconnect."""
+        if not self._origin_allowed(websocket):
+            logger.info("refused handshake: origin %r not allowed", websocket.headers.get("origin"))
+            await websocket.close(code=CloseCode.POLICY_VIOLATION)  # before accept: HTTP 403
+            return
+        try:
+            rejection = await self.hooks.first("handshake", host=self, request=websocket)
+        except HookError as error:
+            logger.error("%s", error)
+            await websocket.close(code=CloseCode.INTERNAL_ERROR)
+            return
+        if isinstance(rejection, Rejection):
+            logger.info("refused handshake: %s", rejection.reason)
+            await websocket.close(code=CloseCode.POLICY_VIOLATION)
+            return
+        try:
+            identity = await asyncio.wait_for(
+                self._authenticate(websocket), self.config.server.handshake_timeout
+            )
+        except AuthenticationError as error:
+            await websocket.accept()
+            await websocket.close(code=CloseCode.POLICY_VIOLATION, reason=error.reason[:120])
+            return
+        except (HookError, TypeError, asyncio.TimeoutError) as error:
+            logger.error("authentication failed: %s", error)
+            await websocket.accept()
+            await websocket.close(code=CloseCode.INTERNAL_ERROR, reason="authentication error")
+            return
+
+        requested = websocket.query_params.get("session_id")
+        session_id = requested if requested and _SESSION_ID.match(requested) else uuid.uuid4().hex
+        metadata: dict[str, Any] = {"identity": identity, "rooms": set()}
+        try:
+            connection_id = await self.manager.connect(
+                websocket, identity.user_id, session_id=session_id, metadata=metadata
+            )
+        except ValueError as error:
+            logger.info("refused connection: %s", error)
+            return
+        connection = self.manager.get_connection(connection_id)
+        if connection is None:  # closed during accept
+            return
+        close_code, close_reason = CloseCode.NORMAL, ""
+        try:
+            sessions = self.store.sessions
+            metadata["store_connection_id"] = await sessions.create_connection(
+                session_id, identity.user_id, identity.username or identity.user_id
+            )
+            await self.hooks.call("on_connect", host=self, connection=connection)
+            await self._send_welcome(connection, identity)
+            close_code, close_reason = await self._message_loop(websocket, connection)
+        except HookError as error:
+            logger.error("%s", error, exc_info=error.error)
+            await self._report_error(connection, error)
+            close_code, close_reason = CloseCode.INTERNAL_ERROR, "internal error"
+        except Exception as exc:  # a host bug must not leak a traceback to the client
+            logger.exception("connection %s failed", connection_id)
+            await self._report_error(connection, exc)
+            close_code, close_reason = CloseCode.INTERNAL_ERROR, "internal error"
+        finally:
+            await self.manager.disconnect(connection_id, close_code, close_reason)
+
+    async def _send_welcome(self, connection: Connection, identity: Identity) -> None:
+        welcome: dict[str, Any] = {}
+        for payload in await self.hooks.call("welcome_payload", host=self, connection=connection):
+            welcome.update(payload)
+        welcome.update(
+            type="connect",
+            connection_id=connection.connection_id,
+            user_id=identity.user_id,
+            session_id=connection.session_id,
+        )
+        await self.send(connection, welcome)
+
+    async def _message_loop(self, websocket: WebSocket, connection: Connection) -> tuple[int, str]:
+        """Receive frames until the peer leaves; returns the close code and reason to record."""
+        limits = self.config.limits
+        max_errors = limits.max_consecutive_errors
+        rate = limits.messages_per_second
+        burst = max(rate, 1.0)
+        tokens, last = burst, time.monotonic()
+        errors = limited = 0
+        receive = websocket.receive
+        registry_parse = self.registry.parse
+        while True:
+            frame = await receive()
+            if frame["type"] == "websocket.disconnect":
+                return frame.get("code", 1005), frame.get("reason") or ""
+            raw: str | bytes | None = frame.get("text")
+            if raw is None:
+                raw = frame.get("bytes") or b""
+            connection.messages_received += 1
+            connection.bytes_received += len(raw)
+            if self._has_received:
+                await self.hooks.call(
+                    "on_message_received", host=self, connection=connection, raw=raw
+                )
+            if rate:
+                now = time.monotonic()
+                tokens = min(burst, tokens + (now - last) * rate)
+                last = now
+                if tokens < 1.0:
+                    limited += 1
+                    if limited > burst:
+                        return CloseCode.RATE_LIMITED, "rate limit exceeded"
+                    await self.send(
+                        connection,
+                        error_reply(ErrorCode.RATE_LIMITED, f"over {rate:g} messages per second"),
+                    )
+                    continue
+                tokens -= 1.0
+                limited = 0
+            try:
+                if isinstance(raw, bytes):
+                    raise ProtocolError(
+                        ErrorCode.BINARY_NOT_SUPPORTED, "binary frames are not supported", None
+                    )
+                message = registry_parse(raw)
+            except ProtocolError as error:
+                errors += 1
+                await self.send(connection, error_reply(error.code, error.error, error.details))
+                if self._has_invalid:
+                    await self.hooks.call_isolated(
+                        "on_invalid_message", host=self, connection=connection, raw=raw, error=error
+                    )
+                if errors >= max_errors:
+                    return CloseCode.TOO_MANY_INVALID_MESSAGES, "too many invalid messages"
+                continue
+            errors = 0
+            if self._has_on_message:
+                await self._dispatch(connection, message)
+
+    async def _dispatch(self, connection: Connection, message: BaseModel) -> None:
+        try:
+            replies = await self.hooks.call(
+                "on_message", host=self, connection=connection, message=message
+            )
+        except HookError as error:
+            logger.error("%s", error, exc_info=error.error)
+            await self.send(
+                connection,
+                error_reply(ErrorCode.HANDLER_ERROR, f"message handler failed ({error.plugin})"),
+            )
+            await self._report_error(connection, error)
+            return
+        for reply in replies:
+            await self.send(connection, reply)
+
+    async def _report_error(self, connection: Connection | None, error: BaseException) -> None:
+        await self.hooks.call_isolated("on_error", host=self, connection=connection, error=error)
+
+    async def _connection_closed(self, connection: Connection, code: int, reason: str) -> None:
+        """Called once per connection by the manager, whatever closed it."""
+        for room in list(connection.metadata.get("rooms", ())):
+            await self._leave(connection, room)
+        store_id = connection.metadata.get("store_connection_id")
+        if store_id is not None and self._store is not None:
+            try:
+                await self._store.sessions.disconnect(store_id, save_state=True)
+            except Exception as exc:
+                logger.error("session store failed on disconnect: %s", describe_exception(exc))
+        await self.hooks.call_isolated(
+            "on_disconnect", host=self, connection=connection, code=code, reason=reason
+        )
+
+    async def disconnect(
+        self, connection: Connection | str, code: int = CloseCode.NORMAL, reason: str = ""
+    ) -> None:
+        """Close a connection (``on_disconnect`` fires once)."""
+        connection_id = connection if isinstance(connection, str) else connection.connection_id
+        await self.manager.disconnect(connection_id, code, reason)
+
+    async def disconnect_user(
+        self, user_id: str, code: int = CloseCode.POLICY_VIOLATION, reason: str = ""
+    ) -> int:
+        """Close every local connection of ``user_id`` (logout, revocation); returns how many."""
+        ids = self.manager.get_user_connections(user_id)
+        for connection_id in ids:
+            await self.manager.disconnect(connection_id, code, reason)
+        return len(ids)
+
+    # ------------------------------------------------------------------ sending
+
+    async def send(self, connection: Connection | str, message: Any) -> bool:
+        """Send one message to one local connection, through ``before_send``/``after_send``."""
+        if isinstance(connection, str):
+            found = self.manager.get_connection(connection)
+            if found is None:
+                return False
+            connection = found
+        if self._has_before_send:
+            message = await self.hooks.chain(
+                "before_send", "message", message, host=self, connection=connection
+            )
+            if message is DROP:
+                return False
+        if not connection.enqueue(encode(message)):
+            return False
+        if self._has_after_send:
+            await self.hooks.call(
+                "after_send", host=self, connection=connection, message=message
+            )
+        return True
+
+    async def send_to_user(self, user_id: str, message: Any) -> int:
+        """Send to every connection of ``user_id`` on every node; returns local deliveries."""
+        return await self.store.publish(Envelope("user", user_id, encode(message)))
+
+    async def broadcast(self, message: Any, exclude_users: Iterable[str] = ()) -> int:
+        """Send to every connection on every node except ``exclude_users``; returns local deliveries."""
+        envelope = Envelope("broadcast", None, encode(message), frozenset(exclude_users))
+        return await self.store.publish(envelope)
+
+    async def publish_room(
+        self, room: str, message: Any, exclude_connections: Iterable[str] = ()
+    ) -> int:
+        """Send to every member of ``room`` on every node; returns local deliveries."""
+        envelope = Envelope(
+            "room", room, encode(message), exclude_connections=frozenset(exclude_connections)
+        )
+        return await self.store.publish(envelope)
+
+    def _local_targets(self, envelope: Envelope) -> Iterable[str]:
+        if envelope.kind == "user":
+            return self.manager.get_user_connections(envelope.target or "")
+        if envelope.kind == "room":
+            return tuple(self._rooms.get(envelope.target or "", ()))
+        if envelope.kind == "connection":
+            return (envelope.target or "",)
+        return tuple(
+            connection.connection_id
+            for connection in self.manager.connections()
+            if connection.user_id not in envelope.exclude_users
+        )
+
+    async def deliver_local(self, envelope: Envelope) -> int:
+        """Deliver an envelope to this node's connections (the store calls this on every node)."""
+        targets = self._local_targets(envelope)
+        excluded = envelope.exclude_connections
+        delivered = 0
+        if self._has_before_send or self._has_after_send:
+            message = json.loads(envelope.payload)
+            for connection_id in targets:
+                if connection_id not in excluded and await self.send(connection_id, message):
+                    delivered += 1
+            return delivered
+        # Encoded once: every recipient gets the same str, queued without awaiting the network.
+        get = self.manager.get_connection
+        for connection_id in targets:
+            if connection_id in excluded:
+                continue
+            connection = get(connection_id)
+            if connection is not None and connection.enqueue(envelope.payload):
+                delivered += 1
+        return delivered
+
+    # ------------------------------------------------------------------ rooms
+
+    def rooms_of(self, connection: Connection) -> set[str]:
+        rooms: set[str] = connection.metadata.setdefault("rooms", set())
+        return rooms
+
+    async def join_room(self, connection: Connection, room: str) -> bool:
+        """Add a connection to a room if no ``authorize_room`` implementation says False."""
+        verdicts = await self.hooks.call(
+            "authorize_room", host=self, connection=connection, room=room
+        )
+        if any(verdict is False for verdict in verdicts):
+            return False
+        rooms = self.rooms_of(connection)
+        if room in rooms:
+            return True
+        rooms.add(room)
+        self._rooms.setdefault(room, set()).add(connection.connection_id)
+        await self.store.join_room(room, connection.connection_id, connection.user_id)
+        await self.hooks.call("on_room_join", host=self, connection=connection, room=room)
+        return True
+
+    async def leave_room(self, connection: Connection, room: str) -> bool:
+        """Remove a connection from a room; False if it was not a member."""
+        if room not in self.rooms_of(connection):
+            return False
+        await self._leave(connection, room)
+        return True
+
+    async def _leave(self, connection: Connection, room: str) -> None:
+        self.rooms_of(connection).discard(room)
+        members = self._rooms.get(room)
+        if members is not None:
+            members.discard(connection.connection_id)
+            if not members:
+                del self._rooms[room]
+        if self._store is not None:
+            await self._store.leave_room(room, connection.connection_id)
+        await self.hooks.call_isolated("on_room_leave", host=self, connection=connection, room=room)

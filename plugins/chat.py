@@ -1,0 +1,114 @@
+"""Example app plugin: chat rooms and direct messages.
+
+Loaded by the default netrun_ws.yaml (``plugins: [chat]``). It shows the three things most app
+plugins do: declare options, register message types, and handle messages through the host API.
+
+Client -> server                                  Server -> client
+{"type": "join", "room": "lobby"}                 {"type": "joined", "room": ..., "members": [...]}
+                                                  room gets {"type": "user_joined", "room", "user_id"}
+{"type": "leave", "room": "lobby"}                {"type": "left", "room": ...}
+                                                  room gets {"type": "user_left", "room", "user_id"}
+{"type": "say", "room": "lobby", "text": "hi"}    room gets {"type": "said", "room", "user_id", "text"}
+{"type": "direct", "to": "bob", "text": "psst"}   bob gets {"type": "direct", "from": ..., "text": ...};
+                                                  sender gets {"type": "ack", "delivered": N}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from netrun_ws import ErrorCode, hookimpl
+from netrun_ws.connection import Connection
+from netrun_ws.host import Host
+
+RoomName = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_rooms_per_connection: int = Field(20, gt=0, description="Rooms one connection may join.")
+
+
+class Join(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["join"]
+    room: str = RoomName
+
+
+class Leave(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["leave"]
+    room: str = RoomName
+
+
+class Say(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["say"]
+    room: str = RoomName
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class Direct(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["direct"]
+    to: str = Field(min_length=1, max_length=128)
+    text: str = Field(min_length=1, max_length=4000)
+
+
+def _error(code: str, error: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "error": error, "details": None}
+
+
+class Plugin:
+    Options = Options
+
+    def __init__(self) -> None:
+        self.options = Options()
+
+    @hookimpl
+    def configure(self, options: Options) -> None:
+        self.options = options
+
+    @hookimpl
+    def register_message_types(self) -> list[type[BaseModel]]:
+        return [Join, Leave, Say, Direct]
+
+    @hookimpl
+    def authorize_room(self, host: Host, connection: Connection, room: str) -> bool:
+        return len(host.rooms_of(connection)) < self.options.max_rooms_per_connection
+
+    @hookimpl
+    async def on_room_join(self, host: Host, connection: Connection, room: str) -> None:
+        event = {"type": "user_joined", "room": room, "user_id": connection.user_id}
+        await host.publish_room(room, event, exclude_connections=[connection.connection_id])
+
+    @hookimpl
+    async def on_room_leave(self, host: Host, connection: Connection, room: str) -> None:
+        await host.publish_room(room, {"type": "user_left", "room": room, "user_id": connection.user_id})
+
+    @hookimpl
+    async def on_message(self, host: Host, connection: Connection, message: BaseModel) -> Any:
+        if isinstance(message, Join):
+            if not await host.join_room(connection, message.room):
+                return _error(ErrorCode.FORBIDDEN, f"cannot join {message.room!r}")
+            members = sorted(set((await host.store.room_members(message.room)).values()))
+            return {"type": "joined", "room": message.room, "members": members}
+        if isinstance(message, Leave):
+            if not await host.leave_room(connection, message.room):
+                return _error(ErrorCode.NOT_FOUND, f"not in room {message.room!r}")
+            return {"type": "left", "room": message.room}
+        if isinstance(message, Say):
+            if message.room not in host.rooms_of(connection):
+                return _error(ErrorCode.FORBIDDEN, f"join {message.room!r} before saying anything")
+            said = {"type": "said", "room": message.room, "user_id": connection.user_id}
+            said["text"] = message.text
+            await host.publish_room(message.room, said)
+            return None
+        if isinstance(message, Direct):
+            event = {"type": "direct", "from": connection.user_id, "text": message.text}
+            delivered = await host.send_to_user(message.to, event)
+            return {"type": "ack", "delivered": delivered}
+        return None
