@@ -8,7 +8,8 @@ Decisions a caller must know:
   verifying; RS*/PS*/ES*/EdDSA sign with ``secret_key`` (a PEM private key) and verify with
   ``public_key`` (a PEM public key; derived from the private key when omitted). Mixing families
   (e.g. ``algorithms=["HS256", "RS256"]``) is refused, which closes the classic RS/HS
-  key-confusion hole. ``secret_key=None`` with a ``public_key`` gives a verify-only service.
+  key-confusion hole. ``secret_key=None`` (or ``""``) with a ``public_key`` gives a verify-only
+  service, whose ``generate_token`` raises RuntimeError.
 * ``generate_token`` sets ``user_id``, ``sub``, ``iat`` and ``exp`` itself (plus ``aud``/``iss``
   when configured); ``additional_claims`` naming any of those raises ValueError rather than
   silently overriding identity or lifetime.
@@ -21,6 +22,7 @@ Decisions a caller must know:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_args
@@ -103,8 +105,8 @@ def _check_algorithm(name: object, argument: str) -> str:
 
 
 def _check_seconds(value: object, argument: str, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{argument} must be a number of seconds, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{argument} must be a finite number of seconds, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{argument} must be {bound}, got {value!r}")
@@ -112,10 +114,10 @@ def _check_seconds(value: object, argument: str, *, allow_zero: bool = False) ->
 
 
 def _check_key_material(value: object, argument: str) -> str | bytes:
+    if value is None or value in ("", b""):
+        raise ValueError(f"{argument} must not be empty")
     if not isinstance(value, str | bytes):
         raise ValueError(f"{argument} must be a str or bytes, got {type(value).__name__}")
-    if not value:
-        raise ValueError(f"{argument} must not be empty")
     return value
 
 
@@ -123,7 +125,7 @@ class JWTAuthService:
     """Issue and verify JWTs carrying ``user_id`` (and the standard ``sub``, ``iat``, ``exp``).
 
     ``secret_key``: the HMAC secret for HS*, or the PEM private key for RS*/PS*/ES*/EdDSA (None
-    only with ``public_key``, for a verify-only service). ``algorithm`` signs new tokens;
+    or empty only with ``public_key``, for a verify-only service). ``algorithm`` signs new tokens;
     ``algorithms`` (default ``[algorithm]``) are accepted on verification and must share the
     key family of ``algorithm``. ``audience``/``issuer``, when set, are written into new tokens
     and required on verification. ``leeway`` is the clock-skew allowance in seconds.
@@ -206,7 +208,7 @@ class JWTAuthService:
             return prepared, prepared
 
         signing: Any = None
-        if secret_key is not None:
+        if secret_key or public_key is None:  # no private key is fine only when verify-only
             pem = _check_key_material(secret_key, "secret_key")
             try:
                 signing = algorithm.prepare_key(pem)
@@ -216,8 +218,6 @@ class JWTAuthService:
                 ) from None
             if not hasattr(signing, "sign"):
                 raise ValueError(f"secret_key must be a PEM private key for {self.algorithm}")
-        elif public_key is None:
-            raise ValueError(f"secret_key must not be empty (a PEM private key for {self.algorithm})")
 
         if public_key is None:
             return signing, signing.public_key()
@@ -330,7 +330,7 @@ class JWTAuthService:
             return None
 
     def get_user_id(self, token: str | bytes) -> str | None:
-        """Return the verified token's ``user_id`` (or ``sub``), or None if the token is not valid."""
+        """Return the verified token's ``user_id`` (or ``sub``), or None if it is not valid."""
         payload = self.validate_token(token)
         if payload is None:
             return None

@@ -108,6 +108,7 @@ def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> 
 def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from netrun_ws import redact
     from netrun_ws.app import create_app
 
     server_overrides = {
@@ -132,8 +133,12 @@ def _run(args: argparse.Namespace) -> int:
         ws_per_message_deflate=server.permessage_deflate,
         timeout_graceful_shutdown=server.drain_timeout,
     )
+    redact.install()  # after uvicorn.Config, which (re)configures uvicorn's loggers
     uvicorn_server = uvicorn.Server(config)
-    uvicorn_server.run()
+    try:
+        uvicorn_server.run()
+    except SystemExit:  # uvicorn exits with its own code when start-up fails
+        return EXIT_START
     return EXIT_OK if uvicorn_server.started else EXIT_START
 
 

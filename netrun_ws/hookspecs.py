@@ -205,3 +205,12 @@ def on_error(host: Host, connection: Connection | None, error: BaseException) ->
 def on_disconnect(host: Host, connection: Connection, code: int, reason: str) -> None:
     """A connection ended, whatever the cause. Called exactly once per connection; every
     implementation runs even if another one raises."""
+
+
+def all_hook_names() -> set[str]:
+    """The name of every hook specified in this module."""
+    return {
+        name
+        for name, value in globals().items()
+        if callable(value) and hasattr(value, f"{PROJECT_NAME}_spec")
+    }

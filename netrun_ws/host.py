@@ -28,7 +28,7 @@ from netrun_ws import hookspecs
 from netrun_ws.codes import CloseCode, ErrorCode
 from netrun_ws.config import ConfigError, ConfigIssue, LoadedConfig
 from netrun_ws.connection import Connection
-from netrun_ws.connection_manager import WebSocketConnectionManager
+from netrun_ws.connection_manager import WebSocketConnectionManager, encode_message
 from netrun_ws.hooks import DROP, HookError, Hooks
 from netrun_ws.identity import AuthenticationError, Identity, Rejection
 from netrun_ws.plugins import (
@@ -46,15 +46,6 @@ logger = logging.getLogger("netrun_ws")
 
 SLOTS = ("auth", "store", "heartbeat", "reconnect", "protocol")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-
-
-def encode(message: Any) -> str:
-    """JSON text of a message: models via pydantic, str passed through as already-encoded JSON."""
-    if isinstance(message, str):
-        return message
-    if isinstance(message, BaseModel):
-        return message.model_dump_json()
-    return json.dumps(message, separators=(",", ":"), default=str)
 
 
 def error_reply(code: str, error: str, details: Any = None) -> dict[str, Any]:
@@ -160,7 +151,9 @@ class Host:
         try:
             self.plugin_manager.register(target, name=pm_name)
         except pluggy.PluginValidationError as exc:
-            raise PluginLoadError(name, loaded.origin, str(exc).splitlines()[0]) from exc
+            # pluggy's message spans lines (hook, definition, bad arguments): keep it on one.
+            cause = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise PluginLoadError(name, loaded.origin, cause) from exc
         self.plugins[pm_name] = loaded
         self.plugin_options[pm_name] = validated
         if slot is not None:
@@ -280,7 +273,12 @@ class Host:
         return origin is None or origin in allowed
 
     async def _authenticate(self, websocket: WebSocket) -> Identity:
-        identity = await self.hooks.first("authenticate", host=self, request=websocket)
+        try:
+            identity = await self.hooks.first("authenticate", host=self, request=websocket)
+        except HookError as error:
+            if isinstance(error.error, AuthenticationError):
+                raise error.error from None  # a refusal, not a plugin failure
+            raise
         if identity is None:
             raise AuthenticationError("authentication required")
         if not isinstance(identity, Identity):
@@ -321,8 +319,13 @@ class Host:
         session_id = requested if requested and _SESSION_ID.match(requested) else uuid.uuid4().hex
         metadata: dict[str, Any] = {"identity": identity, "rooms": set()}
         try:
+            # A client resuming its session id replaces a connection that has not noticed yet.
             connection_id = await self.manager.connect(
-                websocket, identity.user_id, session_id=session_id, metadata=metadata
+                websocket,
+                identity.user_id,
+                session_id=session_id,
+                metadata=metadata,
+                replace_session=True,
             )
         except ValueError as error:
             logger.info("refused connection: %s", error)
@@ -484,7 +487,7 @@ class Host:
             )
             if message is DROP:
                 return False
-        if not connection.enqueue(encode(message)):
+        if not connection.enqueue(encode_message(message)):
             return False
         if self._has_after_send:
             await self.hooks.call(
@@ -494,11 +497,11 @@ class Host:
 
     async def send_to_user(self, user_id: str, message: Any) -> int:
         """Send to every connection of ``user_id`` on every node; returns local deliveries."""
-        return await self.store.publish(Envelope("user", user_id, encode(message)))
+        return await self.store.publish(Envelope("user", user_id, encode_message(message)))
 
     async def broadcast(self, message: Any, exclude_users: Iterable[str] = ()) -> int:
         """Send to every connection on every node except ``exclude_users``; returns local deliveries."""
-        envelope = Envelope("broadcast", None, encode(message), frozenset(exclude_users))
+        envelope = Envelope("broadcast", None, encode_message(message), frozenset(exclude_users))
         return await self.store.publish(envelope)
 
     async def publish_room(
@@ -506,7 +509,7 @@ class Host:
     ) -> int:
         """Send to every member of ``room`` on every node; returns local deliveries."""
         envelope = Envelope(
-            "room", room, encode(message), exclude_connections=frozenset(exclude_connections)
+            "room", room, encode_message(message), exclude_connections=frozenset(exclude_connections)
         )
         return await self.store.publish(envelope)
 

@@ -206,11 +206,10 @@ def discover(plugins_dir: Path | None) -> list[DiscoveredPlugin]:
     from netrun_ws.hookspecs import PROJECT_NAME
 
     def hooks_of(module: Any) -> tuple[str, ...]:
-        names = []
-        for attr in dir(module):
-            if hasattr(getattr(module, attr, None), f"{PROJECT_NAME}_impl"):
-                names.append(attr)
-        return tuple(sorted(names))
+        plugin_class = getattr(module, "Plugin", None)
+        target = plugin_class if isinstance(plugin_class, type) else module
+        marker = f"{PROJECT_NAME}_impl"
+        return tuple(sorted(a for a in dir(target) if hasattr(getattr(target, a, None), marker)))
 
     found: list[DiscoveredPlugin] = []
 

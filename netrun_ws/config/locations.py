@@ -43,8 +43,11 @@ def paths_under(data: object, prefix: KeyPath = ()) -> Iterable[KeyPath]:
             yield from paths_under(value, (*prefix, index))
 
 
-def _normal(path: KeyPath) -> KeyPath:
-    # A digit-only mapping key and a list index name the same place in a dotted path.
+def normal_path(path: KeyPath) -> KeyPath:
+    """``path`` with every part as a string, the form paths are compared in.
+
+    A digit-only mapping key and a list index name the same place in a dotted key path.
+    """
     return tuple(str(part) for part in path)
 
 
@@ -59,11 +62,11 @@ class SourceMap:
         self.default_file = default_file
         self._locations: dict[KeyPath, Location] = {}
         for path, location in (locations or {}).items():
-            self._locations[_normal(path)] = location
+            self._locations[normal_path(path)] = location
 
     def locate(self, path: KeyPath) -> Location:
         """The location of ``path`` or of its nearest located ancestor."""
-        normal = _normal(path)
+        normal = normal_path(path)
         for end in range(len(normal), 0, -1):
             found = self._locations.get(normal[:end])
             if found is not None:
@@ -72,11 +75,11 @@ class SourceMap:
 
     def has(self, path: KeyPath) -> bool:
         """True if ``path`` itself (not an ancestor) has a recorded location."""
-        return _normal(path) in self._locations
+        return normal_path(path) in self._locations
 
     def within(self, prefix: KeyPath) -> dict[KeyPath, Location]:
         """Every recorded location at or below ``prefix``."""
-        normal = _normal(prefix)
+        normal = normal_path(prefix)
         return {
             path: location
             for path, location in self._locations.items()
@@ -84,14 +87,14 @@ class SourceMap:
         }
 
     def set(self, path: KeyPath, location: Location) -> None:
-        self._locations[_normal(path)] = location
+        self._locations[normal_path(path)] = location
 
     def replace_subtree(self, prefix: KeyPath, locations: Mapping[KeyPath, Location]) -> None:
         """Forget everything at or below ``prefix`` and record ``locations`` (full paths)."""
         for path in self.within(prefix):
             del self._locations[path]
         for path, location in locations.items():
-            self._locations[_normal(path)] = location
+            self._locations[normal_path(path)] = location
 
     def issue(self, path: KeyPath, message: str) -> ConfigIssue:
         """A :class:`ConfigIssue` for ``path``, located where that value was written."""

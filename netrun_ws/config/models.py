@@ -86,20 +86,23 @@ class ServerConfig(BaseModel):
     )
     log_level: LogLevel = Field(
         default="info",
-        description="uvicorn and netrun-ws log level: critical, error, warning, info, debug, trace.",
+        description="Log level of uvicorn and netrun-ws (critical ... trace).",
     )
     handshake_timeout: float = Field(
         default=10.0,
         gt=0,
+        allow_inf_nan=False,
         description="Seconds a client may take to complete the handshake and authenticate.",
     )
     drain_timeout: float = Field(
         default=10.0,
         gt=0,
+        allow_inf_nan=False,
         description="Seconds to wait on shutdown for connections to close before forcing them.",
     )
     api_prefix: str = Field(
-        default="/api", description="URL prefix of the HTTP routes plugins register; starts with '/'."
+        default="/api",
+        description="URL prefix of the HTTP routes plugins register; starts with '/'.",
     )
     permessage_deflate: bool = Field(
         default=False,
@@ -142,7 +145,7 @@ class LimitsConfig(BaseModel):
     max_message_bytes: int = Field(
         default=65536,
         gt=0,
-        description="Largest incoming frame in bytes; a bigger one closes the connection with 1009.",
+        description="Largest incoming frame in bytes; a bigger one closes the connection (1009).",
     )
     send_queue: int = Field(
         default=256,
@@ -159,6 +162,7 @@ class LimitsConfig(BaseModel):
     messages_per_second: float = Field(
         default=50.0,
         ge=0,
+        allow_inf_nan=False,
         description="Incoming messages per second allowed per connection; 0 disables the limit.",
     )
     max_consecutive_errors: int = Field(
@@ -187,7 +191,7 @@ class SlotConfig(BaseModel):
     )
     options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Every other key of the slot, validated against the plugin's own options model.",
+        description="The slot's other keys, validated against the plugin's own options model.",
     )
 
     @model_validator(mode="before")
@@ -209,8 +213,13 @@ class SlotConfig(BaseModel):
             raise PydanticCustomError(
                 "slot_options", "'options' must be a mapping of option names to values"
             )
+        if explicit is not None and "plugin" in explicit:
+            raise PydanticCustomError(
+                "slot_options", "'plugin' belongs beside 'options', not inside it"
+            )
+        has_plugin = "plugin" in flat
+        plugin = flat.pop("plugin", None)
         collected: dict[str, Any] = {}
-        plugin = flat.pop("plugin", None) if "plugin" in flat else None
         for key, value in dict(explicit or {}).items():
             if key in flat:
                 raise PydanticCustomError(
@@ -221,7 +230,7 @@ class SlotConfig(BaseModel):
             collected[key] = value
         collected.update(flat)
         result: dict[str, Any] = {"options": collected}
-        if "plugin" in data:
+        if has_plugin:  # absent stays absent, so pydantic reports "field required"
             result["plugin"] = plugin
         return result
 

@@ -40,7 +40,12 @@ def read_config_text(path: Path, display: str) -> str:
 
 def parse_yaml(text: str, display: str) -> ParsedYaml:
     """Compose and construct one YAML document; a syntax error is a ConfigError with its line."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as error:
+        line = text[: error.position].count("\n") + 1
+        message = f"invalid YAML: unacceptable character #x{error.character:04x} ({error.reason})"
+        raise ConfigError([ConfigIssue(display, line, "", message)]) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -68,8 +73,24 @@ def _syntax_issue(error: yaml.MarkedYAMLError, display: str) -> ConfigIssue:
     problem = error.problem or error.context or "syntax error"
     message = f"invalid YAML: {problem}"
     if error.context and error.problem and error.context_mark is not None:
-        message += f" ({error.context} at line {error.context_mark.line + 1})"
+        context = f"{error.context} at line {error.context_mark.line + 1}"
+        # PyYAML phrases some problems as the second half of a sentence: "... but found ...".
+        if problem.startswith("but "):
+            message = f"invalid YAML: {context}, {problem}"
+        else:
+            message += f" ({context})"
+    if line is not None and "${" in _line_text(error, line):
+        message += '; quote values holding ${VAR} inside {...} or [...], e.g. "${VAR}"'
     return ConfigIssue(display, line, "", message)
+
+
+def _line_text(error: yaml.MarkedYAMLError, line: int) -> str:
+    mark = error.problem_mark
+    buffer = mark.buffer if mark is not None else None
+    if not isinstance(buffer, str):
+        return ""
+    lines = buffer.splitlines()
+    return lines[line - 1] if 0 < line <= len(lines) else ""
 
 
 def _scalar_key(loader: yaml.SafeLoader, node: yaml.Node) -> object:

@@ -1,0 +1,261 @@
+"""One accepted WebSocket and its bounded outbound queue.
+
+Sending never waits on the network: :meth:`Connection.enqueue` appends a frame to a small deque and,
+if no writer is running, starts one task that drains the deque and exits when it is empty. An idle
+connection therefore owns no task, and one slow or dead client never delays whoever enqueued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from typing import Any, Literal, Protocol
+
+from starlette.websockets import WebSocket, WebSocketState
+
+logger = logging.getLogger(__name__)
+
+#: What happens when a frame is enqueued to a full queue (see :meth:`Connection.enqueue`).
+OverflowPolicy = Literal["disconnect", "drop_oldest"]
+OVERFLOW_POLICIES: tuple[OverflowPolicy, ...] = ("disconnect", "drop_oldest")
+
+#: The wire frame: ``str`` goes out as a text frame, ``bytes`` as a binary frame.
+Frame = str | bytes
+
+# RFC 6455 caps a close reason at 123 bytes of UTF-8; longer ones make the server library raise.
+_MAX_CLOSE_REASON_BYTES = 123
+
+
+class ConnectionOwner(Protocol):
+    """What a :class:`Connection` reports to (the connection manager implements it)."""
+
+    def _send_failed(self, connection: Connection, error: Exception) -> None:
+        """The writer could not send a frame; the connection is already marked closed."""
+
+    def _overflowed(self, connection: Connection) -> None:
+        """The queue overflowed under the ``"disconnect"`` policy; the connection is closed."""
+
+
+def frame_size(frame: Frame) -> int:
+    """Size of ``frame`` on the wire, in bytes (UTF-8 for text)."""
+    if isinstance(frame, bytes):
+        return len(frame)
+    # str.isascii() is O(1) in CPython, so the common case avoids an encode.
+    return len(frame) if frame.isascii() else len(frame.encode())
+
+
+def truncate_close_reason(reason: str) -> str:
+    """``reason`` cut to the 123 UTF-8 bytes a close frame allows (never mid-character)."""
+    encoded = reason.encode()
+    if len(encoded) <= _MAX_CLOSE_REASON_BYTES:
+        return reason
+    return encoded[:_MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
+
+
+async def close_quietly(websocket: WebSocket, code: int, reason: str, timeout: float) -> None:
+    """Close ``websocket`` with ``code``, waiting at most ``timeout`` seconds; never raises.
+
+    Before accept, uvicorn answers the handshake with HTTP 403. A socket already closed (by us or
+    by the peer) is left alone. The wait is bounded because uvicorn's close waits behind the
+    write buffer of a client that stopped reading; when it times out, uvicorn's own ping timeout
+    eventually drops the transport.
+    """
+    if (
+        websocket.application_state == WebSocketState.DISCONNECTED
+        or websocket.client_state == WebSocketState.DISCONNECTED
+    ):
+        return
+    try:
+        await asyncio.wait_for(websocket.close(code, truncate_close_reason(reason)), timeout)
+    except Exception as exc:  # the peer may be gone already; closing is best effort
+        logger.debug("closing websocket with %s failed: %r", code, exc)
+
+
+class Connection:
+    """An accepted WebSocket registered with a connection manager.
+
+    Public, read-only for callers (the manager and the writer update them):
+
+    - ``connection_id`` (uuid4 hex), ``user_id``, ``session_id``, ``websocket``, ``metadata``;
+    - ``connected_at`` and ``last_activity`` (``time.time()``; ``last_activity`` is the last frame
+      received from the peer, or the connect time);
+    - ``messages_sent`` / ``bytes_sent`` (frames actually written to the socket),
+      ``messages_received`` / ``bytes_received``;
+    - ``closed`` (no more frames are accepted), ``dropped`` (frames discarded by ``drop_oldest``);
+    - ``maxsize`` and ``overflow_policy`` of the outbound queue.
+    """
+
+    __slots__ = (
+        "_drop_oldest",
+        "_owner",
+        "_queue",
+        "_writer",
+        "bytes_received",
+        "bytes_sent",
+        "closed",
+        "connected_at",
+        "connection_id",
+        "dropped",
+        "last_activity",
+        "maxsize",
+        "messages_received",
+        "messages_sent",
+        "metadata",
+        "session_id",
+        "user_id",
+        "websocket",
+    )
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        user_id: str,
+        *,
+        owner: ConnectionOwner,
+        session_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        maxsize: int = 256,
+        overflow_policy: OverflowPolicy = "disconnect",
+        connection_id: str | None = None,
+    ) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be at least 1, got {maxsize!r}")
+        if overflow_policy not in OVERFLOW_POLICIES:
+            raise ValueError(
+                f"overflow_policy must be one of {OVERFLOW_POLICIES}, got {overflow_policy!r}"
+            )
+        self.connection_id: str = connection_id or uuid.uuid4().hex
+        self.user_id = user_id
+        self.session_id = session_id
+        self.websocket = websocket
+        self.metadata: dict[str, Any] = dict(metadata) if metadata else {}
+        self.connected_at = self.last_activity = time.time()
+        self.messages_sent = self.messages_received = 0
+        self.bytes_sent = self.bytes_received = 0
+        self.closed = False
+        self.dropped = 0
+        self.maxsize = maxsize
+        self._drop_oldest = overflow_policy == "drop_oldest"
+        self._owner = owner
+        self._queue: deque[Frame] = deque()
+        self._writer: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Connection(connection_id={self.connection_id!r}, user_id={self.user_id!r}, "
+            f"session_id={self.session_id!r}, closed={self.closed})"
+        )
+
+    @property
+    def overflow_policy(self) -> OverflowPolicy:
+        return "drop_oldest" if self._drop_oldest else "disconnect"
+
+    @property
+    def queue_length(self) -> int:
+        """Frames waiting to be written (not counting the one being written)."""
+        return len(self._queue)
+
+    def enqueue(self, frame: Frame) -> bool:
+        """Queue ``frame`` for sending; never waits on the network.
+
+        Returns True if the frame was queued. Returns False if the connection is closed, or if
+        the queue was full under the ``"disconnect"`` policy: the connection is then closed with
+        ``CloseCode.SLOW_CONSUMER`` (4101) by its owner. Under ``"drop_oldest"`` a full queue
+        discards its oldest frame (counted in :attr:`dropped`) and the new frame is queued.
+        """
+        if self.closed:
+            return False
+        queue = self._queue
+        if len(queue) >= self.maxsize:
+            if not self._drop_oldest:
+                self._abandon()
+                self._owner._overflowed(self)
+                return False
+            queue.popleft()
+            self.dropped += 1
+        queue.append(frame)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+        return True
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued frame was written (or ``timeout`` seconds passed).
+
+        Returns True if the queue is empty and no write is in progress.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while (writer := self._writer) is not None:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return False
+            # wait() (unlike wait_for) never cancels the writer when the timeout expires.
+            await asyncio.wait((writer,), timeout=remaining)
+        return not self._queue
+
+    def _abandon(self) -> None:
+        """Stop accepting frames and discard the queued ones; an in-flight write finishes."""
+        self.closed = True
+        self._queue.clear()
+
+    async def _write(self) -> None:
+        # The hot path: no logging and no await besides the send itself.
+        queue = self._queue
+        websocket = self.websocket
+        try:
+            while queue:
+                frame = queue.popleft()
+                if isinstance(frame, str):
+                    await websocket.send_text(frame)
+                    self.bytes_sent += len(frame) if frame.isascii() else len(frame.encode())
+                else:
+                    await websocket.send_bytes(frame)
+                    self.bytes_sent += len(frame)
+                self.messages_sent += 1
+        except Exception as exc:
+            if self.closed:
+                queue.clear()  # the owner closed us mid-write; nothing to report
+            else:
+                self._abandon()
+                self._owner._send_failed(self, exc)
+        finally:
+            # No await between the empty-queue check and this reset, so enqueue() always sees
+            # either a running writer or None.
+            self._writer = None
+
+    def info(self) -> dict[str, Any]:
+        """A JSON-friendly snapshot of this connection (``get_connection_info``)."""
+        return {
+            "connection_id": self.connection_id,
+            "user_id": self.user_id,
+            "session_id": self.session_id,
+            "connected_at": self.connected_at,
+            "last_activity": self.last_activity,
+            "messages_sent": self.messages_sent,
+            "messages_received": self.messages_received,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "dropped": self.dropped,
+            "queue_length": len(self._queue),
+            "closed": self.closed,
+            "metadata": dict(self.metadata),
+        }
+
+    async def _close_socket(self, code: int, reason: str, timeout: float) -> None:
+        """Close the underlying socket (bounded, never raises); the owner handles bookkeeping."""
+        await close_quietly(self.websocket, code, reason, timeout)
+
+
+__all__ = [
+    "OVERFLOW_POLICIES",
+    "Connection",
+    "ConnectionOwner",
+    "Frame",
+    "OverflowPolicy",
+    "close_quietly",
+    "frame_size",
+    "truncate_close_reason",
+]

@@ -1,0 +1,245 @@
+"""In-process connection and message metrics (netrun-websocket's ``MetricsCollector``).
+
+Recording runs on every message, so each ``record_*`` call is a dict lookup and a few integer
+additions. Memory is bounded: per-connection counters live only while the connection is
+registered, and latency keeps the last ``latency_window`` samples (a ring buffer). Recording for
+an unknown connection id never raises; it is counted in the global totals only.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["MetricsCollector"]
+
+
+class _ConnectionCounters:
+    __slots__ = (
+        "bytes_received",
+        "bytes_sent",
+        "connected_at",
+        "errors",
+        "last_activity",
+        "messages_received",
+        "messages_sent",
+        "started",
+        "user_id",
+    )
+
+    def __init__(self, user_id: str, connected_at: float, started: float) -> None:
+        self.user_id = user_id
+        self.connected_at = connected_at  # wall clock, for display
+        self.started = started  # monotonic, for durations
+        self.last_activity = connected_at
+        self.messages_sent = 0
+        self.messages_received = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.errors = 0
+
+    def snapshot(self, connection_id: str, now: float) -> dict[str, Any]:
+        return {
+            "connection_id": connection_id,
+            "user_id": self.user_id,
+            "connected_at": self.connected_at,
+            "duration_seconds": now - self.started,
+            "last_activity": self.last_activity,
+            "messages_sent": self.messages_sent,
+            "messages_received": self.messages_received,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "errors": self.errors,
+        }
+
+
+def _check_size(size_bytes: int) -> None:
+    if size_bytes < 0:
+        raise ValueError(f"size_bytes must be >= 0, got {size_bytes!r}")
+
+
+def _percentile(ordered: list[float], percent: float) -> float:
+    """Nearest-rank percentile of an ascending, non-empty list."""
+    rank = max(1, math.ceil(percent / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+class MetricsCollector:
+    """Count connections, messages, bytes, errors and latency; summarise them on demand.
+
+    ``latency_window``: how many recent latency samples feed the latency statistics.
+    ``clock`` (monotonic) and ``wall_clock`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        latency_window: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(latency_window, bool) or not isinstance(latency_window, int):
+            raise ValueError(f"latency_window must be a positive integer, got {latency_window!r}")
+        if latency_window < 1:
+            raise ValueError(f"latency_window must be >= 1, got {latency_window!r}")
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._started = clock()
+        self._connections: dict[str, _ConnectionCounters] = {}
+        self._user_connections: dict[str, set[str]] = {}
+        self._latencies: deque[float] = deque(maxlen=latency_window)
+        self.total_connections = 0
+        self.peak_connections = 0
+        self.messages_sent = 0
+        self.messages_received = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.errors = 0
+        self.latency_samples = 0
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def register_connection(self, connection_id: str, user_id: str) -> None:
+        """Start counting for ``connection_id`` (re-registering an id starts it afresh)."""
+        if connection_id in self._connections:
+            self.unregister_connection(connection_id)
+        self._connections[connection_id] = _ConnectionCounters(
+            user_id, self._wall_clock(), self._clock()
+        )
+        self._user_connections.setdefault(user_id, set()).add(connection_id)
+        self.total_connections += 1
+        self.peak_connections = max(self.peak_connections, len(self._connections))
+
+    def unregister_connection(self, connection_id: str) -> dict[str, Any] | None:
+        """Stop counting for ``connection_id``; returns its final metrics (None if unknown).
+
+        Global totals keep what the connection contributed.
+        """
+        counters = self._connections.pop(connection_id, None)
+        if counters is None:
+            return None
+        siblings = self._user_connections.get(counters.user_id)
+        if siblings is not None:
+            siblings.discard(connection_id)
+            if not siblings:
+                del self._user_connections[counters.user_id]
+        return counters.snapshot(connection_id, self._clock())
+
+    # -- recording (hot path) -------------------------------------------------------------------
+
+    def record_message_sent(self, connection_id: str, size_bytes: int) -> None:
+        """Count one outbound message of ``size_bytes`` (ValueError if negative)."""
+        _check_size(size_bytes)
+        self.messages_sent += 1
+        self.bytes_sent += size_bytes
+        counters = self._connections.get(connection_id)
+        if counters is not None:
+            counters.messages_sent += 1
+            counters.bytes_sent += size_bytes
+            counters.last_activity = self._wall_clock()
+
+    def record_message_received(self, connection_id: str, size_bytes: int) -> None:
+        """Count one inbound message of ``size_bytes`` (ValueError if negative)."""
+        _check_size(size_bytes)
+        self.messages_received += 1
+        self.bytes_received += size_bytes
+        counters = self._connections.get(connection_id)
+        if counters is not None:
+            counters.messages_received += 1
+            counters.bytes_received += size_bytes
+            counters.last_activity = self._wall_clock()
+
+    def record_error(self, connection_id: str) -> None:
+        """Count one error, for the connection too if it is registered."""
+        self.errors += 1
+        counters = self._connections.get(connection_id)
+        if counters is not None:
+            counters.errors += 1
+
+    def record_latency(self, latency_ms: float) -> None:
+        """Add a latency sample in milliseconds (ValueError unless finite and >= 0)."""
+        if not 0.0 <= latency_ms < math.inf:  # also rejects NaN
+            raise ValueError(f"latency_ms must be a finite number >= 0, got {latency_ms!r}")
+        self._latencies.append(float(latency_ms))
+        self.latency_samples += 1
+
+    # -- reading --------------------------------------------------------------------------------
+
+    @property
+    def active_connections(self) -> int:
+        """Connections registered now."""
+        return len(self._connections)
+
+    def get_connection_metrics(self, connection_id: str) -> dict[str, Any] | None:
+        """Counters of one registered connection, or None if it is not registered."""
+        counters = self._connections.get(connection_id)
+        if counters is None:
+            return None
+        return counters.snapshot(connection_id, self._clock())
+
+    def get_user_metrics(self, user_id: str) -> dict[str, Any]:
+        """Sums over the user's registered connections (zeros for a user with none)."""
+        connection_ids = sorted(self._user_connections.get(user_id, ()))
+        members = [self._connections[connection_id] for connection_id in connection_ids]
+        return {
+            "user_id": user_id,
+            "active_connections": len(connection_ids),
+            "connection_ids": connection_ids,
+            "messages_sent": sum(c.messages_sent for c in members),
+            "messages_received": sum(c.messages_received for c in members),
+            "bytes_sent": sum(c.bytes_sent for c in members),
+            "bytes_received": sum(c.bytes_received for c in members),
+            "errors": sum(c.errors for c in members),
+        }
+
+    def get_latency_stats(self) -> dict[str, float | int]:
+        """avg/min/max/p50/p95/p99 (ms) over the latency window; 0.0 each when there are none.
+
+        Percentiles use the nearest-rank method. ``samples`` is the window size in use,
+        ``total_samples`` every sample ever recorded.
+        """
+        ordered = sorted(self._latencies)
+        if not ordered:
+            stats: dict[str, float | int] = dict.fromkeys(
+                ("avg", "min", "max", "p50", "p95", "p99"), 0.0
+            )
+        else:
+            stats = {
+                "avg": math.fsum(ordered) / len(ordered),
+                "min": ordered[0],
+                "max": ordered[-1],
+                "p50": _percentile(ordered, 50),
+                "p95": _percentile(ordered, 95),
+                "p99": _percentile(ordered, 99),
+            }
+        stats["samples"] = len(ordered)
+        stats["total_samples"] = self.latency_samples
+        return stats
+
+    def get_stats(self) -> dict[str, Any]:
+        """Everything at once: connections, totals, latency (``latency_*_ms``) and uptime."""
+        latency = self.get_latency_stats()
+        return {
+            "active_connections": len(self._connections),
+            "peak_connections": self.peak_connections,
+            "total_connections": self.total_connections,
+            "unique_users": len(self._user_connections),
+            "messages_sent": self.messages_sent,
+            "messages_received": self.messages_received,
+            "total_messages": self.messages_sent + self.messages_received,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "total_bytes": self.bytes_sent + self.bytes_received,
+            "errors": self.errors,
+            "latency_avg_ms": latency["avg"],
+            "latency_min_ms": latency["min"],
+            "latency_max_ms": latency["max"],
+            "latency_p50_ms": latency["p50"],
+            "latency_p95_ms": latency["p95"],
+            "latency_p99_ms": latency["p99"],
+            "latency_samples": latency["samples"],
+            "uptime_seconds": self._clock() - self._started,
+        }

@@ -1,0 +1,37 @@
+"""Every hookspec is fired by a real server scenario: a new hook without a test fails here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import websockets
+from websockets.asyncio.client import connect
+
+from netrun_ws import create_app
+from netrun_ws.hookspecs import all_hook_names
+from tests.host.helpers import RECORDING, base_config, recv_json, recv_until
+from tests.support.server import serve
+
+
+async def test_every_hookspec_fires() -> None:
+    plugin = {"plugin": RECORDING, "reject_user": "mallory", "fail_on_text": "boom"}
+    heartbeat = {"plugin": "ping", "interval": 0.1, "timeout": 0.3, "max_missed": 2}
+    app = create_app(base_config(plugins=[plugin], heartbeat=heartbeat))
+    async with serve(app) as addr:
+        with pytest.raises(websockets.InvalidStatus):
+            async with connect(f"ws://{addr}/ws?user_id=mallory"):
+                pass
+        async with connect(f"ws://{addr}/ws?user_id=alice") as client:
+            await recv_until(client, "connect")
+            for text in ("hi", "join", "deny", "leave", "secret", "boom"):
+                await client.send(json.dumps({"type": "shout", "text": text}))
+            await client.send("not json")
+            await recv_until(client, "error")  # the handler_error of "boom"
+            with pytest.raises(websockets.ConnectionClosed):
+                async with asyncio.timeout(3):
+                    while True:  # silent: heartbeat misses, then stale
+                        await recv_json(client)
+    fired = {name for name, _ in app.state.host.state["events"]}
+    assert all_hook_names() - fired == set()
