@@ -1,8 +1,8 @@
-"""netrun-ws: a declarative, config-driven WebSocket server framework, and the netrun-websocket library API.
+"""netrun-ws: a config-driven WebSocket server framework, and the netrun-websocket library API.
 
-``from netrun_ws import WebSocketConnectionManager`` (or the old ``from netrun.websocket import ...``)
-for the library; ``create_app(config)`` or ``netrun-ws run`` for the framework; ``hookimpl`` to write
-plugins.
+``from netrun_ws import WebSocketConnectionManager`` (or the old
+``from netrun.websocket import ...``) for the library; ``create_app(config)`` or ``netrun-ws run``
+for the framework; ``hookimpl`` to write plugins.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 
-# hookimpl first: plugin modules imported later do `from netrun_ws import hookimpl`.
-from netrun_ws.hookspecs import hookimpl, hookspec  # noqa: I001
 from netrun_ws.app import create_app
 from netrun_ws.auth import JWTAuthService, TokenValidationError
 from netrun_ws.codes import CloseCode, ErrorCode
@@ -19,6 +17,9 @@ from netrun_ws.connection import Connection
 from netrun_ws.connection_manager import InvalidMessageError, WebSocketConnectionManager
 from netrun_ws.heartbeat import HeartbeatConfig, HeartbeatMonitor
 from netrun_ws.hooks import DROP
+
+# hookimpl first: plugin modules imported later do `from netrun_ws import hookimpl`.
+from netrun_ws.hookspecs import hookimpl, hookspec
 from netrun_ws.host import Host
 from netrun_ws.identity import AuthenticationError, Identity, Rejection
 from netrun_ws.metrics import MetricsCollector

@@ -27,8 +27,6 @@ class NetrunApp(Starlette):
     uvicorn prints that line instead of a traceback.
     """
 
-    host: Host
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
             await super().__call__(scope, receive, send)
@@ -36,7 +34,7 @@ class NetrunApp(Starlette):
         message = await receive()
         assert message["type"] == "lifespan.startup"
         try:
-            await self.host.start()
+            await self.state.host.start()
         except Exception as exc:
             text = str(exc) if isinstance(exc, PluginLoadError) else describe_exception(exc)
             await send({"type": "lifespan.startup.failed", "message": f"start-up failed: {text}"})
@@ -45,7 +43,7 @@ class NetrunApp(Starlette):
         message = await receive()
         assert message["type"] == "lifespan.shutdown"
         try:
-            await self.host.stop()
+            await self.state.host.stop()
         except Exception as exc:
             text = describe_exception(exc)
             await send({"type": "lifespan.shutdown.failed", "message": f"shutdown failed: {text}"})
@@ -86,6 +84,5 @@ def create_app(
         *host.routes,
     ]
     app = NetrunApp(routes=routes)
-    app.host = host
     app.state.host = host
     return app

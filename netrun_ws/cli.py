@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     run = commands.add_parser(
-        "run", help="serve the configured app with uvicorn", description="Serve until SIGINT/SIGTERM."
+        "run",
+        help="serve the configured app with uvicorn",
+        description="Serve until SIGINT/SIGTERM.",
     )
     with_config(run)
     run.add_argument("--host", help="bind address (overrides server.host)")
@@ -82,7 +84,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Needs `auth: {plugin: jwt, secret: ...}` in the (environment's) config.",
     )
     with_config(token)
-    token.add_argument("--user", required=True, metavar="ID", help="user id (sub and user_id claims)")
+    token.add_argument(
+        "--user", required=True, metavar="ID", help="user id (sub and user_id claims)"
+    )
     token.add_argument("--expiry", type=int, metavar="SECONDS", help="lifetime (default: config)")
     token.add_argument(
         "--claim",
@@ -185,7 +189,8 @@ def _token(args: argparse.Namespace) -> int:
     if auth.plugin != "jwt":
         return _fail(
             EXIT_CONFIG,
-            f"{loaded.path}: auth.plugin is {auth.plugin!r}; `token` needs auth: {{plugin: jwt, ...}}"
+            f"{loaded.path}: auth.plugin is {auth.plugin!r}; "
+            "`token` needs auth: {plugin: jwt, ...}"
             " (pick an environment that uses jwt with --env)",
         )
     options = loaded.validate_options("auth", Options, auth.options)
@@ -200,7 +205,11 @@ def _token(args: argparse.Namespace) -> int:
         except json.JSONDecodeError:
             claims[key] = value
     service = service_from(options)
-    print(service.generate_token(args.user, additional_claims=claims or None, expiry_seconds=args.expiry))
+    print(
+        service.generate_token(
+            args.user, additional_claims=claims or None, expiry_seconds=args.expiry
+        )
+    )
     return EXIT_OK
 
 

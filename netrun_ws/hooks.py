@@ -41,7 +41,9 @@ class HookError(Exception):
     """An implementation raised; names the plugin and hook so logs and errors can say who."""
 
     def __init__(self, plugin: str, hook: str, error: BaseException) -> None:
-        super().__init__(f"plugin {plugin!r} failed in hook {hook!r}: {type(error).__name__}: {error}")
+        super().__init__(
+            f"plugin {plugin!r} failed in hook {hook!r}: {type(error).__name__}: {error}"
+        )
         self.plugin = plugin
         self.hook = hook
         self.error = error
@@ -118,7 +120,7 @@ class Hooks:
             self._call_plain(impl, hook, per_plugin(impl.plugin))
 
     async def call(self, hook: str, **kwargs: Any) -> list[Any]:
-        """Call every implementation; return the non-None results. The first failure raises HookError."""
+        """Call every implementation; return the non-None results. A failure raises HookError."""
         results = []
         for impl in self._iter(hook):
             try:

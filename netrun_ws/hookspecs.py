@@ -72,7 +72,7 @@ def register_routes(host: Host) -> list[BaseRoute] | None:
 def provide_store(host: Host) -> Store | None:
     """Return the session store (sessions, presence, broker). First non-None result wins.
 
-    Called once at start-up, before :func:`startup`; the selected ``store`` slot plugin implements it.
+    Called once at start-up, before :func:`startup`; the ``store`` slot plugin implements it.
     """
 
 
@@ -149,7 +149,9 @@ def on_message(host: Host, connection: Connection, message: BaseModel) -> Any:
 
 
 @hookspec
-def on_invalid_message(host: Host, connection: Connection, raw: str | bytes, error: ProtocolError) -> None:
+def on_invalid_message(
+    host: Host, connection: Connection, raw: str | bytes, error: ProtocolError
+) -> None:
     """A frame could not be parsed or validated; ``error.code`` says why. The sender has been
     sent an ``{"type": "error", ...}`` reply already."""
 

@@ -132,7 +132,7 @@ class Host:
             except Exception as exc:
                 cause = f"failed to create Plugin(): {describe_exception(exc)}"
                 raise PluginLoadError(name, loaded.origin, cause) from exc
-        model = getattr(target, "Options", None)
+        model = getattr(target, "Options", None) or getattr(loaded.module, "Options", None)
         validated: BaseModel | None = None
         if isinstance(model, type) and issubclass(model, BaseModel):
             try:
@@ -245,8 +245,10 @@ class Host:
             ", ".join(f"{key}={self.plugins[name].name}" for key, name in self.slots.items()),
         )
 
-    async def stop(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
-        """ASGI lifespan shutdown: close every connection, run ``shutdown`` hooks, stop the store."""
+    async def stop(
+        self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down"
+    ) -> None:
+        """ASGI lifespan shutdown: close all connections, run ``shutdown`` hooks, stop the store."""
         self.ready = False
         await self.manager.close_all(code, reason)
         await self.hooks.call_isolated("shutdown", host=self)
@@ -269,7 +271,7 @@ class Host:
         if not allowed:
             return True
         origin = websocket.headers.get("origin")
-        # Non-browser clients send no Origin; browsers always do, so this cannot be forged by a page.
+        # Non-browser clients send no Origin; browsers always do, so a page cannot omit it.
         return origin is None or origin in allowed
 
     async def _authenticate(self, websocket: WebSocket) -> Identity:
@@ -333,7 +335,8 @@ class Host:
         connection = self.manager.get_connection(connection_id)
         if connection is None:  # closed during accept
             return
-        close_code, close_reason = CloseCode.NORMAL, ""
+        close_code: int = CloseCode.NORMAL
+        close_reason = ""
         try:
             sessions = self.store.sessions
             metadata["store_connection_id"] = await sessions.create_connection(
@@ -490,9 +493,7 @@ class Host:
         if not connection.enqueue(encode_message(message)):
             return False
         if self._has_after_send:
-            await self.hooks.call(
-                "after_send", host=self, connection=connection, message=message
-            )
+            await self.hooks.call("after_send", host=self, connection=connection, message=message)
         return True
 
     async def send_to_user(self, user_id: str, message: Any) -> int:
@@ -500,7 +501,7 @@ class Host:
         return await self.store.publish(Envelope("user", user_id, encode_message(message)))
 
     async def broadcast(self, message: Any, exclude_users: Iterable[str] = ()) -> int:
-        """Send to every connection on every node except ``exclude_users``; returns local deliveries."""
+        """Send to all connections on all nodes but ``exclude_users``; returns local deliveries."""
         envelope = Envelope("broadcast", None, encode_message(message), frozenset(exclude_users))
         return await self.store.publish(envelope)
 
@@ -509,7 +510,10 @@ class Host:
     ) -> int:
         """Send to every member of ``room`` on every node; returns local deliveries."""
         envelope = Envelope(
-            "room", room, encode_message(message), exclude_connections=frozenset(exclude_connections)
+            "room",
+            room,
+            encode_message(message),
+            exclude_connections=frozenset(exclude_connections),
         )
         return await self.store.publish(envelope)
 

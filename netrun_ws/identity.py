@@ -8,7 +8,7 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """The authenticated client. ``claims`` holds whatever the auth plugin verified (e.g. JWT claims)."""
+    """The authenticated client; ``claims`` holds what the auth plugin verified (JWT claims)."""
 
     user_id: str
     username: str | None = None

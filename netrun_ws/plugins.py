@@ -1,9 +1,9 @@
 """Finding and importing plugins: built-ins, entry points, the plugins folder, dotted module paths.
 
 A config names a plugin by name or module path. For a slot (``auth``, ``store``, ...) a name is
-looked up in this order: the slot's built-ins, the ``netrun_ws`` entry point group, a file or package
-in ``plugins_dir``, then a dotted module path. Import failures become one-line ``PluginLoadError``s
-that name the plugin, where it came from and the cause (with the failing file:line).
+looked up in this order: the slot's built-ins, the ``netrun_ws`` entry point group, a file or
+package in ``plugins_dir``, then a dotted module path. Import failures become one-line
+``PluginLoadError``s naming the plugin, where it came from and the cause (with file:line).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class UnknownPluginError(LookupError):
 
 
 class PluginLoadError(Exception):
-    """A plugin was found but could not be used; ``str()`` is one line naming plugin, origin, cause."""
+    """A plugin was found but is unusable; ``str()`` is one line: plugin, origin, cause."""
 
     def __init__(self, plugin: str, origin: PluginOrigin | str, cause: str) -> None:
         super().__init__(f"plugin {plugin!r} ({origin}): {cause}")
@@ -114,10 +114,14 @@ def _import_file(name: str, path: Path) -> ModuleType:
     if module_name in sys.modules:
         return sys.modules[module_name]
     search = [str(path.parent)] if path.name == "__init__.py" else None
-    spec = importlib.util.spec_from_file_location(module_name, path, submodule_search_locations=search)
+    spec = importlib.util.spec_from_file_location(
+        module_name, path, submodule_search_locations=search
+    )
     if spec is None or spec.loader is None:  # pragma: no cover - only for non-.py paths
         raise ImportError(f"cannot load {path}")
-    parent = sys.modules.setdefault("netrun_ws_local_plugins", ModuleType("netrun_ws_local_plugins"))
+    parent = sys.modules.setdefault(
+        "netrun_ws_local_plugins", ModuleType("netrun_ws_local_plugins")
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # before exec: pydantic and dataclasses look the module up
     try:
@@ -134,11 +138,17 @@ def _import_module(plugin: str, module_path: str, origin: PluginOrigin) -> Modul
         return importlib.import_module(module_path)
     except ModuleNotFoundError as exc:
         # Tell "the module does not exist" from "it exists but imports something missing".
-        if exc.name is not None and (module_path == exc.name or module_path.startswith(exc.name + ".")):
+        if exc.name is not None and (
+            module_path == exc.name or module_path.startswith(exc.name + ".")
+        ):
             raise UnknownPluginError(plugin) from exc
-        raise PluginLoadError(plugin, origin, f"failed while importing: {describe_exception(exc)}") from exc
+        raise PluginLoadError(
+            plugin, origin, f"failed while importing: {describe_exception(exc)}"
+        ) from exc
     except Exception as exc:
-        raise PluginLoadError(plugin, origin, f"failed while importing: {describe_exception(exc)}") from exc
+        raise PluginLoadError(
+            plugin, origin, f"failed while importing: {describe_exception(exc)}"
+        ) from exc
 
 
 def resolve(name: str, *, slot: str | None, plugins_dir: Path | None) -> LoadedPlugin:
@@ -233,5 +243,10 @@ def discover(plugins_dir: Path | None) -> list[DiscoveredPlugin]:
             path = _local_path(plugins_dir, name)
             if path is None or name == "__init__":
                 continue
-            add(name, None, lambda n=name, p=path: _import_file(n, p), PluginOrigin("file", str(path)))
+            add(
+                name,
+                None,
+                lambda n=name, p=path: _import_file(n, p),
+                PluginOrigin("file", str(path)),
+            )
     return found

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from netrun_ws.connection import Frame
 from netrun_ws.session import WebSocketSessionManager
 
 EnvelopeKind = Literal["user", "room", "broadcast", "connection"]
@@ -23,7 +24,7 @@ class Envelope:
 
     kind: EnvelopeKind
     target: str | None
-    payload: str  # the JSON text sent to each recipient
+    payload: Frame  # the encoded message sent to each recipient (JSON text unless binary)
     exclude_users: frozenset[str] = field(default_factory=frozenset)
     exclude_connections: frozenset[str] = field(default_factory=frozenset)
 

@@ -3,14 +3,15 @@
 Loaded by the default netrun_ws.yaml (``plugins: [chat]``). It shows the three things most app
 plugins do: declare options, register message types, and handle messages through the host API.
 
-Client -> server                                  Server -> client
-{"type": "join", "room": "lobby"}                 {"type": "joined", "room": ..., "members": [...]}
-                                                  room gets {"type": "user_joined", "room", "user_id"}
-{"type": "leave", "room": "lobby"}                {"type": "left", "room": ...}
-                                                  room gets {"type": "user_left", "room", "user_id"}
-{"type": "say", "room": "lobby", "text": "hi"}    room gets {"type": "said", "room", "user_id", "text"}
-{"type": "direct", "to": "bob", "text": "psst"}   bob gets {"type": "direct", "from": ..., "text": ...};
-                                                  sender gets {"type": "ack", "delivered": N}
+Client -> server, and what the server sends:
+- {"type": "join", "room": "lobby"}: sender gets {"type": "joined", "room", "members": [...]},
+  the room gets {"type": "user_joined", "room", "user_id"}
+- {"type": "leave", "room": "lobby"}: sender gets {"type": "left", "room"},
+  the room gets {"type": "user_left", "room", "user_id"}
+- {"type": "say", "room": "lobby", "text": "hi"}: the room gets {"type": "said", "room", "user_id",
+  "text"}
+- {"type": "direct", "to": "bob", "text": "psst"}: bob gets {"type": "direct", "from", "text"},
+  the sender gets {"type": "ack", "delivered": N}
 """
 
 from __future__ import annotations
@@ -63,8 +64,6 @@ def _error(code: str, error: str) -> dict[str, Any]:
 
 
 class Plugin:
-    Options = Options
-
     def __init__(self) -> None:
         self.options = Options()
 
@@ -87,7 +86,9 @@ class Plugin:
 
     @hookimpl
     async def on_room_leave(self, host: Host, connection: Connection, room: str) -> None:
-        await host.publish_room(room, {"type": "user_left", "room": room, "user_id": connection.user_id})
+        await host.publish_room(
+            room, {"type": "user_left", "room": room, "user_id": connection.user_id}
+        )
 
     @hookimpl
     async def on_message(self, host: Host, connection: Connection, message: BaseModel) -> Any:

@@ -1,1 +1,1 @@
-"""The built-in plugins. Each uses only the public hookspecs, exactly as a third-party plugin would."""
+"""The built-in plugins: each uses only the public hookspecs, as a third-party plugin would."""

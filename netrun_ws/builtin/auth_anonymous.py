@@ -27,8 +27,6 @@ class Options(BaseModel):
 
 
 class Plugin:
-    Options = Options
-
     def __init__(self) -> None:
         self.options = Options()
 

@@ -77,8 +77,6 @@ def token_from(request: WebSocket, query_param: str | None) -> str | None:
 
 
 class Plugin:
-    Options = Options
-
     def __init__(self) -> None:
         self.service: JWTAuthService | None = None
         self.query_param: str | None = "token"

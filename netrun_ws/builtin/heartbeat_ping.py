@@ -1,5 +1,5 @@
-"""heartbeat: ping - the server sends ``{"type": "ping"}`` every ``interval`` seconds; clients answer
-``{"type": "pong"}``. Any frame from the client counts as a sign of life.
+"""heartbeat: ping - the server sends ``{"type": "ping"}`` every ``interval`` seconds; clients
+answer ``{"type": "pong"}``. Any frame from the client counts as a sign of life.
 
 A connection silent for ``timeout`` seconds, or that misses ``max_missed`` consecutive intervals,
 is stale: ``on_stale`` fires and it is closed with 4100 (heartbeat timeout). Clients may also send
@@ -32,8 +32,6 @@ _PONG = '{"type":"pong"}'
 
 
 class Plugin:
-    Options = Options
-
     def __init__(self) -> None:
         self.options = Options()
         self.monitor = HeartbeatMonitor(HeartbeatConfig())

@@ -1,4 +1,4 @@
-"""metrics: json - ``GET <path>`` returns MetricsCollector stats and connection-manager stats as JSON."""
+"""metrics: json - ``GET <path>`` returns MetricsCollector and connection-manager stats as JSON."""
 
 from __future__ import annotations
 
@@ -22,8 +22,6 @@ class Options(BaseModel):
 
 
 class Plugin:
-    Options = Options
-
     def __init__(self) -> None:
         self.collector = MetricsCollector()
         self.options = Options()

@@ -29,8 +29,6 @@ class Options(BaseModel):
 
 
 class Plugin:
-    Options = Options
-
     def __init__(self) -> None:
         self.collector = MetricsCollector()
         self.level = logging.INFO
@@ -75,7 +73,10 @@ class Plugin:
     def on_connect(self, connection: Connection) -> None:
         self.collector.register_connection(connection.connection_id, connection.user_id)
         logger.log(
-            self.level, "connect user=%s connection=%s", connection.user_id, connection.connection_id
+            self.level,
+            "connect user=%s connection=%s",
+            connection.user_id,
+            connection.connection_id,
         )
 
     @hookimpl

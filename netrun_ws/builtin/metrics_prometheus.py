@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,12 +28,12 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str = Field("/metrics", pattern=r"^/", description="Path of the exposition endpoint.")
-    prefix: str = Field("netrun_ws", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", description="Name prefix.")
+    prefix: str = Field(
+        "netrun_ws", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", description="Name prefix."
+    )
 
 
 class Plugin:
-    Options = Options
-
     def __init__(self) -> None:
         self.options = Options()
         self.registry = CollectorRegistry()

@@ -23,8 +23,6 @@ class Options(BaseModel):
 
 
 class Plugin:
-    Options = Options
-
     def __init__(self) -> None:
         self.options = Options()
 

@@ -31,8 +31,6 @@ class Options(BaseModel):
 
 
 class Plugin:
-    Options = Options
-
     def __init__(self) -> None:
         self.policy: dict[str, Any] = ReconnectionConfig().to_client_policy()
 

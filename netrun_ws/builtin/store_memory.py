@@ -57,8 +57,6 @@ class MemoryStore:
 
 
 class Plugin:
-    Options = Options
-
     def __init__(self) -> None:
         self.options = Options()
 

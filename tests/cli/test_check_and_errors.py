@@ -1,4 +1,4 @@
-"""`netrun-ws check` and start-up errors: one line per mistake, documented exit codes, no traceback."""
+"""`netrun-ws check` and start-up errors: one line per mistake, documented exit codes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from tests.support.cli_server import cli_env, free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def netrun_ws(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def netrun_ws(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "netrun_ws", *args],
         capture_output=True,
@@ -83,7 +85,9 @@ def test_unknown_plugin_and_bad_plugin_options(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert_clean(result)
     err = result.stderr
-    assert f"{config}:1 auth.plugin: unknown plugin 'jwtt' for slot 'auth'; did you mean 'jwt'?" in err
+    assert (
+        f"{config}:1 auth.plugin: unknown plugin 'jwtt' for slot 'auth'; did you mean 'jwt'?" in err
+    )
     assert f"{config}:2 heartbeat.interval: " in err
     assert f"{config}:2 heartbeat.bogus: " in err
 
@@ -113,7 +117,9 @@ def test_unknown_plugin_and_bad_plugin_options(tmp_path: Path) -> None:
     ],
     ids=["import-error", "syntax-error", "misspelled-hook", "configure-raises", "bad-argument"],
 )
-def test_broken_plugins_stop_startup_with_one_line(tmp_path: Path, source: str, expected: str) -> None:
+def test_broken_plugins_stop_startup_with_one_line(
+    tmp_path: Path, source: str, expected: str
+) -> None:
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "broken.py").write_text(source)
     config = write(tmp_path, "plugins: [broken]\n")
@@ -151,7 +157,11 @@ def test_missing_config_file_is_one_line() -> None:
 def test_secrets_are_masked_in_check_output() -> None:
     secret = "s3cr3t-value-that-must-not-print"
     result = netrun_ws(
-        "check", "--config", "netrun_ws.yaml", "--env", "production",
+        "check",
+        "--config",
+        "netrun_ws.yaml",
+        "--env",
+        "production",
         env={"NETRUN_WS_JWT_SECRET": secret},
     )
     assert result.returncode == 0, result.stderr
@@ -171,7 +181,13 @@ def test_token_command_signs_with_the_configured_secret() -> None:
 
     secret = "token-test-secret-0123456789abcdef"
     result = netrun_ws(
-        "token", "--user", "alice", "--env", "production", "--claim", "role=admin",
+        "token",
+        "--user",
+        "alice",
+        "--env",
+        "production",
+        "--claim",
+        "role=admin",
         env={"NETRUN_WS_JWT_SECRET": secret},
     )
     assert result.returncode == 0, result.stderr

@@ -39,7 +39,11 @@ async def test_default_config_chat_between_two_clients() -> None:
             said = await recv_until(alice, "said")
             assert said == {"type": "said", "room": "lobby", "user_id": "bob", "text": "hello"}
             await alice.send(json.dumps({"type": "direct", "to": "bob", "text": "psst"}))
-            assert (await recv_until(bob, "direct")) == {"type": "direct", "from": "alice", "text": "psst"}
+            assert (await recv_until(bob, "direct")) == {
+                "type": "direct",
+                "from": "alice",
+                "text": "psst",
+            }
             assert (await recv_until(alice, "ack"))["delivered"] == 1
             await alice.send("{broken")
             assert (await recv_until(alice, "error"))["code"] == "invalid_json"
@@ -70,7 +74,9 @@ async def test_sigterm_closes_clients_with_1012_and_exits_cleanly() -> None:
 
 async def test_editing_yaml_swaps_anonymous_for_jwt_without_code_change(tmp_path: Path) -> None:
     config = tmp_path / "netrun_ws.yaml"
-    shutil.copytree(ROOT / "plugins", tmp_path / "plugins", ignore=shutil.ignore_patterns("netrun-ws-*"))
+    shutil.copytree(
+        ROOT / "plugins", tmp_path / "plugins", ignore=shutil.ignore_patterns("netrun-ws-*")
+    )
     original = (ROOT / "netrun_ws.yaml").read_text()
     config.write_text(original)
     async with run_cli(config, cwd=tmp_path) as server:
@@ -85,9 +91,13 @@ async def test_editing_yaml_swaps_anonymous_for_jwt_without_code_change(tmp_path
         )
     )
     env = {"NETRUN_WS_JWT_SECRET": secret}
-    token = subprocess.run(
+    token = subprocess.run(  # noqa: ASYNC221 - a one-shot CLI call before the server starts
         [sys.executable, "-m", "netrun_ws", "token", "--user", "zoe", "--config", str(config)],
-        capture_output=True, text=True, env=cli_env(env), check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        env=cli_env(env),
+        check=True,
+        timeout=60,
     ).stdout.strip()
     async with run_cli(config, cwd=tmp_path, env=env) as server:
         async with connect(f"ws://{server.addr}/ws") as anonymous:

@@ -12,7 +12,7 @@ RECORDING = "tests.host.recording_plugin"
 
 
 def base_config(**overrides: Any) -> dict[str, Any]:
-    """A config dict for create_app: anonymous auth, memory store, no metrics, fast heartbeat off."""
+    """A config dict for create_app: anonymous auth, memory store, no metrics, no heartbeat."""
     config: dict[str, Any] = {
         "server": {"path": "/ws"},
         "auth": {"plugin": "anonymous"},
@@ -42,5 +42,5 @@ async def recv_until(client: ClientConnection, type_: str, timeout: float = 5.0)
 async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
     """Poll ``predicate()`` until true (server-side effects after a client closes)."""
     async with asyncio.timeout(timeout):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 - server-side state has no event to await
             await asyncio.sleep(0.01)

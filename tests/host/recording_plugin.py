@@ -37,8 +37,6 @@ class Shout(BaseModel):
 
 
 class Plugin:
-    Options = Options
-
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
         self.options = Options()

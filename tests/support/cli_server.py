@@ -59,7 +59,15 @@ async def run_cli(
     """Start ``python -m netrun_ws run --config CONFIG --port FREE``; yield once /readyz is 200."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "netrun_ws", "run", "--config", str(config), "--port", str(port), *args,
+        sys.executable,
+        "-m",
+        "netrun_ws",
+        "run",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env=cli_env(env),

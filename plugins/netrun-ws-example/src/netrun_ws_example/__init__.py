@@ -22,8 +22,6 @@ class Echo(BaseModel):
 
 
 class Plugin:
-    Options = Options
-
     def __init__(self) -> None:
         self.motd = "welcome"
 
