@@ -13,8 +13,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
-from netrun_ws.config import LoadedConfig, load_config, load_config_from_dict
+from netrun_ws.config import ConfigError, LoadedConfig, load_config, load_config_from_dict
 from netrun_ws.host import Host
+from netrun_ws.plugin_slots import plugin_config_issues
 from netrun_ws.plugins import PluginLoadError, describe_exception
 
 logger = logging.getLogger("netrun_ws")
@@ -51,12 +52,28 @@ class NetrunApp(Starlette):
         await send({"type": "lifespan.shutdown.complete"})
 
 
-def _load(config: LoadedConfig | Mapping[str, Any] | str | os.PathLike[str] | None) -> LoadedConfig:
-    if isinstance(config, LoadedConfig):
-        return config
-    if isinstance(config, Mapping):
-        return load_config_from_dict(config)
-    return load_config(config)
+def load_app_config(
+    config: Mapping[str, Any] | str | os.PathLike[str] | None,
+    *,
+    env: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> LoadedConfig:
+    """Load a config (a dict, or a YAML path; default ``./netrun_ws.yaml``).
+
+    When the config has mistakes, the plugin slots that are themselves valid are still resolved, so
+    unknown plugins and bad plugin options are reported in the same ``ConfigError``.
+    """
+    try:
+        if isinstance(config, Mapping):
+            return load_config_from_dict(config, env=env, overrides=overrides)
+        return load_config(config, env=env, overrides=overrides)
+    except ConfigError as error:
+        if error.partial is None:
+            raise
+        more = plugin_config_issues(error.partial)
+        if not more:
+            raise
+        raise ConfigError([*error.issues, *more]) from None
 
 
 def create_app(
@@ -67,7 +84,7 @@ def create_app(
 
     The Host is at ``app.state.host``.
     """
-    host = Host(_load(config))
+    host = Host(config if isinstance(config, LoadedConfig) else load_app_config(config))
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "alive"})

@@ -104,9 +104,9 @@ def _fail(code: int, message: str) -> int:
 
 
 def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Any:
-    from netrun_ws.config import load_config
+    from netrun_ws.app import load_app_config
 
-    return load_config(args.config, env=args.env, overrides=overrides)
+    return load_app_config(args.config, env=args.env, overrides=overrides)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -31,20 +31,13 @@ from netrun_ws.connection import Connection
 from netrun_ws.connection_manager import WebSocketConnectionManager, encode_message
 from netrun_ws.hooks import DROP, HookError, Hooks
 from netrun_ws.identity import AuthenticationError, Identity, Rejection
-from netrun_ws.plugins import (
-    LoadedPlugin,
-    PluginLoadError,
-    UnknownPluginError,
-    describe_exception,
-    known_names,
-    resolve,
-)
+from netrun_ws.plugin_slots import ResolvedPlugin, resolve_entry, slot_entries
+from netrun_ws.plugins import LoadedPlugin, PluginLoadError, describe_exception
 from netrun_ws.protocol import MessageRegistry, ProtocolError
 from netrun_ws.store import Envelope, Store
 
 logger = logging.getLogger("netrun_ws")
 
-SLOTS = ("auth", "store", "heartbeat", "reconnect", "protocol")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
@@ -91,73 +84,39 @@ class Host:
 
     def _load_plugins(self) -> None:
         issues: list[ConfigIssue] = []
-        config = self.config
-        for slot in SLOTS:
-            slot_config = getattr(config, slot)
-            if slot_config is not None:
-                self._add_plugin(slot, slot, slot_config.plugin, slot_config.options, issues)
-        for index, sink in enumerate(config.metrics):
-            self._add_plugin("metrics", f"metrics.{index}", sink.plugin, sink.options, issues)
-        for index, app_plugin in enumerate(config.plugins):
-            self._add_plugin(
-                None, f"plugins.{index}", app_plugin.plugin, app_plugin.options, issues
-            )
+        for entry in slot_entries(self.config):
+            resolved = resolve_entry(self.loaded, entry, issues)
+            if resolved is not None:
+                self._register(resolved, issues)
         if issues:
             raise ConfigError(issues)
 
-    def _add_plugin(
-        self,
-        slot: str | None,
-        key_path: str,
-        name: str,
-        options: dict[str, Any],
-        issues: list[ConfigIssue],
-    ) -> None:
-        plugins_dir = self.loaded.plugins_dir
-        try:
-            loaded = resolve(name, slot=slot, plugins_dir=plugins_dir)
-        except UnknownPluginError:
-            known = known_names(slot, plugins_dir)
-            hint = difflib.get_close_matches(name, known, n=1)
-            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-            where = f" for slot {slot!r}" if slot else ""
-            message = f"unknown plugin {name!r}{where}{suggestion} (known: {', '.join(known)})"
-            issues.append(self.loaded.issue(f"{key_path}.plugin", message))
-            return
-        target: Any = loaded.module
-        plugin_class = getattr(loaded.module, "Plugin", None)
-        if isinstance(plugin_class, type):
+    def _register(self, resolved: ResolvedPlugin, issues: list[ConfigIssue]) -> None:
+        entry, plugin = resolved.entry, resolved.plugin
+        target: Any = plugin.module
+        plugin_class = resolved.target_class()
+        if plugin_class is not None:
             try:
                 target = plugin_class()
             except Exception as exc:
                 cause = f"failed to create Plugin(): {describe_exception(exc)}"
-                raise PluginLoadError(name, loaded.origin, cause) from exc
-        model = getattr(target, "Options", None) or getattr(loaded.module, "Options", None)
-        validated: BaseModel | None = None
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            try:
-                validated = self.loaded.validate_options(key_path, model, options)
-            except ConfigError as error:
-                issues.extend(error.issues)
-                return
-        elif options:
-            keys = ", ".join(sorted(options))
-            issues.append(self.loaded.issue(key_path, f"plugin {name!r} takes no options ({keys})"))
-            return
-        pm_name = key_path if slot == "metrics" else (slot or name)
+                raise PluginLoadError(entry.name, plugin.origin, cause) from exc
+        pm_name = entry.key_path if entry.slot == "metrics" else (entry.slot or entry.name)
         if pm_name in self.plugins or self.plugin_manager.is_registered(target):
-            issues.append(self.loaded.issue(key_path, f"plugin {name!r} is configured twice"))
+            issues.append(
+                self.loaded.issue(entry.key_path, f"plugin {entry.name!r} is configured twice")
+            )
             return
         try:
             self.plugin_manager.register(target, name=pm_name)
         except pluggy.PluginValidationError as exc:
             # pluggy's message spans lines (hook, definition, bad arguments): keep it on one.
             cause = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-            raise PluginLoadError(name, loaded.origin, cause) from exc
-        self.plugins[pm_name] = loaded
-        self.plugin_options[pm_name] = validated
-        if slot is not None:
-            self.slots[key_path] = pm_name
+            raise PluginLoadError(entry.name, plugin.origin, cause) from exc
+        self.plugins[pm_name] = plugin
+        self.plugin_options[pm_name] = resolved.options
+        if entry.slot is not None:
+            self.slots[entry.key_path] = pm_name
 
     def _add_plugin_hookspecs(self) -> None:
         try:

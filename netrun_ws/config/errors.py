@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,14 @@ class ConfigError(Exception):
     Issues are de-duplicated and sorted by file and line so the report reads top to bottom.
     """
 
-    def __init__(self, issues: Iterable[ConfigIssue]) -> None:
+    def __init__(self, issues: Iterable[ConfigIssue], *, partial: Any = None) -> None:
         unique = list(dict.fromkeys(issues))
         if not unique:
             raise ValueError("ConfigError needs at least one issue")
         self.issues: list[ConfigIssue] = sorted(unique, key=_sort_key)
+        #: A LoadedConfig holding only the plugin slots that were valid, so plugin names and
+        #: options can be checked in the same run as the other mistakes (None if none could be).
+        self.partial = partial
         super().__init__(str(self))
 
     def __str__(self) -> str:

@@ -226,10 +226,38 @@ def _build(
             message = f"plugins_dir '{plugins_dir}' is not a directory"
             issues.append(sources.issue(("plugins_dir",), message))
     if issues or config is None:
-        raise ConfigError(issues)
+        partial = _partial(data, sources, path, chosen, base_dir)
+        raise ConfigError(issues, partial=partial)
     if plugins_dir is not None:
         config = config.model_copy(update={"plugins_dir": str(plugins_dir)})
     return LoadedConfig(config, path, chosen, plugins_dir, sources.default_file, sources)
+
+
+_PLUGIN_KEYS = ("auth", "store", "heartbeat", "reconnect", "protocol", "metrics", "plugins")
+
+
+def _partial(
+    data: Mapping[str, Any], sources: SourceMap, path: Path | None, env: str | None, base_dir: Path
+) -> LoadedConfig | None:
+    """The plugin slots of an invalid config that are valid on their own (defaults elsewhere)."""
+    valid: dict[str, Any] = {}
+    for key in (*_PLUGIN_KEYS, "plugins_dir"):
+        if key in data:
+            try:
+                Config.model_validate({key: data[key]})
+            except (ValidationError, TypeError, ValueError):
+                continue
+            valid[key] = data[key]
+    try:
+        config = Config.model_validate(valid)
+    except ValidationError:  # pragma: no cover - each part validated on its own
+        return None
+    plugins_dir = None
+    if config.plugins_dir is not None:
+        plugins_dir = _resolve_dir(config.plugins_dir, base_dir)
+        if not plugins_dir.is_dir():
+            plugins_dir = None
+    return LoadedConfig(config, path, env, plugins_dir, sources.default_file, sources)
 
 
 def _kind(value: object) -> str:

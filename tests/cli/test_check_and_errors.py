@@ -215,3 +215,22 @@ def test_help_is_useful() -> None:
         assert "usage: netrun-ws " + command in result.stdout
     top = netrun_ws("--help")
     assert "Exit codes" in top.stdout
+
+
+def test_plugin_mistakes_are_reported_with_the_other_config_mistakes(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        """
+        server: {port: not-a-port}
+        auth: {plugin: jwtt}
+        heartbeat: {plugin: ping, interval: -1}
+        plugins_dir: null
+        """,
+    )
+    result = netrun_ws("check", "--config", str(config))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith(f"{config}:1 server.port: ")
+    assert lines[1].startswith(f"{config}:2 auth.plugin: unknown plugin 'jwtt'")
+    assert lines[2].startswith(f"{config}:3 heartbeat.interval: ")
