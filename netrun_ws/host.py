@@ -331,6 +331,7 @@ class Host:
         """Receive frames until the peer leaves; returns the close code and reason to record."""
         limits = self.config.limits
         max_errors = limits.max_consecutive_errors
+        max_bytes = limits.max_message_bytes
         rate = limits.messages_per_second
         burst = max(rate, 1.0)
         tokens, last = burst, time.monotonic()
@@ -344,8 +345,11 @@ class Host:
             raw: str | bytes | None = frame.get("text")
             if raw is None:
                 raw = frame.get("bytes") or b""
+            size = len(raw)
             connection.messages_received += 1
-            connection.bytes_received += len(raw)
+            connection.bytes_received += size
+            if size > max_bytes:  # uvicorn enforces ws_max_size too; other servers may not
+                return CloseCode.MESSAGE_TOO_BIG, "message too big"
             if self._has_received:
                 await self.hooks.call(
                     "on_message_received", host=self, connection=connection, raw=raw

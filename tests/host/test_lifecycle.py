@@ -223,3 +223,32 @@ async def test_healthz_readyz_and_plugin_routes() -> None:
         assert (await http.get("/healthz")).json() == {"status": "alive"}
         assert (await http.get("/readyz")).status_code == 200
         assert "startup" in (await http.get("/recorded")).text
+
+
+async def test_rate_limit_replies_then_closes_with_4102() -> None:
+    config = base_config(limits={"messages_per_second": 5}, plugins=[RECORDING])
+    async with serve(create_app(config)) as addr, connect(f"ws://{addr}/ws") as client:
+        await recv_json(client)
+        for _ in range(30):
+            await client.send(json.dumps({"type": "shout", "text": "x"}))
+        replies = []
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                replies.append(await recv_json(client))
+        assert client.close_code == CloseCode.RATE_LIMITED
+        assert [r["text"] for r in replies if r["type"] == "shout"] == ["X"] * 5
+        assert {r["code"] for r in replies if r["type"] == "error"} == {"rate_limited"}
+
+
+async def test_oversize_frame_closes_with_1009_and_others_continue() -> None:
+    config = base_config(limits={"max_message_bytes": 1024}, plugins=[RECORDING])
+    async with serve(create_app(config)) as addr:
+        async with connect(f"ws://{addr}/ws") as big, connect(f"ws://{addr}/ws") as other:
+            await recv_json(big)
+            await recv_json(other)
+            await big.send(json.dumps({"type": "shout", "text": "x" * 2000}))
+            with pytest.raises(websockets.ConnectionClosed):
+                await recv_json(big)
+            assert big.close_code == CloseCode.MESSAGE_TOO_BIG
+            await other.send(json.dumps({"type": "shout", "text": "ok"}))
+            assert (await recv_json(other))["text"] == "OK"
