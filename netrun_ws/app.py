@@ -17,6 +17,7 @@ from netrun_ws.config import ConfigError, LoadedConfig, load_config, load_config
 from netrun_ws.host import Host
 from netrun_ws.plugin_slots import plugin_config_issues
 from netrun_ws.plugins import PluginLoadError, describe_exception
+from netrun_ws.publish_api import publish_routes
 
 logger = logging.getLogger("netrun_ws")
 
@@ -90,14 +91,21 @@ def create_app(
         return JSONResponse({"status": "alive"})
 
     async def readyz(request: Request) -> JSONResponse:
-        if await host.is_ready():
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "not ready"}, status_code=503)
+        ready = await host.is_ready()
+        body: dict[str, Any] = {"status": "ready" if ready else "not ready"}
+        if host.started:
+            body["node_id"] = host.store.node_id
+            try:
+                body["nodes"] = await host.store.nodes()
+            except Exception as exc:  # the store being down is what readyz reports
+                body["nodes_error"] = describe_exception(exc)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     routes: list[BaseRoute] = [
         WebSocketRoute(host.config.server.path, host.serve_websocket),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        *publish_routes(host),
         *host.routes,
     ]
     app = NetrunApp(routes=routes)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from netrun_ws.host import Host
     from netrun_ws.identity import Identity, Rejection
     from netrun_ws.protocol import ProtocolError
-    from netrun_ws.store import Store
+    from netrun_ws.store import DeliveryGap, Store
 
 PROJECT_NAME = "netrun_ws"
 
@@ -193,6 +193,13 @@ def on_heartbeat_missed(host: Host, connection: Connection, missed: int) -> None
 @hookspec
 def on_stale(host: Host, connection: Connection) -> None:
     """A connection exceeded the heartbeat timeout; it is closed with 4100 after this hook."""
+
+
+@hookspec
+def on_delivery_gap(host: Host, gap: DeliveryGap) -> None:
+    """Messages from other nodes may have been lost between ``gap.started_at`` and
+    ``gap.ended_at`` (the store's subscription was down). Every local client is also sent
+    ``{"type": "delivery_gap", "since", "until"}``."""
 
 
 @hookspec

@@ -21,6 +21,7 @@ from typing import Any
 
 import pluggy
 from pydantic import BaseModel
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 from starlette.websockets import WebSocket
 
@@ -34,7 +35,7 @@ from netrun_ws.identity import AuthenticationError, Identity, Rejection
 from netrun_ws.plugin_slots import ResolvedPlugin, resolve_entry, slot_entries
 from netrun_ws.plugins import LoadedPlugin, PluginLoadError, describe_exception
 from netrun_ws.protocol import MessageRegistry, ProtocolError
-from netrun_ws.store import Envelope, Store
+from netrun_ws.store import DeliveryGap, Envelope, PublishResult, Store
 
 logger = logging.getLogger("netrun_ws")
 
@@ -74,6 +75,7 @@ class Host:
         self._store: Store | None = None
         self.ready = False
         self._rooms: dict[str, set[str]] = {}
+        self.delivery_gaps = 0
         self._load_plugins()
         self.hooks = Hooks(self.plugin_manager)
         self._add_plugin_hookspecs()
@@ -178,6 +180,11 @@ class Host:
     # ------------------------------------------------------------------ lifespan
 
     @property
+    def started(self) -> bool:
+        """True once the store was provided and started (lifespan startup ran)."""
+        return self._store is not None
+
+    @property
     def store(self) -> Store:
         if self._store is None:
             raise RuntimeError("the store is available once the app has started")
@@ -192,7 +199,7 @@ class Host:
         if store is None:
             raise RuntimeError(f"store plugin {self.config.store.plugin!r} provided no store")
         self._store = store
-        await store.start(self.deliver_local)
+        await store.start(self.deliver_local, self._delivery_gap)
         try:
             await self.hooks.call("startup", host=self)
         except HookError as error:
@@ -217,8 +224,30 @@ class Host:
             except Exception as exc:
                 logger.error("store failed to stop: %s", describe_exception(exc))
 
+    async def _delivery_gap(self, gap: DeliveryGap) -> None:
+        """Messages from other nodes may have been lost: say so in the log, hooks and to clients."""
+        self.delivery_gaps += 1
+        logger.warning(
+            "delivery gap: messages from other nodes between %.3f and %.3f may be lost (%s)",
+            gap.started_at,
+            gap.ended_at,
+            gap.reason,
+        )
+        await self.hooks.call_isolated("on_delivery_gap", host=self, gap=gap)
+        notice = encode_message(
+            {"type": "delivery_gap", "since": gap.started_at, "until": gap.ended_at}
+        )
+        for connection in self.manager.connections():
+            connection.enqueue(notice)
+
     async def is_ready(self) -> bool:
-        return self.ready and self._store is not None and await self._store.ready()
+        if not self.ready or self._store is None:
+            return False
+        try:
+            return await self._store.ready()
+        except Exception as exc:
+            logger.warning("store not ready: %s", describe_exception(exc))
+            return False
 
     # ------------------------------------------------------------------ connections
 
@@ -246,76 +275,147 @@ class Host:
             raise TypeError(f"authenticate returned {type(identity).__name__}, not Identity")
         return identity
 
+    async def _refuse(self, websocket: WebSocket, status: int, reason: str) -> None:
+        """Refuse an upgrade before accept with an HTTP status (403 where the server cannot)."""
+        logger.info("refused handshake (%s): %s", status, reason)
+        if "websocket.http.response" in websocket.scope.get("extensions", {}):
+            await websocket.send_denial_response(JSONResponse({"error": reason}, status))
+        else:  # ASGI servers without the denial-response extension answer 403
+            await websocket.close(code=CloseCode.POLICY_VIOLATION)
+
     async def serve_websocket(self, websocket: WebSocket) -> None:
         """The ASGI websocket endpoint: one call per connection, from handshake to disconnect."""
-        if not self._origin_allowed(websocket):
-            logger.info("refused handshake: origin %r not allowed", websocket.headers.get("origin"))
-            await websocket.close(code=CloseCode.POLICY_VIOLATION)  # before accept: HTTP 403
+        identity = await self._admit(websocket)
+        if identity is None:
             return
-        try:
-            rejection = await self.hooks.first("handshake", host=self, request=websocket)
-        except HookError as error:
-            logger.error("%s", error)
-            await websocket.close(code=CloseCode.INTERNAL_ERROR)
-            return
-        if isinstance(rejection, Rejection):
-            logger.info("refused handshake: %s", rejection.reason)
-            await websocket.close(code=CloseCode.POLICY_VIOLATION)
-            return
-        try:
-            identity = await asyncio.wait_for(
-                self._authenticate(websocket), self.config.server.handshake_timeout
-            )
-        except AuthenticationError as error:
-            await websocket.accept()
-            await websocket.close(code=CloseCode.POLICY_VIOLATION, reason=error.reason[:120])
-            return
-        except (HookError, TypeError, asyncio.TimeoutError) as error:
-            logger.error("authentication failed: %s", error)
-            await websocket.accept()
-            await websocket.close(code=CloseCode.INTERNAL_ERROR, reason="authentication error")
-            return
-
-        requested = websocket.query_params.get("session_id")
-        session_id = requested if requested and _SESSION_ID.match(requested) else uuid.uuid4().hex
-        metadata: dict[str, Any] = {"identity": identity, "rooms": set()}
-        try:
-            # A client resuming its session id replaces a connection that has not noticed yet.
-            connection_id = await self.manager.connect(
-                websocket,
-                identity.user_id,
-                session_id=session_id,
-                metadata=metadata,
-                replace_session=True,
-            )
-        except ValueError as error:
-            logger.info("refused connection: %s", error)
-            return
-        connection = self.manager.get_connection(connection_id)
-        if connection is None:  # closed during accept
+        connection = await self._open(websocket, identity)
+        if connection is None:
             return
         close_code: int = CloseCode.NORMAL
         close_reason = ""
         try:
-            sessions = self.store.sessions
-            metadata["store_connection_id"] = await sessions.create_connection(
-                session_id, identity.user_id, identity.username or identity.user_id
-            )
             await self.hooks.call("on_connect", host=self, connection=connection)
-            await self._send_welcome(connection, identity)
+            resumed = await self._resume(connection)
+            await self._send_welcome(connection, identity, resumed)
             close_code, close_reason = await self._message_loop(websocket, connection)
         except HookError as error:
             logger.error("%s", error, exc_info=error.error)
             await self._report_error(connection, error)
             close_code, close_reason = CloseCode.INTERNAL_ERROR, "internal error"
         except Exception as exc:  # a host bug must not leak a traceback to the client
-            logger.exception("connection %s failed", connection_id)
+            logger.exception("connection %s failed", connection.connection_id)
             await self._report_error(connection, exc)
             close_code, close_reason = CloseCode.INTERNAL_ERROR, "internal error"
         finally:
-            await self.manager.disconnect(connection_id, close_code, close_reason)
+            await self.manager.disconnect(connection.connection_id, close_code, close_reason)
 
-    async def _send_welcome(self, connection: Connection, identity: Identity) -> None:
+    async def _admit(self, websocket: WebSocket) -> Identity | None:
+        """Origin, ``handshake`` and ``authenticate``; None when the client was refused."""
+        if not self._origin_allowed(websocket):
+            origin = websocket.headers.get("origin")
+            await self._refuse(websocket, 403, f"origin {origin!r} not allowed")
+            return None
+        try:
+            rejection = await self.hooks.first("handshake", host=self, request=websocket)
+        except HookError as error:
+            logger.error("%s", error)
+            await websocket.close(code=CloseCode.INTERNAL_ERROR)
+            return None
+        if isinstance(rejection, Rejection):
+            await self._refuse(websocket, 403, rejection.reason)
+            return None
+        try:
+            return await asyncio.wait_for(
+                self._authenticate(websocket), self.config.server.handshake_timeout
+            )
+        except AuthenticationError as error:
+            await websocket.accept()
+            await websocket.close(code=CloseCode.POLICY_VIOLATION, reason=error.reason[:120])
+        except (HookError, TypeError, asyncio.TimeoutError) as error:
+            logger.error("authentication failed: %s", error)
+            await websocket.accept()
+            await websocket.close(code=CloseCode.INTERNAL_ERROR, reason="authentication error")
+        return None
+
+    async def _open(self, websocket: WebSocket, identity: Identity) -> Connection | None:
+        """Count the connection in the store (cluster-wide limits), then accept it."""
+        limits = self.config.limits
+        if len(self.manager) >= limits.max_connections:
+            await self._refuse(
+                websocket, 503, f"max_connections ({limits.max_connections}) reached"
+            )
+            return None
+        requested = websocket.query_params.get("session_id")
+        resuming = bool(requested and _SESSION_ID.match(requested))
+        session_id = requested if requested and resuming else uuid.uuid4().hex
+        user_id = identity.user_id
+        store = self.store
+        try:
+            store_id = await store.sessions.create_connection(
+                session_id, user_id, identity.username or user_id
+            )
+            admitted = await store.add_connection(
+                store_id, user_id, limits.max_connections_per_user
+            )
+        except Exception as exc:
+            logger.error("store unavailable at connect: %s", describe_exception(exc))
+            await self._refuse(websocket, 503, "session store unavailable")
+            return None
+        if not admitted:
+            await self._forget(store_id, user_id, counted=False)
+            limit = limits.max_connections_per_user
+            await self._refuse(websocket, 429, f"max_connections_per_user ({limit}) reached")
+            return None
+        metadata: dict[str, Any] = {
+            "identity": identity,
+            "rooms": set(),
+            "state": {},
+            "store_connection_id": store_id,
+            "resuming": resuming,
+        }
+        try:
+            # A client resuming its session id replaces a connection that has not noticed yet.
+            connection_id = await self.manager.connect(
+                websocket, user_id, session_id=session_id, metadata=metadata, replace_session=True
+            )
+        except ValueError as error:
+            logger.info("refused connection: %s", error)
+            await self._forget(store_id, user_id)
+            return None
+        return self.manager.get_connection(connection_id)
+
+    async def _forget(self, store_id: str, user_id: str, *, counted: bool = True) -> None:
+        """Release a connection's store entries; a store outage is logged, never raised."""
+        try:
+            if counted:
+                await self.store.remove_connection(store_id, user_id)
+            await self.store.sessions.disconnect(store_id, save_state=True)
+        except Exception as exc:
+            logger.error("session store failed on disconnect: %s", describe_exception(exc))
+
+    async def _resume(self, connection: Connection) -> bool:
+        """A client returning with its session id gets its saved state back and rejoins rooms."""
+        if not connection.metadata.get("resuming"):
+            return False
+        try:
+            state = await self.store.sessions.restore_connection_state(
+                connection.metadata["store_connection_id"]
+            )
+        except Exception as exc:
+            logger.error("session store failed on resume: %s", describe_exception(exc))
+            return False
+        if not state:
+            return False
+        data = state.get("data")
+        connection.metadata["state"] = data if isinstance(data, dict) else {}
+        for room in state.get("rooms", ()):
+            if isinstance(room, str):
+                await self.join_room(connection, room)
+        return True
+
+    async def _send_welcome(
+        self, connection: Connection, identity: Identity, resumed: bool
+    ) -> None:
         welcome: dict[str, Any] = {}
         for payload in await self.hooks.call("welcome_payload", host=self, connection=connection):
             welcome.update(payload)
@@ -324,7 +424,11 @@ class Host:
             connection_id=connection.connection_id,
             user_id=identity.user_id,
             session_id=connection.session_id,
+            resumed=resumed,
         )
+        if resumed:
+            welcome["state"] = connection.metadata["state"]
+            welcome["rooms"] = sorted(self.rooms_of(connection))
         await self.send(connection, welcome)
 
     async def _message_loop(self, websocket: WebSocket, connection: Connection) -> tuple[int, str]:
@@ -410,14 +514,18 @@ class Host:
 
     async def _connection_closed(self, connection: Connection, code: int, reason: str) -> None:
         """Called once per connection by the manager, whatever closed it."""
-        for room in list(connection.metadata.get("rooms", ())):
+        rooms = sorted(self.rooms_of(connection))
+        for room in rooms:
             await self._leave(connection, room)
         store_id = connection.metadata.get("store_connection_id")
         if store_id is not None and self._store is not None:
+            # Saved under the session id, so the client can resume on any node (welcome "resumed").
+            state = {"rooms": rooms, "data": connection.metadata.get("state", {})}
             try:
-                await self._store.sessions.disconnect(store_id, save_state=True)
+                await self._store.sessions.save_connection_state(store_id, state)
             except Exception as exc:
-                logger.error("session store failed on disconnect: %s", describe_exception(exc))
+                logger.error("session store failed to save state: %s", describe_exception(exc))
+            await self._forget(store_id, connection.user_id)
         await self.hooks.call_isolated(
             "on_disconnect", host=self, connection=connection, code=code, reason=reason
         )
@@ -459,14 +567,19 @@ class Host:
             await self.hooks.call("after_send", host=self, connection=connection, message=message)
         return True
 
+    async def publish(self, envelope: Envelope) -> PublishResult:
+        """Deliver an envelope on this node and send it once to every other node."""
+        return await self.store.publish(envelope)
+
     async def send_to_user(self, user_id: str, message: Any) -> int:
         """Send to every connection of ``user_id`` on every node; returns local deliveries."""
-        return await self.store.publish(Envelope("user", user_id, encode_message(message)))
+        result = await self.publish(Envelope("user", user_id, encode_message(message)))
+        return result.local
 
     async def broadcast(self, message: Any, exclude_users: Iterable[str] = ()) -> int:
         """Send to all connections on all nodes but ``exclude_users``; returns local deliveries."""
         envelope = Envelope("broadcast", None, encode_message(message), frozenset(exclude_users))
-        return await self.store.publish(envelope)
+        return (await self.publish(envelope)).local
 
     async def publish_room(
         self, room: str, message: Any, exclude_connections: Iterable[str] = ()
@@ -478,7 +591,7 @@ class Host:
             encode_message(message),
             exclude_connections=frozenset(exclude_connections),
         )
-        return await self.store.publish(envelope)
+        return (await self.publish(envelope)).local
 
     def _local_targets(self, envelope: Envelope) -> Iterable[str]:
         if envelope.kind == "user":

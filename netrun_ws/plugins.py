@@ -27,7 +27,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "anonymous": "netrun_ws.builtin.auth_anonymous",
         "jwt": "netrun_ws.builtin.auth_jwt",
     },
-    "store": {"memory": "netrun_ws.builtin.store_memory"},
+    "store": {"memory": "netrun_ws.builtin.store_memory", "redis": "netrun_ws.builtin.store_redis"},
     "heartbeat": {"ping": "netrun_ws.builtin.heartbeat_ping"},
     "reconnect": {"exponential": "netrun_ws.builtin.reconnect_exponential"},
     "protocol": {"json": "netrun_ws.builtin.protocol_json"},

@@ -1,16 +1,16 @@
-"""The interface a ``store`` slot plugin provides: sessions, room presence and a message broker.
+"""The interface a ``store`` slot plugin provides: sessions, presence, limits and a message broker.
 
-The host never talks to memory or Redis directly; it asks the store to ``publish`` an ``Envelope``
-and the store hands it to ``deliver`` on every node (itself included), each of which delivers to its
-own connections. So swapping ``store: {plugin: memory}`` for a cluster-wide store changes nothing
-else.
+The host never talks to memory or Redis directly. It asks the store to ``publish`` an ``Envelope``;
+the store delivers it to this node's connections at once (``deliver``) and, for a cluster store,
+sends it ONCE to the other nodes, each of which hands it to its own ``deliver``. So swapping
+``store: {plugin: memory}`` for ``store: {plugin: redis}`` changes nothing else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from netrun_ws.connection import Frame
 from netrun_ws.session import WebSocketSessionManager
@@ -20,7 +20,7 @@ EnvelopeKind = Literal["user", "room", "broadcast", "connection"]
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One message addressed to a user, a room, a connection or everyone, encoded once as JSON."""
+    """One message addressed to a user, a room, a connection or everyone, encoded once."""
 
     kind: EnvelopeKind
     target: str | None
@@ -29,28 +29,58 @@ class Envelope:
     exclude_connections: frozenset[str] = field(default_factory=frozenset)
 
 
-#: What the host gives the store: deliver an envelope to this node's connections; returns how many.
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """What ``publish`` did: connections reached on this node, other nodes it was sent to."""
+
+    local: int
+    remote_nodes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryGap:
+    """A window in which messages from other nodes may have been lost (pub/sub is at-most-once)."""
+
+    started_at: float  # unix time the subscription was last known good
+    ended_at: float  # unix time it was working again
+    reason: str  # e.g. "redis connection lost: ConnectionError"
+
+
+#: Deliver an envelope to this node's connections; returns how many it reached.
 Deliver = Callable[[Envelope], Awaitable[int]]
+#: Told about a delivery gap once the store is receiving again.
+GapCallback = Callable[[DeliveryGap], Awaitable[None]]
 
 
 @runtime_checkable
 class Store(Protocol):
-    """What ``provide_store`` returns."""
+    """What ``provide_store`` returns. ``MemoryStore`` and ``RedisStore`` implement it."""
 
     #: Connection sessions and their saved state (``WebSocketSessionManager`` API).
     sessions: WebSocketSessionManager
+    #: This node's id (unique per process).
+    node_id: str
 
-    async def start(self, deliver: Deliver) -> None:
-        """Connect to the backend and start delivering published envelopes to ``deliver``."""
+    async def start(self, deliver: Deliver, on_gap: GapCallback) -> None:
+        """Connect to the backend and start delivering envelopes from other nodes to ``deliver``."""
 
     async def stop(self) -> None:
-        """Stop delivering and release the backend."""
+        """Stop delivering, remove this node's presence, release the backend."""
 
     async def ready(self) -> bool:
-        """True when the backend answers and published messages reach this node."""
+        """True when the backend answers and this node receives what is published."""
 
-    async def publish(self, envelope: Envelope) -> int:
-        """Send ``envelope`` to every node; returns how many local connections it reached."""
+    async def publish(self, envelope: Envelope) -> PublishResult:
+        """Deliver locally, then send ``envelope`` once to the other nodes."""
+
+    async def add_connection(
+        self, connection_id: str, user_id: str, max_per_user: int | None
+    ) -> bool:
+        """Count a connection of ``user_id``; False (and nothing counted) if the user already has
+        ``max_per_user`` connections on live nodes."""
+
+    async def remove_connection(self, connection_id: str, user_id: str) -> None:
+        """Forget a connection counted by ``add_connection``."""
 
     async def join_room(self, room: str, connection_id: str, user_id: str) -> None:
         """Record room membership (presence)."""
@@ -59,4 +89,13 @@ class Store(Protocol):
         """Forget room membership."""
 
     async def room_members(self, room: str) -> dict[str, str]:
-        """Connection id -> user id of everyone in ``room``, on every node."""
+        """Connection id -> user id of everyone in ``room``, on every live node."""
+
+    async def online_users(self) -> set[str]:
+        """Users with at least one connection on a live node."""
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The live nodes: ``{"node_id", "last_seen", ...}``."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for metrics (published, received, gaps, publish failures, ...)."""

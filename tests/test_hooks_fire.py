@@ -18,13 +18,17 @@ from tests.support.server import serve
 async def test_every_hookspec_fires() -> None:
     plugin = {"plugin": RECORDING, "reject_user": "mallory", "fail_on_text": "boom"}
     heartbeat = {"plugin": "ping", "interval": 0.1, "timeout": 0.3, "max_missed": 2}
-    app = create_app(base_config(plugins=[plugin], heartbeat=heartbeat))
+    store = {"plugin": "tests.host.gap_store"}
+    app = create_app(base_config(plugins=[plugin], heartbeat=heartbeat, store=store))
     async with serve(app) as addr:
         with pytest.raises(websockets.InvalidStatus):
             async with connect(f"ws://{addr}/ws?user_id=mallory"):
                 pass
         async with connect(f"ws://{addr}/ws?user_id=alice") as client:
             await recv_until(client, "connect")
+            await app.state.host.store.simulate_gap()
+            gap = await recv_until(client, "delivery_gap")
+            assert gap["until"] - gap["since"] == pytest.approx(1.5)
             for text in ("hi", "join", "deny", "leave", "secret", "boom"):
                 await client.send(json.dumps({"type": "shout", "text": text}))
             await client.send("not json")

@@ -1,15 +1,20 @@
-"""store: memory - sessions, rooms and delivery inside this one process (no external service).
+"""store: memory - sessions, presence and delivery inside this one process (no external service).
 
-A published envelope is delivered straight to this node; use a cluster store to run several nodes.
+A published envelope is delivered straight to this node. Use ``store: {plugin: redis}`` to run
+several nodes as one service.
 """
 
 from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from netrun_ws import hookimpl
 from netrun_ws.session import WebSocketSessionManager
-from netrun_ws.store import Deliver, Envelope
+from netrun_ws.store import Deliver, Envelope, GapCallback, PublishResult
 
 
 class Options(BaseModel):
@@ -19,16 +24,21 @@ class Options(BaseModel):
 
 
 class MemoryStore:
-    """A single-node Store."""
+    """A single-node Store: the reference behaviour the Redis store matches."""
 
     def __init__(self, connection_ttl: int = 3600) -> None:
         self.sessions = WebSocketSessionManager(connection_ttl=connection_ttl)
+        self.node_id = f"memory-{uuid.uuid4().hex[:12]}"
         self._deliver: Deliver | None = None
         self._rooms: dict[str, dict[str, str]] = {}
+        self._users: dict[str, set[str]] = {}
+        self._started_at = 0.0
+        self._published = 0
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver, on_gap: GapCallback) -> None:
         await self.sessions.initialize()
         self._deliver = deliver
+        self._started_at = time.time()
 
     async def stop(self) -> None:
         self._deliver = None
@@ -37,10 +47,29 @@ class MemoryStore:
     async def ready(self) -> bool:
         return self._deliver is not None
 
-    async def publish(self, envelope: Envelope) -> int:
+    async def publish(self, envelope: Envelope) -> PublishResult:
         if self._deliver is None:
             raise RuntimeError("the memory store is not started")
-        return await self._deliver(envelope)
+        self._published += 1
+        return PublishResult(local=await self._deliver(envelope))
+
+    async def add_connection(
+        self, connection_id: str, user_id: str, max_per_user: int | None
+    ) -> bool:
+        connections = self._users.setdefault(user_id, set())
+        if max_per_user is not None and len(connections) >= max_per_user:
+            if not connections:
+                del self._users[user_id]
+            return False
+        connections.add(connection_id)
+        return True
+
+    async def remove_connection(self, connection_id: str, user_id: str) -> None:
+        connections = self._users.get(user_id)
+        if connections is not None:
+            connections.discard(connection_id)
+            if not connections:
+                del self._users[user_id]
 
     async def join_room(self, room: str, connection_id: str, user_id: str) -> None:
         self._rooms.setdefault(room, {})[connection_id] = user_id
@@ -54,6 +83,21 @@ class MemoryStore:
 
     async def room_members(self, room: str) -> dict[str, str]:
         return dict(self._rooms.get(room, {}))
+
+    async def online_users(self) -> set[str]:
+        return set(self._users)
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        return [{"node_id": self.node_id, "last_seen": time.time(), "started_at": self._started_at}]
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "backend": "memory",
+            "node_id": self.node_id,
+            "published": self._published,
+            "rooms": len(self._rooms),
+            "online_users": len(self._users),
+        }
 
 
 class Plugin:

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
+    SecretStr,
     StringConstraints,
     field_validator,
     model_serializer,
@@ -102,7 +103,14 @@ class ServerConfig(BaseModel):
     )
     api_prefix: str = Field(
         default="/api",
-        description="URL prefix of the HTTP routes plugins register; starts with '/'.",
+        description="URL prefix of the HTTP API (POST <api_prefix>/publish); starts with '/'.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer key that clients of the HTTP API must send (Authorization: Bearer KEY). "
+            "Unset (the default): the API is not served. Use ${VAR}; it is masked in output."
+        ),
     )
     permessage_deflate: bool = Field(
         default=False,

@@ -20,7 +20,7 @@ from netrun_ws.connection import Connection
 from netrun_ws.host import Host
 from netrun_ws.identity import Identity, Rejection
 from netrun_ws.protocol import ProtocolError
-from netrun_ws.store import Store
+from netrun_ws.store import DeliveryGap, Store
 
 
 class Options(BaseModel):
@@ -157,6 +157,10 @@ class Plugin:
     @hookimpl
     def on_stale(self, connection: Connection) -> None:
         self._record("on_stale", connection.user_id)
+
+    @hookimpl
+    def on_delivery_gap(self, gap: DeliveryGap) -> None:
+        self._record("on_delivery_gap", gap.reason)
 
     @hookimpl
     def on_error(self, error: BaseException) -> None:

@@ -156,7 +156,8 @@ async def test_per_user_limit_from_config() -> None:
             with pytest.raises(websockets.InvalidStatus) as info:
                 async with connect(url):
                     pass
-            assert info.value.response.status_code == 403
+            assert info.value.response.status_code == 429
+            assert b"max_connections_per_user (2) reached" in info.value.response.body
         # The slots are freed once those two are gone.
         async with connect(url) as again:
             assert (await recv_json(again))["user_id"] == "carol"

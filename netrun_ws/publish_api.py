@@ -1,0 +1,92 @@
+"""``POST <api_prefix>/publish``: let a backend push a message to a user, a room or everyone.
+
+Served only when ``server.api_key`` is set; callers send ``Authorization: Bearer <api_key>``.
+Body: ``{"user": ID, "data": {...}}``, ``{"room": NAME, "data": {...}}`` or
+``{"broadcast": true, "data": {...}, "exclude_users": [...]}``. ``data`` is sent to the clients as
+is (a JSON object; give it a ``type``). The answer says how many connections on this node were
+reached and to how many other nodes the message was sent: ``{"local": 3, "remote_nodes": 2}``.
+401 without the right key, 413 for a body over ``limits.max_message_bytes``, 422 with details for a
+bad body.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from netrun_ws.connection_manager import encode_message
+from netrun_ws.store import Envelope
+
+if TYPE_CHECKING:
+    from netrun_ws.host import Host
+
+
+class PublishRequest(BaseModel):
+    """Body of ``POST <api_prefix>/publish``: exactly one of ``user``, ``room``, ``broadcast``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(None, min_length=1, max_length=128)
+    room: str | None = Field(None, min_length=1, max_length=128)
+    broadcast: bool = False
+    exclude_users: list[str] = Field(default_factory=list, max_length=1000)
+    data: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PublishRequest:
+        targets = [self.user is not None, self.room is not None, self.broadcast]
+        if sum(targets) != 1:
+            raise ValueError("give exactly one of 'user', 'room' or 'broadcast': true")
+        if self.exclude_users and not self.broadcast:
+            raise ValueError("'exclude_users' only applies to 'broadcast'")
+        return self
+
+    def envelope(self) -> Envelope:
+        payload = encode_message(self.data)
+        if self.user is not None:
+            return Envelope("user", self.user, payload)
+        if self.room is not None:
+            return Envelope("room", self.room, payload)
+        return Envelope("broadcast", None, payload, frozenset(self.exclude_users))
+
+
+def _details(error: ValidationError) -> list[dict[str, Any]]:
+    # No input echo: the body may carry anything, including secrets.
+    return [
+        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+        for item in error.errors(include_url=False, include_input=False)
+    ]
+
+
+def publish_routes(host: Host) -> list[Route]:
+    """The API routes for ``host``; empty when no ``server.api_key`` is configured."""
+    server = host.config.server
+    if server.api_key is None:
+        return []
+    expected = f"Bearer {server.api_key.get_secret_value()}".encode()
+    max_body = host.config.limits.max_message_bytes
+
+    async def publish(request: Request) -> JSONResponse:
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return JSONResponse(
+                {"error": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        body = await request.body()
+        if len(body) > max_body:
+            return JSONResponse({"error": f"body over {max_body} bytes"}, status_code=413)
+        try:
+            publish_request = PublishRequest.model_validate_json(body)
+        except ValidationError as error:
+            return JSONResponse(
+                {"error": "invalid body", "details": _details(error)}, status_code=422
+            )
+        result = await host.publish(publish_request.envelope())
+        return JSONResponse({"local": result.local, "remote_nodes": result.remote_nodes})
+
+    return [Route(f"{server.api_prefix.rstrip('/')}/publish", publish, methods=["POST"])]
