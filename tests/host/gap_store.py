@@ -10,7 +10,7 @@ import time
 
 from netrun_ws import hookimpl
 from netrun_ws.builtin.store_memory import MemoryStore
-from netrun_ws.store import DeliveryGap, Deliver, GapCallback
+from netrun_ws.store import Deliver, DeliveryGap, GapCallback
 
 
 class GapStore(MemoryStore):
