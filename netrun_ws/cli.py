@@ -204,12 +204,14 @@ def _token(args: argparse.Namespace) -> int:
             claims[key] = json.loads(value)
         except json.JSONDecodeError:
             claims[key] = value
-    service = service_from(options)
-    print(
-        service.generate_token(
+    try:
+        service = service_from(options)
+        token = service.generate_token(
             args.user, additional_claims=claims or None, expiry_seconds=args.expiry
         )
-    )
+    except (ValueError, RuntimeError, OSError) as error:  # bad claim/expiry/user, verify-only key
+        return _fail(EXIT_CONFIG, f"error: {error}")
+    print(token)
     return EXIT_OK
 
 

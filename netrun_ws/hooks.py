@@ -114,6 +114,11 @@ class Hooks:
         results = [self._call_plain(impl, hook, kwargs) for impl in self._iter(hook)]
         return [result for result in results if result is not None]
 
+    def call_sync_by_plugin(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Like :meth:`call_sync`, pairing each non-None result with its plugin's name."""
+        pairs = [(impl.plugin, self._call_plain(impl, hook, kwargs)) for impl in self._iter(hook)]
+        return [(plugin, result) for plugin, result in pairs if result is not None]
+
     def call_sync_each(self, hook: str, per_plugin: Callable[[str], dict[str, Any]]) -> None:
         """Call a synchronous hook with arguments chosen per implementing plugin (``configure``)."""
         for impl in self._iter(hook):

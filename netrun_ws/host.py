@@ -137,7 +137,15 @@ class Host:
         ]
         for hook_name in dir(self.plugin_manager.hook):
             caller = getattr(self.plugin_manager.hook, hook_name)
-            if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+            if not isinstance(caller, pluggy.HookCaller):
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.hookwrapper or impl.wrapper:
+                    # The dispatcher calls implementations directly: a wrapper would never run.
+                    loaded = self.plugins[self.plugin_manager.get_name(impl.plugin) or "?"]
+                    cause = f"hook wrappers are not supported ({hook_name})"
+                    raise PluginLoadError(loaded.name, loaded.origin, cause)
+            if caller.has_spec():
                 continue
             for impl in caller.get_hookimpls():
                 pm_name = self.plugin_manager.get_name(impl.plugin) or "?"
@@ -161,11 +169,11 @@ class Host:
                 "configure",
                 lambda plugin: {"host": self, "options": self.plugin_options.get(plugin)},
             )
-            for models in hooks.call_sync("register_message_types", host=self):
+            for plugin, models in hooks.call_sync_by_plugin("register_message_types", host=self):
                 try:
                     self.registry.register(*models)
                 except Exception as exc:
-                    raise HookError("?", "register_message_types", exc) from exc
+                    raise HookError(plugin, "register_message_types", exc) from exc
             for routes in hooks.call_sync("register_routes", host=self):
                 self.routes.extend(routes)
         except HookError as error:

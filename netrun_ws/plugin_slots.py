@@ -82,7 +82,8 @@ def resolve_entry(
         hint = difflib.get_close_matches(entry.name, known, n=1)
         suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
         where = f" for slot {entry.slot!r}" if entry.slot else ""
-        message = f"unknown plugin {entry.name!r}{where}{suggestion} (known: {', '.join(known)})"
+        listing = f" (known: {', '.join(known)})" if known else ""
+        message = f"unknown plugin {entry.name!r}{where}{suggestion}{listing}"
         issues.append(loaded.issue(f"{entry.key_path}.plugin", message))
         return None
     model = options_model(plugin)

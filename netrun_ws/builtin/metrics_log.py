@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,10 +63,10 @@ class Plugin:
         logger.log(
             self.level,
             "metrics: %s active connections, %s messages received, %s sent, %s errors",
-            stats.get("active_connections"),
-            stats.get("total_messages_received"),
-            stats.get("total_messages_sent"),
-            stats.get("total_errors"),
+            stats["active_connections"],
+            stats["messages_received"],
+            stats["messages_sent"],
+            stats["errors"],
         )
 
     @hookimpl
@@ -82,6 +82,11 @@ class Plugin:
     @hookimpl
     def on_message_received(self, connection: Connection, raw: str | bytes) -> None:
         self.collector.record_message_received(connection.connection_id, len(raw))
+
+    @hookimpl
+    def after_send(self, connection: Connection, message: Any) -> None:
+        size = len(message) if isinstance(message, (str, bytes)) else 0
+        self.collector.record_message_sent(connection.connection_id, size)
 
     @hookimpl
     def on_invalid_message(self, connection: Connection) -> None:

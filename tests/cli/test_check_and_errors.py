@@ -234,3 +234,29 @@ def test_plugin_mistakes_are_reported_with_the_other_config_mistakes(tmp_path: P
     assert lines[0].startswith(f"{config}:1 server.port: ")
     assert lines[1].startswith(f"{config}:2 auth.plugin: unknown plugin 'jwtt'")
     assert lines[2].startswith(f"{config}:3 heartbeat.interval: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--claim", "sub=mallory"], "sub"),
+        (["--expiry", "0"], "expiry"),
+    ],
+)
+def test_token_command_bad_input_is_one_line(args: list[str], expected: str) -> None:
+    env = {"NETRUN_WS_JWT_SECRET": "token-test-secret-0123456789abcdef"}
+    result = netrun_ws("token", "--user", "alice", "--env", "production", *args, env=env)
+    assert result.returncode == 2
+    assert_clean(result)
+    assert expected in result.stderr
+
+
+def test_hook_wrappers_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "wrapper.py").write_text(
+        "from netrun_ws import hookimpl\n\n@hookimpl(wrapper=True)\ndef on_connect(connection):\n"
+        "    return (yield)\n"
+    )
+    result = netrun_ws("check", "--config", str(write(tmp_path, "plugins: [wrapper]\n")))
+    assert result.returncode == 3
+    assert "hook wrappers are not supported (on_connect)" in result.stderr
