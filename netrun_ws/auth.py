@@ -272,7 +272,9 @@ class JWTAuthService:
                 raise ValueError(f"additional_claims may not set reserved claims: {reserved}")
             payload.update(additional_claims)
         issued_at = int(time.time())
-        payload.update(user_id=user_id, sub=user_id, iat=issued_at, exp=issued_at + int(lifetime))
+        # JWT times are whole seconds: round the lifetime up so a short one is never already expired.
+        expires = issued_at + math.ceil(lifetime)
+        payload.update(user_id=user_id, sub=user_id, iat=issued_at, exp=expires)
         if self.audience is not None:
             payload["aud"] = self.audience
         if self.issuer is not None:
@@ -284,7 +286,7 @@ class JWTAuthService:
 
     # -- verifying ----------------------------------------------------------------------------
 
-    def validate_token_or_raise(self, token: str | bytes) -> dict[str, Any]:
+    def validate_token_or_raise(self, token: str | bytes | None) -> dict[str, Any]:
         """Return the verified claims, or raise ``TokenValidationError`` saying why not."""
         if not isinstance(token, str | bytes) or not token:
             raise TokenValidationError("invalid_token")
@@ -321,7 +323,7 @@ class JWTAuthService:
             raise TokenValidationError("invalid_token")
         return payload
 
-    def validate_token(self, token: str | bytes) -> dict[str, Any] | None:
+    def validate_token(self, token: str | bytes | None) -> dict[str, Any] | None:
         """Return the verified claims, or None for any invalid, expired or tampered token."""
         try:
             return self.validate_token_or_raise(token)
@@ -329,7 +331,7 @@ class JWTAuthService:
             logger.debug("token rejected: %s", exc.reason)
             return None
 
-    def get_user_id(self, token: str | bytes) -> str | None:
+    def get_user_id(self, token: str | bytes | None) -> str | None:
         """Return the verified token's ``user_id`` (or ``sub``), or None if it is not valid."""
         payload = self.validate_token(token)
         if payload is None:
@@ -337,7 +339,7 @@ class JWTAuthService:
         user = payload.get("user_id", payload.get("sub"))
         return user if isinstance(user, str) else None
 
-    def is_token_expired(self, token: str | bytes) -> bool:
+    def is_token_expired(self, token: str | bytes | None) -> bool:
         """Return False only for a token that verifies and has not expired; True otherwise.
 
         A tampered, garbage or otherwise invalid token counts as expired (True): the answer

@@ -5,4 +5,5 @@ distributions.
 """
 
 from netrun_ws import *  # noqa: F403
-from netrun_ws import REDIS_SUPPORT, __all__, __version__  # noqa: F401
+from netrun_ws import REDIS_SUPPORT, __version__  # noqa: F401
+from netrun_ws import __all__ as __all__
