@@ -40,6 +40,8 @@ class Plugin:
         body: dict[str, Any] = {"metrics": self.collector.get_stats()}
         if self.host is not None:
             body["connections"] = self.host.manager.get_stats()
+            if self.host.started:
+                body["store"] = self.host.store.stats()
         return JSONResponse(body)
 
     @hookimpl

@@ -54,6 +54,9 @@ class Plugin:
             f"{p}_invalid_messages", "Invalid frames, by error code", ["code"], registry=r
         )
         self.errors = Counter(f"{p}_errors", "Plugin or host errors", registry=r)
+        self.gaps = Counter(
+            f"{p}_delivery_gaps", "Windows in which cross-node messages may be lost", registry=r
+        )
 
     @hookimpl
     def register_routes(self) -> list[BaseRoute]:
@@ -83,6 +86,10 @@ class Plugin:
     @hookimpl
     def on_error(self) -> None:
         self.errors.inc()
+
+    @hookimpl
+    def on_delivery_gap(self) -> None:
+        self.gaps.inc()
 
     @hookimpl
     def on_disconnect(self, connection: Connection, code: int) -> None:

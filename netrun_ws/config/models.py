@@ -108,8 +108,9 @@ class ServerConfig(BaseModel):
     api_key: SecretStr | None = Field(
         default=None,
         description=(
-            "Bearer key that clients of the HTTP API must send (Authorization: Bearer KEY). "
-            "Unset (the default): the API is not served. Use ${VAR}; it is masked in output."
+            "Bearer key that clients of the HTTP API must send (Authorization: Bearer KEY); at "
+            "least 16 characters. Unset or empty (the default): the API is not served. Use "
+            "${VAR}; it is masked in output."
         ),
     )
     permessage_deflate: bool = Field(
@@ -119,6 +120,19 @@ class ServerConfig(BaseModel):
             "of memory per connection."
         ),
     )
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_disables(cls, value: object) -> object:
+        # `api_key: "${NETRUN_WS_API_KEY:-}"` turns the API off when the variable is unset.
+        return None if value == "" else value
+
+    @field_validator("api_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise PydanticCustomError("api_key", "must be at least 16 characters")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

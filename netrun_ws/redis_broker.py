@@ -1,0 +1,531 @@
+"""Cross-node delivery over one Redis pub/sub channel, watched by a self-delivery probe.
+
+Every node subscribes to one channel, ``P:bus``. Publishing an envelope is ONE ``PUBLISH`` for
+the whole cluster, whatever the number of recipients; each node decodes it once and hands it to
+its own ``deliver``; the origin node skips its own copy (it delivered locally already).
+
+Wire format of a message on ``P:bus``::
+
+    <header> "\\n" <payload>
+    header  = JSON array [1, origin_node, kind, target, binary, exclude_users, exclude_connections]
+    payload = the envelope's payload: UTF-8 text (binary = 0) or raw bytes (binary = 1)
+
+``1`` is the format version; a message of an unknown version or shape is counted as malformed
+and dropped. A probe is ``[1, node, "probe", "<monotonic send time>", 0, [], []]`` with an empty
+payload: every ``probe_interval`` seconds each node publishes one and must receive it back within
+``probe_timeout``. If it does not (the subscription died silently: ``CLIENT KILL TYPE pubsub``, a
+paused or restarted Redis, a dropped connection), the node tears its subscription down and
+resubscribes with backoff, and reports the window in which messages from other nodes may have
+been lost as a :class:`~netrun_ws.store.DeliveryGap` (pub/sub is at-most-once).
+
+While PUBLISH fails, publishing drops the message and counts it (``publish_failures``) instead of
+buffering it: one failed PUBLISH marks an outage, during which publishes return at once without
+calling Redis, until the next probe is published successfully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from netrun_ws.connection import Frame
+from netrun_ws.reconnection import ReconnectionConfig, ReconnectionManager
+from netrun_ws.redis_calls import (
+    REDIS_FAILURES,
+    OutageLog,
+    RedisStoreError,
+    RedisTarget,
+    bounded,
+    describe_failure,
+)
+from netrun_ws.store import Deliver, DeliveryGap, Envelope, EnvelopeKind, GapCallback
+
+__all__ = ["WIRE_VERSION", "RedisBroker", "WireMessage", "decode_message", "encode_envelope"]
+
+logger = logging.getLogger(__name__)
+
+#: The first element of every header; a node drops messages of another version.
+WIRE_VERSION = 1
+_PROBE = "probe"
+_KINDS: dict[str, EnvelopeKind] = {
+    "user": "user",
+    "room": "room",
+    "broadcast": "broadcast",
+    "connection": "connection",
+}
+# Payload text may hold lone surrogates; they cross the wire unchanged.
+_TEXT_ERRORS = "surrogatepass"
+
+
+def _header(values: list[Any]) -> bytes:
+    return json.dumps(values, separators=(",", ":")).encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class WireMessage:
+    """A decoded message: an envelope from ``origin``, or its probe (``probe_sent``)."""
+
+    origin: str
+    envelope: Envelope | None
+    probe_sent: float | None = None
+
+
+def encode_envelope(origin: str, envelope: Envelope) -> bytes:
+    """The bytes PUBLISHed for ``envelope`` sent by node ``origin``."""
+    payload = envelope.payload
+    binary = isinstance(payload, bytes)
+    body = payload if isinstance(payload, bytes) else payload.encode("utf-8", _TEXT_ERRORS)
+    header = _header(
+        [
+            WIRE_VERSION,
+            origin,
+            envelope.kind,
+            envelope.target,
+            int(binary),
+            sorted(envelope.exclude_users),
+            sorted(envelope.exclude_connections),
+        ]
+    )
+    return header + b"\n" + body
+
+
+def encode_probe(origin: str, sent_at: float) -> bytes:
+    return _header([WIRE_VERSION, origin, _PROBE, repr(sent_at), 0, [], []]) + b"\n"
+
+
+def decode_message(data: bytes) -> WireMessage:
+    """Decode a message of :func:`encode_envelope` or a probe; ValueError says what is wrong."""
+    end = data.find(b"\n")
+    if end < 0:
+        raise ValueError("no header line")
+    try:
+        header = json.loads(data[:end])
+    except ValueError:
+        raise ValueError("the header is not JSON") from None
+    if not isinstance(header, list) or len(header) != 7:
+        raise ValueError("the header is not a 7-element array")
+    version, origin, kind, target, binary, exclude_users, exclude_connections = header
+    if version != WIRE_VERSION:
+        raise ValueError(f"wire format version {version!r:.20} (this node speaks {WIRE_VERSION})")
+    if not isinstance(origin, str) or not origin:
+        raise ValueError("no origin node")
+    if kind == _PROBE:
+        if not isinstance(target, str):
+            raise ValueError("a probe without its send time")
+        return WireMessage(origin, None, probe_sent=float(target))
+    envelope_kind = _KINDS.get(kind) if isinstance(kind, str) else None
+    if envelope_kind is None:
+        raise ValueError(f"unknown kind {kind!r:.40}")
+    if target is not None and not isinstance(target, str):
+        raise ValueError("the target is neither a string nor null")
+    if binary not in (0, 1):
+        raise ValueError("the binary flag is neither 0 nor 1")
+    excluded = (_strings(exclude_users), _strings(exclude_connections))
+    body = data[end + 1 :]
+    payload: Frame = body if binary else body.decode("utf-8", _TEXT_ERRORS)
+    return WireMessage(origin, Envelope(envelope_kind, target, payload, *excluded))
+
+
+def _strings(value: object) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("an exclusion list is not a list of strings")
+    return frozenset(value)
+
+
+def _clock_text(unix_time: float) -> str:
+    moment = datetime.datetime.fromtimestamp(unix_time, datetime.timezone.utc)
+    return moment.isoformat(timespec="milliseconds")
+
+
+class _Throttle:
+    """Allows one log line per ``seconds``; counts what it held back."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._next = 0.0
+        self.suppressed = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            self.suppressed += 1
+            return False
+        self._next = now + self._seconds
+        return True
+
+    def take_suppressed(self) -> int:
+        count, self.suppressed = self.suppressed, 0
+        return count
+
+
+async def _close(connection: AbstractConnection, timeout: float) -> None:
+    with contextlib.suppress(Exception):  # best effort: the connection is being abandoned
+        await asyncio.wait_for(connection.disconnect(nowait=True), timeout)
+
+
+class RedisBroker:
+    """Publishes envelopes to the cluster channel and delivers other nodes' envelopes here."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        target: RedisTarget,
+        channel: str,
+        node_id: str,
+        probe_interval: float,
+        probe_timeout: float,
+        timeout: float,
+        reconnect: ReconnectionConfig,
+    ) -> None:
+        self._client = client
+        self._target = target
+        self._channel = channel
+        self._node_id = node_id
+        self._probe_interval = probe_interval
+        self._probe_timeout = probe_timeout
+        self._timeout = timeout
+        self._reconnector = ReconnectionManager(reconnect)
+        # A dedicated connection per subscription, with no hidden retry: resubscribing is ours,
+        # so that a lost subscription is always noticed and reported as a gap.
+        self._factory = ConnectionPool.from_url(
+            target.url,
+            decode_responses=False,
+            protocol=2,  # messages arrive as plain replies (RESP3 would route them as pushes)
+            socket_connect_timeout=timeout,
+            socket_timeout=None,  # a subscriber waits for messages indefinitely
+            retry=Retry(NoBackoff(), 0),
+        )
+        own = _header([WIRE_VERSION, node_id])[:-1] + b","
+        self._own_prefix = own
+        self._own_probe_prefix = own + _header([_PROBE])[1:-1]
+        self._deliver: Deliver | None = None
+        self._on_gap: GapCallback | None = None
+        self._connection: AbstractConnection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._probe_send: asyncio.Task[None] | None = None
+        self._next_probe = 0.0
+        self._probe_sent_at = 0.0
+        self._first_probe = asyncio.Event()
+        self._tripped = asyncio.Event()
+        self._trip_reason = ""
+        self._subscribed = False
+        self._subscribed_at = 0.0  # monotonic
+        self._last_probe: float | None = None  # monotonic time our probe came back
+        self._probe_rtt: float | None = None
+        self._last_good = 0.0  # unix time the subscription last proved to work
+        self._lost_at: float | None = None
+        self._lost_reason = ""
+        self._publish_outage = OutageLog(
+            logger, f"cross-node PUBLISH to Redis at {target.location}"
+        )
+        self._malformed_log = _Throttle(10.0)
+        self._delivery_log = _Throttle(10.0)
+        self.received = 0
+        self.publish_failures = 0
+        self.gaps = 0
+        self.resubscribes = 0
+        self.malformed = 0
+        self.delivery_errors = 0
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self, deliver: Deliver, on_gap: GapCallback) -> None:
+        """Subscribe and wait for this node's first probe to come back (RedisStoreError if not)."""
+        self._deliver, self._on_gap = deliver, on_gap
+        connection = await self._subscribe()
+        self._became_subscribed(connection)
+        self._tasks = [
+            asyncio.create_task(self._subscription_loop(connection), name="redis-subscriber"),
+            asyncio.create_task(self._probe_loop(), name="redis-probe"),
+        ]
+        try:
+            await asyncio.wait_for(self._first_probe.wait(), self._probe_timeout)
+        except asyncio.TimeoutError:
+            await self.stop()
+            raise RedisStoreError(
+                f"Redis at {self._target.location} accepted the subscription to "
+                f"{self._channel} but did not deliver this node's probe within "
+                f"{self._probe_timeout:g}s"
+            ) from None
+
+    async def stop(self) -> None:
+        self._reconnector.stop()
+        tasks = [*self._tasks, *([self._probe_send] if self._probe_send else [])]
+        self._tasks, self._probe_send = [], None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._connection is not None:
+            await _close(self._connection, self._timeout)
+            self._connection = None
+        self._subscribed = False
+        with contextlib.suppress(*REDIS_FAILURES):
+            await asyncio.wait_for(self._factory.disconnect(), self._timeout)
+
+    def healthy(self) -> bool:
+        """Subscribed, and our last probe came back through this subscription recently."""
+        probe = self._last_probe
+        return (
+            self._subscribed
+            and probe is not None
+            and probe >= self._subscribed_at
+            and time.monotonic() - probe <= self._probe_timeout
+        )
+
+    # ---------------------------------------------------------------- publishing
+
+    async def send(self, envelope: Envelope) -> int:
+        """PUBLISH ``envelope`` once; returns how many other nodes got it (0 if it failed)."""
+        if self._publish_outage.in_outage:
+            self.publish_failures += 1  # dropped: nothing is buffered while Redis is away
+            self._publish_outage.failed("")
+            return 0
+        message = encode_envelope(self._node_id, envelope)
+        try:
+            receivers = await self._publish(message, "PUBLISH")
+        except RedisStoreError as exc:
+            self.publish_failures += 1
+            self._publish_outage.failed(str(exc))
+            return 0
+        return max(0, receivers - (1 if self._subscribed else 0))
+
+    async def _publish(self, message: bytes, operation: str) -> int:
+        receivers = await bounded(
+            self._client.publish(self._channel, message),
+            timeout=self._timeout,
+            operation=operation,
+            target=self._target,
+        )
+        return int(receivers)
+
+    # ---------------------------------------------------------------- probing
+
+    async def _probe_loop(self) -> None:
+        tick = min(self._probe_interval, self._probe_timeout) / 4
+        while True:
+            now = time.monotonic()
+            idle = self._probe_send is None or self._probe_send.done()
+            if now >= self._next_probe and idle:
+                self._next_probe = now + self._probe_interval
+                self._probe_sent_at = now
+                self._probe_send = asyncio.create_task(self._send_probe(), name="redis-probe-send")
+            elif not idle and now - self._probe_sent_at > self._probe_timeout:
+                # Redis takes PUBLISHes but does not answer (paused?): stop making callers wait.
+                self._publish_outage.failed("a probe PUBLISH is unanswered", count=False)
+            self._check_subscription(now)
+            await asyncio.sleep(tick)
+
+    async def _send_probe(self) -> None:
+        try:
+            await self._publish(encode_probe(self._node_id, time.monotonic()), "PUBLISH probe")
+        except RedisStoreError as exc:
+            self._publish_outage.failed(str(exc), count=False)
+        else:
+            self._publish_outage.recovered()
+
+    def _check_subscription(self, now: float) -> None:
+        if not self._subscribed or self._tripped.is_set():
+            return
+        silent = now - max(self._subscribed_at, self._last_probe or 0.0)
+        if silent > self._probe_timeout:
+            self._trip_reason = f"no probe came back through the subscription for {silent:.1f}s"
+            self._tripped.set()
+
+    def _probe_returned(self, data: bytes) -> None:
+        now = time.monotonic()
+        try:
+            sent = decode_message(data).probe_sent
+        except ValueError:
+            sent = None
+        if sent is not None:
+            self._probe_rtt = now - sent
+        self._last_probe = now
+        self._last_good = time.time()
+        self._first_probe.set()
+
+    # ---------------------------------------------------------------- subscribing
+
+    async def _subscribe(self) -> AbstractConnection:
+        connection: AbstractConnection = self._factory.make_connection()  # type: ignore[no-untyped-call]
+        try:
+            await bounded(
+                self._handshake(connection),
+                timeout=self._timeout,
+                operation=f"SUBSCRIBE {self._channel}",
+                target=self._target,
+            )
+        except BaseException:
+            await _close(connection, self._timeout)
+            raise
+        return connection
+
+    async def _handshake(self, connection: AbstractConnection) -> None:
+        await connection.connect()  # type: ignore[no-untyped-call]
+        await connection.send_command("SUBSCRIBE", self._channel)
+        reply = await connection.read_response()
+        if not (isinstance(reply, list) and reply and reply[0] == b"subscribe"):
+            raise RedisError(f"unexpected reply to SUBSCRIBE: {reply!r:.80}")
+
+    def _became_subscribed(self, connection: AbstractConnection) -> None:
+        self._connection = connection
+        self._subscribed = True
+        self._subscribed_at = time.monotonic()
+        self._last_good = time.time()
+        self._next_probe = 0.0  # probe the new subscription at once
+
+    async def _subscription_loop(self, connection: AbstractConnection) -> None:
+        current: AbstractConnection | None = connection
+        try:
+            while current is not None:
+                reason = await self._listen(current)
+                self._lost(reason)
+                await _close(current, self._timeout)
+                current = None
+                if not await self._reconnector.reconnect(
+                    self._resubscribe, on_failure=self._resubscribe_failed
+                ):
+                    return  # stopped
+                current = self._connection
+                await self._restored()
+        finally:
+            if current is not None:
+                await _close(current, self._timeout)
+
+    async def _listen(self, connection: AbstractConnection) -> str:
+        """Read messages until the subscription fails or the probe watchdog trips; say why."""
+        self._tripped.clear()
+        reader = asyncio.create_task(self._read(connection), name="redis-subscriber-read")
+        trip = asyncio.create_task(self._tripped.wait())
+        try:
+            done, _ = await asyncio.wait({reader, trip}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, trip):
+                task.cancel()
+            await asyncio.gather(reader, trip, return_exceptions=True)
+        if reader in done and not reader.cancelled():
+            error = reader.exception()
+            if error is not None and not isinstance(error, REDIS_FAILURES):
+                logger.error("the Redis subscriber failed unexpectedly", exc_info=error)
+            cause = self._target.scrub(describe_failure(error)) if error else "closed"
+            return f"subscription connection failed: {cause}"
+        return self._trip_reason
+
+    async def _read(self, connection: AbstractConnection) -> None:
+        while True:
+            reply = await connection.read_response()
+            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                await self._handle(reply[2])
+
+    async def _handle(self, data: bytes) -> None:
+        if data.startswith(self._own_prefix):
+            if data.startswith(self._own_probe_prefix):
+                self._probe_returned(data)
+            return  # our own envelope: delivered locally when it was published
+        try:
+            message = decode_message(data)
+        except ValueError as exc:
+            self.malformed += 1
+            if self._malformed_log.allow():
+                logger.warning(
+                    "dropped a malformed message on %s: %s (%d more not logged)",
+                    self._channel,
+                    exc,
+                    self._malformed_log.take_suppressed(),
+                )
+            return
+        if message.envelope is None or self._deliver is None:
+            return  # another node's probe
+        self.received += 1
+        try:
+            await self._deliver(message.envelope)
+        except Exception:
+            self.delivery_errors += 1
+            if self._delivery_log.allow():
+                logger.exception(
+                    "delivering an envelope from node %s failed (%d more failures not logged)",
+                    message.origin,
+                    self._delivery_log.take_suppressed(),
+                )
+
+    def _lost(self, reason: str) -> None:
+        self._subscribed = False
+        self._connection = None
+        if self._lost_at is None:
+            self._lost_at = self._last_good
+            self._lost_reason = reason
+        logger.warning(
+            "pub/sub subscription to %s on Redis at %s lost (%s); messages from other nodes "
+            "are not received until it is back; resubscribing with backoff",
+            self._channel,
+            self._target.location,
+            reason,
+        )
+
+    async def _resubscribe(self) -> bool:
+        self._connection = await self._subscribe()
+        return True
+
+    def _resubscribe_failed(self, attempt: int, error: BaseException) -> None:
+        logger.debug("resubscribe attempt %d failed: %s", attempt, error)
+
+    async def _restored(self) -> None:
+        assert self._connection is not None
+        self._became_subscribed(self._connection)
+        ended = time.time()
+        started = self._lost_at if self._lost_at is not None else ended
+        gap = DeliveryGap(started_at=started, ended_at=ended, reason=self._lost_reason)
+        self._lost_at = None
+        self.gaps += 1
+        self.resubscribes += 1
+        logger.warning(
+            "resubscribed to %s on Redis at %s; messages from other nodes published between "
+            "%s and %s (%.1fs) may have been lost (%s)",
+            self._channel,
+            self._target.location,
+            _clock_text(gap.started_at),
+            _clock_text(gap.ended_at),
+            gap.ended_at - gap.started_at,
+            gap.reason,
+        )
+        if self._on_gap is not None:
+            try:
+                await self._on_gap(gap)
+            except Exception:
+                logger.exception("the delivery-gap callback failed")
+
+    # ---------------------------------------------------------------- stats
+
+    def stats(self) -> dict[str, Any]:
+        probe = self._last_probe
+        rtt = self._probe_rtt
+        return {
+            "channel": self._channel,
+            "subscribed": self._subscribed,
+            "last_probe_age": None if probe is None else time.monotonic() - probe,
+            "probe_rtt_ms": None if rtt is None else rtt * 1000,
+            "received": self.received,
+            "publish_failures": self.publish_failures,
+            "publishing": not self._publish_outage.in_outage,
+            "gaps": self.gaps,
+            "resubscribes": self.resubscribes,
+            "resubscribe_attempts": self._reconnector.total_attempts,
+            "malformed": self.malformed,
+            "delivery_errors": self.delivery_errors,
+        }

@@ -1,0 +1,317 @@
+"""``RedisStore``: several netrun-ws nodes sharing sessions, presence and delivery through Redis.
+
+It implements :class:`~netrun_ws.store.Store` with the behaviour of
+:class:`~netrun_ws.builtin.store_memory.MemoryStore`, across every node that uses the same Redis
+and ``key_prefix``:
+
+- ``sessions``: a :class:`~netrun_ws.session.WebSocketSessionManager` on the same Redis, so a
+  state saved on one node is restored on another;
+- ``publish``: local delivery, then ONE ``PUBLISH`` for the cluster
+  (:mod:`netrun_ws.redis_broker`); other nodes deliver to their own connections;
+- presence (connections per user, rooms, online users, nodes): :mod:`netrun_ws.redis_presence`,
+  where a node that died without saying goodbye drops out within ``node_ttl`` seconds.
+
+Guarantees and their limits:
+
+- cross-node delivery is at-most-once. When this node's subscription is lost and comes back,
+  the window in which messages from other nodes may have been lost is passed to ``on_gap`` (and
+  counted in ``stats()["gaps"]``), never silent;
+- while Redis is unreachable, ``publish`` still delivers locally and returns promptly: the
+  PUBLISH is dropped and counted in ``publish_failures`` (nothing is buffered), logged once per
+  outage. ``remove_connection``, ``join_room`` and ``leave_room`` are applied to this node's
+  copy and written to Redis when it answers again; ``add_connection`` (which must check the
+  cluster-wide limit) and the reads raise :class:`~netrun_ws.redis_calls.RedisStoreError`;
+- every Redis call is bounded by ``operation_timeout``; the scripts build key names from the
+  prefix, so use a standalone Redis (or a single shard), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import re
+import socket
+import uuid
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from netrun_ws.reconnection import ReconnectionConfig
+from netrun_ws.redis_broker import RedisBroker
+from netrun_ws.redis_calls import RedisStoreError, RedisTarget, bounded
+from netrun_ws.redis_presence import RedisPresence
+from netrun_ws.session import WebSocketSessionManager
+from netrun_ws.session_backends import SessionStoreError
+from netrun_ws.store import Deliver, Envelope, GapCallback, PublishResult
+
+__all__ = ["DEFAULT_RECONNECT", "RedisStore", "RedisStoreError"]
+
+logger = logging.getLogger(__name__)
+
+#: How the subscriber backs off while resubscribing: 0.1 s doubling up to 5 s, forever.
+DEFAULT_RECONNECT = ReconnectionConfig(
+    initial_delay=0.1, max_delay=5.0, max_attempts=0, backoff_multiplier=2.0, jitter=True
+)
+#: Connections in the command pool (presence, PUBLISH); a burst waits for a free one.
+POOL_SIZE = 32
+_NODE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _seconds(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r:.40}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return float(value)
+
+
+def new_node_id() -> str:
+    """``<host>-<pid>-<random>``: unique per process, readable in ``nodes()`` and logs."""
+    host = _NODE_CHARS.sub("_", socket.gethostname())[:40] or "node"
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class RedisStore:
+    """A :class:`~netrun_ws.store.Store` for a cluster of nodes sharing one Redis."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "netrun_ws",
+        node_ttl: float = 10.0,
+        node_heartbeat: float = 2.0,
+        probe_interval: float = 1.0,
+        probe_timeout: float = 3.0,
+        connection_ttl: float = 3600.0,
+        operation_timeout: float = 5.0,
+        reconnect: ReconnectionConfig = DEFAULT_RECONNECT,
+    ) -> None:
+        self.node_ttl = _seconds("node_ttl", node_ttl)
+        self.node_heartbeat = _seconds("node_heartbeat", node_heartbeat)
+        self.probe_interval = _seconds("probe_interval", probe_interval)
+        self.probe_timeout = _seconds("probe_timeout", probe_timeout)
+        self.operation_timeout = _seconds("operation_timeout", operation_timeout)
+        if self.node_heartbeat >= self.node_ttl:
+            raise ValueError(
+                f"node_heartbeat ({node_heartbeat}) must be shorter than node_ttl ({node_ttl}), "
+                "or live nodes would flicker out of presence"
+            )
+        if self.probe_timeout < self.probe_interval:
+            raise ValueError(
+                f"probe_timeout ({probe_timeout}) must be at least probe_interval "
+                f"({probe_interval})"
+            )
+        # Validates the URL scheme and the prefix, with the password masked in errors.
+        self.sessions = WebSocketSessionManager(
+            redis_url=url,
+            connection_ttl=connection_ttl,
+            key_prefix=key_prefix,
+            operation_timeout=operation_timeout,
+        )
+        self.key_prefix = key_prefix
+        self.channel = f"{key_prefix}:bus"
+        self.node_id = new_node_id()
+        self._target = RedisTarget(url)
+        self._reconnect = reconnect
+        self._deliver: Deliver | None = None
+        self._client: Redis | None = None
+        self._broker: RedisBroker | None = None
+        self._presence: RedisPresence | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._published = 0
+
+    @property
+    def location(self) -> str:
+        """The Redis URL with its password masked."""
+        return self._target.location
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.location!r}, node_id={self.node_id!r})"
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self, deliver: Deliver, on_gap: GapCallback) -> None:
+        """Connect, register this node, subscribe and see a probe come back.
+
+        Raises :class:`RedisStoreError` (one line naming the masked URL) if Redis does not
+        answer, RuntimeError if already started.
+        """
+        if self._deliver is not None:
+            raise RuntimeError("the redis store is already started")
+        try:
+            await self.sessions.initialize()
+        except SessionStoreError as exc:
+            raise RedisStoreError(f"cannot start the Redis store: {exc}") from None
+        client = self._make_client()
+        presence = RedisPresence(
+            client,
+            target=self._target,
+            key_prefix=self.key_prefix,
+            node_id=self.node_id,
+            node_ttl=self.node_ttl,
+            node_heartbeat=self.node_heartbeat,
+            timeout=self.operation_timeout,
+        )
+        broker = RedisBroker(
+            client,
+            target=self._target,
+            channel=self.channel,
+            node_id=self.node_id,
+            probe_interval=self.probe_interval,
+            probe_timeout=self.probe_timeout,
+            timeout=self.operation_timeout,
+            reconnect=self._reconnect,
+        )
+        try:
+            await presence.beat()
+            await broker.start(deliver, on_gap)
+        except BaseException as exc:
+            await broker.stop()
+            with contextlib.suppress(RedisStoreError):
+                await presence.retire()
+            await client.aclose()
+            await self.sessions.close()
+            if isinstance(exc, RedisStoreError):
+                raise RedisStoreError(f"cannot start the Redis store: {exc}") from None
+            raise
+        self._client, self._presence, self._broker = client, presence, broker
+        self._heartbeat = asyncio.create_task(presence.run(), name="redis-presence")
+        self._deliver = deliver
+        logger.info(
+            "Redis store started: node %s on %s (channel %s)",
+            self.node_id,
+            self.location,
+            self.channel,
+        )
+
+    async def stop(self) -> None:
+        """Stop receiving, remove this node's presence at once, close the connections.
+
+        Idempotent; never raises for a Redis failure (the presence then expires after node_ttl).
+        """
+        if self._deliver is None:
+            return
+        self._deliver = None
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            self._heartbeat = None
+        if self._broker is not None:
+            await self._broker.stop()
+        if self._presence is not None:
+            try:
+                await self._presence.retire()
+            except RedisStoreError as exc:
+                logger.warning("node %s could not remove its presence: %s", self.node_id, exc)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        await self.sessions.close()
+
+    async def ready(self) -> bool:
+        """True when Redis answers, this node's heartbeat is current and its probe comes back."""
+        broker, presence, client = self._broker, self._presence, self._client
+        if self._deliver is None or broker is None or presence is None or client is None:
+            return False
+        if not (broker.healthy() and presence.alive()):
+            return False
+        try:
+            await bounded(
+                client.ping(),
+                timeout=min(self.operation_timeout, self.probe_timeout),
+                operation="PING",
+                target=self._target,
+            )
+        except RedisStoreError:
+            return False
+        return True
+
+    # ---------------------------------------------------------------- delivery
+
+    async def publish(self, envelope: Envelope) -> PublishResult:
+        """Deliver locally, then one PUBLISH for the other nodes (never raises for an outage)."""
+        deliver, broker = self._deliver, self._broker
+        if deliver is None or broker is None:
+            raise RuntimeError("the redis store is not started")
+        self._published += 1
+        local = await deliver(envelope)
+        return PublishResult(local=local, remote_nodes=await broker.send(envelope))
+
+    # ---------------------------------------------------------------- presence
+
+    async def add_connection(
+        self, connection_id: str, user_id: str, max_per_user: int | None
+    ) -> bool:
+        return await self._require_presence().add_connection(connection_id, user_id, max_per_user)
+
+    async def remove_connection(self, connection_id: str, user_id: str) -> None:
+        await self._require_presence().remove_connection(connection_id, user_id)
+
+    async def join_room(self, room: str, connection_id: str, user_id: str) -> None:
+        await self._require_presence().join_room(room, connection_id, user_id)
+
+    async def leave_room(self, room: str, connection_id: str) -> None:
+        await self._require_presence().leave_room(room, connection_id)
+
+    async def room_members(self, room: str) -> dict[str, str]:
+        return await self._require_presence().room_members(room)
+
+    async def online_users(self) -> set[str]:
+        return await self._require_presence().online_users()
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        return await self._require_presence().nodes()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: published, received, publish_failures, gaps, subscribed, last_probe_age, ..."""
+        stats: dict[str, Any] = {
+            "backend": "redis",
+            "node_id": self.node_id,
+            "redis": self.location,
+            "published": self._published,
+        }
+        if self._broker is not None:
+            stats.update(self._broker.stats())
+        else:
+            stats.update(
+                channel=self.channel,
+                subscribed=False,
+                last_probe_age=None,
+                received=0,
+                publish_failures=0,
+                gaps=0,
+            )
+        if self._presence is not None:
+            stats.update(self._presence.stats())
+        return stats
+
+    # ---------------------------------------------------------------- internals
+
+    def _require_presence(self) -> RedisPresence:
+        if self._deliver is None or self._presence is None:
+            raise RuntimeError("the redis store is not started")
+        return self._presence
+
+    def _make_client(self) -> Redis:
+        timeout = self.operation_timeout
+        # One quick retry, so the first call on a pooled connection that a Redis restart
+        # closed reconnects instead of failing.
+        retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 1)
+        pool = BlockingConnectionPool.from_url(
+            self._target.url,
+            max_connections=POOL_SIZE,
+            timeout=timeout,
+            decode_responses=True,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=retry,
+            retry_on_error=[RedisConnectionError],
+        )
+        return Redis.from_pool(pool)
