@@ -272,7 +272,7 @@ class JWTAuthService:
                 raise ValueError(f"additional_claims may not set reserved claims: {reserved}")
             payload.update(additional_claims)
         issued_at = int(time.time())
-        # JWT times are whole seconds: round the lifetime up so a short one is never already expired.
+        # JWT times are whole seconds: round the lifetime up, never issue an already-expired token.
         expires = issued_at + math.ceil(lifetime)
         payload.update(user_id=user_id, sub=user_id, iat=issued_at, exp=expires)
         if self.audience is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from starlette.websockets import WebSocket
 
 from netrun_ws import hookimpl
@@ -16,6 +16,13 @@ from netrun_ws.auth import JWTAuthService, TokenValidationError
 from netrun_ws.identity import AuthenticationError, Identity
 
 _PUBLIC_REASONS = {"expired": "token expired"}
+# Algorithm name -> key family. "none" is deliberately absent: unsigned tokens are never accepted.
+_FAMILIES = {
+    **{f"HS{bits}": "HMAC secret" for bits in (256, 384, 512)},
+    **{f"{kind}{bits}": "RSA key" for kind in ("RS", "PS") for bits in (256, 384, 512)},
+    **{f"ES{bits}": "EC key" for bits in ("256", "256K", "384", "512")},
+    "EdDSA": "EdDSA key",
+}
 
 
 class Options(BaseModel):
@@ -29,6 +36,19 @@ class Options(BaseModel):
     issuer: str | None = Field(None, description="Required `iss` claim.")
     leeway: float = Field(0.0, ge=0, description="Clock skew tolerated on exp/iat, seconds.")
     query_param: str | None = Field("token", description="Query parameter carrying the token.")
+
+    @field_validator("algorithms")
+    @classmethod
+    def _one_known_family(cls, algorithms: list[str]) -> list[str]:
+        unknown = [name for name in algorithms if name not in _FAMILIES]
+        if unknown:
+            known = ", ".join(_FAMILIES)
+            raise ValueError(f"unknown or refused algorithm(s) {unknown}; known: {known}")
+        families = sorted({_FAMILIES[name] for name in algorithms})
+        if len(families) > 1:
+            # Mixing HS with RS/ES lets a public key be used as an HMAC secret.
+            raise ValueError(f"algorithms mix key families ({', '.join(families)}); use one")
+        return algorithms
 
     @model_validator(mode="after")
     def _needs_a_key(self) -> Options:

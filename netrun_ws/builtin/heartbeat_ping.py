@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from netrun_ws import hookimpl
 from netrun_ws.codes import CloseCode
@@ -25,6 +25,12 @@ class Options(BaseModel):
     interval: float = Field(30.0, gt=0, description="Seconds between server pings.")
     timeout: float = Field(90.0, gt=0, description="Silence after which a connection is stale.")
     max_missed: int = Field(3, gt=0, description="Consecutive missed intervals that make it stale.")
+
+    @model_validator(mode="after")
+    def _timeout_covers_an_interval(self) -> Options:
+        if self.timeout < self.interval:
+            raise ValueError("timeout must be >= interval")
+        return self
 
 
 _PING = '{"type":"ping"}'

@@ -20,13 +20,13 @@ from netrun_ws.store import Deliver, Envelope, GapCallback, PublishResult
 class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    connection_ttl: int = Field(3600, gt=0, description="Seconds a saved session state is kept.")
+    connection_ttl: float = Field(3600, gt=0, description="Seconds a saved session state is kept.")
 
 
 class MemoryStore:
     """A single-node Store: the reference behaviour the Redis store matches."""
 
-    def __init__(self, connection_ttl: int = 3600) -> None:
+    def __init__(self, connection_ttl: float = 3600) -> None:
         self.sessions = WebSocketSessionManager(connection_ttl=connection_ttl)
         self.node_id = f"memory-{uuid.uuid4().hex[:12]}"
         self._deliver: Deliver | None = None

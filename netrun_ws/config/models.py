@@ -305,7 +305,8 @@ class Config(BaseModel):
         description="Who a connection is: 'anonymous' (local development) or 'jwt'.",
     )
     store: SlotConfig = Field(
-        default=_slot("memory"), description="Where sessions and rooms are kept: 'memory'."
+        default=_slot("memory"),
+        description="Where sessions, presence and rooms are kept: 'memory' or 'redis'.",
     )
     heartbeat: SlotConfig | None = Field(
         default=_slot("ping"),

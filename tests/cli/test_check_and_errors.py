@@ -260,3 +260,21 @@ def test_hook_wrappers_are_refused(tmp_path: Path) -> None:
     result = netrun_ws("check", "--config", str(write(tmp_path, "plugins: [wrapper]\n")))
     assert result.returncode == 3
     assert "hook wrappers are not supported (on_connect)" in result.stderr
+
+
+def test_jwt_algorithm_mistakes_are_config_errors(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        """
+        auth: {plugin: jwt, secret: "0123456789abcdef0123456789abcdef", algorithms: [HS256, RS256]}
+        plugins_dir: null
+        """,
+    )
+    result = netrun_ws("check", "--config", str(config))
+    assert result.returncode == 2
+    assert f"{config}:1 auth.algorithms: " in result.stderr
+    assert "mix key families" in result.stderr
+    config.write_text(config.read_text().replace("[HS256, RS256]", "[none]"))
+    result = netrun_ws("check", "--config", str(config))
+    assert result.returncode == 2
+    assert "refused algorithm(s) ['none']" in result.stderr
