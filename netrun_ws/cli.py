@@ -137,7 +137,11 @@ def _run(args: argparse.Namespace) -> int:
         ws_per_message_deflate=server.permessage_deflate,
         timeout_graceful_shutdown=server.drain_timeout,
     )
-    redact.install()  # after uvicorn.Config, which (re)configures uvicorn's loggers
+    # After uvicorn.Config, which (re)configures uvicorn's loggers. The auth plugin's own query
+    # parameter (if it reads tokens from URLs) is redacted too.
+    query_param = getattr(app.state.host.plugin_options.get("auth"), "query_param", None)
+    extra = [query_param] if isinstance(query_param, str) else []
+    redact.install([*redact.DEFAULT_PARAMS, *extra])
     uvicorn_server = uvicorn.Server(config)
     try:
         uvicorn_server.run()

@@ -35,6 +35,7 @@ class ErrorCode:
     VALIDATION_FAILED = "validation_failed"  # the message type's model rejected the fields
     BINARY_NOT_SUPPORTED = "binary_not_supported"  # binary frame on the JSON text protocol
     RATE_LIMITED = "rate_limited"  # over limits.messages_per_second; persisting closes with 4102
+    INVALID_TOKEN = "invalid_token"  # a refresh token was refused (the connection stays open)
     HANDLER_ERROR = "handler_error"  # a plugin failed while handling this message
     FORBIDDEN = "forbidden"  # the action was refused (e.g. room join not authorised)
     NOT_FOUND = "not_found"  # the addressed room/user does not exist

@@ -115,6 +115,16 @@ def authenticate(host: Host, request: WebSocket) -> Identity | None:
     """
 
 
+@hookspec(firstresult=True)
+def verify_token(host: Host, token: str) -> Identity | None:
+    """Turn a bearer token sent INSIDE the connection into an ``Identity`` (or None).
+
+    First non-None result wins. Used for first-message authentication
+    (``{"type": "auth", "token": ...}`` when ``server.first_message_auth`` is on) and for
+    ``{"type": "refresh", "token": ...}`` renewals. Raise ``AuthenticationError`` to refuse.
+    """
+
+
 # -------------------------------------------------------------------------
 # Per connection: lifecycle
 # -------------------------------------------------------------------------
@@ -200,6 +210,12 @@ def on_delivery_gap(host: Host, gap: DeliveryGap) -> None:
     """Messages from other nodes may have been lost between ``gap.started_at`` and
     ``gap.ended_at`` (the store's subscription was down). Every local client is also sent
     ``{"type": "delivery_gap", "since", "until"}``."""
+
+
+@hookspec
+def on_user_revoked(host: Host, user_id: str, reason: str) -> None:
+    """Every connection of ``user_id`` on this node is about to be closed with 1008 (logout,
+    revocation) by ``host.revoke_user`` or ``POST <api_prefix>/revoke``; fires on every node."""
 
 
 @hookspec

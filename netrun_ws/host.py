@@ -16,16 +16,17 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import pluggy
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from netrun_ws import hookspecs
+from netrun_ws.auth_messages import AuthMessage, RefreshMessage
 from netrun_ws.codes import CloseCode, ErrorCode
 from netrun_ws.config import ConfigError, ConfigIssue, LoadedConfig
 from netrun_ws.connection import Connection
@@ -39,6 +40,9 @@ from netrun_ws.store import DeliveryGap, Envelope, PublishResult, Store
 
 logger = logging.getLogger("netrun_ws")
 
+#: The WebSocket subprotocol the server answers when a client offers it (e.g. next to a
+#: "bearer.<token>" entry, which is never echoed).
+SUBPROTOCOL = "netrun-ws"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
@@ -76,6 +80,15 @@ class Host:
         self.ready = False
         self._rooms: dict[str, set[str]] = {}
         self.delivery_gaps = 0
+        self._per_ip: dict[str, int] = {}
+        self._background: set[asyncio.Future[None]] = set()
+        self._core_handlers: dict[
+            type[BaseModel], Callable[[Connection, BaseModel], Awaitable[None]]
+        ] = {
+            RefreshMessage: self._refresh,
+            AuthMessage: self._already_authenticated,
+        }
+        self.registry.register(AuthMessage, RefreshMessage)
         self._load_plugins()
         self.hooks = Hooks(self.plugin_manager)
         self._add_plugin_hookspecs()
@@ -270,33 +283,47 @@ class Host:
         # Non-browser clients send no Origin; browsers always do, so a page cannot omit it.
         return origin is None or origin in allowed
 
-    async def _authenticate(self, websocket: WebSocket) -> Identity:
+    async def _identity(self, hook: str, **kwargs: Any) -> Identity | None:
+        """First non-None Identity from ``authenticate`` or ``verify_token``.
+
+        Raises AuthenticationError for a refusal, HookError/TypeError for a broken plugin.
+        """
         try:
-            identity = await self.hooks.first("authenticate", host=self, request=websocket)
+            identity = await self.hooks.first(hook, host=self, **kwargs)
         except HookError as error:
             if isinstance(error.error, AuthenticationError):
                 raise error.error from None  # a refusal, not a plugin failure
             raise
-        if identity is None:
-            raise AuthenticationError("authentication required")
-        if not isinstance(identity, Identity):
-            raise TypeError(f"authenticate returned {type(identity).__name__}, not Identity")
+        if identity is not None and not isinstance(identity, Identity):
+            raise TypeError(f"{hook} returned {type(identity).__name__}, not Identity")
         return identity
 
-    async def _refuse(self, websocket: WebSocket, status: int, reason: str) -> None:
-        """Refuse an upgrade before accept with an HTTP status (403 where the server cannot)."""
-        logger.info("refused handshake (%s): %s", status, reason)
-        if "websocket.http.response" in websocket.scope.get("extensions", {}):
+    @staticmethod
+    def _subprotocol(websocket: WebSocket) -> str | None:
+        # Answer only the non-secret protocol name, never an offered "bearer.<token>" entry.
+        return SUBPROTOCOL if SUBPROTOCOL in websocket.scope.get("subprotocols", ()) else None
+
+    async def _refuse(
+        self, websocket: WebSocket, status: int, reason: str, *, accepted: bool = False
+    ) -> None:
+        """Refuse an upgrade before accept with an HTTP status (403 where the server cannot);
+        after accept (first-message auth) with the close code that status stands for."""
+        logger.info("refused connection (%s): %s", status, reason)
+        if accepted:
+            code = CloseCode.TRY_AGAIN_LATER if status in (429, 503) else CloseCode.POLICY_VIOLATION
+            await websocket.close(code=code, reason=reason[:120])
+        elif "websocket.http.response" in websocket.scope.get("extensions", {}):
             await websocket.send_denial_response(JSONResponse({"error": reason}, status))
         else:  # ASGI servers without the denial-response extension answer 403
             await websocket.close(code=CloseCode.POLICY_VIOLATION)
 
     async def serve_websocket(self, websocket: WebSocket) -> None:
         """The ASGI websocket endpoint: one call per connection, from handshake to disconnect."""
-        identity = await self._admit(websocket)
-        if identity is None:
+        admitted = await self._admit(websocket)
+        if admitted is None:
             return
-        connection = await self._open(websocket, identity)
+        identity, accepted = admitted
+        connection = await self._open(websocket, identity, accepted)
         if connection is None:
             return
         close_code: int = CloseCode.NORMAL
@@ -305,6 +332,7 @@ class Host:
             await self.hooks.call("on_connect", host=self, connection=connection)
             resumed = await self._resume(connection)
             await self._send_welcome(connection, identity, resumed)
+            self._schedule_expiry(connection, identity.expires_at)
             close_code, close_reason = await self._message_loop(websocket, connection)
         except HookError as error:
             logger.error("%s", error, exc_info=error.error)
@@ -317,8 +345,9 @@ class Host:
         finally:
             await self.manager.disconnect(connection.connection_id, close_code, close_reason)
 
-    async def _admit(self, websocket: WebSocket) -> Identity | None:
-        """Origin, ``handshake`` and ``authenticate``; None when the client was refused."""
+    async def _admit(self, websocket: WebSocket) -> tuple[Identity, bool] | None:
+        """Origin, ``handshake``, authentication. Returns the identity and whether the socket was
+        already accepted (first-message auth), or None when the client was refused."""
         if not self._origin_allowed(websocket):
             origin = websocket.headers.get("origin")
             await self._refuse(websocket, 403, f"origin {origin!r} not allowed")
@@ -332,27 +361,79 @@ class Host:
         if isinstance(rejection, Rejection):
             await self._refuse(websocket, 403, rejection.reason)
             return None
+        timeout = self.config.server.handshake_timeout
+        accepted = False
         try:
-            return await asyncio.wait_for(
-                self._authenticate(websocket), self.config.server.handshake_timeout
+            identity = await asyncio.wait_for(
+                self._identity("authenticate", request=websocket), timeout
             )
+            if identity is None and self.config.server.first_message_auth:
+                await websocket.accept(subprotocol=self._subprotocol(websocket))
+                accepted = True
+                identity = await asyncio.wait_for(self._first_message_auth(websocket), timeout)
+            if identity is None:
+                raise AuthenticationError("authentication required")
+            return identity, accepted
         except AuthenticationError as error:
-            await websocket.accept()
-            await websocket.close(code=CloseCode.POLICY_VIOLATION, reason=error.reason[:120])
-        except (HookError, TypeError, asyncio.TimeoutError) as error:
+            reason, code = error.reason, CloseCode.POLICY_VIOLATION
+        except asyncio.TimeoutError:
+            reason, code = "authentication timeout", CloseCode.POLICY_VIOLATION
+        except (HookError, TypeError) as error:
             logger.error("authentication failed: %s", error)
-            await websocket.accept()
-            await websocket.close(code=CloseCode.INTERNAL_ERROR, reason="authentication error")
+            reason, code = "authentication error", CloseCode.INTERNAL_ERROR
+        except WebSocketDisconnect:
+            return None  # the client left while authenticating
+        if not accepted:
+            await websocket.accept(subprotocol=self._subprotocol(websocket))
+        await websocket.close(code=code, reason=reason[:120])
         return None
 
-    async def _open(self, websocket: WebSocket, identity: Identity) -> Connection | None:
-        """Count the connection in the store (cluster-wide limits), then accept it."""
+    async def _first_message_auth(self, websocket: WebSocket) -> Identity | None:
+        frame = await websocket.receive()
+        if frame["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(frame.get("code", 1005))
+        text = frame.get("text")
+        try:
+            message = AuthMessage.model_validate_json(text if text is not None else b"")
+        except ValidationError:
+            raise AuthenticationError('expected {"type": "auth", "token": ...}') from None
+        identity = await self._identity("verify_token", token=message.token)
+        if identity is None:
+            raise AuthenticationError("invalid token")
+        return identity
+
+    async def _open(
+        self, websocket: WebSocket, identity: Identity, accepted: bool
+    ) -> Connection | None:
+        """Count the connection (node, client IP and, through the store, cluster-wide per-user
+        limits), then accept it. Returns None when refused."""
         limits = self.config.limits
         if len(self.manager) >= limits.max_connections:
-            await self._refuse(
-                websocket, 503, f"max_connections ({limits.max_connections}) reached"
-            )
+            reason = f"max_connections ({limits.max_connections}) reached"
+            await self._refuse(websocket, 503, reason, accepted=accepted)
             return None
+        ip = websocket.client.host if websocket.client else "unknown"
+        if self._per_ip.get(ip, 0) >= limits.max_connections_per_ip:
+            reason = f"max_connections_per_ip ({limits.max_connections_per_ip}) reached"
+            await self._refuse(websocket, 429, reason, accepted=accepted)
+            return None
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1  # reserved before any await
+        connection = await self._open_counted(websocket, identity, accepted, ip)
+        if connection is None:
+            self._release_ip(ip)
+        return connection
+
+    def _release_ip(self, ip: str) -> None:
+        remaining = self._per_ip.get(ip, 1) - 1
+        if remaining > 0:
+            self._per_ip[ip] = remaining
+        else:
+            self._per_ip.pop(ip, None)
+
+    async def _open_counted(
+        self, websocket: WebSocket, identity: Identity, accepted: bool, ip: str
+    ) -> Connection | None:
+        limits = self.config.limits
         requested = websocket.query_params.get("session_id")
         resuming = bool(requested and _SESSION_ID.match(requested))
         session_id = requested if requested and resuming else uuid.uuid4().hex
@@ -362,17 +443,16 @@ class Host:
             store_id = await store.sessions.create_connection(
                 session_id, user_id, identity.username or user_id
             )
-            admitted = await store.add_connection(
-                store_id, user_id, limits.max_connections_per_user
-            )
+            limit = limits.max_connections_per_user
+            admitted = await store.add_connection(store_id, user_id, limit)
         except Exception as exc:
             logger.error("store unavailable at connect: %s", describe_exception(exc))
-            await self._refuse(websocket, 503, "session store unavailable")
+            await self._refuse(websocket, 503, "session store unavailable", accepted=accepted)
             return None
         if not admitted:
             await self._forget(store_id, user_id, counted=False)
-            limit = limits.max_connections_per_user
-            await self._refuse(websocket, 429, f"max_connections_per_user ({limit}) reached")
+            reason = f"max_connections_per_user ({limits.max_connections_per_user}) reached"
+            await self._refuse(websocket, 429, reason, accepted=accepted)
             return None
         metadata: dict[str, Any] = {
             "identity": identity,
@@ -380,11 +460,18 @@ class Host:
             "state": {},
             "store_connection_id": store_id,
             "resuming": resuming,
+            "ip": ip,
         }
         try:
             # A client resuming its session id replaces a connection that has not noticed yet.
             connection_id = await self.manager.connect(
-                websocket, user_id, session_id=session_id, metadata=metadata, replace_session=True
+                websocket,
+                user_id,
+                session_id=session_id,
+                metadata=metadata,
+                accept=not accepted,
+                subprotocol=self._subprotocol(websocket),
+                replace_session=True,
             )
         except ValueError as error:
             logger.info("refused connection: %s", error)
@@ -438,6 +525,48 @@ class Host:
             welcome["state"] = connection.metadata["state"]
             welcome["rooms"] = sorted(self.rooms_of(connection))
         await self.send(connection, welcome)
+
+    def _schedule_expiry(self, connection: Connection, expires_at: float | None) -> None:
+        """Close the connection with 1008 when its credentials expire, unless refreshed first."""
+        previous = connection.metadata.pop("expiry", None)
+        if previous is not None:
+            previous.cancel()
+        if expires_at is None:
+            return
+        delay = max(0.0, expires_at - time.time())
+        loop = asyncio.get_running_loop()
+        connection.metadata["expiry"] = loop.call_later(delay, self._expire, connection)
+
+    def _expire(self, connection: Connection) -> None:
+        closing = self.manager.disconnect(
+            connection.connection_id, CloseCode.POLICY_VIOLATION, "token expired"
+        )
+        task = asyncio.ensure_future(closing)
+        self._background.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._background.discard)
+
+    async def _refresh(self, connection: Connection, message: BaseModel) -> None:
+        assert isinstance(message, RefreshMessage)
+        try:
+            identity = await self._identity("verify_token", token=message.token)
+        except AuthenticationError as error:
+            identity, reason = None, error.reason
+        except (HookError, TypeError) as error:
+            logger.error("refresh failed: %s", error)
+            identity, reason = None, "refresh failed"
+        else:
+            reason = "invalid token"
+        if identity is None or identity.user_id != connection.user_id:
+            if identity is not None:
+                reason = "token is for another user"
+            await self.send(connection, error_reply(ErrorCode.INVALID_TOKEN, reason))
+            return
+        connection.metadata["identity"] = identity
+        self._schedule_expiry(connection, identity.expires_at)
+        await self.send(connection, {"type": "refreshed", "expires_at": identity.expires_at})
+
+    async def _already_authenticated(self, connection: Connection, message: BaseModel) -> None:
+        await self.send(connection, error_reply(ErrorCode.FORBIDDEN, "already authenticated"))
 
     async def _message_loop(self, websocket: WebSocket, connection: Connection) -> tuple[int, str]:
         """Receive frames until the peer leaves; returns the close code and reason to record."""
@@ -498,7 +627,10 @@ class Host:
                     return CloseCode.TOO_MANY_INVALID_MESSAGES, "too many invalid messages"
                 continue
             errors = 0
-            if self._has_on_message:
+            core = self._core_handlers.get(message.__class__)
+            if core is not None:
+                await core(connection, message)
+            elif self._has_on_message:
                 await self._dispatch(connection, message)
 
     async def _dispatch(self, connection: Connection, message: BaseModel) -> None:
@@ -522,6 +654,12 @@ class Host:
 
     async def _connection_closed(self, connection: Connection, code: int, reason: str) -> None:
         """Called once per connection by the manager, whatever closed it."""
+        expiry = connection.metadata.pop("expiry", None)
+        if expiry is not None:
+            expiry.cancel()
+        ip = connection.metadata.get("ip")
+        if ip is not None:
+            self._release_ip(ip)
         rooms = sorted(self.rooms_of(connection))
         for room in rooms:
             await self._leave(connection, room)
@@ -553,6 +691,17 @@ class Host:
         for connection_id in ids:
             await self.manager.disconnect(connection_id, code, reason)
         return len(ids)
+
+    async def revoke_user(self, user_id: str, reason: str = "revoked") -> PublishResult:
+        """Close every connection of ``user_id`` on every node with 1008 (logout, revocation).
+
+        ``on_user_revoked`` fires on each node before its connections close.
+        """
+        return await self.publish(Envelope("revoke", user_id, reason))
+
+    async def _revoke_local(self, user_id: str, reason: str) -> int:
+        await self.hooks.call_isolated("on_user_revoked", host=self, user_id=user_id, reason=reason)
+        return await self.disconnect_user(user_id, CloseCode.POLICY_VIOLATION, reason)
 
     # ------------------------------------------------------------------ sending
 
@@ -616,6 +765,10 @@ class Host:
 
     async def deliver_local(self, envelope: Envelope) -> int:
         """Deliver an envelope to this node's connections (the store calls this on every node)."""
+        if envelope.kind == "revoke":
+            reason = envelope.payload
+            text = reason.decode(errors="replace") if isinstance(reason, bytes) else reason
+            return await self._revoke_local(envelope.target or "", text)
         targets = self._local_targets(envelope)
         excluded = envelope.exclude_connections
         delivered = 0

@@ -1,4 +1,5 @@
-"""``POST <api_prefix>/publish``: let a backend push a message to a user, a room or everyone.
+"""The HTTP API: ``POST <api_prefix>/publish`` lets a backend push a message to a user, a room or
+everyone; ``POST <api_prefix>/revoke`` closes every connection of a user (logout, revocation).
 
 Served only when ``server.api_key`` is set; callers send ``Authorization: Bearer <api_key>``.
 Body: ``{"user": ID, "data": {...}}``, ``{"room": NAME, "data": {...}}`` or
@@ -12,7 +13,7 @@ bad body.
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.requests import Request
@@ -24,6 +25,8 @@ from netrun_ws.store import Envelope
 
 if TYPE_CHECKING:
     from netrun_ws.host import Host
+
+_Body = TypeVar("_Body", bound=BaseModel)
 
 
 class PublishRequest(BaseModel):
@@ -55,6 +58,15 @@ class PublishRequest(BaseModel):
         return Envelope("broadcast", None, payload, frozenset(self.exclude_users))
 
 
+class RevokeRequest(BaseModel):
+    """Body of ``POST <api_prefix>/revoke``: ``{"user": ID, "reason": "logged out"}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(min_length=1, max_length=128)
+    reason: str = Field("revoked", max_length=120)
+
+
 def _details(error: ValidationError) -> list[dict[str, Any]]:
     # No input echo: the body may carry anything, including secrets.
     return [
@@ -71,7 +83,8 @@ def publish_routes(host: Host) -> list[Route]:
     expected = f"Bearer {server.api_key.get_secret_value()}".encode()
     max_body = host.config.limits.max_message_bytes
 
-    async def publish(request: Request) -> JSONResponse:
+    async def read(request: Request, model: type[_Body]) -> _Body | JSONResponse:
+        """The validated body, or the 401/413/422 answer."""
         given = request.headers.get("authorization", "").encode()
         if not hmac.compare_digest(given, expected):
             return JSONResponse(
@@ -81,12 +94,28 @@ def publish_routes(host: Host) -> list[Route]:
         if len(body) > max_body:
             return JSONResponse({"error": f"body over {max_body} bytes"}, status_code=413)
         try:
-            publish_request = PublishRequest.model_validate_json(body)
+            return model.model_validate_json(body)
         except ValidationError as error:
             return JSONResponse(
                 {"error": "invalid body", "details": _details(error)}, status_code=422
             )
-        result = await host.publish(publish_request.envelope())
+
+    async def publish(request: Request) -> JSONResponse:
+        body = await read(request, PublishRequest)
+        if isinstance(body, JSONResponse):
+            return body
+        result = await host.publish(body.envelope())
         return JSONResponse({"local": result.local, "remote_nodes": result.remote_nodes})
 
-    return [Route(f"{server.api_prefix.rstrip('/')}/publish", publish, methods=["POST"])]
+    async def revoke(request: Request) -> JSONResponse:
+        body = await read(request, RevokeRequest)
+        if isinstance(body, JSONResponse):
+            return body
+        result = await host.revoke_user(body.user, body.reason)
+        return JSONResponse({"local": result.local, "remote_nodes": result.remote_nodes})
+
+    prefix = server.api_prefix.rstrip("/")
+    return [
+        Route(f"{prefix}/publish", publish, methods=["POST"]),
+        Route(f"{prefix}/revoke", revoke, methods=["POST"]),
+    ]

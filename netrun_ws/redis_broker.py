@@ -63,6 +63,7 @@ _KINDS: dict[str, EnvelopeKind] = {
     "user": "user",
     "room": "room",
     "broadcast": "broadcast",
+    "revoke": "revoke",
     "connection": "connection",
 }
 # Payload text may hold lone surrogates; they cross the wire unchanged.

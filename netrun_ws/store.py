@@ -15,7 +15,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from netrun_ws.connection import Frame
 from netrun_ws.session import WebSocketSessionManager
 
-EnvelopeKind = Literal["user", "room", "broadcast", "connection"]
+# "revoke": close every connection of the target user (payload: the public reason).
+EnvelopeKind = Literal["user", "room", "broadcast", "connection", "revoke"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,16 @@ async def test_every_hookspec_fires() -> None:
                 await client.send(json.dumps({"type": "shout", "text": text}))
             await client.send("not json")
             await recv_until(client, "error")  # the handler_error of "boom"
+            await client.send(json.dumps({"type": "refresh", "token": "good-alice"}))
+            assert (await recv_until(client, "refreshed"))["expires_at"] == 9e9
+        async with connect(f"ws://{addr}/ws?user_id=bob") as bob:
+            await recv_until(bob, "connect")
+            await app.state.host.revoke_user("bob", "logged out")
+            with pytest.raises(websockets.ConnectionClosed):
+                await recv_json(bob)
+            assert bob.close_code == 1008 and bob.close_reason == "logged out"
+        async with connect(f"ws://{addr}/ws?user_id=alice") as client:
+            await recv_until(client, "connect")
             with pytest.raises(websockets.ConnectionClosed):
                 async with asyncio.timeout(3):
                     while True:  # silent: heartbeat misses, then stale

@@ -93,7 +93,18 @@ class ServerConfig(BaseModel):
         default=10.0,
         gt=0,
         allow_inf_nan=False,
-        description="Seconds a client may take to complete the handshake and authenticate.",
+        description=(
+            "Seconds a client may take to authenticate: the authenticate hooks at the handshake, "
+            "or the first message with first_message_auth."
+        ),
+    )
+    first_message_auth: bool = Field(
+        default=False,
+        description=(
+            "When the handshake carries no credentials, accept and wait handshake_timeout for "
+            'a first message {"type": "auth", "token": ...} (checked by the verify_token hook); '
+            "anything else closes with 1008."
+        ),
     )
     drain_timeout: float = Field(
         default=10.0,
@@ -157,12 +168,23 @@ class LimitsConfig(BaseModel):
     max_connections: int = Field(
         default=10000,
         gt=0,
-        description="Open connections the server accepts in total; more are closed with 1013.",
+        description="Open connections this node accepts in total; more are refused with HTTP 503.",
     )
     max_connections_per_user: int = Field(
         default=5,
         gt=0,
-        description="Open connections one user (identity) may hold; more are closed with 1013.",
+        description=(
+            "Open connections one user (identity) may hold, across every node; more are refused "
+            "with HTTP 429."
+        ),
+    )
+    max_connections_per_ip: int = Field(
+        default=100,
+        gt=0,
+        description=(
+            "Open connections one client IP may hold on this node; more are refused with HTTP "
+            "429. Behind a proxy, run uvicorn with --proxy-headers so the client IP is real."
+        ),
     )
     max_message_bytes: int = Field(
         default=65536,

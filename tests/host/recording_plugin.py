@@ -95,6 +95,15 @@ class Plugin:
         return None  # let the auth slot decide
 
     @hookimpl
+    def verify_token(self, token: str) -> Identity | None:
+        self._record("verify_token")
+        return Identity(user_id=token[5:], expires_at=9e9) if token.startswith("good-") else None
+
+    @hookimpl
+    def on_user_revoked(self, user_id: str, reason: str) -> None:
+        self._record("on_user_revoked", (user_id, reason))
+
+    @hookimpl
     async def on_connect(self, connection: Connection) -> None:
         self._record("on_connect", connection.user_id)
 
