@@ -6,6 +6,7 @@ the documented order of the lifecycle hooks and that every hookspec fires.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 import pluggy
@@ -97,7 +98,12 @@ class Plugin:
     @hookimpl
     def verify_token(self, token: str) -> Identity | None:
         self._record("verify_token")
-        return Identity(user_id=token[5:], expires_at=9e9) if token.startswith("good-") else None
+        if not token.startswith("good-"):
+            return None
+        # "good-<user>" never expires; "good-<user>@<seconds>" expires that many seconds from now.
+        user, _, seconds = token[5:].partition("@")
+        expires = time.time() + float(seconds) if seconds else 9e9
+        return Identity(user_id=user, expires_at=expires)
 
     @hookimpl
     def on_user_revoked(self, user_id: str, reason: str) -> None:
