@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from netrun_ws import hookimpl
 from netrun_ws.connection import Connection
+from netrun_ws.host import Host
 from netrun_ws.protocol import ProtocolError
 
 
@@ -37,9 +38,11 @@ class Plugin:
     def __init__(self) -> None:
         self.options = Options()
         self.registry = CollectorRegistry()
+        self.host: Host | None = None
 
     @hookimpl
-    def configure(self, options: Options) -> None:
+    def configure(self, host: Host, options: Options) -> None:
+        self.host = host
         self.options = options
         p, r = options.prefix, self.registry
         self.connections = Gauge(f"{p}_connections", "Open connections", registry=r)
@@ -54,6 +57,20 @@ class Plugin:
             f"{p}_invalid_messages", "Invalid frames, by error code", ["code"], registry=r
         )
         self.errors = Counter(f"{p}_errors", "Plugin or host errors", registry=r)
+        # Read from the connection manager and store at scrape time (no per-message cost).
+        self.backpressure = Gauge(
+            f"{p}_backpressure",
+            "Outbound queue state since start: queued_frames, dropped_messages (drop_oldest), "
+            "slow_consumer_disconnects, failed_sends",
+            ["kind"],
+            registry=r,
+        )
+        self.store_counters = Gauge(
+            f"{p}_store",
+            "Store counters (published, publish_failures, gaps, ...)",
+            ["counter"],
+            registry=r,
+        )
         self.gaps = Counter(
             f"{p}_delivery_gaps", "Windows in which cross-node messages may be lost", registry=r
         )
@@ -63,6 +80,15 @@ class Plugin:
         return [Route(self.options.path, self._endpoint, methods=["GET"])]
 
     async def _endpoint(self, request: Request) -> Response:
+        if self.host is not None:
+            stats = self.host.manager.get_stats()
+            for kind in ("queued_frames", "dropped_messages", "slow_consumer_disconnects"):
+                self.backpressure.labels(kind=kind).set(stats.get(kind, 0))
+            self.backpressure.labels(kind="failed_sends").set(stats.get("failed_sends", 0))
+            if self.host.started:
+                for name, value in self.host.store.stats().items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        self.store_counters.labels(counter=name).set(value)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     @hookimpl
