@@ -162,8 +162,8 @@ def test_unknown_key_suggests_the_closest_known_key(in_tmp: Path) -> None:
 def test_unknown_key_without_a_close_match_lists_the_known_keys(in_tmp: Path) -> None:
     assert errors_of("limits:\n  zzz: 1\n", in_tmp) == [
         "netrun_ws.yaml:2 limits.zzz: unknown key 'zzz'; expected one of: max_connections, "
-        "max_connections_per_user, max_connections_per_ip, max_message_bytes, send_queue, overflow, "
-        "messages_per_second, max_consecutive_errors"
+        "max_connections_per_user, max_connections_per_ip, max_message_bytes, send_queue, "
+        "overflow, messages_per_second, max_consecutive_errors"
     ]
 
 
