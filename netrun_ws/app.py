@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from netrun_ws.config import ConfigError, LoadedConfig, load_config, load_config_from_dict
 from netrun_ws.host import Host
@@ -30,7 +31,14 @@ class NetrunApp(Starlette):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
+        kind = scope["type"]
+        host: Host = self.state.host
+        if kind == "websocket" and scope["path"] == host.config.server.path:
+            # The hot path skips Starlette's router and middleware wrappers around every frame;
+            # serve_websocket handles its own errors.
+            await host.serve_websocket(WebSocket(scope, receive, send))
+            return
+        if kind != "lifespan":
             await super().__call__(scope, receive, send)
             return
         message = await receive()

@@ -54,6 +54,13 @@ class _Impl:
     plugin: str
     function: Callable[..., Any]
     argnames: tuple[str, ...]
+    # Decided once: awaiting is skipped for plain functions on the per-message path.
+    is_async: bool
+
+
+def _needs_await(impl: _Impl, result: Any) -> bool:
+    """True for an ``async def`` result, or an awaitable a plain function returned."""
+    return impl.is_async or (result is not None and hasattr(result, "__await__"))
 
 
 class Hooks:
@@ -78,6 +85,7 @@ class Hooks:
                     plugin=self._pm.get_name(i.plugin) or repr(i.plugin),
                     function=i.function,
                     argnames=tuple(i.argnames) + tuple(i.kwargnames),
+                    is_async=inspect.iscoroutinefunction(i.function),
                 )
                 for i in ordered
             )
@@ -129,8 +137,8 @@ class Hooks:
         results = []
         for impl in self._iter(hook):
             try:
-                result = impl.function(*self._args(impl, kwargs))
-                if inspect.isawaitable(result):
+                result = impl.function(*[kwargs[name] for name in impl.argnames])
+                if _needs_await(impl, result):
                     result = await result
             except Exception as exc:
                 raise HookError(impl.plugin, hook, exc) from exc
@@ -142,8 +150,8 @@ class Hooks:
         """Return the first non-None result (later implementations are not called)."""
         for impl in self._iter(hook):
             try:
-                result = impl.function(*self._args(impl, kwargs))
-                if inspect.isawaitable(result):
+                result = impl.function(*[kwargs[name] for name in impl.argnames])
+                if _needs_await(impl, result):
                     result = await result
             except Exception as exc:
                 raise HookError(impl.plugin, hook, exc) from exc
@@ -159,8 +167,8 @@ class Hooks:
         for impl in self._iter(hook):
             kwargs[value_arg] = value
             try:
-                result = impl.function(*self._args(impl, kwargs))
-                if inspect.isawaitable(result):
+                result = impl.function(*[kwargs[name] for name in impl.argnames])
+                if _needs_await(impl, result):
                     result = await result
             except Exception as exc:
                 raise HookError(impl.plugin, hook, exc) from exc
@@ -175,8 +183,8 @@ class Hooks:
         failures = []
         for impl in self._iter(hook):
             try:
-                result = impl.function(*self._args(impl, kwargs))
-                if inspect.isawaitable(result):
+                result = impl.function(*[kwargs[name] for name in impl.argnames])
+                if _needs_await(impl, result):
                     await result
             except Exception as exc:
                 failure = HookError(impl.plugin, hook, exc)

@@ -23,7 +23,7 @@ import pluggy
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from netrun_ws import hookspecs
 from netrun_ws.auth_messages import AuthMessage, RefreshMessage
@@ -476,6 +476,8 @@ class Host:
         except ValueError as error:
             logger.info("refused connection: %s", error)
             await self._forget(store_id, user_id)
+            if websocket.application_state == WebSocketState.CONNECTING:  # never left hanging
+                await self._refuse(websocket, 503, "connection refused")
             return None
         return self.manager.get_connection(connection_id)
 

@@ -109,8 +109,15 @@ async def test_editing_yaml_swaps_anonymous_for_jwt_without_code_change(tmp_path
         async with connect(f"ws://{server.addr}/ws", additional_headers=headers) as bearer:
             assert (await recv_json(bearer))["user_id"] == "zoe"
         async with connect(f"ws://{server.addr}/ws?token={token}") as query:
-            assert (await recv_json(query))["user_id"] == "zoe"
-        async with connect(f"ws://{server.addr}/ws?token={token}x") as forged:
+            with pytest.raises(websockets.ConnectionClosed):  # tokens in URLs: off by default
+                await recv_json(query)
+            assert query.close_reason == "authentication required"
+        offered = ["netrun-ws", f"bearer.{token}"]
+        async with connect(f"ws://{server.addr}/ws", subprotocols=offered) as browser_like:  # type: ignore[arg-type]
+            assert (await recv_json(browser_like))["user_id"] == "zoe"
+            assert browser_like.subprotocol == "netrun-ws"
+        forged_headers = {"Authorization": f"Bearer {token}x"}
+        async with connect(f"ws://{server.addr}/ws", additional_headers=forged_headers) as forged:
             with pytest.raises(websockets.ConnectionClosed):
                 await recv_json(forged)
             assert forged.close_code == 1008
