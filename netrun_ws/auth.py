@@ -16,15 +16,24 @@ Decisions a caller must know:
 * ``validate_token`` never raises: any bad token gives None. ``validate_token_or_raise`` raises
   ``TokenValidationError`` whose ``reason`` tells expired from invalid.
 * Token text never appears in exception messages or logs.
+* Hostile tokens are refused cheaply before PyJWT parses them (``TokenPolicy.header``): longer
+  than ``max_token_length`` (8192), not three base64url segments, a header segment over
+  2048 characters or nested deeper than 4, or an ``alg`` outside the allowlist.
+* ``exp`` is always required; ``required_claims`` adds more (e.g. ``["exp", "nbf"]``).
 * PyJWT warns (``InsecureKeyLengthWarning``) when an HMAC secret is shorter than the hash size.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from netrun_ws._extras import require_extra
@@ -37,7 +46,14 @@ except ImportError:  # the [auth] extra is missing; JWTAuthService says so when 
 else:
     JWT_AVAILABLE = True
 
-__all__ = ["JWT_AVAILABLE", "JWTAuthService", "TokenRejection", "TokenValidationError"]
+__all__ = [
+    "JWT_AVAILABLE",
+    "MAX_TOKEN_LENGTH",
+    "JWTAuthService",
+    "TokenPolicy",
+    "TokenRejection",
+    "TokenValidationError",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +71,14 @@ TOKEN_REJECTIONS: frozenset[str] = frozenset(get_args(TokenRejection))
 RESERVED_CLAIMS: frozenset[str] = frozenset({"user_id", "sub", "iat", "exp", "aud", "iss"})
 
 _KeyFamily = Literal["hmac", "rsa", "ec", "okp"]
+
+#: Longest token accepted (characters). Real JWTs are well under 2 KB; this bounds the work a
+#: hostile client can cause before any cryptography runs.
+MAX_TOKEN_LENGTH = 8192
+# A JOSE header is a small flat object; these bounds reject abuse before json.loads sees it.
+_MAX_HEADER_SEGMENT = 2048
+_MAX_HEADER_DEPTH = 4
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class TokenValidationError(ValueError):
@@ -121,6 +145,138 @@ def _check_key_material(value: object, argument: str) -> str | bytes:
     return value
 
 
+def _nesting_exceeds(text: str, limit: int) -> bool:
+    """True when JSON ``text`` nests arrays/objects deeper than ``limit`` (strings skipped)."""
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def _decode_header_segment(segment: str) -> dict[str, Any]:
+    if len(segment) > _MAX_HEADER_SEGMENT:
+        raise TokenValidationError("invalid_token")
+    try:
+        text = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise TokenValidationError("invalid_token") from None
+    if _nesting_exceeds(text, _MAX_HEADER_DEPTH):
+        raise TokenValidationError("invalid_token")
+    try:
+        header = json.loads(text)
+    except ValueError:
+        raise TokenValidationError("invalid_token") from None
+    if not isinstance(header, dict):
+        raise TokenValidationError("invalid_token")
+    return header
+
+
+def check_required_claims(claims: object) -> tuple[str, ...]:
+    """``claims`` as a tuple of claim names that always includes ``exp`` (ValueError if bad)."""
+    if isinstance(claims, str) or not isinstance(claims, Sequence):
+        raise ValueError(f"required_claims must be a list of claim names, got {claims!r}")
+    names = list(claims)
+    if not all(isinstance(name, str) and name for name in names):
+        raise ValueError(f"required_claims must be non-empty claim names, got {names!r}")
+    return tuple(dict.fromkeys(["exp", *names]))
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPolicy:
+    """How a token is verified, whatever key source supplies the key.
+
+    ``algorithms`` is the allowlist (never ``none``); ``audience``/``issuer`` are required and
+    matched when set; ``leeway`` is the clock-skew allowance in seconds; every name in
+    ``required_claims`` must be present (``exp`` always is: use ``check_required_claims``).
+    """
+
+    algorithms: tuple[str, ...]
+    audience: str | tuple[str, ...] | None = None
+    issuer: str | None = None
+    leeway: float = 0.0
+    required_claims: tuple[str, ...] = ("exp",)
+    max_length: int = MAX_TOKEN_LENGTH
+
+    def header(self, token: object) -> dict[str, Any]:
+        """The token's unverified JOSE header, after the cheap checks; else TokenValidationError.
+
+        Refuses non-strings, empty or oversize tokens, anything but three base64url segments, a
+        header that is huge, deeply nested or not an object, a non-string ``kid`` and an ``alg``
+        outside ``algorithms`` - all before PyJWT parses anything.
+        """
+        if isinstance(token, bytes):
+            try:
+                token = token.decode("ascii")
+            except UnicodeDecodeError:
+                raise TokenValidationError("invalid_token") from None
+        if not isinstance(token, str) or not token or len(token) > self.max_length:
+            raise TokenValidationError("invalid_token")
+        if _COMPACT_JWS.fullmatch(token) is None:
+            raise TokenValidationError("invalid_token")
+        header = _decode_header_segment(token.partition(".")[0])
+        if header.get("alg") not in self.algorithms:
+            raise TokenValidationError("invalid_token")
+        if not isinstance(header.get("kid", ""), str):
+            raise TokenValidationError("invalid_token")
+        return header
+
+    def claims(self, token: object, key: Any) -> dict[str, Any]:
+        """The verified claims of ``token`` under ``key``, or TokenValidationError saying why not.
+
+        The claims must also name a user: a non-empty string ``user_id`` or ``sub``.
+        """
+        self.header(token)
+        assert isinstance(token, str | bytes)
+        audience = list(self.audience) if isinstance(self.audience, tuple) else self.audience
+        try:
+            payload = jwt.decode(
+                token,
+                key,
+                algorithms=list(self.algorithms),
+                audience=audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": list(self.required_claims)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenValidationError("expired") from None
+        except jwt.InvalidSignatureError:
+            raise TokenValidationError("invalid_signature") from None
+        except jwt.MissingRequiredClaimError:
+            raise TokenValidationError("missing_claim") from None
+        except jwt.InvalidAudienceError:
+            raise TokenValidationError("invalid_audience") from None
+        except jwt.InvalidIssuerError:
+            raise TokenValidationError("invalid_issuer") from None
+        except jwt.InvalidTokenError:
+            raise TokenValidationError("invalid_token") from None
+        except Exception as exc:
+            # Hostile input must never escape as a traceback; log the type only, not the token.
+            logger.debug("unexpected %s while decoding a token", type(exc).__name__)
+            raise TokenValidationError("invalid_token") from None
+        user = payload.get("user_id", payload.get("sub"))
+        if user is None:
+            raise TokenValidationError("missing_claim")
+        if not isinstance(user, str) or not user:
+            raise TokenValidationError("invalid_token")
+        return payload
+
+
 class JWTAuthService:
     """Issue and verify JWTs carrying ``user_id`` (and the standard ``sub``, ``iat``, ``exp``).
 
@@ -129,6 +285,8 @@ class JWTAuthService:
     ``algorithms`` (default ``[algorithm]``) are accepted on verification and must share the
     key family of ``algorithm``. ``audience``/``issuer``, when set, are written into new tokens
     and required on verification. ``leeway`` is the clock-skew allowance in seconds.
+    ``required_claims`` must be present in verified tokens (``exp`` always is);
+    ``max_token_length`` bounds the token size accepted for verification.
     """
 
     def __init__(
@@ -142,6 +300,8 @@ class JWTAuthService:
         leeway: float = 0.0,
         algorithms: Sequence[str] | None = None,
         public_key: str | bytes | None = None,
+        required_claims: Sequence[str] = ("exp",),
+        max_token_length: int = MAX_TOKEN_LENGTH,
     ) -> None:
         if not JWT_AVAILABLE:
             require_extra("jwt", "auth", "JWTAuthService", distribution="PyJWT")
@@ -153,8 +313,26 @@ class JWTAuthService:
         if issuer is not None and (not isinstance(issuer, str) or not issuer):
             raise ValueError(f"issuer must be a non-empty string or None, got {issuer!r}")
         self.issuer = issuer
+        self.required_claims = check_required_claims(required_claims)
+        if isinstance(max_token_length, bool) or not isinstance(max_token_length, int):
+            raise ValueError(f"max_token_length must be an int, got {max_token_length!r}")
+        if max_token_length < 256:
+            raise ValueError(f"max_token_length must be >= 256, got {max_token_length!r}")
+        self.max_token_length = max_token_length
         self._signing_key, self._verify_key = self._prepare_keys(secret_key, public_key)
-        self._decode_options: dict[str, Any] = {"require": ["exp"]}
+
+    @property
+    def policy(self) -> TokenPolicy:
+        """The verification rules, from the service's current settings."""
+        audience = tuple(self.audience) if isinstance(self.audience, list) else self.audience
+        return TokenPolicy(
+            algorithms=tuple(self.algorithms),
+            audience=audience,
+            issuer=self.issuer,
+            leeway=self.leeway,
+            required_claims=self.required_claims,
+            max_length=self.max_token_length,
+        )
 
     # -- construction checks ------------------------------------------------------------------
 
@@ -288,40 +466,7 @@ class JWTAuthService:
 
     def validate_token_or_raise(self, token: str | bytes | None) -> dict[str, Any]:
         """Return the verified claims, or raise ``TokenValidationError`` saying why not."""
-        if not isinstance(token, str | bytes) or not token:
-            raise TokenValidationError("invalid_token")
-        try:
-            payload = jwt.decode(
-                token,
-                self._verify_key,
-                algorithms=self.algorithms,
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=self.leeway,
-                options=self._decode_options,  # type: ignore[arg-type]
-            )
-        except jwt.ExpiredSignatureError:
-            raise TokenValidationError("expired") from None
-        except jwt.InvalidSignatureError:
-            raise TokenValidationError("invalid_signature") from None
-        except jwt.MissingRequiredClaimError:
-            raise TokenValidationError("missing_claim") from None
-        except jwt.InvalidAudienceError:
-            raise TokenValidationError("invalid_audience") from None
-        except jwt.InvalidIssuerError:
-            raise TokenValidationError("invalid_issuer") from None
-        except jwt.InvalidTokenError:
-            raise TokenValidationError("invalid_token") from None
-        except Exception as exc:
-            # Hostile input must never escape as a traceback; log the type only, not the token.
-            logger.debug("unexpected %s while decoding a token", type(exc).__name__)
-            raise TokenValidationError("invalid_token") from None
-        user = payload.get("user_id", payload.get("sub"))
-        if user is None:
-            raise TokenValidationError("missing_claim")
-        if not isinstance(user, str) or not user:
-            raise TokenValidationError("invalid_token")
-        return payload
+        return self.policy.claims(token, self._verify_key)
 
     def validate_token(self, token: str | bytes | None) -> dict[str, Any] | None:
         """Return the verified claims, or None for any invalid, expired or tampered token."""

@@ -1,19 +1,45 @@
-"""auth: jwt - clients present a JWT signed with the configured key (JWTAuthService, PyJWT).
+"""auth: jwt - clients present a JWT, verified with one key source (JWTAuthService, PyJWT).
 
-The token is read from ``Authorization: Bearer <token>``, else from the ``token`` query parameter
-(``query_param``; set it to null to refuse tokens in URLs, which end up in proxy logs).
+Exactly one key source: ``secret`` (HS*), ``public_key_file`` (a PEM public key, RS*/PS*/ES*/
+EdDSA) or ``jwks_url`` (a JWKS endpoint, RS*/PS*/ES*/EdDSA; see ``netrun_ws.jwks``).
+
+Where the token is read, in this order (the first one present is the one verified):
+
+1. ``Authorization: Bearer <token>``;
+2. a WebSocket subprotocol ``<subprotocol_prefix><token>`` (default ``bearer.<token>``), for
+   browsers, which cannot set headers: offer ``["netrun-ws", "bearer.<token>"]``; the host
+   answers ``netrun-ws`` and never echoes the token;
+3. the ``query_param`` query parameter, only when it is set (default off: URLs end up in proxy
+   logs). Its name is then redacted from log lines too (``redacted_params``).
+
+No token at all gives None (the host then waits for first-message auth, or refuses with
+"authentication required"). A bad token is refused with the public reason "invalid token" or
+"token expired"; the token text never appears in a reason or a log line. ``verify_token``
+applies the same checks to tokens sent inside the connection (first-message auth, refresh).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from starlette.websockets import WebSocket
 
 from netrun_ws import hookimpl
-from netrun_ws.auth import JWTAuthService, TokenValidationError
+from netrun_ws.auth import (
+    MAX_TOKEN_LENGTH,
+    JWTAuthService,
+    TokenPolicy,
+    TokenValidationError,
+    check_required_claims,
+)
 from netrun_ws.identity import AuthenticationError, Identity
+from netrun_ws.jwks import JWKSKeys, JWKSVerifier, key_type_for
+from netrun_ws.redact import DEFAULT_PARAMS, RedactQueryFilter
 
 _PUBLIC_REASONS = {"expired": "token expired"}
 # Algorithm name -> key family. "none" is deliberately absent: unsigned tokens are never accepted.
@@ -23,19 +49,43 @@ _FAMILIES = {
     **{f"ES{bits}": "EC key" for bits in ("256", "256K", "384", "512")},
     "EdDSA": "EdDSA key",
 }
+_QUERY_PARAM_NAME = re.compile(r"[A-Za-z0-9_.~-]+")
+# RFC 7230 token characters: what a Sec-WebSocket-Protocol entry may contain.
+_SUBPROTOCOL_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     secret: SecretStr | None = Field(None, description="HS* shared secret (use ${VAR}).")
-    public_key_file: Path | None = Field(None, description="PEM public key for RS*/ES* tokens.")
+    public_key_file: Path | None = Field(
+        None, description="PEM public key file for RS*/PS*/ES*/EdDSA (relative to the cwd)."
+    )
+    jwks_url: str | None = Field(
+        None, description="JWKS endpoint (http/https) for RS*/PS*/ES*/EdDSA keys, by `kid`."
+    )
+    jwks_cache_seconds: float = Field(300.0, gt=0, description="How long fetched keys are used.")
+    jwks_refetch_cooldown: float = Field(
+        30.0, ge=0, description="Min seconds between JWKS fetches caused by an unknown `kid`."
+    )
+    jwks_timeout_seconds: float = Field(5.0, gt=0, description="JWKS HTTP request timeout.")
     algorithms: list[str] = Field(["HS256"], min_length=1, description="Accepted algorithms.")
     token_expiry_seconds: int = Field(7200, gt=0, description="Lifetime of tokens it issues.")
     audience: str | None = Field(None, description="Required `aud` claim.")
     issuer: str | None = Field(None, description="Required `iss` claim.")
     leeway: float = Field(0.0, ge=0, description="Clock skew tolerated on exp/iat, seconds.")
-    query_param: str | None = Field("token", description="Query parameter carrying the token.")
+    required_claims: list[str] = Field(
+        ["exp"], description="Claims every token must carry (`exp` is always required)."
+    )
+    max_token_bytes: int = Field(
+        MAX_TOKEN_LENGTH, ge=256, le=65536, description="Longer tokens are refused unparsed."
+    )
+    query_param: str | None = Field(
+        None, description="Query parameter carrying the token (null: tokens in URLs refused)."
+    )
+    subprotocol_prefix: str | None = Field(
+        "bearer.", description="Subprotocol prefix carrying the token (null: off)."
+    )
 
     @field_validator("algorithms")
     @classmethod
@@ -50,47 +100,202 @@ class Options(BaseModel):
             raise ValueError(f"algorithms mix key families ({', '.join(families)}); use one")
         return algorithms
 
+    @field_validator("public_key_file")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            _read_key_file(path)
+        return path
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return url
+
+    @field_validator("required_claims")
+    @classmethod
+    def _exp_always(cls, claims: list[str]) -> list[str]:
+        return list(check_required_claims(claims))
+
+    @field_validator("query_param")
+    @classmethod
+    def _param_name(cls, name: str | None) -> str | None:
+        if name is not None and not _QUERY_PARAM_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a plain query parameter name")
+        return name
+
+    @field_validator("subprotocol_prefix")
+    @classmethod
+    def _prefix(cls, prefix: str | None) -> str | None:
+        if prefix is not None and not _SUBPROTOCOL_TOKEN.fullmatch(prefix):
+            raise ValueError(f"{prefix!r} cannot start a subprotocol name (RFC 7230 token)")
+        return prefix
+
     @model_validator(mode="after")
-    def _needs_a_key(self) -> Options:
-        if self.secret is None and self.public_key_file is None:
-            raise ValueError("set `secret` (HS*) or `public_key_file` (RS*/ES*)")
-        if self.secret is not None and not self.secret.get_secret_value():
-            raise ValueError("`secret` is empty (is its environment variable set?)")
+    def _one_key_source(self) -> Options:
+        sources = [
+            name
+            for name, value in (
+                ("secret", self.secret),
+                ("public_key_file", self.public_key_file),
+                ("jwks_url", self.jwks_url),
+            )
+            if value is not None
+        ]
+        if len(sources) != 1:
+            given = f" (got {', '.join(sources)})" if sources else ""
+            raise ValueError(f"set exactly one of `secret`, `public_key_file`, `jwks_url`{given}")
+        hmac = _FAMILIES[self.algorithms[0]] == "HMAC secret"
+        if self.secret is not None:
+            if not self.secret.get_secret_value():
+                raise ValueError("`secret` is empty (is its environment variable set?)")
+            if not hmac:
+                raise ValueError(f"`secret` is for HS* algorithms, not {self.algorithms}")
+        elif hmac:
+            raise ValueError(f"{self.algorithms} need `secret`; keys are for RS*/PS*/ES*/EdDSA")
+        if self.public_key_file is not None:
+            service_from(self)  # a file that is not a usable public key is a config error too
         return self
 
 
-def service_from(options: Options) -> JWTAuthService:
-    """The JWTAuthService an Options describes (the CLI's `token` command uses it too)."""
-    algorithm = options.algorithms[0]
-    if options.public_key_file is not None:
-        public_key = options.public_key_file.read_text()
-        return JWTAuthService(
-            "",
-            algorithm=algorithm,
-            token_expiry_seconds=options.token_expiry_seconds,
-            audience=options.audience,
-            issuer=options.issuer,
-            leeway=options.leeway,
-            algorithms=options.algorithms,
-            public_key=public_key,
-        )
-    assert options.secret is not None
-    return JWTAuthService(
-        options.secret.get_secret_value(),
-        algorithm=algorithm,
-        token_expiry_seconds=options.token_expiry_seconds,
+def _read_key_file(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        why = error.strerror if isinstance(error, OSError) and error.strerror else "not text"
+        raise ValueError(f"public_key_file {str(path)!r} cannot be read: {why}") from None
+
+
+def redacted_params(options: Options) -> tuple[str, ...]:
+    """Query parameter names to redact from log lines: the defaults plus ``query_param``.
+
+    Call at app start: ``redact.install(auth_jwt.redacted_params(options))``.
+    """
+    extra = (options.query_param,) if options.query_param else ()
+    return tuple(dict.fromkeys((*DEFAULT_PARAMS, *extra)))
+
+
+class CredentialHeaderFilter(logging.Filter):
+    """Replaces credentials in logged request headers with ``***``.
+
+    At DEBUG, uvicorn's WebSocket implementation logs every request header on
+    ``uvicorn.error`` (``< authorization: Bearer ...``, ``< sec-websocket-protocol: ...``).
+    This hides the value after ``authorization:`` (any scheme), after ``Bearer ``, and after
+    the bearer subprotocol prefix.
+    """
+
+    def __init__(self, subprotocol_prefix: str | None = "bearer.") -> None:
+        super().__init__()
+        patterns = [
+            r"((?:proxy-)?authorization:\s*[A-Za-z][\w-]*\s+)[^\s,]+",
+            r"(\bbearer\s+)[^\s,]+",
+        ]
+        if subprotocol_prefix:
+            patterns.append(rf"((?<![\w.-]){re.escape(subprotocol_prefix)})[^\s,]+")
+        self._patterns = [re.compile(pattern, re.IGNORECASE) for pattern in patterns]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = message
+        for pattern in self._patterns:
+            redacted = pattern.sub(r"\1***", redacted)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def log_filters(options: Options) -> list[logging.Filter]:
+    """Filters that keep this plugin's credentials out of log lines, wherever they travel.
+
+    Attach each to the loggers that print requests (``redact.install`` attaches to
+    uvicorn, uvicorn.error, uvicorn.access and netrun_ws) at app start.
+    """
+    return [
+        RedactQueryFilter(redacted_params(options)),
+        CredentialHeaderFilter(options.subprotocol_prefix),
+    ]
+
+
+def policy_from(options: Options) -> TokenPolicy:
+    """The verification rules an Options describes (whatever the key source)."""
+    return TokenPolicy(
+        algorithms=tuple(options.algorithms),
         audience=options.audience,
         issuer=options.issuer,
         leeway=options.leeway,
-        algorithms=options.algorithms,
+        required_claims=tuple(options.required_claims),
+        max_length=options.max_token_bytes,
     )
 
 
-def token_from(request: WebSocket, query_param: str | None) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, credentials = header.partition(" ")
+def service_from(options: Options) -> JWTAuthService:
+    """The JWTAuthService for a secret or public key file (the CLI's `token` command uses it).
+
+    Raises ValueError naming the option for an unusable key, and for ``jwks_url`` (its keys
+    are fetched per token, and netrun-ws cannot issue tokens for them).
+    """
+    common: dict[str, Any] = {
+        "algorithm": options.algorithms[0],
+        "token_expiry_seconds": options.token_expiry_seconds,
+        "audience": options.audience,
+        "issuer": options.issuer,
+        "leeway": options.leeway,
+        "algorithms": options.algorithms,
+        "required_claims": options.required_claims,
+        "max_token_length": options.max_token_bytes,
+    }
+    if options.public_key_file is not None:
+        pem = _read_key_file(options.public_key_file)
+        try:
+            return JWTAuthService("", public_key=pem, **common)
+        except ValueError as error:
+            raise ValueError(f"public_key_file {str(options.public_key_file)!r}: {error}") from None
+    if options.secret is None:
+        raise ValueError("jwks_url: keys come from the JWKS endpoint; netrun-ws cannot sign")
+    return JWTAuthService(options.secret.get_secret_value(), **common)
+
+
+class TokenVerifier(Protocol):
+    async def claims(self, token: str) -> dict[str, Any]: ...
+
+
+class _LocalKeyVerifier:
+    def __init__(self, service: JWTAuthService) -> None:
+        self.service = service
+
+    async def claims(self, token: str) -> dict[str, Any]:
+        return self.service.validate_token_or_raise(token)
+
+
+def verifier_from(options: Options) -> _LocalKeyVerifier | JWKSVerifier:
+    """The verifier for the configured key source."""
+    if options.jwks_url is None:
+        return _LocalKeyVerifier(service_from(options))
+    keys = JWKSKeys(
+        options.jwks_url,
+        key_type=key_type_for(options.algorithms[0]),
+        cache_seconds=options.jwks_cache_seconds,
+        refetch_cooldown=options.jwks_refetch_cooldown,
+        timeout=options.jwks_timeout_seconds,
+    )
+    return JWKSVerifier(policy_from(options), keys)
+
+
+def token_from(
+    request: WebSocket, query_param: str | None, subprotocol_prefix: str | None = "bearer."
+) -> str | None:
+    """The token a connecting client presents (header, subprotocol, query), or None."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
+    if subprotocol_prefix:
+        for offered in request.scope.get("subprotocols", ()):
+            if offered.startswith(subprotocol_prefix) and len(offered) > len(subprotocol_prefix):
+                return str(offered[len(subprotocol_prefix) :])
     if query_param:
         return request.query_params.get(query_param) or None
     return None
@@ -98,21 +303,36 @@ def token_from(request: WebSocket, query_param: str | None) -> str | None:
 
 class Plugin:
     def __init__(self) -> None:
-        self.service: JWTAuthService | None = None
-        self.query_param: str | None = "token"
+        self.verifier: TokenVerifier | None = None
+        self.query_param: str | None = None
+        self.subprotocol_prefix: str | None = "bearer."
 
     @hookimpl
     def configure(self, options: Options) -> None:
-        self.service = service_from(options)
+        self.verifier = verifier_from(options)
         self.query_param = options.query_param
+        self.subprotocol_prefix = options.subprotocol_prefix
 
     @hookimpl
-    def authenticate(self, request: WebSocket) -> Identity | None:
-        token = token_from(request, self.query_param)
-        if token is None or self.service is None:
-            return None
+    async def startup(self) -> None:
+        # Fetch JWKS keys before the first client; a failure is logged, retried on demand.
+        if isinstance(self.verifier, JWKSVerifier):
+            await self.verifier.keys.refresh()
+
+    @hookimpl
+    async def authenticate(self, request: WebSocket) -> Identity | None:
+        token = token_from(request, self.query_param, self.subprotocol_prefix)
+        return None if token is None else await self._identity(token)
+
+    @hookimpl
+    async def verify_token(self, token: str) -> Identity | None:
+        return await self._identity(token)
+
+    async def _identity(self, token: str) -> Identity:
+        if self.verifier is None:
+            raise AuthenticationError("authentication unavailable")
         try:
-            claims = self.service.validate_token_or_raise(token)
+            claims = await self.verifier.claims(token)
         except TokenValidationError as error:
             raise AuthenticationError(_PUBLIC_REASONS.get(error.reason, "invalid token")) from None
         user_id = claims.get("user_id") or claims.get("sub")
@@ -124,5 +344,5 @@ class Plugin:
             user_id=user_id,
             username=username if isinstance(username, str) else None,
             claims=claims,
-            expires_at=float(expires) if isinstance(expires, (int, float)) else None,
+            expires_at=float(expires) if isinstance(expires, int | float) else None,
         )
