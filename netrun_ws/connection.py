@@ -90,7 +90,6 @@ class Connection:
 
     __slots__ = (
         "_drop_oldest",
-        "_inline",
         "_owner",
         "_queue",
         "_writer",
@@ -143,7 +142,6 @@ class Connection:
         self._owner = owner
         self._queue: deque[Frame] = deque()
         self._writer: asyncio.Task[None] | None = None
-        self._inline = False  # send_inline() is writing: enqueue() only queues behind it
 
     def __repr__(self) -> str:
         return (
@@ -179,39 +177,7 @@ class Connection:
             queue.popleft()
             self.dropped += 1
         queue.append(frame)
-        if self._writer is None and not self._inline:
-            self._writer = asyncio.get_running_loop().create_task(self._write())
-        return True
-
-    async def send_inline(self, frame: Frame) -> bool:
-        """Write ``frame`` now, in the caller's task, when nothing is queued; else queue it.
-
-        For replies from the connection's own receive loop: it saves creating a writer task per
-        reply, and only that loop waits when this client reads slowly. Never use it to send to
-        another connection (use :meth:`enqueue`). Returns False if the connection is closed.
-        """
-        if self.closed:
-            return False
-        if self._writer is not None or self._inline or self._queue:
-            return self.enqueue(frame)
-        self._inline = True
-        try:
-            if isinstance(frame, str):
-                await self.websocket.send_text(frame)
-                self.bytes_sent += len(frame) if frame.isascii() else len(frame.encode())
-            else:
-                await self.websocket.send_bytes(frame)
-                self.bytes_sent += len(frame)
-            self.messages_sent += 1
-        except Exception as exc:
-            if not self.closed:
-                self._abandon()
-                self._owner._send_failed(self, exc)
-            return False
-        finally:
-            self._inline = False
-        if self._queue and not self.closed and self._writer is None:
-            # Frames other tasks queued while this write was in progress.
+        if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
         return True
 
@@ -222,9 +188,6 @@ class Connection:
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        # An inline write (the receive loop's own reply) has no task to wait on: poll briefly.
-        while self._inline and (deadline is None or loop.time() < deadline):  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
         while (writer := self._writer) is not None:
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:

@@ -526,7 +526,7 @@ class Host:
         if resumed:
             welcome["state"] = connection.metadata["state"]
             welcome["rooms"] = sorted(self.rooms_of(connection))
-        await self._reply(connection, welcome)
+        await self.send(connection, welcome)
 
     def _schedule_expiry(self, connection: Connection, expires_at: float | None) -> None:
         """Close the connection with 1008 when its credentials expire, unless refreshed first."""
@@ -561,14 +561,14 @@ class Host:
         if identity is None or identity.user_id != connection.user_id:
             if identity is not None:
                 reason = "token is for another user"
-            await self._reply(connection, error_reply(ErrorCode.INVALID_TOKEN, reason))
+            await self.send(connection, error_reply(ErrorCode.INVALID_TOKEN, reason))
             return
         connection.metadata["identity"] = identity
         self._schedule_expiry(connection, identity.expires_at)
-        await self._reply(connection, {"type": "refreshed", "expires_at": identity.expires_at})
+        await self.send(connection, {"type": "refreshed", "expires_at": identity.expires_at})
 
     async def _already_authenticated(self, connection: Connection, message: BaseModel) -> None:
-        await self._reply(connection, error_reply(ErrorCode.FORBIDDEN, "already authenticated"))
+        await self.send(connection, error_reply(ErrorCode.FORBIDDEN, "already authenticated"))
 
     async def _message_loop(self, websocket: WebSocket, connection: Connection) -> tuple[int, str]:
         """Receive frames until the peer leaves; returns the close code and reason to record."""
@@ -605,7 +605,7 @@ class Host:
                     limited += 1
                     if limited > burst:
                         return CloseCode.RATE_LIMITED, "rate limit exceeded"
-                    await self._reply(
+                    await self.send(
                         connection,
                         error_reply(ErrorCode.RATE_LIMITED, f"over {rate:g} messages per second"),
                     )
@@ -620,7 +620,7 @@ class Host:
                 message = registry_parse(raw)
             except ProtocolError as error:
                 errors += 1
-                await self._reply(connection, error_reply(error.code, error.error, error.details))
+                await self.send(connection, error_reply(error.code, error.error, error.details))
                 if self._has_invalid:
                     await self.hooks.call_isolated(
                         "on_invalid_message", host=self, connection=connection, raw=raw, error=error
@@ -642,14 +642,14 @@ class Host:
             )
         except HookError as error:
             logger.error("%s", error, exc_info=error.error)
-            await self._reply(
+            await self.send(
                 connection,
                 error_reply(ErrorCode.HANDLER_ERROR, f"message handler failed ({error.plugin})"),
             )
             await self._report_error(connection, error)
             return
         for reply in replies:
-            await self._reply(connection, reply)
+            await self.send(connection, reply)
 
     async def _report_error(self, connection: Connection | None, error: BaseException) -> None:
         await self.hooks.call_isolated("on_error", host=self, connection=connection, error=error)
@@ -709,13 +709,6 @@ class Host:
 
     async def send(self, connection: Connection | str, message: Any) -> bool:
         """Send one message to one local connection, through ``before_send``/``after_send``."""
-        return await self._send(connection, message, inline=False)
-
-    async def _reply(self, connection: Connection, message: Any) -> bool:
-        """``send`` from the connection's own receive loop: written inline if nothing is queued."""
-        return await self._send(connection, message, inline=True)
-
-    async def _send(self, connection: Connection | str, message: Any, *, inline: bool) -> bool:
         if isinstance(connection, str):
             found = self.manager.get_connection(connection)
             if found is None:
@@ -727,9 +720,7 @@ class Host:
             )
             if message is DROP:
                 return False
-        frame = encode_message(message)
-        queued = await connection.send_inline(frame) if inline else connection.enqueue(frame)
-        if not queued:
+        if not connection.enqueue(encode_message(message)):
             return False
         if self._has_after_send:
             await self.hooks.call("after_send", host=self, connection=connection, message=message)
