@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from netrun_ws import redact
 from netrun_ws.config import ConfigError, LoadedConfig, load_config, load_config_from_dict
 from netrun_ws.host import Host
 from netrun_ws.plugin_slots import plugin_config_issues
@@ -85,6 +86,16 @@ def load_app_config(
         raise ConfigError([*error.issues, *more]) from None
 
 
+def _redact_credentials(host: Host) -> None:
+    """Keep tokens out of uvicorn's and our logs (uvicorn logs URLs, and at DEBUG headers and
+    frames), including the auth plugin's own query parameter and subprotocol prefix."""
+    auth_options = host.plugin_options.get("auth")
+    query_param = getattr(auth_options, "query_param", None)
+    extra = [query_param] if isinstance(query_param, str) else []
+    prefix = getattr(auth_options, "subprotocol_prefix", "bearer.")
+    redact.install([*redact.DEFAULT_PARAMS, *extra], prefix if isinstance(prefix, str) else None)
+
+
 def create_app(
     config: LoadedConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
 ) -> NetrunApp:
@@ -94,6 +105,7 @@ def create_app(
     The Host is at ``app.state.host``.
     """
     host = Host(config if isinstance(config, LoadedConfig) else load_app_config(config))
+    _redact_credentials(host)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "alive"})

@@ -112,7 +112,6 @@ def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> 
 def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from netrun_ws import redact
     from netrun_ws.app import create_app
 
     server_overrides = {
@@ -137,11 +136,6 @@ def _run(args: argparse.Namespace) -> int:
         ws_per_message_deflate=server.permessage_deflate,
         timeout_graceful_shutdown=server.drain_timeout,
     )
-    # After uvicorn.Config, which (re)configures uvicorn's loggers. The auth plugin's own query
-    # parameter (if it reads tokens from URLs) is redacted too.
-    query_param = getattr(app.state.host.plugin_options.get("auth"), "query_param", None)
-    extra = [query_param] if isinstance(query_param, str) else []
-    redact.install([*redact.DEFAULT_PARAMS, *extra])
     uvicorn_server = uvicorn.Server(config)
     try:
         uvicorn_server.run()

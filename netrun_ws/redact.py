@@ -25,8 +25,53 @@ class RedactQueryFilter(logging.Filter):
         return True
 
 
-def install(params: Iterable[str] = DEFAULT_PARAMS) -> None:
-    """Attach the filter to the loggers that print request paths."""
-    redactor = RedactQueryFilter(params)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "netrun_ws"):
-        logging.getLogger(name).addFilter(redactor)
+class CredentialLogFilter(logging.Filter):
+    """Replaces credentials in log lines with ``***``.
+
+    At DEBUG, uvicorn's WebSocket implementation logs every request header and the start of
+    every frame on ``uvicorn.error`` (``< authorization: Bearer ...``,
+    ``< sec-websocket-protocol: netrun-ws, bearer....``, ``< TEXT '{"type": "auth", "token":
+    ...``). This hides the value after ``authorization:`` (any scheme), after ``Bearer ``, after
+    the bearer subprotocol prefix, and of a JSON ``"token"`` field (auth and refresh messages).
+    """
+
+    def __init__(self, subprotocol_prefix: str | None = "bearer.") -> None:
+        super().__init__()
+        patterns = [
+            r"((?:proxy-)?authorization:\s*[A-Za-z][\w-]*\s+)[^\s,]+",
+            r"(\bbearer\s+)[^\s,]+",
+            r"(\"(?:token|access_token|refresh_token)\"\s*:\s*\")[^\"]*",
+        ]
+        if subprotocol_prefix:
+            patterns.append(rf"((?<![\w.-]){re.escape(subprotocol_prefix)})[^\s,]+")
+        self._patterns = [re.compile(pattern, re.IGNORECASE) for pattern in patterns]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = message
+        for pattern in self._patterns:
+            redacted = pattern.sub(r"\1***", redacted)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "netrun_ws")
+
+
+def install(
+    params: Iterable[str] = DEFAULT_PARAMS, subprotocol_prefix: str | None = "bearer."
+) -> None:
+    """Attach both filters to the loggers that print request paths, headers and frames.
+
+    Idempotent: filters a previous call attached are replaced, not stacked.
+    """
+    filters = (RedactQueryFilter(params), CredentialLogFilter(subprotocol_prefix))
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [
+            f for f in logger.filters if isinstance(f, RedactQueryFilter | CredentialLogFilter)
+        ]:
+            logger.removeFilter(old)
+        for log_filter in filters:
+            logger.addFilter(log_filter)

@@ -39,7 +39,7 @@ from netrun_ws.auth import (
 )
 from netrun_ws.identity import AuthenticationError, Identity
 from netrun_ws.jwks import JWKSKeys, JWKSVerifier, key_type_for
-from netrun_ws.redact import DEFAULT_PARAMS, RedactQueryFilter
+from netrun_ws.redact import DEFAULT_PARAMS, CredentialLogFilter, RedactQueryFilter
 
 _PUBLIC_REASONS = {"expired": "token expired"}
 # Algorithm name -> key family. "none" is deliberately absent: unsigned tokens are never accepted.
@@ -179,35 +179,6 @@ def redacted_params(options: Options) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*DEFAULT_PARAMS, *extra)))
 
 
-class CredentialHeaderFilter(logging.Filter):
-    """Replaces credentials in logged request headers with ``***``.
-
-    At DEBUG, uvicorn's WebSocket implementation logs every request header on
-    ``uvicorn.error`` (``< authorization: Bearer ...``, ``< sec-websocket-protocol: ...``).
-    This hides the value after ``authorization:`` (any scheme), after ``Bearer ``, and after
-    the bearer subprotocol prefix.
-    """
-
-    def __init__(self, subprotocol_prefix: str | None = "bearer.") -> None:
-        super().__init__()
-        patterns = [
-            r"((?:proxy-)?authorization:\s*[A-Za-z][\w-]*\s+)[^\s,]+",
-            r"(\bbearer\s+)[^\s,]+",
-        ]
-        if subprotocol_prefix:
-            patterns.append(rf"((?<![\w.-]){re.escape(subprotocol_prefix)})[^\s,]+")
-        self._patterns = [re.compile(pattern, re.IGNORECASE) for pattern in patterns]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = message
-        for pattern in self._patterns:
-            redacted = pattern.sub(r"\1***", redacted)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
-
 def log_filters(options: Options) -> list[logging.Filter]:
     """Filters that keep this plugin's credentials out of log lines, wherever they travel.
 
@@ -216,7 +187,7 @@ def log_filters(options: Options) -> list[logging.Filter]:
     """
     return [
         RedactQueryFilter(redacted_params(options)),
-        CredentialHeaderFilter(options.subprotocol_prefix),
+        CredentialLogFilter(options.subprotocol_prefix),
     ]
 
 

@@ -461,3 +461,89 @@ def test_auth_module_imports_without_pyjwt() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "JWTAuthService needs PyJWT: pip install 'netrun-ws[auth]'"
+
+
+# -- cheap checks before PyJWT, required claims, size limit -------------------------------------
+
+
+def _forged(header: object, payload: object | None = None) -> str:
+    body = _b64(json.dumps(payload if payload is not None else _claims()).encode())
+    return f"{_b64(json.dumps(header).encode())}.{body}.{_b64(b'sig')}"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        _forged({"alg": "none"}),
+        _forged({"alg": "NONE"}),
+        _forged({"alg": "RS256"}),  # allowed elsewhere, not by this service
+        _forged({"alg": "HS256", "x": [[[[["deep"]]]]]}),
+        _forged({"alg": "HS256", "x": "[[[[[[[[[[ in a string is fine"}) + "tampered",
+        _forged({"alg": "HS256", "kid": 7}),
+        _forged(["HS256"]),
+        "e" * 9000 + ".e.e",
+        "a.b",
+        "a.b.c.d",
+        "a$.b.c",
+        "тoken.a.b".encode(),
+    ],
+)
+def test_hostile_tokens_are_refused_as_invalid(service: JWTAuthService, token: Any) -> None:
+    with pytest.raises(TokenValidationError) as caught:
+        service.validate_token_or_raise(token)
+    assert caught.value.reason in ("invalid_token", "invalid_signature")
+    text = token if isinstance(token, str) else token.decode()
+    assert text not in str(caught.value)
+
+
+def test_header_checks_run_before_pyjwt_parses(
+    service: JWTAuthService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def must_not_run(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("PyJWT reached")
+
+    monkeypatch.setattr(jwt, "decode", must_not_run)
+    deep = _b64(("[" * 3000 + "]" * 3000).encode())
+    for token in (f"{deep}.e30.c2ln", _forged({"alg": "none"}), "x" * 10000):
+        with pytest.raises(TokenValidationError, match="invalid_token"):
+            service.validate_token_or_raise(token)
+
+
+def test_a_string_with_brackets_in_the_header_is_not_nesting(service: JWTAuthService) -> None:
+    header = {"alg": "HS256", "typ": "JWT", "note": '[[[[{{{{ "\\" ]]'}
+    token = jwt.encode(_claims(), SECRET, algorithm="HS256", headers=header)
+    assert service.validate_token(token) is not None
+
+
+def test_max_token_length_is_configurable() -> None:
+    service = JWTAuthService(SECRET, max_token_length=512)
+    small = service.generate_token("u1")
+    big = service.generate_token("u1", {"pad": "x" * 600})
+    assert service.validate_token(small) is not None
+    assert service.validate_token(big) is None
+    with pytest.raises(ValueError, match="max_token_length"):
+        JWTAuthService(SECRET, max_token_length=10)
+
+
+def test_required_claims_always_include_exp() -> None:
+    service = JWTAuthService(SECRET, required_claims=["tenant"])
+    assert service.required_claims == ("exp", "tenant")
+    with_tenant = service.generate_token("u1", {"tenant": "t1"})
+    assert service.validate_token(with_tenant) is not None
+    with pytest.raises(TokenValidationError, match="missing_claim"):
+        service.validate_token_or_raise(service.generate_token("u1"))
+    no_exp = jwt.encode({"sub": "u1", "tenant": "t1"}, SECRET, algorithm="HS256")
+    with pytest.raises(TokenValidationError, match="missing_claim"):
+        service.validate_token_or_raise(no_exp)
+
+
+@pytest.mark.parametrize("claims", ["exp", [""], [1]])
+def test_required_claims_must_be_names(claims: Any) -> None:
+    with pytest.raises(ValueError, match="required_claims"):
+        JWTAuthService(SECRET, required_claims=claims)
+
+
+def test_token_policy_header_returns_the_unverified_header() -> None:
+    policy = auth_module.TokenPolicy(algorithms=("HS256",))
+    token = jwt.encode(_claims(), SECRET, algorithm="HS256", headers={"kid": "k1"})
+    assert policy.header(token) == {"alg": "HS256", "kid": "k1", "typ": "JWT"}
