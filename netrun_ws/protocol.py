@@ -352,6 +352,24 @@ def _type_tags(model: object) -> tuple[str, ...]:
     return tuple(tags)
 
 
+def _may_hold_non_json_number(data: str | bytes | bytearray) -> bool:
+    """Cheap screen: pydantic's parser reads NaN/Infinity tokens as numbers; JSON has neither."""
+    if isinstance(data, str):
+        return "NaN" in data or "Infinity" in data
+    return b"NaN" in data or b"Infinity" in data
+
+
+def _refuse_non_json_numbers(data: str | bytes | bytearray) -> None:
+    """Strict re-parse of the rare frame that mentions NaN/Infinity (maybe only inside a string)."""
+    try:
+        pydantic_core.from_json(data, allow_inf_nan=False)
+    except ValueError as exc:
+        reason = str(exc)
+        raise ProtocolError(
+            ErrorCode.INVALID_JSON, "message is not valid JSON", {"reason": reason}
+        ) from None
+
+
 class MessageRegistry:
     """The set of message models a server accepts, parsed through one cached TypeAdapter."""
 
@@ -418,6 +436,8 @@ class MessageRegistry:
         adapter = self._adapter or self._union_adapter()
         try:
             if isinstance(data, str | bytes | bytearray):
+                if _may_hold_non_json_number(data):
+                    _refuse_non_json_numbers(data)
                 return adapter.validate_json(data)  # type: ignore[no-any-return]
             if isinstance(data, dict):
                 return adapter.validate_python(data)  # type: ignore[no-any-return]

@@ -1,4 +1,8 @@
-"""Keep credentials out of logs: uvicorn logs request paths, query strings included."""
+"""Log hygiene: keep credentials out of log lines, and client mistakes out of tracebacks.
+
+uvicorn logs request paths (query strings included) and, at DEBUG, headers and frames; it also
+logs a client's invalid UTF-8 with a full traceback, as if the server had failed.
+"""
 
 from __future__ import annotations
 
@@ -56,22 +60,34 @@ class CredentialLogFilter(logging.Filter):
         return True
 
 
+class ClientErrorFilter(logging.Filter):
+    """Turns uvicorn's traceback for a client's invalid UTF-8 into one INFO line (the client is
+    closed with 1007; nothing failed on the server)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and str(record.msg).startswith("Invalid UTF-8 sequence"):
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "netrun_ws")
 
 
 def install(
     params: Iterable[str] = DEFAULT_PARAMS, subprotocol_prefix: str | None = "bearer."
 ) -> None:
-    """Attach both filters to the loggers that print request paths, headers and frames.
+    """Attach the filters to the loggers that print request paths, headers and frames.
 
     Idempotent: filters a previous call attached are replaced, not stacked.
     """
+    ours = (RedactQueryFilter, CredentialLogFilter, ClientErrorFilter)
     filters = (RedactQueryFilter(params), CredentialLogFilter(subprotocol_prefix))
     for name in LOGGERS:
         logger = logging.getLogger(name)
-        for old in [
-            f for f in logger.filters if isinstance(f, RedactQueryFilter | CredentialLogFilter)
-        ]:
+        for old in [f for f in logger.filters if isinstance(f, ours)]:
             logger.removeFilter(old)
         for log_filter in filters:
             logger.addFilter(log_filter)
+    logging.getLogger("uvicorn.error").addFilter(ClientErrorFilter())

@@ -21,7 +21,7 @@ _USER_ID = re.compile(r"^[A-Za-z0-9_.@:-]{1,128}$")
 class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query_param: str | None = Field(
+    user_id_param: str | None = Field(
         "user_id", description="Query parameter a client may use to pick its user id (null: never)."
     )
 
@@ -36,7 +36,7 @@ class Plugin:
 
     @hookimpl(trylast=True)
     def authenticate(self, request: WebSocket) -> Identity:
-        param = self.options.query_param
+        param = self.options.user_id_param
         requested = request.query_params.get(param) if param else None
         if requested is None:
             return Identity(user_id=f"anon-{uuid.uuid4().hex[:12]}")
