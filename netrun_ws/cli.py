@@ -8,6 +8,7 @@ Exit codes (docs/cli.md): 0 success; 1 unexpected failure; 2 usage or configurat
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
@@ -136,12 +137,50 @@ def _run(args: argparse.Namespace) -> int:
         ws_per_message_deflate=server.permessage_deflate,
         timeout_graceful_shutdown=server.drain_timeout,
     )
-    uvicorn_server = uvicorn.Server(config)
+    uvicorn_server = _draining_server_class()(config, app.state.host)
     try:
         uvicorn_server.run()
     except SystemExit:  # uvicorn exits with its own code when start-up fails
         return EXIT_START
     return EXIT_OK if uvicorn_server.started else EXIT_START
+
+
+def _draining_server_class() -> Any:
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn.Server whose first SIGTERM/SIGINT drains the host before uvicorn shuts down:
+        clients get a resume hint and 1012 from netrun-ws, not uvicorn's bare 1012."""
+
+        def __init__(self, config: uvicorn.Config, host: Any) -> None:
+            super().__init__(config)
+            self.host = host
+            self._drain_started = False
+            self._loop: asyncio.AbstractEventLoop | None = None
+
+        async def startup(self, sockets: Any = None) -> None:
+            self._loop = asyncio.get_running_loop()
+            await super().startup(sockets=sockets)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            loop = self._loop
+            if self._drain_started or loop is None or not self.started:
+                super().handle_exit(sig, frame)  # a second signal, or before start: as uvicorn
+                return
+            self._drain_started = True
+            loop.call_soon_threadsafe(self._begin_drain, sig, frame)
+
+        def _begin_drain(self, sig: int, frame: Any) -> None:
+            task = asyncio.ensure_future(self._drain(sig, frame))
+            self._drain_task = task  # keep a reference
+
+        async def _drain(self, sig: int, frame: Any) -> None:
+            try:
+                await self.host.drain(self.config.timeout_graceful_shutdown)
+            finally:
+                super().handle_exit(sig, frame)
+
+    return DrainingServer
 
 
 def _check(args: argparse.Namespace) -> int:

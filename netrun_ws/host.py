@@ -80,6 +80,7 @@ class Host:
         self.ready = False
         self._rooms: dict[str, set[str]] = {}
         self.delivery_gaps = 0
+        self.draining = False
         self._per_ip: dict[str, int] = {}
         self._background: set[asyncio.Future[None]] = set()
         self._core_handlers: dict[
@@ -261,6 +262,29 @@ class Host:
         for connection in self.manager.connections():
             connection.enqueue(notice)
 
+    async def drain(self, timeout: float | None = None) -> int:
+        """Graceful drain (SIGTERM): refuse new connections, tell every client how to resume, and
+        close it with 1012. Sessions are saved as each closes. Returns how many were closed."""
+        self.ready = False
+        self.draining = True
+        for connection in self.manager.connections():
+            connection.enqueue(
+                encode_message(
+                    {
+                        "type": "disconnect",
+                        "code": int(CloseCode.SERVICE_RESTART),
+                        "reason": "server restarting: reconnect with backoff and resume",
+                        "session_id": connection.session_id,
+                    }
+                )
+            )
+        closing = self.manager.close_all(CloseCode.SERVICE_RESTART, "service restart")
+        try:
+            return await asyncio.wait_for(closing, timeout)
+        except asyncio.TimeoutError:
+            logger.warning("drain: connections still closing after %ss", timeout)
+            return len(self.manager)
+
     async def is_ready(self) -> bool:
         if not self.ready or self._store is None:
             return False
@@ -408,6 +432,9 @@ class Host:
         """Count the connection (node, client IP and, through the store, cluster-wide per-user
         limits), then accept it. Returns None when refused."""
         limits = self.config.limits
+        if self.draining:
+            await self._refuse(websocket, 503, "server restarting", accepted=accepted)
+            return None
         if len(self.manager) >= limits.max_connections:
             reason = f"max_connections ({limits.max_connections}) reached"
             await self._refuse(websocket, 503, reason, accepted=accepted)

@@ -58,15 +58,17 @@ async def test_default_config_chat_between_two_clients() -> None:
 async def test_sigterm_closes_clients_with_1012_and_exits_cleanly() -> None:
     async with run_cli(ROOT / "netrun_ws.yaml", cwd=ROOT) as server:
         clients = [await connect(f"ws://{server.addr}/ws?user_id=u{i}") for i in range(20)]
-        for client in clients:
-            await recv_json(client)
+        welcomes = [await recv_json(client) for client in clients]
         server.process.send_signal(signal.SIGTERM)
-        for client in clients:
+        for client, welcome in zip(clients, welcomes, strict=True):
+            hint = await recv_until(client, "disconnect", timeout=10)
+            assert hint["code"] == 1012 and hint["session_id"] == welcome["session_id"]
             with pytest.raises(websockets.ConnectionClosed):
                 async with asyncio.timeout(10):
                     while True:
                         await client.recv()
-            assert client.close_code in (1001, 1012), client.close_code
+            assert client.close_code == 1012
+            assert client.close_reason == "service restart"
         # uvicorn re-raises the signal once it has shut down gracefully (status 143 in a shell).
         assert await asyncio.wait_for(server.process.wait(), 15) in (0, -signal.SIGTERM)
     assert "Traceback" not in server.text()

@@ -122,3 +122,19 @@ async def test_revoke_api_closes_every_connection_of_the_user() -> None:
             unauthorized = await http.post("/api/revoke", json={"user": "max"})
             assert unauthorized.status_code == 401
     assert ("on_user_revoked", ("lee", "password changed")) in app.state.host.state["events"]
+
+
+async def test_drain_sends_a_resume_hint_closes_1012_and_refuses_newcomers() -> None:
+    app = create_app(base_config())
+    async with serve(app) as addr:
+        async with connect(f"ws://{addr}/ws?session_id=s-1") as client:
+            await recv_json(client)
+            assert await app.state.host.drain(timeout=5) == 1
+            hint = await recv_json(client)
+            assert hint["type"] == "disconnect" and hint["session_id"] == "s-1"
+            assert await closed(client) == (CloseCode.SERVICE_RESTART, "service restart")
+        with pytest.raises(websockets.InvalidStatus) as info:
+            await connect(f"ws://{addr}/ws")
+        assert info.value.response.status_code == 503
+        async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
+            assert (await http.get("/readyz")).status_code == 503
