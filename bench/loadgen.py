@@ -1,0 +1,422 @@
+"""The picows load generator: ``python bench/loadgen.py MODE --url ... [options]``.
+
+MODE ``echo`` keeps ``--inflight`` messages in flight on each of ``--conns`` connections and
+reports messages/s and round-trip latency. MODE ``fanout`` connects one publisher and receivers,
+keeps a window of broadcasts in flight and reports deliveries/s and delivery latency per phase.
+MODE ``connect`` opens ``--conns`` connections with ``--inflight`` handshakes in flight, reports
+the rate, and keeps them open until told (stdin) so the caller can measure the server's memory.
+Results are JSON lines on stdout. Frame handling is synchronous (picows callbacks), so one core
+drives 100k+ messages/s. ``--proto`` says how a connection becomes ready: ``plain`` (the 101),
+``netrun`` (JWT in the Authorization header; ready at the welcome message) or ``socketio``
+(engine.io open, namespace connect).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+_STAMP = re.compile(rb'"seq": ?(\d+), ?"t": ?(\d+)')
+_DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+now_ns = time.monotonic_ns
+
+
+def emit(record: dict[str, Any]) -> None:
+    if record.get("event") in ("result", "connected"):
+        record["failed_connects"] = len(FAILED_CONNECTS)
+        record["first_failure"] = FAILED_CONNECTS[0] if FAILED_CONNECTS else None
+    print(json.dumps(record), flush=True)
+
+
+@dataclass
+class Options:
+    url: str
+    proto: str
+    payload: str
+    offer_deflate: bool
+    tokens: list[str] = field(default_factory=list)
+
+
+def percentile(sorted_values: list[int], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, int(fraction * len(sorted_values)))
+    return sorted_values[index] / 1000.0  # ns -> us
+
+
+def make_tokens(count: int) -> list[str]:
+    from bench.servers import JWT_SECRET
+    from netrun_ws.auth import JWTAuthService
+
+    service = JWTAuthService(JWT_SECRET, token_expiry_seconds=3600)
+    return [service.generate_token(f"bench-{index}") for index in range(count)]
+
+
+class Client(WSListener):
+    """One connection; ``on_text`` is swapped per mode (echo, receiver, publisher)."""
+
+    def __init__(self, proto: str) -> None:
+        self.proto = proto
+        self.transport: WSTransport | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.on_text: Callable[[Client, bytes], None] = lambda client, data: None
+        self.counted = True
+        self.closed_by_server = False
+        self.frames = 0
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        if self.proto == "plain":
+            self.ready.set_result(None)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.closed_by_server = True
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("disconnected before ready"))
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        if frame.msg_type != WSMsgType.TEXT:
+            return
+        self.frames += 1
+        data = frame.get_payload_as_bytes()
+        if self.proto == "socketio":
+            if data == b"2":  # engine.io ping
+                transport.send(WSMsgType.TEXT, b"3")
+                return
+            if not self.ready.done():
+                if data.startswith(b"0"):
+                    transport.send(WSMsgType.TEXT, b"40")
+                elif data.startswith(b"40"):
+                    self.ready.set_result(None)
+                return
+        elif not self.ready.done():  # netrun: the welcome message (possibly compressed)
+            self.ready.set_result(None)
+            return
+        self.on_text(self, data)
+
+    def send(self, text: bytes) -> None:
+        assert self.transport is not None
+        self.transport.send(WSMsgType.TEXT, text)
+
+
+def _small_rcvbuf_socket(parsed_url: Any) -> socket.socket:
+    """A socket with a 4 KB receive buffer: a stalled reader's backlog reaches the server soon."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    return sock
+
+
+async def open_client(options: Options, index: int, *, small_rcvbuf: bool = False) -> Client:
+    headers: dict[str, str] = {}
+    if options.proto == "netrun":
+        headers["Authorization"] = f"Bearer {options.tokens[index]}"
+    if options.offer_deflate:
+        headers["Sec-WebSocket-Extensions"] = _DEFLATE_OFFER
+    kwargs: dict[str, Any] = {}
+    if small_rcvbuf:
+        kwargs["socket_factory"] = _small_rcvbuf_socket
+    _, client = await ws_connect(
+        lambda: Client(options.proto),
+        options.url,
+        extra_headers=headers,
+        websocket_handshake_timeout=60,
+        max_frame_size=1 << 20,
+        **kwargs,
+    )
+    assert isinstance(client, Client)
+    await asyncio.wait_for(client.ready, 60)
+    return client
+
+
+#: Handshakes refused or failed so far (reported with each result instead of aborting the run).
+FAILED_CONNECTS: list[str] = []
+
+
+async def open_many(options: Options, indices: range, inflight: int) -> list[Client]:
+    semaphore = asyncio.Semaphore(inflight)
+
+    async def one(index: int) -> Client | None:
+        async with semaphore:
+            try:
+                return await open_client(options, index)
+            except Exception as exc:  # a refused handshake is a result, not a crash
+                FAILED_CONNECTS.append(f"{type(exc).__name__}: {exc}"[:200])
+                return None
+
+    opened = await asyncio.gather(*(one(index) for index in indices))
+    return [client for client in opened if client is not None]
+
+
+def message(kind: str, seq: int, payload: str, proto: str) -> bytes:
+    body = f'{{"type":"{kind}","seq":{seq},"t":{now_ns()},"payload":"{payload}"}}'
+    if proto == "socketio":
+        body = f'42["{kind}",{body}]'
+    return body.encode()
+
+
+# ------------------------------------------------------------------------------------- echo
+
+
+async def run_echo(options: Options, args: argparse.Namespace) -> None:
+    options.tokens = make_tokens(args.conns)
+    clients = await open_many(options, range(args.conns), 200)
+    state = {"count": 0, "recording": False, "seq": 0}
+    latencies: list[int] = []
+    proto, payload = options.proto, options.payload
+
+    def on_reply(client: Client, data: bytes) -> None:
+        match = _STAMP.search(data)
+        if match is None:
+            return  # a server ping or other message: not an echo
+        if state["recording"]:
+            latencies.append(now_ns() - int(match.group(2)))
+        state["count"] += 1
+        state["seq"] += 1
+        client.send(message("echo", state["seq"], payload, proto))
+
+    for client in clients:
+        client.on_text = on_reply
+        for _ in range(args.inflight):
+            state["seq"] += 1
+            client.send(message("echo", state["seq"], payload, proto))
+    await asyncio.sleep(args.warmup)
+    state["recording"] = True
+    start_count, start = state["count"], time.perf_counter()
+    cpu_start = time.process_time()
+    await asyncio.sleep(args.duration)
+    elapsed = time.perf_counter() - start
+    count = state["count"] - start_count
+    cpu = time.process_time() - cpu_start
+    state["recording"] = False
+    latencies.sort()
+    emit(
+        {
+            "event": "result",
+            "msgs_per_s": count / elapsed,
+            "p50_us": percentile(latencies, 0.50),
+            "p99_us": percentile(latencies, 0.99),
+            "loadgen_cpu": cpu / elapsed,
+            "messages": count,
+        }
+    )
+
+
+# ----------------------------------------------------------------------------------- fan-out
+
+
+class FanOut:
+    """A publisher keeping ``window`` broadcasts in flight; a broadcast completes when every
+    counted receiver got it (or after ``expire_s``, its missing deliveries counted as lost)."""
+
+    def __init__(self, publisher: Client, options: Options, expire_s: float = 2.0) -> None:
+        self.publisher = publisher
+        self.options = options
+        self.expire_ns = int(expire_s * 1e9)
+        self.receivers: list[Client] = []
+        self.window = 2
+        self.seq = 0
+        self.outstanding: dict[int, list[int]] = {}  # seq -> [remaining, sent_ns]
+        self.deliveries = 0
+        self.lost = 0
+        self.recording = False
+        self.latencies: list[int] = []
+        self.running = False
+
+    def expected(self) -> int:
+        return sum(1 for r in self.receivers if r.counted and not r.closed_by_server)
+
+    def publish(self) -> None:
+        self.seq += 1
+        self.outstanding[self.seq] = [self.expected(), now_ns()]
+        self.publisher.send(message("publish", self.seq, self.options.payload, self.options.proto))
+
+    def refill(self) -> None:
+        while self.running and len(self.outstanding) < self.window:
+            self.publish()
+
+    def on_delivery(self, client: Client, data: bytes) -> None:
+        if not client.counted:
+            return
+        match = _STAMP.search(data)
+        if match is None:
+            return
+        self.deliveries += 1
+        if self.recording:
+            self.latencies.append(now_ns() - int(match.group(2)))
+        entry = self.outstanding.get(int(match.group(1)))
+        if entry is not None:
+            entry[0] -= 1
+            if entry[0] <= 0:
+                del self.outstanding[int(match.group(1))]
+                self.refill()
+
+    async def watchdog(self) -> None:
+        while self.running:
+            await asyncio.sleep(0.1)
+            limit = now_ns() - self.expire_ns
+            for seq, (remaining, sent) in list(self.outstanding.items()):
+                if sent < limit:
+                    self.lost += remaining
+                    del self.outstanding[seq]
+            self.refill()
+
+
+async def run_fanout(options: Options, args: argparse.Namespace) -> None:
+    phases: list[str] = args.phases.split(",")
+    largest = max(int(p.rstrip("s")) for p in phases)
+    options.tokens = make_tokens(largest + 2)
+    publisher = await open_client(options, 0)
+    fan = FanOut(publisher, options)
+    next_index = 1
+    for phase in phases:
+        stalled = phase.endswith("s")
+        target = int(phase.rstrip("s"))
+        counted = [r for r in fan.receivers if r.counted and not r.closed_by_server]
+        need = target - len(counted)
+        connect_start = time.perf_counter()
+        if need > 0:
+            new = await open_many(options, range(next_index, next_index + need), 200)
+            next_index += need
+            for client in new:
+                client.on_text = fan.on_delivery
+            fan.receivers.extend(new)
+        connect_s = time.perf_counter() - connect_start
+        stall: Client | None = None
+        if stalled:
+            stall = await open_client(options, largest + 1, small_rcvbuf=True)
+            stall.counted = False
+            fan.receivers.append(stall)
+            assert stall.transport is not None
+            stall.transport.underlying_transport.pause_reading()
+        fan.window = max(2, args.inflight_deliveries // target)
+        fan.running = True
+        small_payload = options.payload
+        if stalled:  # big frames first, so the stalled reader's buffers are full when measuring
+            options.payload = "x" * args.prefill_payload_bytes
+        fan.refill()
+        watchdog = asyncio.create_task(fan.watchdog())
+        await asyncio.sleep(args.prefill if stalled else args.warmup)
+        options.payload = small_payload
+        await asyncio.sleep(args.warmup if stalled else 0)
+        fan.latencies = []
+        fan.recording = True
+        start_deliveries, start_lost, start = fan.deliveries, fan.lost, time.perf_counter()
+        await asyncio.sleep(args.duration)
+        elapsed = time.perf_counter() - start
+        fan.recording = False
+        fan.running = False
+        await watchdog
+        if stall is not None and stall.transport is not None:
+            # Paused, it cannot see a close: read the backlog to learn whether the server cut it.
+            stall.transport.underlying_transport.resume_reading()
+            await asyncio.sleep(1.5)
+        fan.latencies.sort()
+        emit(
+            {
+                "event": "result",
+                "phase": phase,
+                "receivers": target,
+                "stalled": stalled,
+                "window": fan.window,
+                "deliveries_per_s": (fan.deliveries - start_deliveries) / elapsed,
+                "p50_us": percentile(fan.latencies, 0.50),
+                "p99_us": percentile(fan.latencies, 0.99),
+                "lost": fan.lost - start_lost,
+                "connect_s": connect_s,
+                "stalled_closed_by_server": stall.closed_by_server if stall else None,
+                "stalled_frames_read": stall.frames if stall else None,
+                "receivers_closed_by_server": sum(
+                    1 for r in fan.receivers if r.counted and r.closed_by_server
+                ),
+            }
+        )
+        # Let in-flight broadcasts land before the next phase; drop the stalled receiver.
+        await asyncio.sleep(0.5)
+        fan.outstanding.clear()
+        if stall is not None:
+            fan.receivers.remove(stall)
+            if stall.transport is not None:
+                stall.transport.disconnect(graceful=False)
+
+
+# ----------------------------------------------------------------------------------- connect
+
+
+async def read_command() -> str:
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    return str(line).strip()
+
+
+async def run_connect(options: Options, args: argparse.Namespace) -> None:
+    options.tokens = make_tokens(args.conns + args.warm_conns)
+    warm = await open_many(options, range(args.conns, args.conns + args.warm_conns), 20)
+    for client in warm:
+        if client.transport is not None:
+            client.transport.send_close()
+            client.transport.disconnect()
+    await asyncio.sleep(1.0)
+    emit({"event": "warm"})
+    await read_command()
+    start = time.perf_counter()
+    clients = await open_many(options, range(args.conns), args.inflight)
+    elapsed = time.perf_counter() - start
+    emit(
+        {
+            "event": "connected",
+            "connects_per_s": len(clients) / elapsed,
+            "connections": len(clients),
+            "elapsed_s": elapsed,
+        }
+    )
+    await read_command()
+    alive = sum(1 for c in clients if not c.closed_by_server)
+    emit({"event": "done", "alive": alive})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", choices=("echo", "fanout", "connect"))
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--proto", choices=("plain", "netrun", "socketio"), default="plain")
+    parser.add_argument("--conns", type=int, default=50)
+    parser.add_argument("--inflight", type=int, default=8)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--prefill", type=float, default=3.0, help="stalled phase: seconds before")
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--prefill-payload-bytes", type=int, default=8192)
+    parser.add_argument("--phases", default="100,1000,1000s,5000")
+    parser.add_argument("--inflight-deliveries", type=int, default=4000)
+    parser.add_argument("--warm-conns", type=int, default=20)
+    parser.add_argument("--offer-deflate", action="store_true")
+    parser.add_argument("--payload-bytes", type=int, default=40)
+    parser.add_argument("--cpu", type=int, default=1)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {args.cpu})
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    options = Options(args.url, args.proto, "x" * args.payload_bytes, args.offer_deflate)
+    runners = {"echo": run_echo, "fanout": run_fanout, "connect": run_connect}
+    import uvloop
+
+    uvloop.run(runners[args.mode](options, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,295 @@
+"""Render bench results as docs/performance.md (medians, ranges, ratios, targets, profile)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from bench.profile_summary import Profile
+
+NAMES = {
+    "netrun": "netrun-ws (whole pipeline)",
+    "raw_asgi": "raw ASGI echo (uvicorn)",
+    "starlette": "bare Starlette endpoint (uvicorn)",
+    "websockets": "`websockets` server",
+    "socketio": "python-socketio (uvicorn)",
+    "picows": "picows server (ceiling)",
+}
+PACKAGES = [
+    "netrun-ws", "uvicorn", "starlette", "websockets", "uvloop", "httptools", "pydantic",
+    "pydantic-core", "pluggy", "PyJWT", "prometheus-client", "python-socketio",
+    "python-engineio", "picows", "aiofastnet", "psutil", "py-spy",
+]  # fmt: skip
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        if package == "netrun-ws":
+            import netrun_ws
+
+            return f"{netrun_ws.__version__} (source checkout)"
+        return "not installed"
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = ", ".join(f"{name} {_version(name)}" for name in PACKAGES)
+    return (
+        f"- CPU: {model}, {os.cpu_count()} cores (server pinned to core 0, load generator to "
+        f"core 1)\n- OS: {platform.system()} {platform.release()}; Python "
+        f"{platform.python_version()} ({platform.python_implementation()})\n"
+        f"- Libraries: {versions}\n"
+    )
+
+
+def _median(values: Iterable[float]) -> float:
+    items = list(values)
+    return statistics.median(items) if items else float("nan")
+
+
+def _range(values: Iterable[float], fmt: Callable[[float], str]) -> str:
+    items = list(values)
+    if not items:
+        return "-"
+    return f"{fmt(min(items))}-{fmt(max(items))}"
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _ms(value_us: float) -> str:
+    return f"{value_us / 1000:.1f}"
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}x" if base else "-"
+
+
+def _by(records: list[dict[str, Any]], key: str, **match: Any) -> list[float]:
+    return [r[key] for r in records if all(r.get(k) == v for k, v in match.items())]
+
+
+def echo_table(echo: list[dict[str, Any]]) -> tuple[str, dict[str, float]]:
+    medians = {
+        kind: _median(_by(echo, "msgs_per_s", kind=kind))
+        for kind in NAMES
+        if _by(echo, "msgs_per_s", kind=kind)
+    }
+    netrun = medians.get("netrun", float("nan"))
+    lines = [
+        "| server | msg/s (median) | range | p50 RTT ms | p99 RTT ms | load gen CPU "
+        "| netrun-ws / this |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kind, median in sorted(medians.items(), key=lambda item: -item[1]):
+        lines.append(
+            f"| {NAMES[kind]} | {_n(median)} | {_range(_by(echo, 'msgs_per_s', kind=kind), _n)} "
+            f"| {_ms(_median(_by(echo, 'p50_us', kind=kind)))} "
+            f"| {_ms(_median(_by(echo, 'p99_us', kind=kind)))} "
+            f"| {_median(_by(echo, 'loadgen_cpu', kind=kind)):.0%} | {_ratio(netrun, median)} |"
+        )
+    return "\n".join(lines) + "\n", medians
+
+
+def fanout_table(fanout: list[dict[str, Any]]) -> tuple[str, dict[tuple[str, str], float]]:
+    phases = list(dict.fromkeys(r["phase"] for r in fanout))
+    kinds = list(dict.fromkeys(r["kind"] for r in fanout))
+    medians: dict[tuple[str, str], float] = {}
+    lines = [
+        "| receivers | server | deliveries/s (median) | range | p50 ms | p99 ms | lost | "
+        "netrun-ws / this |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for phase in phases:
+        for kind in kinds:
+            values = _by(fanout, "deliveries_per_s", kind=kind, phase=phase)
+            if values:
+                medians[(phase, kind)] = _median(values)
+        netrun = medians.get((phase, "netrun"), float("nan"))
+        label = f"{phase[:-1]} + 1 stalled" if phase.endswith("s") else phase
+        for kind in sorted(kinds, key=lambda k: -medians.get((phase, k), 0)):
+            if (phase, kind) not in medians:
+                continue
+            lines.append(
+                f"| {label} | {NAMES[kind]} | {_n(medians[(phase, kind)])} "
+                f"| {_range(_by(fanout, 'deliveries_per_s', kind=kind, phase=phase), _n)} "
+                f"| {_ms(_median(_by(fanout, 'p50_us', kind=kind, phase=phase)))} "
+                f"| {_ms(_median(_by(fanout, 'p99_us', kind=kind, phase=phase)))} "
+                f"| {sum(_by(fanout, 'lost', kind=kind, phase=phase))} "
+                f"| {_ratio(netrun, medians[(phase, kind)])} |"
+            )
+    return "\n".join(lines) + "\n", medians
+
+
+def stall_table(fanout: list[dict[str, Any]], medians: dict[tuple[str, str], float]) -> str:
+    lines = [
+        "| server | clean N | stalled | cost to the others | stalled reader: frames read "
+        "after resuming | cut by the server |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for (phase, kind), stalled in medians.items():
+        if not phase.endswith("s") or (phase[:-1], kind) not in medians:
+            continue
+        clean = medians[(phase[:-1], kind)]
+        records = [r for r in fanout if r["kind"] == kind and r["phase"] == phase]
+        frames = ", ".join(str(r["stalled_frames_read"]) for r in records)
+        cut = ", ".join("yes" if r["stalled_closed_by_server"] else "no" for r in records)
+        lines.append(
+            f"| {NAMES[kind]} | {_n(clean)} | {_n(stalled)} | {1 - stalled / clean:+.1%} "
+            f"| {frames} | {cut} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+ConnectStats = dict[tuple[str, bool], dict[str, float]]
+
+
+def connect_table(connect: list[dict[str, Any]]) -> tuple[str, ConnectStats]:
+    cases = list(dict.fromkeys((r["label"], r["client_offers_deflate"]) for r in connect))
+    stats: ConnectStats = {}
+    for label, offer in cases:
+        rows = [r for r in connect if r["label"] == label and r["client_offers_deflate"] == offer]
+        stats[(label, offer)] = {
+            "rate": _median(r["connects_per_s"] for r in rows),
+            "rate_min": min(r["connects_per_s"] for r in rows),
+            "rate_max": max(r["connects_per_s"] for r in rows),
+            "rss": _median(r["rss_per_conn"] for r in rows),
+            "rss_min": min(r["rss_per_conn"] for r in rows),
+            "rss_max": max(r["rss_per_conn"] for r in rows),
+            "alive": min(r["alive"] for r in rows),
+            "server_deflate": rows[0]["server_deflate"] == "on",
+        }
+    raw = stats.get(("raw_asgi", False), {}).get("rate", float("nan"))
+    lines = [
+        "| server | server deflate | client offers deflate | connects/s (median) | range | "
+        "/ raw uvicorn | RSS per idle connection | range | still open |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (label, offer), s in stats.items():
+        name = NAMES.get(label, label.replace("netrun", "netrun-ws", 1))
+        lines.append(
+            f"| {name} | {'on' if s['server_deflate'] else 'off'} | {'yes' if offer else 'no'} "
+            f"| {_n(s['rate'])} | {_n(s['rate_min'])}-{_n(s['rate_max'])} "
+            f"| {_ratio(s['rate'], raw)} | {s['rss'] / 1024:.1f} KB "
+            f"| {s['rss_min'] / 1024:.1f}-{s['rss_max'] / 1024:.1f} | {int(s['alive'])} |"
+        )
+    return "\n".join(lines) + "\n", stats
+
+
+def profile_section(profile: dict[str, Any] | None) -> str:
+    if profile is None:
+        return "_Not run in this invocation._\n"
+    prof: Profile = profile["profile"]
+    total = prof.samples or 1
+    out = [
+        f"py-spy (250 Hz, `--nonblocking`) on the netrun-ws server during the echo scenario: "
+        f"{prof.samples} samples; the echo ran at {_n(profile['msgs_per_s_while_profiled'])} "
+        "msg/s while sampled. Self = the function was on top of the stack (C code it calls, "
+        "e.g. pydantic-core or uvloop, counts as its caller's self time).\n",
+        "**Top self time**\n",
+        "| self % | function |",
+        "|---:|---|",
+    ]
+    out += [f"| {100 * c / total:.1f} | `{name}` |" for name, c in prof.self_time.most_common(18)]
+    out += ["", "**Inclusive time of the per-message path (netrun-ws, Starlette, hooks)**\n"]
+    out += ["| incl. % | function |", "|---:|---|"]
+    interesting = [
+        (name, count)
+        for name, count in prof.inclusive.most_common()
+        if any(part in name for part in ("netrun_ws/", "starlette/", "pydantic/", "prometheus"))
+    ]
+    out += [f"| {100 * c / total:.1f} | `{name}` |" for name, c in interesting[:30]]
+    out += ["", "**Self time by package**\n", "| self % | package |", "|---:|---|"]
+    out += [f"| {100 * c / total:.1f} | {name} |" for name, c in prof.by_package.most_common(14)]
+    return "\n".join(out) + "\n"
+
+
+def _verdict(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def targets(
+    echo: dict[str, float],
+    fan: dict[tuple[str, str], float],
+    conn: dict[tuple[str, bool], dict[str, float]],
+) -> str:
+    rows = ["| target | measured | verdict |", "|---|---|---|"]
+    nan = float("nan")
+    netrun = echo.get("netrun", nan)
+    for peer, want in (("starlette", 1.0), ("socketio", 6.0)):
+        ratio = netrun / echo.get(peer, nan)
+        miss = "" if ratio >= want else f" (short by {1 - ratio / want:.0%})"
+        rows.append(
+            f"| echo >= {want:g}x {NAMES[peer]} | {ratio:.2f}x | {_verdict(ratio >= want)}{miss} |"
+        )
+    if ("1000", "netrun") in fan and ("1000", "websockets") in fan:
+        ratio = fan[("1000", "netrun")] / fan[("1000", "websockets")]
+        miss = "" if ratio >= 1 else f" (short by {1 - ratio:.0%})"
+        rows.append(
+            f"| fan-out N=1,000 >= 1.0x `websockets.broadcast` | {ratio:.2f}x "
+            f"| {_verdict(ratio >= 1)}{miss} |"
+        )
+    if ("1000s", "netrun") in fan and ("1000", "netrun") in fan:
+        cost = 1 - fan[("1000s", "netrun")] / fan[("1000", "netrun")]
+        rows.append(
+            f"| a stalled receiver costs the others < 10% | {cost:+.1%} | {_verdict(cost < 0.10)}"
+            " (see the caveat under fan-out) |"
+        )
+    for offer in (False, True):
+        stats = conn.get(("netrun", offer))
+        if stats:
+            kb = stats["rss"] / 1024
+            rows.append(
+                f"| idle RSS <= 20 KB per connection (client offers deflate: "
+                f"{'yes' if offer else 'no'}) | {kb:.1f} KB | {_verdict(kb <= 20)}"
+                + ("" if kb <= 20 else f" (over by {kb - 20:.1f} KB)")
+                + " |"
+            )
+    if ("netrun", False) in conn and ("raw_asgi", False) in conn:
+        ratio = conn[("netrun", False)]["rate"] / conn[("raw_asgi", False)]["rate"]
+        miss = "" if ratio >= 0.8 else f" (short by {1 - ratio / 0.8:.0%} of the target)"
+        rows.append(
+            f"| connect + JWT auth >= 0.8x raw uvicorn handshake | {ratio:.2f}x "
+            f"| {_verdict(ratio >= 0.8)}{miss} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def render(results: dict[str, Any], profile: dict[str, Any] | None, plan: dict[str, Any]) -> str:
+    from bench import report_text
+
+    echo_md, echo_medians = echo_table(results.get("echo", []))
+    fan_md, fan_medians = fanout_table(results.get("fanout", []))
+    stall_md = stall_table(results.get("fanout", []), fan_medians)
+    conn_md, conn_stats = connect_table(results.get("connect", []))
+    return report_text.TEMPLATE.format(
+        date=time.strftime("%Y-%m-%d %H:%M"),
+        mode="QUICK smoke run (1 repetition, short windows: not for conclusions)"
+        if results.get("quick")
+        else "full run",
+        elapsed=results.get("elapsed_s", 0) / 60,
+        plan=plan,
+        machine=machine(),
+        targets=targets(echo_medians, fan_medians, conn_stats),
+        echo=echo_md,
+        ceiling=report_text.ceiling(echo_medians),
+        fanout=fan_md,
+        stall=stall_md,
+        connect=conn_md,
+        profile=profile_section(profile),
+    )

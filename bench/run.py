@@ -1,0 +1,296 @@
+"""Run the benchmark suite of issue 6 and write docs/performance.md.
+
+    python bench/run.py            # full suite, about 10 minutes on a 2-core machine
+    python bench/run.py --quick    # smoke run, about 2 minutes, smaller numbers, 1 repetition
+
+Every server runs in its own process pinned to core 0; the picows load generator runs in another
+process pinned to core 1. Peers run in the same invocation, interleaved: each repetition visits
+every server once, in a rotated order. Results (JSON) go to bench/results/latest.json as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import report  # noqa: E402
+from bench.profile_summary import summarise  # noqa: E402
+
+PYTHON = sys.executable
+SERVER_CPU, LOADGEN_CPU = 0, 1
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    reps: int
+    echo_duration: float
+    echo_warmup: float
+    fanout_phases: str
+    fanout_duration: float
+    fanout_prefill: float
+    connect_conns: int
+    connect_reps: int
+    profile_seconds: float
+
+
+FULL = Plan(3, 4.0, 1.0, "100,1000,1000s,5000", 2.0, 3.0, 5000, 2, 8.0)
+QUICK = Plan(1, 2.0, 0.5, "100,1000,1000s", 1.5, 1.5, 1000, 1, 3.0)
+
+ECHO_KINDS = ["picows", "netrun", "raw_asgi", "starlette", "websockets", "socketio"]
+FANOUT_KINDS = ["picows", "netrun", "websockets", "socketio"]
+# (label, server kind, server deflate, client offers deflate)
+CONNECT_CASES = [
+    ("netrun", "netrun", "off", False),
+    ("raw_asgi", "raw_asgi", "on", False),
+    ("starlette", "starlette", "on", False),
+    ("netrun", "netrun", "off", True),
+    ("netrun (permessage_deflate: true)", "netrun", "on", True),
+    ("raw_asgi", "raw_asgi", "on", True),
+    ("starlette", "starlette", "on", True),
+]
+
+_ports = iter(range(21000, 29000))
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def url_for(kind: str, port: int) -> tuple[str, str]:
+    if kind == "socketio":
+        return f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket", "socketio"
+    return f"ws://127.0.0.1:{port}/ws", "netrun" if kind == "netrun" else "plain"
+
+
+def default_deflate(kind: str) -> str:
+    """netrun-ws runs as its CLI does (deflate off); peers keep uvicorn's default (on)."""
+    return "off" if kind == "netrun" else "on"
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on {port} within {timeout}s")
+
+
+@contextmanager
+def server(kind: str, mode: str, deflate: str) -> Iterator[tuple[int, int]]:
+    """Start a server process pinned to SERVER_CPU; yields (port, pid)."""
+    port = next(_ports)
+    command = [PYTHON, str(ROOT / "bench/servers.py"), kind, "--port", str(port)]
+    command += ["--mode", mode, "--deflate", deflate, "--cpu", str(SERVER_CPU)]
+    stderr = open(ROOT / "bench/results/server.log", "ab")
+    process = subprocess.Popen(command, env=ENV, stdout=stderr, stderr=stderr)
+    try:
+        _wait_port(port, process)
+        yield port, process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(2.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        stderr.close()
+
+
+def loadgen(args: list[str]) -> subprocess.Popen[str]:
+    command = [PYTHON, str(ROOT / "bench/loadgen.py"), *args, "--cpu", str(LOADGEN_CPU)]
+    return subprocess.Popen(
+        command, env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+def read_event(process: subprocess.Popen[str], timeout: float = 180.0) -> dict[str, Any]:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.wait(timeout)
+        raise RuntimeError(f"load generator exited with {process.returncode} without a result")
+    record: dict[str, Any] = json.loads(line)
+    return record
+
+
+def rotated(items: list[Any], rep: int) -> list[Any]:
+    shift = rep % len(items)
+    return items[shift:] + items[:shift]
+
+
+def run_echo(plan: Plan) -> list[dict[str, Any]]:
+    results = []
+    for rep in range(plan.reps):
+        for kind in rotated(ECHO_KINDS, rep):
+            with server(kind, "echo", default_deflate(kind)) as (port, _):
+                url, proto = url_for(kind, port)
+                args = ["echo", "--url", url, "--proto", proto, "--conns", "50", "--inflight", "8"]
+                args += ["--warmup", str(plan.echo_warmup), "--duration", str(plan.echo_duration)]
+                process = loadgen(args)
+                record = read_event(process)
+                process.wait(30)
+            record.update(kind=kind, rep=rep)
+            results.append(record)
+            log(f"echo {kind:<10} rep {rep}: {record['msgs_per_s']:,.0f} msg/s")
+    return results
+
+
+def run_fanout(plan: Plan) -> list[dict[str, Any]]:
+    results = []
+    phases = plan.fanout_phases.split(",")
+    for rep in range(plan.reps):
+        for kind in rotated(FANOUT_KINDS, rep):
+            with server(kind, "fanout", default_deflate(kind)) as (port, _):
+                url, proto = url_for(kind, port)
+                args = ["fanout", "--url", url, "--proto", proto, "--phases", plan.fanout_phases]
+                args += ["--warmup", "0.5", "--duration", str(plan.fanout_duration)]
+                args += ["--prefill", str(plan.fanout_prefill), "--prefill-payload-bytes", "16384"]
+                process = loadgen(args)
+                for _ in phases:
+                    record = read_event(process)
+                    record.update(kind=kind, rep=rep)
+                    results.append(record)
+                    log(
+                        f"fan-out {kind:<10} rep {rep} N={record['phase']:<6}: "
+                        f"{record['deliveries_per_s']:,.0f} deliveries/s, "
+                        f"p99 {record['p99_us'] / 1000:.1f} ms"
+                    )
+                process.wait(30)
+    return results
+
+
+def run_connect(plan: Plan) -> list[dict[str, Any]]:
+    results = []
+    for rep in range(plan.connect_reps):
+        for label, kind, deflate, offer in rotated(CONNECT_CASES, rep):
+            with server(kind, "echo", deflate) as (port, pid):
+                url, proto = url_for(kind, port)
+                args = ["connect", "--url", url, "--proto", proto, "--inflight", "200"]
+                args += ["--conns", str(plan.connect_conns)]
+                process = loadgen(args + (["--offer-deflate"] if offer else []))
+                assert process.stdin is not None
+                read_event(process)  # warm: lazy imports done, warm-up connections closed
+                rss_before = psutil.Process(pid).memory_info().rss
+                process.stdin.write("go\n")
+                process.stdin.flush()
+                record = read_event(process)
+                time.sleep(2.0)  # let the server settle (welcome sent, buffers released)
+                rss_after = psutil.Process(pid).memory_info().rss
+                process.stdin.write("close\n")
+                process.stdin.flush()
+                done = read_event(process)
+                process.wait(60)
+            record.update(
+                label=label,
+                kind=kind,
+                server_deflate=deflate,
+                client_offers_deflate=offer,
+                rep=rep,
+                rss_before=rss_before,
+                rss_after=rss_after,
+                rss_per_conn=(rss_after - rss_before) / plan.connect_conns,
+                alive=done["alive"],
+            )
+            results.append(record)
+            log(
+                f"connect {label:<34} offer={offer!s:<5} rep {rep}: "
+                f"{record['connects_per_s']:,.0f}/s, {record['rss_per_conn'] / 1024:.1f} KB/conn"
+            )
+    return results
+
+
+def run_profile(plan: Plan) -> dict[str, Any]:
+    """py-spy on the netrun-ws server while the echo scenario runs."""
+    raw = ROOT / f"bench/results/netrun_echo_pyspy{'_quick' if plan is QUICK else ''}.txt"
+    with server("netrun", "echo", "off") as (port, pid):
+        url, proto = url_for("netrun", port)
+        args = ["echo", "--url", url, "--proto", proto, "--conns", "50", "--inflight", "8"]
+        args += ["--warmup", "1", "--duration", str(plan.profile_seconds + 2)]
+        process = loadgen(args)
+        time.sleep(2.0)
+        spy = ["taskset", "-c", str(LOADGEN_CPU), "py-spy", "record", "--pid", str(pid)]
+        spy += ["--duration", str(int(plan.profile_seconds)), "--rate", "250", "--nonblocking"]
+        spy += ["--format", "raw", "--output", str(raw)]
+        subprocess.run(
+            spy,
+            check=True,
+            capture_output=True,
+            env={**ENV, "PATH": f"{Path(PYTHON).parent}:{ENV.get('PATH', '')}"},
+        )
+        record = read_event(process)
+        process.wait(30)
+    return {"raw": str(raw), "msgs_per_s_while_profiled": record["msgs_per_s"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short smoke run (about 2 minutes)")
+    parser.add_argument("--out", default=str(ROOT / "docs/performance.md"))
+    parser.add_argument(
+        "--only", default="echo,fanout,connect,profile", help="comma-separated scenarios"
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite the report from bench/results/latest.json without running anything",
+    )
+    args = parser.parse_args()
+    if args.render_only:
+        saved = json.loads((ROOT / "bench/results/latest.json").read_text())
+        write_report(saved, Path(args.out))
+        return
+    plan = QUICK if args.quick else FULL
+    os.sched_setaffinity(0, {LOADGEN_CPU})
+    (ROOT / "bench/results").mkdir(exist_ok=True)
+    (ROOT / "bench/results/server.log").write_bytes(b"")
+    only = set(args.only.split(","))
+    started = time.monotonic()
+    results: dict[str, Any] = {"plan": plan.__dict__, "quick": args.quick}
+    if "echo" in only:
+        results["echo"] = run_echo(plan)
+    if "fanout" in only:
+        results["fanout"] = run_fanout(plan)
+    if "connect" in only:
+        results["connect"] = run_connect(plan)
+    if "profile" in only:
+        results["profile"] = run_profile(plan)
+    results["elapsed_s"] = time.monotonic() - started
+    # A smoke run never overwrites the full run's raw results.
+    name = "quick.json" if args.quick else "latest.json"
+    (ROOT / "bench/results" / name).write_text(json.dumps(results, indent=1))
+    write_report(results, Path(args.out))
+    log(f"done in {results['elapsed_s']:.0f}s; wrote {args.out}")
+
+
+def write_report(results: dict[str, Any], out: Path) -> None:
+    saved = results.get("profile")
+    profile = None
+    if saved is not None:
+        profile = {**saved, "profile": summarise(Path(saved["raw"]))}
+    out.write_text(report.render(results, profile, results["plan"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""The servers under test, one per process: ``python bench/servers.py KIND --port P --mode M``.
+
+KIND is ``netrun`` (netrun-ws, whole pipeline), ``raw_asgi``, ``starlette``, ``socketio`` (all on
+the same uvicorn settings), ``websockets`` or ``picows`` (their own servers, on uvloop like
+uvicorn). MODE ``echo`` sends every text frame back; ``fanout`` sends it to every other connection.
+The process pins itself to one core (``--cpu``) before importing any server code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Shared by the load generator, which signs one token per connection with it.
+JWT_SECRET = "netrun-ws-benchmark-secret-0123456789-abcdefghij"
+UVICORN_KINDS = ("netrun", "raw_asgi", "starlette", "socketio")
+KINDS = (*UVICORN_KINDS, "websockets", "picows")
+#: The same uvicorn settings for every uvicorn-based server (only deflate may differ, see run.py).
+UVICORN_SETTINGS: dict[str, Any] = {
+    "host": "127.0.0.1",
+    "log_level": "warning",
+    "access_log": False,
+    "lifespan": "auto",
+    "ws_max_size": 65536,
+    "backlog": 2048,
+}
+
+
+def netrun_config(deflate: bool) -> dict[str, Any]:
+    """The whole pipeline: JWT auth, validation, metrics (prometheus + json), heartbeat."""
+    return {
+        "server": {"path": "/ws", "log_level": "warning", "permessage_deflate": deflate},
+        "limits": {
+            "max_connections": 19000,
+            # The limiter still runs on every frame; 50/s (the default) would throttle the bench.
+            "messages_per_second": 1_000_000,
+        },
+        "auth": {"plugin": "jwt", "secret": JWT_SECRET, "algorithms": ["HS256"]},
+        "store": {"plugin": "memory"},
+        "heartbeat": {"plugin": "ping", "interval": 30, "timeout": 90, "max_missed": 3},
+        "reconnect": {"plugin": "exponential"},
+        "protocol": {"plugin": "json", "schemas": ["netrun_ws.protocol"]},
+        "metrics": [{"plugin": "prometheus"}, {"plugin": "json"}],
+        "plugins_dir": None,
+        "plugins": ["bench.echo_plugin"],
+    }
+
+
+def netrun_app(deflate: bool) -> ASGIApp:
+    from netrun_ws.app import create_app
+
+    app: ASGIApp = create_app(netrun_config(deflate))
+    return app
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def raw_asgi_app(mode: str) -> ASGIApp:
+    """The leanest possible ASGI websocket endpoint on uvicorn."""
+    peers: set[Send] = set()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "websocket":
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        peers.add(send)
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive":
+                    return
+                out = {"type": "websocket.send", "text": message.get("text")}
+                if mode == "echo":
+                    await send(out)
+                    continue
+                for peer in list(peers):
+                    if peer is not send:
+                        await peer(out)
+        finally:
+            peers.discard(send)
+
+    return app
+
+
+def starlette_app(mode: str) -> ASGIApp:
+    """A bare Starlette websocket endpoint, written the way its docs show."""
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    peers: set[WebSocket] = set()
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        peers.add(websocket)
+        try:
+            while True:
+                text = await websocket.receive_text()
+                if mode == "echo":
+                    await websocket.send_text(text)
+                    continue
+                for peer in list(peers):
+                    if peer is not websocket:
+                        await peer.send_text(text)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            peers.discard(websocket)
+
+    app: ASGIApp = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    return app
+
+
+def socketio_app(mode: str) -> ASGIApp:
+    import socketio  # type: ignore[import-untyped]
+
+    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*")
+
+    @sio.on("echo")  # type: ignore[untyped-decorator]
+    async def echo(sid: str, data: Any) -> None:
+        await sio.emit("echo", data, to=sid)
+
+    @sio.on("publish")  # type: ignore[untyped-decorator]
+    async def publish(sid: str, data: Any) -> None:
+        await sio.emit("publish", data, skip_sid=sid)
+
+    app: ASGIApp = socketio.ASGIApp(sio)
+    return app
+
+
+async def serve_websockets(port: int, mode: str) -> None:
+    """The plain ``websockets`` server (its defaults), ``websockets.broadcast`` for fan-out."""
+    from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+    connections: set[ServerConnection] = set()
+
+    async def handler(websocket: ServerConnection) -> None:
+        connections.add(websocket)
+        try:
+            async for message in websocket:
+                if mode == "echo":
+                    await websocket.send(message)
+                else:
+                    broadcast([c for c in connections if c is not websocket], message)
+        finally:
+            connections.discard(websocket)
+
+    async with serve(handler, "127.0.0.1", port, max_size=65536, backlog=2048) as server:
+        await server.serve_forever()
+
+
+async def serve_picows(port: int, mode: str) -> None:
+    """picows: the ceiling (a C websocket implementation with synchronous callbacks)."""
+    from picows import (
+        WSFrame,
+        WSListener,
+        WSMsgType,
+        WSTransport,
+        WSUpgradeRequest,
+        ws_create_server,
+    )
+
+    transports: set[WSTransport] = set()
+
+    class Listener(WSListener):
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            transports.add(transport)
+
+        def on_ws_disconnected(self, transport: WSTransport) -> None:
+            transports.discard(transport)
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type == WSMsgType.TEXT:
+                payload = frame.get_payload_as_bytes()
+                if mode == "echo":
+                    transport.send(WSMsgType.TEXT, payload)
+                    return
+                for peer in transports:
+                    if peer is not transport:
+                        peer.send(WSMsgType.TEXT, payload)
+            elif frame.msg_type == WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
+
+    def factory(request: WSUpgradeRequest) -> WSListener:
+        return Listener()
+
+    server = await ws_create_server(factory, "127.0.0.1", port, backlog=2048)
+    await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--mode", choices=("echo", "fanout"), default="echo")
+    parser.add_argument("--deflate", choices=("on", "off"), default="on")
+    parser.add_argument("--cpu", type=int, default=0)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {args.cpu})
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.kind not in UVICORN_KINDS:
+        import uvloop
+
+        runner = serve_websockets if args.kind == "websockets" else serve_picows
+        uvloop.run(runner(args.port, args.mode))
+        return
+    import uvicorn
+
+    deflate = args.deflate == "on"
+    builders: dict[str, Callable[[], ASGIApp]] = {
+        "netrun": lambda: netrun_app(deflate),
+        "raw_asgi": lambda: raw_asgi_app(args.mode),
+        "starlette": lambda: starlette_app(args.mode),
+        "socketio": lambda: socketio_app(args.mode),
+    }
+    config = uvicorn.Config(
+        builders[args.kind](),
+        port=args.port,
+        ws_per_message_deflate=deflate,
+        **UVICORN_SETTINGS,
+    )
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()
