@@ -10,9 +10,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from netrun_ws import hookimpl
+from netrun_ws.builtin.collector_hooks import CollectorHooks
 from netrun_ws.connection import Connection
 from netrun_ws.host import Host
-from netrun_ws.metrics import MetricsCollector
 
 
 class Options(BaseModel):
@@ -21,9 +21,9 @@ class Options(BaseModel):
     path: str = Field("/metrics.json", pattern=r"^/", description="Path of the JSON endpoint.")
 
 
-class Plugin:
+class Plugin(CollectorHooks):
     def __init__(self) -> None:
-        self.collector = MetricsCollector()
+        super().__init__()
         self.options = Options()
         self.host: Host | None = None
 
@@ -45,27 +45,6 @@ class Plugin:
         return JSONResponse(body)
 
     @hookimpl
-    def on_connect(self, connection: Connection) -> None:
-        self.collector.register_connection(connection.connection_id, connection.user_id)
-
-    @hookimpl
-    def on_message_received(self, connection: Connection, raw: str | bytes) -> None:
-        self.collector.record_message_received(connection.connection_id, len(raw))
-
-    @hookimpl
-    def after_send(self, connection: Connection, message: Any) -> None:
-        size = len(message) if isinstance(message, (str, bytes)) else 0
-        self.collector.record_message_sent(connection.connection_id, size)
-
-    @hookimpl
-    def on_invalid_message(self, connection: Connection) -> None:
-        self.collector.record_error(connection.connection_id)
-
-    @hookimpl
     def on_error(self, connection: Connection | None) -> None:
         if connection is not None:
             self.collector.record_error(connection.connection_id)
-
-    @hookimpl
-    def on_disconnect(self, connection: Connection) -> None:
-        self.collector.unregister_connection(connection.connection_id)

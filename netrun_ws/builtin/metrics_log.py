@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from netrun_ws import hookimpl
+from netrun_ws.builtin.collector_hooks import CollectorHooks
 from netrun_ws.connection import Connection
-from netrun_ws.metrics import MetricsCollector
 
 logger = logging.getLogger("netrun_ws.metrics")
 
@@ -28,9 +28,9 @@ class Options(BaseModel):
     interval: float = Field(60.0, ge=0, description="Seconds between summaries (0 = never).")
 
 
-class Plugin:
+class Plugin(CollectorHooks):
     def __init__(self) -> None:
-        self.collector = MetricsCollector()
+        super().__init__()
         self.level = logging.INFO
         self.interval = 60.0
         self._task: asyncio.Task[None] | None = None
@@ -71,7 +71,7 @@ class Plugin:
 
     @hookimpl
     def on_connect(self, connection: Connection) -> None:
-        self.collector.register_connection(connection.connection_id, connection.user_id)
+        super().on_connect(connection)
         logger.log(
             self.level,
             "connect user=%s connection=%s",
@@ -80,21 +80,8 @@ class Plugin:
         )
 
     @hookimpl
-    def on_message_received(self, connection: Connection, raw: str | bytes) -> None:
-        self.collector.record_message_received(connection.connection_id, len(raw))
-
-    @hookimpl
-    def after_send(self, connection: Connection, message: Any) -> None:
-        size = len(message) if isinstance(message, (str, bytes)) else 0
-        self.collector.record_message_sent(connection.connection_id, size)
-
-    @hookimpl
-    def on_invalid_message(self, connection: Connection) -> None:
-        self.collector.record_error(connection.connection_id)
-
-    @hookimpl
     def on_disconnect(self, connection: Connection, code: int, reason: str) -> None:
-        self.collector.unregister_connection(connection.connection_id)
+        super().on_disconnect(connection, code, reason)
         logger.log(
             self.level,
             "disconnect user=%s connection=%s code=%s reason=%r",
