@@ -37,7 +37,7 @@ class NetrunApp(Starlette):
         if kind == "websocket" and scope["path"] == host.config.server.path:
             # The hot path skips Starlette's router and middleware wrappers around every frame;
             # serve_websocket handles its own errors.
-            await host.serve_websocket(WebSocket(scope, receive, send))
+            await host.serve_websocket(WebSocket(scope, receive, send), receive, send)
             return
         if kind != "lifespan":
             await super().__call__(scope, receive, send)

@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
 from starlette.websockets import WebSocket, WebSocketState
@@ -93,6 +94,7 @@ class Connection:
         "_owner",
         "_queue",
         "_writer",
+        "asgi_send",
         "bytes_received",
         "bytes_sent",
         "closed",
@@ -142,6 +144,9 @@ class Connection:
         self._owner = owner
         self._queue: deque[Frame] = deque()
         self._writer: asyncio.Task[None] | None = None
+        #: The server's raw ASGI ``send``, when the framework host provides it: the writer then
+        #: skips Starlette's per-frame wrapper. None: send through the Starlette WebSocket.
+        self.asgi_send: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -205,14 +210,21 @@ class Connection:
         # The hot path: no logging and no await besides the send itself.
         queue = self._queue
         websocket = self.websocket
+        raw_send = self.asgi_send
         try:
             while queue:
                 frame = queue.popleft()
                 if isinstance(frame, str):
-                    await websocket.send_text(frame)
+                    if raw_send is not None:
+                        await raw_send({"type": "websocket.send", "text": frame})
+                    else:
+                        await websocket.send_text(frame)
                     self.bytes_sent += len(frame) if frame.isascii() else len(frame.encode())
                 else:
-                    await websocket.send_bytes(frame)
+                    if raw_send is not None:
+                        await raw_send({"type": "websocket.send", "bytes": frame})
+                    else:
+                        await websocket.send_bytes(frame)
                     self.bytes_sent += len(frame)
                 self.messages_sent += 1
         except Exception as exc:

@@ -23,6 +23,7 @@ import pluggy
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
+from starlette.types import Receive, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from netrun_ws import hookspecs
@@ -341,8 +342,14 @@ class Host:
         else:  # ASGI servers without the denial-response extension answer 403
             await websocket.close(code=CloseCode.POLICY_VIOLATION)
 
-    async def serve_websocket(self, websocket: WebSocket) -> None:
-        """The ASGI websocket endpoint: one call per connection, from handshake to disconnect."""
+    async def serve_websocket(
+        self, websocket: WebSocket, receive: Receive | None = None, send: Send | None = None
+    ) -> None:
+        """The ASGI websocket endpoint: one call per connection, from handshake to disconnect.
+
+        ``receive``/``send`` are the server's raw ASGI callables when the caller has them
+        (``NetrunApp``): after the handshake, frames then bypass Starlette's per-frame wrappers.
+        """
         admitted = await self._admit(websocket)
         if admitted is None:
             return
@@ -350,6 +357,8 @@ class Host:
         connection = await self._open(websocket, identity, accepted)
         if connection is None:
             return
+        if send is not None:
+            connection.asgi_send = send
         close_code: int = CloseCode.NORMAL
         close_reason = ""
         try:
@@ -357,7 +366,9 @@ class Host:
             resumed = await self._resume(connection)
             await self._send_welcome(connection, identity, resumed)
             self._schedule_expiry(connection, identity.expires_at)
-            close_code, close_reason = await self._message_loop(websocket, connection)
+            close_code, close_reason = await self._message_loop(
+                receive or websocket.receive, connection
+            )
         except HookError as error:
             logger.error("%s", error, exc_info=error.error)
             await self._report_error(connection, error)
@@ -597,7 +608,7 @@ class Host:
     async def _already_authenticated(self, connection: Connection, message: BaseModel) -> None:
         await self.send(connection, error_reply(ErrorCode.FORBIDDEN, "already authenticated"))
 
-    async def _message_loop(self, websocket: WebSocket, connection: Connection) -> tuple[int, str]:
+    async def _message_loop(self, receive: Receive, connection: Connection) -> tuple[int, str]:
         """Receive frames until the peer leaves; returns the close code and reason to record."""
         limits = self.config.limits
         max_errors = limits.max_consecutive_errors
@@ -606,7 +617,6 @@ class Host:
         burst = max(rate, 1.0)
         tokens, last = burst, time.monotonic()
         errors = limited = 0
-        receive = websocket.receive
         registry_parse = self.registry.parse
         while True:
             frame = await receive()
