@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -56,11 +57,21 @@ class _Impl:
     argnames: tuple[str, ...]
     # Decided once: awaiting is skipped for plain functions on the per-message path.
     is_async: bool
+    # kwargs -> the positional arguments this implementation takes (a C-level itemgetter).
+    pick: Callable[[dict[str, Any]], tuple[Any, ...]]
 
 
-def _needs_await(impl: _Impl, result: Any) -> bool:
-    """True for an ``async def`` result, or an awaitable a plain function returned."""
-    return impl.is_async or (result is not None and hasattr(result, "__await__"))
+def _picker(argnames: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    if not argnames:
+        return lambda kwargs: ()
+    if len(argnames) == 1:
+        only = argnames[0]
+        return lambda kwargs: (kwargs[only],)
+    return operator.itemgetter(*argnames)
+
+
+# Each caller below awaits a result when the implementation is ``async def``, or when a plain
+# function returned an awaitable; a plain function's None costs no awaitable check.
 
 
 class Hooks:
@@ -84,8 +95,9 @@ class Hooks:
                 _Impl(
                     plugin=self._pm.get_name(i.plugin) or repr(i.plugin),
                     function=i.function,
-                    argnames=tuple(i.argnames) + tuple(i.kwargnames),
+                    argnames=(names := tuple(i.argnames) + tuple(i.kwargnames)),
                     is_async=inspect.iscoroutinefunction(i.function),
+                    pick=_picker(names),
                 )
                 for i in ordered
             )
@@ -137,8 +149,8 @@ class Hooks:
         results = []
         for impl in self._iter(hook):
             try:
-                result = impl.function(*[kwargs[name] for name in impl.argnames])
-                if _needs_await(impl, result):
+                result = impl.function(*impl.pick(kwargs))
+                if impl.is_async or (result is not None and hasattr(result, "__await__")):
                     result = await result
             except Exception as exc:
                 raise HookError(impl.plugin, hook, exc) from exc
@@ -150,8 +162,8 @@ class Hooks:
         """Return the first non-None result (later implementations are not called)."""
         for impl in self._iter(hook):
             try:
-                result = impl.function(*[kwargs[name] for name in impl.argnames])
-                if _needs_await(impl, result):
+                result = impl.function(*impl.pick(kwargs))
+                if impl.is_async or (result is not None and hasattr(result, "__await__")):
                     result = await result
             except Exception as exc:
                 raise HookError(impl.plugin, hook, exc) from exc
@@ -167,8 +179,8 @@ class Hooks:
         for impl in self._iter(hook):
             kwargs[value_arg] = value
             try:
-                result = impl.function(*[kwargs[name] for name in impl.argnames])
-                if _needs_await(impl, result):
+                result = impl.function(*impl.pick(kwargs))
+                if impl.is_async or (result is not None and hasattr(result, "__await__")):
                     result = await result
             except Exception as exc:
                 raise HookError(impl.plugin, hook, exc) from exc
@@ -183,8 +195,8 @@ class Hooks:
         failures = []
         for impl in self._iter(hook):
             try:
-                result = impl.function(*[kwargs[name] for name in impl.argnames])
-                if _needs_await(impl, result):
+                result = impl.function(*impl.pick(kwargs))
+                if impl.is_async or (result is not None and hasattr(result, "__await__")):
                     await result
             except Exception as exc:
                 failure = HookError(impl.plugin, hook, exc)
