@@ -40,7 +40,7 @@ from netrun_ws.protocol import (
     parse_message,
 )
 from netrun_ws.reconnection import ReconnectionConfig, ReconnectionManager
-from netrun_ws.session import WebSocketSessionManager
+from netrun_ws.session import SessionStoreError, WebSocketSessionManager
 
 try:
     __version__ = importlib.metadata.version("netrun-ws")
@@ -77,6 +77,7 @@ __all__ = [
     "ReconnectionConfig",
     "ReconnectionManager",
     "Rejection",
+    "SessionStoreError",
     "TokenValidationError",
     "TypingIndicatorMessage",
     "UserMessage",
