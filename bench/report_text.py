@@ -110,9 +110,13 @@ with deflate switched on, to show what the default saves.
 {connect}
 ## 5. Cross-node send_to_user latency
 
-**Not yet: needs the Redis store (issue 4).** No number is reported until a two-node run over a
-real Redis exists.
+Two `netrun-ws run` nodes (Redis store, chat plugin, prometheus and heartbeat on) share a private
+`redis-server`; both nodes run on the server core, Redis and the asyncio `websockets` clients on
+the other (`bench/crossnode.py`). A sender sends `{{"type": "direct", ...}}` (the chat plugin's
+`host.send_to_user`) at a fixed rate; latency is from send to receipt, one process holding both
+clients. The same-node row is the baseline without Redis.
 
+{crossnode}
 ## Where the time goes (netrun-ws echo profile)
 
 {profile}"""

@@ -249,7 +249,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short smoke run (about 2 minutes)")
     parser.add_argument("--out", default=str(ROOT / "docs/performance.md"))
     parser.add_argument(
-        "--only", default="echo,fanout,connect,profile", help="comma-separated scenarios"
+        "--only",
+        default="echo,fanout,connect,crossnode,profile",
+        help="comma-separated scenarios",
     )
     parser.add_argument(
         "--render-only",
@@ -274,6 +276,12 @@ def main() -> None:
         results["fanout"] = run_fanout(plan)
     if "connect" in only:
         results["connect"] = run_connect(plan)
+    if "crossnode" in only:
+        from bench import crossnode
+
+        results["crossnode"] = crossnode.run(quick=args.quick)
+        log(f"cross-node: {json.dumps(results['crossnode']['cross_node'])}")
+        os.sched_setaffinity(0, {LOADGEN_CPU})
     if "profile" in only:
         results["profile"] = run_profile(plan)
     results["elapsed_s"] = time.monotonic() - started
