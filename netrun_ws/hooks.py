@@ -114,13 +114,9 @@ class Hooks:
     def _iter(self, hook: str) -> Iterator[_Impl]:
         return iter(self._impls.get(hook, ()))
 
-    @staticmethod
-    def _args(impl: _Impl, kwargs: dict[str, Any]) -> list[Any]:
-        return [kwargs[name] for name in impl.argnames]
-
     def _call_plain(self, impl: _Impl, hook: str, kwargs: dict[str, Any]) -> Any:
         try:
-            result = impl.function(*self._args(impl, kwargs))
+            result = impl.function(*impl.pick(kwargs))
             if inspect.isawaitable(result):
                 if inspect.iscoroutine(result):
                     result.close()  # avoid a "never awaited" warning on top of the real error

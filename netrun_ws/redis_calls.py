@@ -15,11 +15,11 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from redis.exceptions import RedisError
 
-from netrun_ws.session_backends import SessionStoreError, mask_url
+from netrun_ws.masking import mask_url, scrub_password
+from netrun_ws.session_backends import SessionStoreError
 
 __all__ = [
     "REDIS_FAILURES",
@@ -56,11 +56,7 @@ class RedisTarget:
 
     def scrub(self, text: str) -> str:
         """``text`` with the URL's password, if any, replaced by ``***``."""
-        try:
-            password = urlsplit(self.url).password
-        except ValueError:
-            password = None
-        return text.replace(password, "***") if password else text
+        return scrub_password(self.url, text)
 
     def __repr__(self) -> str:
         return f"RedisTarget({self.location!r})"

@@ -14,9 +14,9 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from netrun_ws._extras import require_extra
+from netrun_ws.masking import mask_url, scrub_password
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -328,23 +328,6 @@ _STATS_BATCH = 500
 POOL_SIZE = 32
 
 
-def mask_url(url: str) -> str:
-    """``url`` with its password (userinfo or ``?password=``) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    netloc = parts.netloc
-    userinfo, at, hostport = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
 def _text(value: Any) -> str:
     # A caller's client may have decode_responses=False.
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -582,8 +565,7 @@ class RedisSessionBackend:
             ) from exc
 
     def _scrub(self, text: str) -> str:
-        password = urlsplit(self._url).password if self._url else None
-        return text.replace(password, "***") if password else text
+        return scrub_password(self._url, text)
 
 
 def _describe_client(client: Redis | None) -> str:

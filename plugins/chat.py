@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from netrun_ws import ErrorCode, hookimpl
 from netrun_ws.connection import Connection
-from netrun_ws.host import Host
+from netrun_ws.host import Host, error_reply
 
 RoomName = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 
@@ -59,10 +59,6 @@ class Direct(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
 
 
-def _error(code: str, error: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "error": error, "details": None}
-
-
 class Plugin:
     def __init__(self) -> None:
         self.options = Options()
@@ -94,18 +90,23 @@ class Plugin:
     async def on_message(self, host: Host, connection: Connection, message: BaseModel) -> Any:
         if isinstance(message, Join):
             if not await host.join_room(connection, message.room):
-                return _error(ErrorCode.FORBIDDEN, f"cannot join {message.room!r}")
+                return error_reply(ErrorCode.FORBIDDEN, f"cannot join {message.room!r}")
             members = sorted(set((await host.store.room_members(message.room)).values()))
             return {"type": "joined", "room": message.room, "members": members}
         if isinstance(message, Leave):
             if not await host.leave_room(connection, message.room):
-                return _error(ErrorCode.NOT_FOUND, f"not in room {message.room!r}")
+                return error_reply(ErrorCode.NOT_FOUND, f"not in room {message.room!r}")
             return {"type": "left", "room": message.room}
         if isinstance(message, Say):
             if message.room not in host.rooms_of(connection):
-                return _error(ErrorCode.FORBIDDEN, f"join {message.room!r} before saying anything")
-            said = {"type": "said", "room": message.room, "user_id": connection.user_id}
-            said["text"] = message.text
+                reason = f"join {message.room!r} before saying anything"
+                return error_reply(ErrorCode.FORBIDDEN, reason)
+            said = {
+                "type": "said",
+                "room": message.room,
+                "user_id": connection.user_id,
+                "text": message.text,
+            }
             await host.publish_room(message.room, said)
             return None
         if isinstance(message, Direct):

@@ -11,9 +11,9 @@ import copy
 import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
-MASK = "***"
+from netrun_ws.masking import MASK as MASK
+from netrun_ws.masking import mask_url as mask_url
 
 SECRET_WORDS: frozenset[str] = frozenset(
     {
@@ -49,21 +49,6 @@ def is_secret_key(name: object) -> bool:
         return False
     snake = _snake(name)
     return any(snake == word or snake.endswith("_" + word) for word in SECRET_WORDS)
-
-
-def mask_url(text: str) -> str:
-    """Replace the password of a URL with ``***``; any other string is returned unchanged."""
-    if "://" not in text or "@" not in text:
-        return text
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return text
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return text
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
 
 
 def mask_secrets(data: _T) -> _T:
