@@ -238,11 +238,18 @@ def main() -> None:
         "starlette": lambda: starlette_app(args.mode),
         "socketio": lambda: socketio_app(args.mode),
     }
+    extra: dict[str, Any] = {}
+    if args.kind == "netrun":
+        # As `netrun-ws run` serves it: its websocket protocol (server.ws_protocol, default).
+        from netrun_ws.cli import ws_protocol_class
+
+        extra["ws"] = ws_protocol_class("netrun")
     config = uvicorn.Config(
         builders[args.kind](),
         port=args.port,
         ws_per_message_deflate=deflate,
         **UVICORN_SETTINGS,
+        **extra,
     )
     uvicorn.Server(config).run()
 

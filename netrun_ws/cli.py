@@ -135,6 +135,7 @@ def _run(args: argparse.Namespace) -> int:
         lifespan="on",
         ws_max_size=loaded.config.limits.max_message_bytes,
         ws_per_message_deflate=server.permessage_deflate,
+        ws=ws_protocol_class(server.ws_protocol),
         timeout_graceful_shutdown=server.drain_timeout,
     )
     uvicorn_server = _draining_server_class()(config, app.state.host)
@@ -143,6 +144,15 @@ def _run(args: argparse.Namespace) -> int:
     except SystemExit:  # uvicorn exits with its own code when start-up fails
         return EXIT_START
     return EXIT_OK if uvicorn_server.started else EXIT_START
+
+
+def ws_protocol_class(name: str) -> Any:
+    """The ``uvicorn.Config(ws=...)`` value for ``server.ws_protocol``."""
+    if name == "netrun":
+        from netrun_ws.transport import NetrunWebSocketProtocol
+
+        return NetrunWebSocketProtocol
+    return "websockets-sansio"
 
 
 def _draining_server_class() -> Any:

@@ -1,7 +1,9 @@
 """One accepted WebSocket and its bounded outbound queue.
 
-Sending never waits on the network: :meth:`Connection.enqueue` appends a frame to a small deque and,
-if no writer is running, starts one task that drains the deque and exits when it is empty. An idle
+Sending never waits on the network. Under netrun-ws's uvicorn protocol (:mod:`netrun_ws.transport`)
+:meth:`Connection.enqueue` frames and writes a message synchronously while the socket's write buffer
+has room; otherwise (and under any other server) it appends the frame to a small deque and, if no
+writer is running, starts one task that drains the deque and exits when it is empty. An idle
 connection therefore owns no task, and one slow or dead client never delays whoever enqueued.
 """
 
@@ -16,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
 from starlette.websockets import WebSocket, WebSocketState
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +30,42 @@ OVERFLOW_POLICIES: tuple[OverflowPolicy, ...] = ("disconnect", "drop_oldest")
 #: The wire frame: ``str`` goes out as a text frame, ``bytes`` as a binary frame.
 Frame = str | bytes
 
+#: The ASGI scope extension under which a server offers a :class:`DirectChannel`.
+DIRECT_EXTENSION = "netrun.direct"
+
 # RFC 6455 caps a close reason at 123 bytes of UTF-8; longer ones make the server library raise.
 _MAX_CLOSE_REASON_BYTES = 123
+
+
+class DirectChannel(Protocol):
+    """A synchronous path to the socket offered by the server
+    (``scope["extensions"]["netrun.direct"]``, see
+    :class:`netrun_ws.transport.NetrunWebSocketProtocol`), used after the handshake."""
+
+    def receive_nowait(self) -> Any:
+        """The next ASGI receive event (a dict) if one is waiting, else None (then await
+        ``receive``)."""
+
+    @property
+    def write_paused(self) -> bool:
+        """The socket's write buffer is full: queue, and wait for :meth:`wait_writable`."""
+
+    @property
+    def plain_frames(self) -> bool:
+        """No extension rewrites frames, so a pre-framed message may go out as is."""
+
+    def send_now(self, message: Frame) -> bool:
+        """Frame and write ``message``; False if the socket is no longer open."""
+
+    def send_wire(self, wire: bytes) -> bool:
+        """Write an already framed message; False if the socket is no longer open."""
+
+    async def wait_writable(self) -> None:
+        """Return once the write buffer has drained below its low-water mark."""
+
+
+class SocketClosedError(ConnectionError):
+    """The direct send path found the socket closed."""
 
 
 class ConnectionOwner(Protocol):
@@ -46,6 +84,14 @@ def frame_size(frame: Frame) -> int:
         return len(frame)
     # str.isascii() is O(1) in CPython, so the common case avoids an encode.
     return len(frame) if frame.isascii() else len(frame.encode())
+
+
+def wire_frame(frame: Frame) -> bytes:
+    """``frame`` as one unmasked server frame (text for ``str``), ready for
+    :meth:`DirectChannel.send_wire`: a broadcast frames its payload once for every recipient."""
+    if isinstance(frame, str):
+        return WsFrame(Opcode.TEXT, frame.encode()).serialize(mask=False)
+    return WsFrame(Opcode.BINARY, frame).serialize(mask=False)
 
 
 def truncate_close_reason(reason: str) -> str:
@@ -100,6 +146,7 @@ class Connection:
         "closed",
         "connected_at",
         "connection_id",
+        "direct",
         "dropped",
         "last_activity",
         "maxsize",
@@ -147,6 +194,12 @@ class Connection:
         #: The server's raw ASGI ``send``, when the framework host provides it: the writer then
         #: skips Starlette's per-frame wrapper. None: send through the Starlette WebSocket.
         self.asgi_send: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+        #: The server's synchronous send path, when it offers one (see :class:`DirectChannel`).
+        scope = getattr(websocket, "scope", None)
+        extensions = scope.get("extensions") if isinstance(scope, dict) else None
+        self.direct: DirectChannel | None = (
+            extensions.get(DIRECT_EXTENSION) if isinstance(extensions, dict) else None
+        )
 
     def __repr__(self) -> str:
         return (
@@ -163,16 +216,32 @@ class Connection:
         """Frames waiting to be written (not counting the one being written)."""
         return len(self._queue)
 
-    def enqueue(self, frame: Frame) -> bool:
+    def enqueue(self, frame: Frame, wire: bytes | None = None) -> bool:
         """Queue ``frame`` for sending; never waits on the network.
 
-        Returns True if the frame was queued. Returns False if the connection is closed, or if
-        the queue was full under the ``"disconnect"`` policy: the connection is then closed with
-        ``CloseCode.SLOW_CONSUMER`` (4101) by its owner. Under ``"drop_oldest"`` a full queue
-        discards its oldest frame (counted in :attr:`dropped`) and the new frame is queued.
+        ``wire`` is optionally ``frame`` already framed for the wire (a broadcast frames its
+        payload once for all recipients); it is used only where no extension rewrites frames.
+        Returns True if the frame was queued (or written). Returns False if the connection is
+        closed, or if the queue was full under the ``"disconnect"`` policy: the connection is
+        then closed with ``CloseCode.SLOW_CONSUMER`` (4101) by its owner. Under
+        ``"drop_oldest"`` a full queue discards its oldest frame (counted in :attr:`dropped`)
+        and the new frame is queued.
         """
         if self.closed:
             return False
+        direct = self.direct
+        if direct is not None and self._writer is None and not direct.write_paused:
+            if wire is not None and direct.plain_frames:
+                sent = direct.send_wire(wire)
+            else:
+                sent = direct.send_now(frame)
+            if not sent:
+                self._abandon()
+                self._owner._send_failed(self, SocketClosedError("socket closed"))
+                return False
+            self.messages_sent += 1
+            self.bytes_sent += frame_size(frame)
+            return True
         queue = self._queue
         if len(queue) >= self.maxsize:
             if not self._drop_oldest:
@@ -211,8 +280,19 @@ class Connection:
         queue = self._queue
         websocket = self.websocket
         raw_send = self.asgi_send
+        direct = self.direct
         try:
             while queue:
+                if direct is not None:
+                    if direct.write_paused:
+                        await direct.wait_writable()
+                        continue  # the queue may have been cleared meanwhile
+                    frame = queue.popleft()
+                    if not direct.send_now(frame):
+                        raise SocketClosedError("socket closed")
+                    self.bytes_sent += frame_size(frame)
+                    self.messages_sent += 1
+                    continue
                 frame = queue.popleft()
                 if isinstance(frame, str):
                     if raw_send is not None:
@@ -262,12 +342,16 @@ class Connection:
 
 
 __all__ = [
+    "DIRECT_EXTENSION",
     "OVERFLOW_POLICIES",
     "Connection",
     "ConnectionOwner",
+    "DirectChannel",
     "Frame",
     "OverflowPolicy",
+    "SocketClosedError",
     "close_quietly",
     "frame_size",
     "truncate_close_reason",
+    "wire_frame",
 ]

@@ -81,13 +81,23 @@ class HeartbeatMonitor:
     """Track when each connection was last heard from and ping/clean them up on a schedule.
 
     ``clock`` (default ``time.monotonic``) is injectable so tests can move time by hand.
+    ``activity(connection_id)``, if given, returns when the connection was last heard from (on
+    ``clock``'s scale, or None); each pass takes it into account as if ``update_heartbeat`` had
+    been called then.
     """
 
     def __init__(
-        self, config: HeartbeatConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        config: HeartbeatConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        activity: Callable[[str], float | None] | None = None,
     ) -> None:
         self.config = config if config is not None else HeartbeatConfig()
         self._clock = clock
+        # Reads when a connection was last heard from (on ``clock``'s scale) at check time, for
+        # callers that track activity already: then nobody calls update_heartbeat per message.
+        self._activity = activity
         self._beats: dict[str, _Beat] = {}
         self._last_pass: float | None = None
         self._task: asyncio.Task[None] | None = None
@@ -186,6 +196,11 @@ class HeartbeatMonitor:
                 await asyncio.sleep(0)  # a pass over 100k connections must not freeze the loop
             if self._beats.get(connection_id) is not beat:
                 continue  # removed or re-registered by a callback during this pass
+            if self._activity is not None:
+                seen = self._activity(connection_id)
+                if seen is not None and seen > beat.last_seen:
+                    beat.last_seen = seen
+                    beat.missed = 0
             if previous_pass is not None and beat.last_seen < previous_pass:
                 beat.missed += 1
             if self._is_stale(beat, now):

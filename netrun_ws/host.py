@@ -24,14 +24,14 @@ import pluggy
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
-from starlette.types import Receive, Send
+from starlette.types import Message, Receive, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from netrun_ws import hookspecs
 from netrun_ws.auth_messages import AuthMessage, RefreshMessage
 from netrun_ws.codes import CloseCode, ErrorCode
 from netrun_ws.config import ConfigError, ConfigIssue, LoadedConfig
-from netrun_ws.connection import Connection
+from netrun_ws.connection import Connection, wire_frame
 from netrun_ws.connection_manager import WebSocketConnectionManager, encode_message
 from netrun_ws.hooks import DROP, HookError, Hooks
 from netrun_ws.identity import AuthenticationError, Identity, Rejection
@@ -57,6 +57,10 @@ async def _within(awaitable: Coroutine[Any, Any, _T], seconds: float) -> _T:
         async with asyncio.timeout(seconds):
             return await awaitable
     return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
+
+
+#: Outbound frames queued on a connection past which its message loop yields to the writer.
+_YIELD_TO_WRITER = 16
 
 
 def error_reply(code: str, error: str, details: Any = None) -> dict[str, Any]:
@@ -211,6 +215,7 @@ class Host:
         self._has_invalid = hooks.has("on_invalid_message")
         self._has_before_send = hooks.has("before_send")
         self._has_after_send = hooks.has("after_send")
+        self._send_hooked = self._has_before_send or self._has_after_send
 
     # ------------------------------------------------------------------ lifespan
 
@@ -625,17 +630,27 @@ class Host:
         max_bytes = limits.max_message_bytes
         rate = limits.messages_per_second
         burst = max(rate, 1.0)
-        tokens, last = burst, time.monotonic()
+        tokens, last = burst, time.time()
         errors = limited = 0
         registry_parse = self.registry.parse
+        # Frames already received are taken without an await (netrun-ws's uvicorn protocol).
+        take = connection.direct.receive_nowait if connection.direct is not None else None
         while True:
-            frame = await receive()
+            frame: Message | None = take() if take is not None else None
+            if frame is None:
+                frame = await receive()
             if frame["type"] == "websocket.disconnect":
                 return frame.get("code", 1005), frame.get("reason") or ""
+            if connection.queue_length > _YIELD_TO_WRITER:
+                # Replies are piling up behind a burst of requests that needed no await: let the
+                # writer run before reading on, or a fast client looks like a slow consumer.
+                await asyncio.sleep(0)
             raw: str | bytes | None = frame.get("text")
             if raw is None:
                 raw = frame.get("bytes") or b""
             size = len(raw)
+            now = time.time()
+            connection.last_activity = now
             connection.messages_received += 1
             connection.bytes_received += size
             if size > max_bytes:  # uvicorn enforces ws_max_size too; other servers may not
@@ -645,8 +660,8 @@ class Host:
                     "on_message_received", host=self, connection=connection, raw=raw
                 )
             if rate:
-                now = time.monotonic()
-                tokens = min(burst, tokens + (now - last) * rate)
+                # Wall clock, read once per frame; a clock stepping back adds no tokens.
+                tokens = min(burst, tokens + max(0.0, now - last) * rate)
                 last = now
                 if tokens < 1.0:
                     limited += 1
@@ -695,8 +710,12 @@ class Host:
             )
             await self._report_error(connection, error)
             return
-        for reply in replies:
-            await self.send(connection, reply)
+        if self._send_hooked:
+            for reply in replies:
+                await self.send(connection, reply)
+        else:  # no before_send/after_send: nothing to await
+            for reply in replies:
+                connection.enqueue(encode_message(reply))
 
     async def _report_error(self, connection: Connection | None, error: BaseException) -> None:
         await self.hooks.call_isolated("on_error", host=self, connection=connection, error=error)
@@ -799,18 +818,28 @@ class Host:
         )
         return (await self.publish(envelope)).local
 
-    def _local_targets(self, envelope: Envelope) -> Iterable[str]:
-        if envelope.kind == "user":
-            return self.manager.get_user_connections(envelope.target or "")
-        if envelope.kind == "room":
-            return tuple(self._rooms.get(envelope.target or "", ()))
-        if envelope.kind == "connection":
-            return (envelope.target or "",)
-        return tuple(
-            connection.connection_id
-            for connection in self.manager.connections()
-            if connection.user_id not in envelope.exclude_users
-        )
+    def _local_targets(self, envelope: Envelope) -> list[Connection]:
+        """This node's recipients of ``envelope`` (a snapshot: safe while they come and go)."""
+        kind, target = envelope.kind, envelope.target or ""
+        excluded = envelope.exclude_connections
+        if kind == "broadcast":
+            users = envelope.exclude_users
+            return [
+                connection
+                for connection in self.manager.connections()
+                if connection.user_id not in users and connection.connection_id not in excluded
+            ]
+        if kind == "user":
+            ids: Iterable[str] = self.manager.get_user_connections(target)
+        elif kind == "room":
+            ids = tuple(self._rooms.get(target, ()))
+        elif kind == "connection":
+            ids = (target,)
+        else:
+            return []
+        get = self.manager.get_connection
+        found = (get(connection_id) for connection_id in ids if connection_id not in excluded)
+        return [connection for connection in found if connection is not None]
 
     async def deliver_local(self, envelope: Envelope) -> int:
         """Deliver an envelope to this node's connections (the store calls this on every node)."""
@@ -819,21 +848,20 @@ class Host:
             text = reason.decode(errors="replace") if isinstance(reason, bytes) else reason
             return await self._revoke_local(envelope.target or "", text)
         targets = self._local_targets(envelope)
-        excluded = envelope.exclude_connections
+        if not targets:
+            return 0
         delivered = 0
-        if self._has_before_send or self._has_after_send:
+        if self._send_hooked:
             message = json.loads(envelope.payload)
-            for connection_id in targets:
-                if connection_id not in excluded and await self.send(connection_id, message):
+            for connection in targets:
+                if await self.send(connection, message):
                     delivered += 1
             return delivered
-        # Encoded once: every recipient gets the same str, queued without awaiting the network.
-        get = self.manager.get_connection
-        for connection_id in targets:
-            if connection_id in excluded:
-                continue
-            connection = get(connection_id)
-            if connection is not None and connection.enqueue(envelope.payload):
+        # Encoded and framed once: every recipient gets the same bytes, without an await.
+        payload = envelope.payload
+        wire = wire_frame(payload)
+        for connection in targets:
+            if connection.enqueue(payload, wire):
                 delivered += 1
         return delivered
 

@@ -152,6 +152,33 @@ class MetricsCollector:
             counters.bytes_received += size_bytes
             counters.last_activity = self._wall_clock()
 
+    def update_connection_counters(
+        self,
+        connection_id: str,
+        *,
+        messages_sent: int,
+        messages_received: int,
+        bytes_sent: int,
+        bytes_received: int,
+        last_activity: float | None = None,
+    ) -> None:
+        """Take a registered connection's traffic counters from a source that counts them already
+        (a :class:`netrun_ws.connection.Connection`), instead of one ``record_*`` call per
+        message. The global totals grow by the difference; an unknown id is ignored."""
+        counters = self._connections.get(connection_id)
+        if counters is None:
+            return
+        self.messages_sent += max(0, messages_sent - counters.messages_sent)
+        self.messages_received += max(0, messages_received - counters.messages_received)
+        self.bytes_sent += max(0, bytes_sent - counters.bytes_sent)
+        self.bytes_received += max(0, bytes_received - counters.bytes_received)
+        counters.messages_sent = messages_sent
+        counters.messages_received = messages_received
+        counters.bytes_sent = bytes_sent
+        counters.bytes_received = bytes_received
+        if last_activity is not None:
+            counters.last_activity = max(counters.last_activity, last_activity)
+
     def record_error(self, connection_id: str) -> None:
         """Count one error, for the connection too if it is registered."""
         self.errors += 1

@@ -1,33 +1,44 @@
-"""The hooks that feed a MetricsCollector, shared by the ``log`` and ``json`` metrics sinks."""
+"""The hooks that feed a MetricsCollector, shared by the ``log`` and ``json`` metrics sinks.
+
+Traffic is not recorded per message: every connection counts its own frames and bytes, and
+:meth:`CollectorHooks.sync` copies those counters into the collector when it is read (and once more
+at disconnect), so the per-message path calls no metrics hook at all.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from netrun_ws import hookimpl
 from netrun_ws.connection import Connection
+from netrun_ws.host import Host
 from netrun_ws.metrics import MetricsCollector
 
 
 class CollectorHooks:
-    """Records connections, frames, sends and invalid messages into ``self.collector``."""
+    """Records connections and invalid messages into ``self.collector``; traffic on :meth:`sync`."""
 
     def __init__(self) -> None:
         self.collector = MetricsCollector()
+        self.host: Host | None = None
+
+    def sync(self) -> None:
+        """Bring the collector's traffic counters up to date with the live connections."""
+        if self.host is not None:
+            for connection in self.host.manager.connections():
+                self._sync_one(connection)
+
+    def _sync_one(self, connection: Connection) -> None:
+        self.collector.update_connection_counters(
+            connection.connection_id,
+            messages_sent=connection.messages_sent,
+            messages_received=connection.messages_received,
+            bytes_sent=connection.bytes_sent,
+            bytes_received=connection.bytes_received,
+            last_activity=connection.last_activity,
+        )
 
     @hookimpl
     def on_connect(self, connection: Connection) -> None:
         self.collector.register_connection(connection.connection_id, connection.user_id)
-
-    @hookimpl
-    def on_message_received(self, connection: Connection, raw: str | bytes) -> None:
-        self.collector.record_message_received(connection.connection_id, len(raw))
-
-    @hookimpl
-    def after_send(self, connection: Connection, message: Any) -> None:
-        # The hook carries the message, not its encoding: sizes are known for str/bytes only.
-        size = len(message) if isinstance(message, (str, bytes)) else 0
-        self.collector.record_message_sent(connection.connection_id, size)
 
     @hookimpl
     def on_invalid_message(self, connection: Connection) -> None:
@@ -35,4 +46,5 @@ class CollectorHooks:
 
     @hookimpl
     def on_disconnect(self, connection: Connection, code: int, reason: str) -> None:
+        self._sync_one(connection)
         self.collector.unregister_connection(connection.connection_id)

@@ -8,6 +8,7 @@ is stale: ``on_stale`` fires and it is closed with 4100 (heartbeat timeout). Cli
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -47,10 +48,14 @@ class Plugin:
     def configure(self, host: Host, options: Options) -> None:
         self.host = host
         self.options = options
+        # The host stamps connection.last_activity (wall clock) on every frame it receives; the
+        # monitor reads it at each pass, so no hook runs per message.
         self.monitor = HeartbeatMonitor(
             HeartbeatConfig(
                 interval=options.interval, timeout=options.timeout, max_missed=options.max_missed
-            )
+            ),
+            clock=time.time,
+            activity=self._last_activity,
         )
 
     @hookimpl
@@ -79,10 +84,6 @@ class Plugin:
         }
 
     @hookimpl
-    def on_message_received(self, connection: Connection) -> None:
-        self.monitor.update_heartbeat(connection.connection_id)
-
-    @hookimpl
     def on_message(self, message: BaseModel) -> str | None:
         if getattr(message, "type", None) == "ping":
             return _PONG
@@ -91,6 +92,10 @@ class Plugin:
     @hookimpl
     def on_disconnect(self, connection: Connection) -> None:
         self.monitor.unregister_connection(connection.connection_id)
+
+    def _last_activity(self, connection_id: str) -> float | None:
+        connection = self.host.connection(connection_id) if self.host is not None else None
+        return connection.last_activity if connection is not None else None
 
     async def _ping(self, connection_id: str) -> None:
         if self.host is not None:

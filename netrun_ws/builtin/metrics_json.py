@@ -37,6 +37,7 @@ class Plugin(CollectorHooks):
         return [Route(self.options.path, self._endpoint, methods=["GET"])]
 
     async def _endpoint(self, request: Request) -> JSONResponse:
+        self.sync()
         body: dict[str, Any] = {"metrics": self.collector.get_stats()}
         if self.host is not None:
             body["connections"] = self.host.manager.get_stats()

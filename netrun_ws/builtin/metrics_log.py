@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from netrun_ws import hookimpl
 from netrun_ws.builtin.collector_hooks import CollectorHooks
 from netrun_ws.connection import Connection
+from netrun_ws.host import Host
 
 logger = logging.getLogger("netrun_ws.metrics")
 
@@ -36,7 +37,8 @@ class Plugin(CollectorHooks):
         self._task: asyncio.Task[None] | None = None
 
     @hookimpl
-    def configure(self, options: Options) -> None:
+    def configure(self, host: Host, options: Options) -> None:
+        self.host = host
         self.level = logging.getLevelName(options.level.upper())
         self.interval = options.interval
 
@@ -59,6 +61,7 @@ class Plugin(CollectorHooks):
             self.log_summary()
 
     def log_summary(self) -> None:
+        self.sync()
         stats = self.collector.get_stats()
         logger.log(
             self.level,

@@ -37,27 +37,30 @@ class Options(BaseModel):
 
 
 class _TrafficCollector(Collector):
-    """Frames and bytes received and messages sent, read from the plugin's counters."""
+    """Frames and bytes received and messages sent, read from the connection manager's counters
+    at scrape time: the per-message path calls no metrics hook."""
 
     def __init__(self, plugin: Plugin, prefix: str) -> None:
         self.plugin = plugin
         self.prefix = prefix
 
     def collect(self) -> Iterator[Metric]:
-        p, plugin = self.prefix, self.plugin
-        for name, documentation, value in (
-            ("messages_received", "Frames received", plugin.received),
-            ("received_bytes", "Bytes received", plugin.received_bytes),
-            ("messages_sent", "Messages queued to clients", plugin.sent),
+        host = self.plugin.host
+        stats = host.manager.get_stats() if host is not None else {}
+        p = self.prefix
+        for name, documentation, key in (
+            ("messages_received", "Frames received", "messages_received"),
+            ("received_bytes", "Bytes received", "bytes_received"),
+            ("messages_sent", "Messages written to clients", "messages_sent"),
+            ("sent_bytes", "Bytes written to clients", "bytes_sent"),
         ):
-            yield CounterMetricFamily(f"{p}_{name}", documentation, value=value)
+            yield CounterMetricFamily(f"{p}_{name}", documentation, value=stats.get(key, 0))
 
 
 class Plugin:
     def __init__(self) -> None:
         self.options = Options()
         self.registry = CollectorRegistry()
-        self.received = self.received_bytes = self.sent = 0
         self.host: Host | None = None
 
     @hookimpl
@@ -70,8 +73,8 @@ class Plugin:
         self.disconnects = Counter(
             f"{p}_connections_closed", "Connections closed, by close code", ["code"], registry=r
         )
-        # Per-message counts are plain ints, exposed at scrape time: a prometheus Counter takes a
-        # lock on every increment, which the per-message path should not pay.
+        # Traffic counts come from the connection manager at scrape time: a prometheus Counter
+        # takes a lock on every increment, and a hook per message costs more than the count.
         r.register(_TrafficCollector(self, p))
         self.invalid = Counter(
             f"{p}_invalid_messages", "Invalid frames, by error code", ["code"], registry=r
@@ -115,15 +118,6 @@ class Plugin:
     def on_connect(self) -> None:
         self.connects.inc()
         self.connections.inc()
-
-    @hookimpl
-    def on_message_received(self, raw: str | bytes) -> None:
-        self.received += 1
-        self.received_bytes += len(raw)
-
-    @hookimpl
-    def after_send(self) -> None:
-        self.sent += 1
 
     @hookimpl
     def on_invalid_message(self, error: ProtocolError) -> None:

@@ -131,6 +131,14 @@ class ServerConfig(BaseModel):
             "of memory per connection."
         ),
     )
+    ws_protocol: Literal["netrun", "uvicorn"] = Field(
+        default="netrun",
+        description=(
+            "WebSocket implementation `netrun-ws run` gives uvicorn: 'netrun' is uvicorn's "
+            "sans-I/O protocol with corked writes and a synchronous send path "
+            "(netrun_ws.transport); 'uvicorn' is uvicorn's own, unchanged. Same wire behaviour."
+        ),
+    )
 
     @field_validator("api_key", mode="before")
     @classmethod

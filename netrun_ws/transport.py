@@ -1,0 +1,266 @@
+"""netrun-ws's websocket protocol for uvicorn: uvicorn's sans-I/O protocol, tuned for many frames.
+
+``netrun-ws run`` serves websockets with :class:`NetrunWebSocketProtocol`
+(``uvicorn.Config(ws=...)``). It is uvicorn's own ``websockets-sansio`` protocol (frames parsed
+by the ``websockets`` library) with three changes, each measured in ``bench/``
+(docs/performance.md):
+
+- **Writes are corked.** Every frame written during one event-loop iteration leaves in one
+  ``transport.write`` at the end of it (or at once past :data:`CORK_LIMIT` bytes), so a client with
+  eight requests in flight gets its eight replies in one syscall, not eight.
+- **Reading pauses on bytes, not on every message.** uvicorn stops reading after each message until
+  the app has taken it; here reading stops only when :data:`READ_LIMIT` bytes of received messages
+  wait for the app, which bounds memory the same way without a pause/resume pair per batch.
+- **A synchronous send path.** The ASGI scope carries ``scope["extensions"]["netrun.direct"]``, this
+  protocol object, whose :meth:`send_now` frames and queues a message without a coroutine, a task or
+  an await; :class:`netrun_ws.connection.Connection` uses it when present, and the plain ASGI
+  ``send`` otherwise (any other server, or ``server.transport: uvicorn``).
+
+Behaviour on the wire (handshake, close codes, keepalive pings, limits) is uvicorn's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
+from websockets.frames import CloseCode as WsCloseCode
+from websockets.protocol import State
+
+from netrun_ws.connection import DIRECT_EXTENSION
+
+#: Corked bytes past which a write leaves at once instead of at the end of the loop iteration.
+CORK_LIMIT = 64 * 1024
+#: Bytes of received messages waiting for the app past which the socket stops being read.
+READ_LIMIT = 64 * 1024
+
+
+class CorkedTransport:
+    """The real transport, with writes gathered until the end of the loop iteration."""
+
+    __slots__ = ("_buffer", "_loop", "_scheduled", "_size", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._buffer: list[bytes] = []
+        self._size = 0
+        self._scheduled = False
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._buffer.append(data)
+        self._size += len(data)
+        if self._size >= CORK_LIMIT:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush_scheduled)
+
+    def writelines(self, chunks: Iterable[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def _flush_scheduled(self) -> None:
+        self._scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        buffer = self._buffer
+        if not buffer:
+            return
+        data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+        buffer.clear()
+        self._size = 0
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def abort(self) -> None:
+        self._buffer.clear()
+        self._size = 0
+        self.transport.abort()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)
+
+    def get_write_buffer_size(self) -> int:
+        return self.transport.get_write_buffer_size() + self._size
+
+
+class ReceiveQueue:
+    """The ASGI receive events of one connection: a deque, and a future only while the app waits.
+
+    Stands in for the ``asyncio.Queue`` of uvicorn's protocol (same ``put_nowait``/``get``/
+    ``empty``/``qsize``), without its per-call overhead, and counts the bytes waiting.
+    """
+
+    __slots__ = ("_events", "_loop", "_waiter", "waiting_bytes")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._events: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.waiting_bytes = 0
+
+    def put_nowait(self, event: Any) -> None:
+        self._events.append(event)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def get_nowait(self) -> Any | None:
+        """The next event, or None when there is none yet."""
+        if not self._events:
+            return None
+        event = self._events.popleft()
+        if self.waiting_bytes:
+            size = len(event.get("text") or event.get("bytes") or ())
+            self.waiting_bytes = max(0, self.waiting_bytes - size)
+        return event
+
+    async def get(self) -> Any:
+        while not self._events:
+            waiter = self._waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self.get_nowait()
+
+    def empty(self) -> bool:
+        return not self._events
+
+    def qsize(self) -> int:
+        return len(self._events)
+
+
+class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's ``websockets-sansio`` protocol with corked writes and a direct send path."""
+
+    transport: CorkedTransport  # type: ignore[assignment]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue: ReceiveQueue = ReceiveQueue(self.loop)  # type: ignore[assignment]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.transport = CorkedTransport(transport, self.loop)  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport._buffer.clear()  # nothing can be written any more
+        super().connection_lost(exc)
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        if not self.close_sent:  # the handshake request was valid: an ASGI scope exists
+            extensions: dict[str, Any] = self.scope["extensions"]
+            extensions[DIRECT_EXTENSION] = self
+
+    def send_receive_event_to_app(self) -> None:
+        frames = self.frames
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        self.frames = []
+        if self.close_sent:  # past websocket.close: drop it, keep reading for the close reply
+            return
+        event: dict[str, Any]
+        if self.curr_msg_data_type == "text":
+            try:
+                event = {"type": "websocket.receive", "text": data.decode()}
+            except UnicodeDecodeError:
+                self.conn.fail(WsCloseCode.INVALID_DATA, "invalid UTF-8")
+                self.handle_parser_exception()
+                return
+        else:
+            event = {"type": "websocket.receive", "bytes": data}
+        queue = self.queue
+        queue.put_nowait(event)
+        queue.waiting_bytes += len(data)
+        if queue.waiting_bytes > READ_LIMIT and not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    async def receive(self) -> Any:
+        event = await self.queue.get()
+        if self.read_paused:
+            self._maybe_resume_reading()
+        return event
+
+    def receive_nowait(self) -> Any | None:
+        """The next ASGI receive event if one is waiting, else None (then await ``receive``)."""
+        event = self.queue.get_nowait()
+        if self.read_paused:
+            self._maybe_resume_reading()
+        return event
+
+    def _maybe_resume_reading(self) -> None:
+        if self.queue.waiting_bytes <= READ_LIMIT // 2:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    # ------------------------------------------------------------------ the direct path
+
+    @property
+    def write_paused(self) -> bool:
+        """The socket's write buffer is over its high-water mark: queue, and wait_writable()."""
+        return not self.writable.is_set()
+
+    async def wait_writable(self) -> None:
+        await self.writable.wait()
+
+    @property
+    def plain_frames(self) -> bool:
+        """No extension (permessage-deflate) rewrites frames: :meth:`send_wire` may be used."""
+        return not self.conn.extensions
+
+    def send_now(self, message: str | bytes) -> bool:
+        """Frame ``message`` (text for ``str``) and write it; False if the socket is not open."""
+        if self.close_sent or self.disconnected:
+            return False
+        conn = self.conn
+        try:
+            if isinstance(message, str):
+                conn.send_text(message.encode())
+            else:
+                conn.send_binary(message)
+        except InvalidState:
+            return False
+        self.transport.writelines(conn.data_to_send())
+        return True
+
+    def send_wire(self, wire: bytes) -> bool:
+        """Write an already framed message (from :func:`netrun_ws.connection.wire_frame`); only when
+        :attr:`plain_frames`. False if the socket is not open."""
+        if self.close_sent or self.disconnected or self.conn.state is not State.OPEN:
+            return False
+        self.transport.write(wire)
+        return True
+
+
+__all__ = [
+    "CORK_LIMIT",
+    "READ_LIMIT",
+    "CorkedTransport",
+    "NetrunWebSocketProtocol",
+    "ReceiveQueue",
+]

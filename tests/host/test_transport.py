@@ -1,0 +1,97 @@
+"""netrun-ws's uvicorn websocket protocol (netrun_ws.transport) over a real server: the direct
+channel is used, corked writes keep order, reading pauses while the app is behind, and
+``server.ws_protocol: uvicorn`` falls back to uvicorn's own protocol through plain ASGI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+
+from netrun_ws import create_app
+from netrun_ws.transport import CORK_LIMIT, READ_LIMIT, NetrunWebSocketProtocol
+from tests.host.helpers import base_config, recv_json, wait_for
+from tests.support.server import serve
+
+ECHO = "tests.host.echo_plugin"
+
+
+def echo_config(ws_protocol: str = "netrun", **limits: Any) -> dict[str, Any]:
+    return base_config(
+        server={"path": "/ws", "ws_protocol": ws_protocol},
+        limits={"messages_per_second": 0, **limits},
+        plugins=[ECHO],
+    )
+
+
+def only_connection(app: Any) -> Any:
+    (connection,) = app.state.host.manager.connections()
+    return connection
+
+
+async def echo_burst(addr: str, count: int, text: str) -> list[dict[str, Any]]:
+    """Send ``count`` echoes without waiting, then read ``count`` replies."""
+    async with connect(f"ws://{addr}/ws?user_id=u", max_size=None) as client:
+        assert (await recv_json(client))["type"] == "connect"
+        for seq in range(count):
+            await client.send(json.dumps({"type": "echo", "seq": seq, "text": text}))
+        return [await recv_json(client) for _ in range(count)]
+
+
+@pytest.mark.parametrize("ws_protocol", ["netrun", "uvicorn"])
+async def test_a_burst_comes_back_complete_and_in_order(ws_protocol: str) -> None:
+    app = create_app(echo_config(ws_protocol))
+    async with serve(app) as addr:
+        replies = await echo_burst(addr, 500, "x" * 50)
+    assert [reply["seq"] for reply in replies] == list(range(500))
+    expected = [{"type": "echo", "seq": n, "text": "x" * 50} for n in range(500)]
+    assert replies == expected
+
+
+async def test_replies_beyond_the_cork_limit_are_written_at_once_and_in_order() -> None:
+    app = create_app(echo_config())
+    text = "y" * 8000
+    count = 3 * CORK_LIMIT // len(text)
+    async with serve(app) as addr:
+        replies = await echo_burst(addr, count, text)
+    assert [reply["seq"] for reply in replies] == list(range(count))
+    assert all(reply["text"] == text for reply in replies)
+
+
+@pytest.mark.parametrize("ws_protocol", ["netrun", "uvicorn"])
+async def test_the_direct_channel_is_offered_only_by_the_netrun_protocol(ws_protocol: str) -> None:
+    app = create_app(echo_config(ws_protocol))
+    async with serve(app) as addr, connect(f"ws://{addr}/ws?user_id=u") as client:
+        await recv_json(client)
+        direct = only_connection(app).direct
+        if ws_protocol == "netrun":
+            assert isinstance(direct, NetrunWebSocketProtocol)
+        else:
+            assert direct is None
+        await client.send(json.dumps({"type": "echo", "seq": 1}))
+        assert (await recv_json(client))["seq"] == 1
+
+
+async def test_reading_pauses_while_the_app_is_behind_and_nothing_is_lost() -> None:
+    app = create_app(echo_config())
+    plugin = app.state.host.plugin_manager.get_plugin(ECHO)
+    plugin.hold.clear()  # the handler waits: received messages pile up
+    count, text = 200, "z" * 4000  # 800 KB in all, far over READ_LIMIT (deflate is off)
+    async with serve(app) as addr:
+        async with connect(f"ws://{addr}/ws?user_id=u") as client:
+            assert (await recv_json(client))["type"] == "connect"
+            for seq in range(count):
+                await client.send(json.dumps({"type": "echo", "seq": seq, "text": text}))
+            direct = only_connection(app).direct
+            await wait_for(lambda: direct.read_paused)
+            await asyncio.sleep(0.2)
+            # Paused within one socket read (up to 256 KB with uvloop) of the limit: the rest
+            # waits in the kernel, not in Python.
+            assert READ_LIMIT < direct.queue.waiting_bytes <= READ_LIMIT + 256 * 1024
+            plugin.hold.set()
+            replies = [await recv_json(client) for _ in range(count)]
+    assert [reply["seq"] for reply in replies] == list(range(count))
+    assert not direct.read_paused
