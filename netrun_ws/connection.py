@@ -189,7 +189,8 @@ class Connection:
         self.maxsize = maxsize
         self._drop_oldest = overflow_policy == "drop_oldest"
         self._owner = owner
-        self._queue: deque[Frame] = deque()
+        # Created on first use: under the direct channel most connections never need one.
+        self._queue: deque[Frame] | None = None
         self._writer: asyncio.Task[None] | None = None
         #: The server's raw ASGI ``send``, when the framework host provides it: the writer then
         #: skips Starlette's per-frame wrapper. None: send through the Starlette WebSocket.
@@ -214,7 +215,7 @@ class Connection:
     @property
     def queue_length(self) -> int:
         """Frames waiting to be written (not counting the one being written)."""
-        return len(self._queue)
+        return len(self._queue) if self._queue is not None else 0
 
     def enqueue(self, frame: Frame, wire: bytes | None = None) -> bool:
         """Queue ``frame`` for sending; never waits on the network.
@@ -243,6 +244,8 @@ class Connection:
             self.bytes_sent += frame_size(frame)
             return True
         queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
         if len(queue) >= self.maxsize:
             if not self._drop_oldest:
                 self._abandon()
@@ -273,11 +276,13 @@ class Connection:
     def _abandon(self) -> None:
         """Stop accepting frames and discard the queued ones; an in-flight write finishes."""
         self.closed = True
-        self._queue.clear()
+        if self._queue is not None:
+            self._queue.clear()
 
     async def _write(self) -> None:
         # The hot path: no logging and no await besides the send itself.
         queue = self._queue
+        assert queue is not None  # a writer starts only after a frame was queued
         websocket = self.websocket
         raw_send = self.asgi_send
         direct = self.direct
@@ -331,7 +336,7 @@ class Connection:
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
             "dropped": self.dropped,
-            "queue_length": len(self._queue),
+            "queue_length": self.queue_length,
             "closed": self.closed,
             "metadata": dict(self.metadata),
         }

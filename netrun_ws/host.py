@@ -509,8 +509,7 @@ class Host:
             return None
         metadata: dict[str, Any] = {
             "identity": identity,
-            "rooms": set(),
-            "state": {},
+            "state": {},  # "rooms" is created by rooms_of() when first needed
             "store_connection_id": store_id,
             "resuming": resuming,
             "ip": ip,
