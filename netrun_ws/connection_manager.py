@@ -90,6 +90,9 @@ class SessionInUseError(ValueError):
         self.session_id = session_id
 
 
+_MODEL_DUMP_JSON = BaseModel.model_dump_json
+
+
 def encode_message(message: Any, binary: bool = False) -> Frame:
     """Encode ``message`` into one wire frame (``str`` = text frame, ``bytes`` = binary frame).
 
@@ -107,7 +110,12 @@ def encode_message(message: Any, binary: bool = False) -> Frame:
     elif isinstance(message, bytes | bytearray):
         return bytes(message)
     elif isinstance(message, BaseModel):
-        frame = message.model_dump_json()
+        if type(message).model_dump_json is _MODEL_DUMP_JSON:
+            # What model_dump_json() does with its defaults, minus its keyword plumbing (a third
+            # of a small model's encoding time); a model that overrides it is still honoured.
+            frame = message.__pydantic_serializer__.to_json(message).decode()
+        else:
+            frame = message.model_dump_json()
     elif isinstance(message, dict | list | tuple):
         try:
             encoded = to_json(message)

@@ -632,6 +632,9 @@ class Host:
         tokens, last = burst, time.time()
         errors = limited = 0
         registry_parse = self.registry.parse
+        # Fixed once the host is set up: read once per connection, not once per frame.
+        has_received, has_invalid = self._has_received, self._has_invalid
+        has_on_message, core_handlers = self._has_on_message, self._core_handlers
         # Frames already received are taken without an await (netrun-ws's uvicorn protocol).
         take = connection.direct.receive_nowait if connection.direct is not None else None
         while True:
@@ -640,7 +643,7 @@ class Host:
                 frame = await receive()
             if frame["type"] == "websocket.disconnect":
                 return frame.get("code", 1005), frame.get("reason") or ""
-            if connection.queue_length > _YIELD_TO_WRITER:
+            if (queue := connection._queue) is not None and len(queue) > _YIELD_TO_WRITER:
                 # Replies are piling up behind a burst of requests that needed no await: let the
                 # writer run before reading on, or a fast client looks like a slow consumer.
                 await asyncio.sleep(0)
@@ -654,7 +657,7 @@ class Host:
             connection.bytes_received += size
             if size > max_bytes:  # uvicorn enforces ws_max_size too; other servers may not
                 return CloseCode.MESSAGE_TOO_BIG, "message too big"
-            if self._has_received:
+            if has_received:
                 await self.hooks.call(
                     "on_message_received", host=self, connection=connection, raw=raw
                 )
@@ -682,7 +685,7 @@ class Host:
             except ProtocolError as error:
                 errors += 1
                 await self.send(connection, error_reply(error.code, error.error, error.details))
-                if self._has_invalid:
+                if has_invalid:
                     await self.hooks.call_isolated(
                         "on_invalid_message", host=self, connection=connection, raw=raw, error=error
                     )
@@ -690,31 +693,34 @@ class Host:
                     return CloseCode.TOO_MANY_INVALID_MESSAGES, "too many invalid messages"
                 continue
             errors = 0
-            core = self._core_handlers.get(message.__class__)
+            core = core_handlers.get(message.__class__)
             if core is not None:
                 await core(connection, message)
-            elif self._has_on_message:
-                await self._dispatch(connection, message)
+                continue
+            if not has_on_message:
+                continue
+            # on_message, inlined: this is the per-message path.
+            try:
+                replies = await self.hooks.call(
+                    "on_message", host=self, connection=connection, message=message
+                )
+            except HookError as error:
+                await self._handler_failed(connection, error)
+                continue
+            if self._send_hooked:
+                for reply in replies:
+                    await self.send(connection, reply)
+            else:  # no before_send/after_send: nothing to await
+                for reply in replies:
+                    connection.enqueue(encode_message(reply))
 
-    async def _dispatch(self, connection: Connection, message: BaseModel) -> None:
-        try:
-            replies = await self.hooks.call(
-                "on_message", host=self, connection=connection, message=message
-            )
-        except HookError as error:
-            logger.error("%s", error, exc_info=error.error)
-            await self.send(
-                connection,
-                error_reply(ErrorCode.HANDLER_ERROR, f"message handler failed ({error.plugin})"),
-            )
-            await self._report_error(connection, error)
-            return
-        if self._send_hooked:
-            for reply in replies:
-                await self.send(connection, reply)
-        else:  # no before_send/after_send: nothing to await
-            for reply in replies:
-                connection.enqueue(encode_message(reply))
+    async def _handler_failed(self, connection: Connection, error: HookError) -> None:
+        logger.error("%s", error, exc_info=error.error)
+        await self.send(
+            connection,
+            error_reply(ErrorCode.HANDLER_ERROR, f"message handler failed ({error.plugin})"),
+        )
+        await self._report_error(connection, error)
 
     async def _report_error(self, connection: Connection | None, error: BaseException) -> None:
         await self.hooks.call_isolated("on_error", host=self, connection=connection, error=error)

@@ -438,7 +438,9 @@ class MessageRegistry:
             if isinstance(data, str | bytes | bytearray):
                 if _may_hold_non_json_number(data):
                     _refuse_non_json_numbers(data)
-                return adapter.validate_json(data)  # type: ignore[no-any-return]
+                # The adapter's schema validator itself: TypeAdapter.validate_json only adds
+                # keyword handling that costs a sizeable share of a small message's validation.
+                return adapter.validator.validate_json(data)  # type: ignore[no-any-return]
             if isinstance(data, dict):
                 return adapter.validate_python(data)  # type: ignore[no-any-return]
         except ValidationError as exc:

@@ -28,9 +28,11 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 from websockets.frames import CloseCode as WsCloseCode
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
 from websockets.protocol import State
 
-from netrun_ws.connection import DIRECT_EXTENSION
+from netrun_ws.connection import DIRECT_EXTENSION, OPCODE_BINARY, OPCODE_TEXT, frame_header
 
 #: Corked bytes past which a write leaves at once instead of at the end of the loop iteration.
 CORK_LIMIT = 64 * 1024
@@ -214,6 +216,31 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.request = self.response = None  # type: ignore[assignment]
         super().start_keepalive()
 
+    def handle_events(self) -> None:
+        # uvicorn's dispatch, with a whole text frame (the common case) delivered without the
+        # two handler calls and the list uvicorn builds for it.
+        for event in self.conn.events_received():
+            if type(event) is Frame:
+                opcode = event.opcode
+                if opcode is Opcode.TEXT and event.fin:
+                    self.curr_msg_data_type = "text"
+                    self.frames = [event.data]  # type: ignore[list-item]
+                    self.send_receive_event_to_app()
+                elif opcode is Opcode.TEXT:
+                    self.handle_text(event)
+                elif opcode is Opcode.BINARY:
+                    self.handle_bytes(event)
+                elif opcode is Opcode.CONT:
+                    self.handle_cont(event)
+                elif opcode is Opcode.PING:
+                    self.handle_ping()
+                elif opcode is Opcode.PONG:
+                    self.handle_pong(event)
+                elif opcode is Opcode.CLOSE:
+                    self.handle_close(event)
+            elif isinstance(event, Request):
+                self.handle_connect(event)
+
     def send_receive_event_to_app(self) -> None:
         frames = self.frames
         data = frames[0] if len(frames) == 1 else b"".join(frames)
@@ -272,17 +299,24 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def send_now(self, message: str | bytes) -> bool:
         """Frame ``message`` (text for ``str``) and write it; False if the socket is not open."""
-        if self.close_sent or self.disconnected:
-            return False
         conn = self.conn
-        try:
-            if isinstance(message, str):
-                conn.send_text(message.encode())
-            else:
-                conn.send_binary(message)
-        except InvalidState:
+        if self.close_sent or self.disconnected or conn.state is not State.OPEN:
             return False
-        self.transport.writelines(conn.data_to_send())
+        if conn.extensions:  # permessage-deflate: websockets compresses and frames
+            try:
+                if isinstance(message, str):
+                    conn.send_text(message.encode())
+                else:
+                    conn.send_binary(message)
+            except InvalidState:
+                return False
+            self.transport.writelines(conn.data_to_send())
+            return True
+        if isinstance(message, str):
+            data = message.encode()
+            self.transport.write(frame_header(OPCODE_TEXT, len(data)) + data)
+        else:
+            self.transport.write(frame_header(OPCODE_BINARY, len(message)) + message)
         return True
 
     def send_wire(self, wire: bytes) -> bool:
