@@ -465,3 +465,34 @@ def test_idle_connection_state_is_small() -> None:
     per_connection = (after - before) / len(ids)
     # Measured ~93 bytes (dict entry + two-slot object + float); a dict per connection ~230.
     assert per_connection < 150, per_connection
+
+
+async def test_activity_read_at_each_pass_counts_as_a_heartbeat(
+    clock: FakeClock, recorder: Recorder
+) -> None:
+    seen: dict[str, float] = {}
+    monitor = HeartbeatMonitor(clock=clock, activity=seen.get)
+    await monitor.start(recorder.ping, recorder.cleanup, recorder.miss)
+    await monitor.stop()
+    monitor.register_connection("active")
+    monitor.register_connection("silent")
+    for _ in range(5):
+        clock.advance(30)
+        seen["active"] = clock.now - 1  # heard from during the interval, never via update_heartbeat
+        await monitor.check_once()
+    assert recorder.cleanups == ["silent"]
+    assert ("active", 1) not in recorder.misses
+    assert monitor.is_stale("active") is False
+
+
+async def test_activity_older_than_the_last_heartbeat_changes_nothing(
+    clock: FakeClock, recorder: Recorder
+) -> None:
+    monitor = HeartbeatMonitor(clock=clock, activity=lambda connection_id: 0.0)
+    await monitor.start(recorder.ping, recorder.cleanup, recorder.miss)
+    await monitor.stop()
+    monitor.register_connection("c1")
+    for _ in range(4):
+        clock.advance(30)
+        await monitor.check_once()
+    assert recorder.cleanups == ["c1"]

@@ -233,3 +233,22 @@ def test_totals_in_stats(metrics: MetricsCollector) -> None:
     stats = metrics.get_stats()
     assert stats["total_messages"] == 3
     assert stats["total_bytes"] == 12
+
+
+def test_update_connection_counters_takes_totals_and_grows_globals_by_the_difference() -> None:
+    collector = MetricsCollector()
+    collector.register_connection("c1", "alice")
+    collector.record_message_received("c1", 10)
+    counters = {"messages_sent": 3, "messages_received": 4, "bytes_sent": 30, "bytes_received": 40}
+    collector.update_connection_counters("c1", **counters, last_activity=123.0)
+    metrics = collector.get_connection_metrics("c1")
+    assert metrics is not None
+    assert {key: metrics[key] for key in counters} == counters
+    assert metrics["last_activity"] >= 123.0
+    assert (collector.messages_received, collector.bytes_received) == (4, 40)
+    collector.update_connection_counters("c1", **{**counters, "messages_sent": 5})
+    assert collector.messages_sent == 5
+    collector.update_connection_counters("unknown", **counters)  # ignored, like record_*
+    assert collector.messages_sent == 5
+    collector.unregister_connection("c1")
+    assert collector.get_stats()["messages_sent"] == 5
