@@ -219,6 +219,30 @@ def profile_section(profile: dict[str, Any] | None) -> str:
     return "\n".join(out) + "\n"
 
 
+def connect_profile_section(result: dict[str, Any] | None) -> str:
+    if not result:
+        return "_Not run in this invocation._\n"
+    count = result["connections"]
+    cpu_us = result["cpu_seconds"] / count * 1e6
+    gc_us = result["gc_seconds"] / count * 1e6
+    rows = [
+        f"Scenario 3 once more against netrun-ws alone ({count:,} connections, "
+        f"{_n(result['connects_per_s'])} connects/s): the server spent {cpu_us:,.0f} us of CPU "
+        f"per connection, {gc_us:,.0f} us of it ({gc_us / cpu_us:.0%}) in garbage-collector "
+        f"pauses (collections by generation: {result['gc_collections']}). Then under cProfile "
+        f"({_n(result['connects_per_s_profiled'])} connects/s), the share of the server's "
+        "profiled time in each stage of a connection (`bench/connect_profile.py`; cProfile "
+        "slows Python code several times, so only the shares mean something; C code such as "
+        "the socket writes and the garbage collector counts in the stage that triggered it):\n",
+        "| stage | share of profiled time |",
+        "|---|---:|",
+    ]
+    rows += [f"| {stage['stage']} | {stage['share']:.1%} |" for stage in result["stages"]]
+    rest = 1 - sum(stage["share"] for stage in result["stages"])
+    rows.append(f"| everything else (the event loop, socket reads, ...) | {rest:.1%} |")
+    return "\n".join(rows) + "\n"
+
+
 def _verdict(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
 
@@ -337,4 +361,5 @@ def render(results: dict[str, Any], profile: dict[str, Any] | None, plan: dict[s
         stall=stall_md,
         connect=conn_md,
         profile=profile_section(profile),
+        connect_profile=connect_profile_section(results.get("connect_profile")),
     )

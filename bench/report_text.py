@@ -55,13 +55,15 @@ Plan: `{plan}`
 
 50 connections x 8 messages in flight, ~100-byte JSON text frames
 (`{{"type":"echo","seq":N,"t":NS,"payload":"x..."}}`), round-trip latency measured by the
-client. netrun-ws runs the whole pipeline: JWT (HS256) verified at connect from the
-`Authorization: Bearer` header, every frame validated against the registered `echo` model
-(a bench plugin, `bench/echo_plugin.py`, returns the model as the reply, so it is serialised by
-the host), the `on_message_received`/`on_message`/`after_send` hooks of the metrics
-(prometheus + json) and heartbeat (ping) plugins, the reconnect plugin, the token-bucket rate
-limiter (set to 1,000,000 msg/s per connection instead of the default 50 so it does not
-throttle the benchmark; it still runs on every frame), the bounded outbound queue per
+client. netrun-ws runs the whole pipeline, served as `netrun-ws run` serves it (its own uvicorn
+websocket protocol, `netrun_ws.transport`, see docs/architecture.md): JWT (HS256) verified at
+connect from the `Authorization: Bearer` header, every frame counted, stamped and validated
+against the registered `echo` model (a bench plugin, `bench/echo_plugin.py`, returns the model
+as the reply, so it is serialised by the host), the `on_message` hooks of the bench plugin and of
+the heartbeat (ping) plugin, the metrics plugins (prometheus + json; they read the connections'
+own counters when scraped, so they add no per-message hook), the reconnect plugin, the
+token-bucket rate limiter (set to 1,000,000 msg/s per connection instead of the default 50 so it
+does not throttle the benchmark; it still runs on every frame), the bounded outbound queue per
 connection. The peers echo the text frame back untouched.
 
 {echo}
@@ -72,7 +74,7 @@ One publisher and N receivers. The publisher keeps a window of broadcasts in fli
 (`max(2, 4000 // N)`, so about 4,000 deliveries are outstanding); a broadcast completes when
 every counted receiver has it (or after 2 s, its missing deliveries counted as lost).
 netrun-ws: the publisher's `publish` message is validated and sent with `host.broadcast(...,
-exclude_users=[publisher])` (memory store, encoded once). `websockets` uses
+exclude_users=[publisher])` (memory store, encoded and framed once). `websockets` uses
 `websockets.broadcast`, python-socketio `emit(skip_sid=...)`, picows a loop of
 `transport.send`. Receivers are added to the same server between phases.
 
@@ -101,13 +103,25 @@ were opened and closed) / 5,000, read with psutil.
 permessage-deflate: netrun-ws runs as its CLI does (`server.permessage_deflate: false`, the
 default); the uvicorn peers run with uvicorn's default (`ws_per_message_deflate=True`); all
 uvicorn servers otherwise share one setting set (`bench/servers.py` `UVICORN_SETTINGS`:
-uvloop, httptools, websockets-sansio, `ws_max_size=65536`, access log off, backlog 2048).
+uvloop, httptools, `ws_max_size=65536`, access log off, backlog 2048), with uvicorn's
+websockets-sansio protocol for the peers and its netrun-ws subclass for netrun-ws.
 The load generator never offers the extension in scenarios 1-3, so deflate is not negotiated
 there and the difference in settings does not affect those numbers. Scenario 4 is run with and
 without a client offering `permessage-deflate; client_max_window_bits`, and also for netrun-ws
 with deflate switched on, to show what the default saves.
 
 {connect}
+### Where a connection's set-up time goes
+
+{connect_profile}
+The connect target compares a whole netrun-ws connection (JWT verified, limits checked, session
+created, registered, `on_connect` hooks run, welcome message framed and sent) with a bare
+uvicorn handshake that does none of it. What a netrun-ws connection costs on top of the
+handshake is spread over several stages rather than one hot spot: PyJWT's decode (which re-checks
+the HMAC key on every call and scans every token character in Python), the admission and open
+stages of the host, and garbage-collector pauses that grow with the number of live objects per
+connection.
+
 ## 5. Cross-node send_to_user latency
 
 Two `netrun-ws run` nodes (Redis store, chat plugin, prometheus and heartbeat on) share a private

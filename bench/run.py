@@ -221,6 +221,57 @@ def run_connect(plan: Plan) -> list[dict[str, Any]]:
     return results
 
 
+def run_connect_profile(plan: Plan) -> dict[str, Any]:
+    """Scenario 3 against netrun-ws twice more (bench/connect_profile.py): CPU and GC pauses
+    without a profiler, then the share of each stage of a connection under cProfile."""
+    from bench import connect_profile
+
+    outs: dict[bool, str] = {}
+    rates: dict[bool, float] = {}
+    for profiled in (False, True):
+        port = next(_ports)
+        out = str(ROOT / f"bench/results/connect_{'profiled' if profiled else 'measured'}")
+        command = [PYTHON, str(ROOT / "bench/connect_profile.py"), "--port", str(port)]
+        command += ["--out", out] + (["--profile"] if profiled else [])
+        server_log = open(ROOT / "bench/results/server.log", "ab")
+        process = subprocess.Popen(command, env=ENV, stdout=server_log, stderr=server_log)
+        try:
+            _wait_port(port, process)
+            url, proto = url_for("netrun", port)
+            args = ["connect", "--url", url, "--proto", proto, "--inflight", "200"]
+            generator = loadgen([*args, "--conns", str(plan.connect_conns)])
+            assert generator.stdin is not None
+            read_event(generator)  # warm
+            Path(f"{out}.json").unlink(missing_ok=True)
+            process.send_signal(signal.SIGUSR2)
+            time.sleep(0.2)
+            generator.stdin.write("go\n")
+            generator.stdin.flush()
+            rates[profiled] = read_event(generator)["connects_per_s"]
+            process.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + 60
+            while not Path(f"{out}.json").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            generator.stdin.write("close\n")
+            generator.stdin.flush()
+            read_event(generator)
+            generator.wait(60)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(5.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            server_log.close()
+        outs[profiled] = out
+    summary = connect_profile.summarise(outs[True], outs[False], plan.connect_conns)
+    summary["connects_per_s"] = rates[False]
+    summary["connects_per_s_profiled"] = rates[True]
+    log(f"connect profile: {json.dumps(summary)}")
+    return summary
+
+
 def run_profile(plan: Plan) -> dict[str, Any]:
     """py-spy on the netrun-ws server while the echo scenario runs."""
     raw = ROOT / f"bench/results/netrun_echo_pyspy{'_quick' if plan is QUICK else ''}.txt"
@@ -284,6 +335,7 @@ def main() -> None:
         os.sched_setaffinity(0, {LOADGEN_CPU})
     if "profile" in only:
         results["profile"] = run_profile(plan)
+        results["connect_profile"] = run_connect_profile(plan)
     results["elapsed_s"] = time.monotonic() - started
     # A smoke run never overwrites the full run's raw results.
     name = "quick.json" if args.quick else "latest.json"
