@@ -103,11 +103,18 @@ def server(kind: str, mode: str, deflate: str) -> Iterator[tuple[int, int]]:
     port = next(_ports)
     command = [PYTHON, str(ROOT / "bench/servers.py"), kind, "--port", str(port)]
     command += ["--mode", mode, "--deflate", deflate, "--cpu", str(SERVER_CPU)]
+    with server_process(command, port) as pid:
+        yield port, pid
+
+
+@contextmanager
+def server_process(command: list[str], port: int) -> Iterator[int]:
+    """Run ``command`` (a server listening on ``port``) until the block ends; yields its pid."""
     stderr = open(ROOT / "bench/results/server.log", "ab")
     process = subprocess.Popen(command, env=ENV, stdout=stderr, stderr=stderr)
     try:
         _wait_port(port, process)
-        yield port, process.pid
+        yield process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -233,22 +240,19 @@ def run_connect_profile(plan: Plan) -> dict[str, Any]:
         out = str(ROOT / f"bench/results/connect_{'profiled' if profiled else 'measured'}")
         command = [PYTHON, str(ROOT / "bench/connect_profile.py"), "--port", str(port)]
         command += ["--out", out] + (["--profile"] if profiled else [])
-        server_log = open(ROOT / "bench/results/server.log", "ab")
-        process = subprocess.Popen(command, env=ENV, stdout=server_log, stderr=server_log)
-        try:
-            _wait_port(port, process)
+        with server_process(command, port) as pid:
             url, proto = url_for("netrun", port)
             args = ["connect", "--url", url, "--proto", proto, "--inflight", "200"]
             generator = loadgen([*args, "--conns", str(plan.connect_conns)])
             assert generator.stdin is not None
             read_event(generator)  # warm
             Path(f"{out}.json").unlink(missing_ok=True)
-            process.send_signal(signal.SIGUSR2)
+            os.kill(pid, signal.SIGUSR2)
             time.sleep(0.2)
             generator.stdin.write("go\n")
             generator.stdin.flush()
             rates[profiled] = read_event(generator)["connects_per_s"]
-            process.send_signal(signal.SIGUSR1)
+            os.kill(pid, signal.SIGUSR1)
             deadline = time.monotonic() + 60
             while not Path(f"{out}.json").exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -256,14 +260,6 @@ def run_connect_profile(plan: Plan) -> dict[str, Any]:
             generator.stdin.flush()
             read_event(generator)
             generator.wait(60)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(5.0)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            server_log.close()
         outs[profiled] = out
     summary = connect_profile.summarise(outs[True], outs[False], plan.connect_conns)
     summary["connects_per_s"] = rates[False]
