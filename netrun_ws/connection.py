@@ -49,7 +49,10 @@ class DirectChannel(Protocol):
 
     def receive_nowait(self) -> Any:
         """The next ASGI receive event (a dict) if one is waiting, else None (then await
-        ``receive``)."""
+        :meth:`receive_ready`)."""
+
+    def receive_ready(self) -> asyncio.Future[None]:
+        """A future that completes once :meth:`receive_nowait` has an event to return."""
 
     @property
     def write_paused(self) -> bool:

@@ -635,11 +635,17 @@ class Host:
         # Fixed once the host is set up: read once per connection, not once per frame.
         has_received, has_invalid = self._has_received, self._has_invalid
         has_on_message, core_handlers = self._has_on_message, self._core_handlers
-        # Frames already received are taken without an await (netrun-ws's uvicorn protocol).
-        take = connection.direct.receive_nowait if connection.direct is not None else None
+        # netrun-ws's uvicorn protocol: frames already received are taken without an await, and
+        # an idle connection waits on a bare future (no coroutine frames kept per connection).
+        direct = connection.direct
         while True:
-            frame: Message | None = take() if take is not None else None
-            if frame is None:
+            frame: Message | None
+            if direct is not None:
+                frame = direct.receive_nowait()
+                while frame is None:
+                    await direct.receive_ready()
+                    frame = direct.receive_nowait()
+            else:
                 frame = await receive()
             if frame["type"] == "websocket.disconnect":
                 return frame.get("code", 1005), frame.get("reason") or ""

@@ -125,10 +125,8 @@ class ReceiveQueue:
     def put_nowait(self, event: Any) -> None:
         self._events.append(event)
         waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def get_nowait(self) -> Any | None:
         """The next event, or None when there is none yet."""
@@ -140,13 +138,19 @@ class ReceiveQueue:
             self.waiting_bytes = max(0, self.waiting_bytes - size)
         return event
 
+    def ready(self) -> asyncio.Future[None]:
+        """A future that completes once an event is waiting (at once if one is). Awaiting it
+        directly, rather than a coroutine, keeps an idle connection's await chain short."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            waiter = self._waiter = self._loop.create_future()
+            if self._events:
+                waiter.set_result(None)
+        return waiter
+
     async def get(self) -> Any:
         while not self._events:
-            waiter = self._waiter = self._loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+            await self.ready()
         return self.get_nowait()
 
     def empty(self) -> bool:
@@ -270,8 +274,13 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             self._maybe_resume_reading()
         return event
 
+    def receive_ready(self) -> asyncio.Future[None]:
+        """A future that completes once :meth:`receive_nowait` has an event to return."""
+        return self.queue.ready()
+
     def receive_nowait(self) -> Any | None:
-        """The next ASGI receive event if one is waiting, else None (then await ``receive``)."""
+        """The next ASGI receive event if one is waiting, else None (then await
+        :meth:`receive_ready`, or ``receive``)."""
         event = self.queue.get_nowait()
         if self.read_paused:
             self._maybe_resume_reading()

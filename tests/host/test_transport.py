@@ -5,6 +5,7 @@ channel is used, corked writes keep order, reading pauses while the app is behin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -14,6 +15,7 @@ from websockets.asyncio.client import connect
 from netrun_ws import create_app
 from netrun_ws.transport import CORK_LIMIT, READ_LIMIT, NetrunWebSocketProtocol
 from tests.host.helpers import base_config, recv_json, wait_for
+from tests.support.raw_ws import Opcode, RawWebSocket, encode_frame
 from tests.support.server import serve
 
 ECHO = "tests.host.echo_plugin"
@@ -95,3 +97,21 @@ async def test_reading_pauses_while_the_app_is_behind_and_nothing_is_lost() -> N
             replies = [await recv_json(client) for _ in range(count)]
     assert [reply["seq"] for reply in replies] == list(range(count))
     assert not direct.read_paused
+
+
+async def test_a_client_still_sending_after_a_protocol_failure_reads_the_close_code() -> None:
+    # 400 fragments of 1 KB, 400 KB in one write: the server fails the message at 64 KB with
+    # 1009 while most of it is still unread. The close frame must reach the client (not a TCP
+    # reset that destroys it), every time.
+    app = create_app(echo_config(max_message_bytes=65536))
+    fragments = [
+        encode_frame(Opcode.TEXT if i == 0 else Opcode.CONTINUATION, b"a" * 1024, fin=i == 399)
+        for i in range(400)
+    ]
+    async with serve(app) as addr:
+        for _ in range(10):
+            ws = await RawWebSocket.connect(addr, "/ws?user_id=u")
+            with contextlib.suppress(ConnectionError):
+                await ws.send_raw(b"".join(fragments))
+            assert (await ws.expect_close()).code == 1009
+            await ws.aclose()
