@@ -487,7 +487,9 @@ class Host:
         self, websocket: WebSocket, identity: Identity, accepted: bool, ip: str
     ) -> Connection | None:
         limits = self.config.limits
-        requested = websocket.query_params.get("session_id")
+        # Most connections carry no query string: skip parsing one then.
+        query = websocket.scope.get("query_string", b"")
+        requested = websocket.query_params.get("session_id") if query else None
         resuming = bool(requested and _SESSION_ID.match(requested))
         session_id = requested if requested and resuming else uuid.uuid4().hex
         user_id = identity.user_id

@@ -210,7 +210,8 @@ class WebSocketSessionManager:
             user_id=user_id,
             username=username,
             connected_at=now,
-            metadata=json.loads(_to_json("metadata", metadata)),
+            # A JSON round trip stores what a Redis backend would give back; {} needs none.
+            metadata=json.loads(_to_json("metadata", metadata)) if metadata else {},
             client_ip=client_ip,
             user_agent=user_agent,
             tab_id=tab_id,
