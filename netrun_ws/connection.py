@@ -54,16 +54,15 @@ class DirectChannel(Protocol):
     def receive_ready(self) -> asyncio.Future[None]:
         """A future that completes once :meth:`receive_nowait` has an event to return."""
 
-    @property
-    def write_paused(self) -> bool:
-        """The socket's write buffer is full: queue, and wait for :meth:`wait_writable`."""
+    #: The socket's write buffer is full: queue, and wait for :meth:`wait_writable`.
+    write_paused: bool
 
     @property
     def plain_frames(self) -> bool:
         """No extension rewrites frames, so a pre-framed message may go out as is."""
 
-    def send_now(self, message: Frame) -> bool:
-        """Frame and write ``message``; False if the socket is no longer open."""
+    def send_now(self, message: Frame) -> int:
+        """Frame and write ``message``; its size in bytes, or -1 if the socket is not open."""
 
     def send_wire(self, wire: bytes) -> bool:
         """Write an already framed message; False if the socket is no longer open."""
@@ -254,15 +253,15 @@ class Connection:
         direct = self.direct
         if direct is not None and self._writer is None and not direct.write_paused:
             if wire is not None and direct.plain_frames:
-                sent = direct.send_wire(wire)
+                size = frame_size(frame) if direct.send_wire(wire) else -1
             else:
-                sent = direct.send_now(frame)
-            if not sent:
+                size = direct.send_now(frame)
+            if size < 0:
                 self._abandon()
                 self._owner._send_failed(self, SocketClosedError("socket closed"))
                 return False
             self.messages_sent += 1
-            self.bytes_sent += frame_size(frame)
+            self.bytes_sent += size
             return True
         queue = self._queue
         if queue is None:
@@ -312,11 +311,13 @@ class Connection:
                 if direct is not None:
                     if direct.write_paused:
                         await direct.wait_writable()
-                        continue  # the queue may have been cleared meanwhile
+                        if not queue:  # cleared meanwhile (closed, or dropped by the owner)
+                            break
                     frame = queue.popleft()
-                    if not direct.send_now(frame):
+                    size = direct.send_now(frame)
+                    if size < 0:
                         raise SocketClosedError("socket closed")
-                    self.bytes_sent += frame_size(frame)
+                    self.bytes_sent += size
                     self.messages_sent += 1
                     continue
                 frame = queue.popleft()

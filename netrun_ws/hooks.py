@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,17 @@ def _picker(argnames: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, 
         only = argnames[0]
         return lambda kwargs: (kwargs[only],)
     return operator.itemgetter(*argnames)
+
+
+def _positional_picker(
+    wanted: tuple[str, ...], given: tuple[str, ...]
+) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """args (in ``given`` order) -> the arguments an implementation takes (``wanted``), in C."""
+    positions = [given.index(name) for name in wanted]
+    start = positions[0] if positions else 0
+    if positions == list(range(start, start + len(positions))):  # a run, one argument, or none
+        return operator.itemgetter(slice(start, start + len(positions)))
+    return operator.itemgetter(*positions)  # two or more, out of order or with gaps
 
 
 # Each caller below awaits a result when the implementation is ``async def``, or when a plain
@@ -153,6 +164,32 @@ class Hooks:
             if result is not None:
                 results.append(result)
         return results
+
+    def bind(self, hook: str, *argnames: str) -> Callable[..., Awaitable[list[Any]]]:
+        """A caller for ``hook`` that takes its arguments positionally, in ``argnames`` order,
+        and behaves like :meth:`call`. For the per-message path: no keyword dict is built and
+        each implementation's arguments are sliced out of the tuple by a C-level itemgetter.
+        It is bound to the implementations registered now (bind again after :meth:`refresh`).
+        """
+        plan = tuple(
+            (impl.plugin, impl.function, _positional_picker(impl.argnames, argnames), impl.is_async)
+            for impl in self._iter(hook)
+        )
+
+        async def call(*args: Any) -> list[Any]:
+            results = []
+            for plugin, function, pick, is_async in plan:
+                try:
+                    result = function(*pick(args))
+                    if is_async or (result is not None and hasattr(result, "__await__")):
+                        result = await result
+                except Exception as exc:
+                    raise HookError(plugin, hook, exc) from exc
+                if result is not None:
+                    results.append(result)
+            return results
+
+        return call
 
     async def first(self, hook: str, **kwargs: Any) -> Any:
         """Return the first non-None result (later implementations are not called)."""

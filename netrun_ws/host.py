@@ -216,6 +216,7 @@ class Host:
         self._has_before_send = hooks.has("before_send")
         self._has_after_send = hooks.has("after_send")
         self._send_hooked = self._has_before_send or self._has_after_send
+        self._on_message = hooks.bind("on_message", "host", "connection", "message")
 
     # ------------------------------------------------------------------ lifespan
 
@@ -637,6 +638,7 @@ class Host:
         # Fixed once the host is set up: read once per connection, not once per frame.
         has_received, has_invalid = self._has_received, self._has_invalid
         has_on_message, core_handlers = self._has_on_message, self._core_handlers
+        on_message = self._on_message
         # netrun-ws's uvicorn protocol: frames already received are taken without an await, and
         # an idle connection waits on a bare future (no coroutine frames kept per connection).
         direct = connection.direct
@@ -709,9 +711,7 @@ class Host:
                 continue
             # on_message, inlined: this is the per-message path.
             try:
-                replies = await self.hooks.call(
-                    "on_message", host=self, connection=connection, message=message
-                )
+                replies = await on_message(self, connection, message)
             except HookError as error:
                 await self._handler_failed(connection, error)
                 continue

@@ -206,7 +206,8 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport._buffer.clear()  # nothing can be written any more
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # sets `writable` without resume_writing()
+        self.write_paused = False
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -293,10 +294,17 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
 
     # ------------------------------------------------------------------ the direct path
 
-    @property
-    def write_paused(self) -> bool:
-        """The socket's write buffer is over its high-water mark: queue, and wait_writable()."""
-        return not self.writable.is_set()
+    #: The socket's write buffer is over its high-water mark: queue, and wait_writable().
+    #: A plain attribute (not a property): it is read for every frame sent.
+    write_paused = False
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        super().pause_writing()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        super().resume_writing()
 
     async def wait_writable(self) -> None:
         await self.writable.wait()
@@ -306,27 +314,26 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         """No extension (permessage-deflate) rewrites frames: :meth:`send_wire` may be used."""
         return not self.conn.extensions
 
-    def send_now(self, message: str | bytes) -> bool:
-        """Frame ``message`` (text for ``str``) and write it; False if the socket is not open."""
+    def send_now(self, message: str | bytes) -> int:
+        """Frame ``message`` (text for ``str``) and write it. Returns the payload's size in bytes,
+        or -1 if the socket is not open."""
         conn = self.conn
         if self.close_sent or self.disconnected or conn.state is not State.OPEN:
-            return False
+            return -1
+        data = message.encode() if isinstance(message, str) else message
         if conn.extensions:  # permessage-deflate: websockets compresses and frames
             try:
                 if isinstance(message, str):
-                    conn.send_text(message.encode())
+                    conn.send_text(data)
                 else:
-                    conn.send_binary(message)
+                    conn.send_binary(data)
             except InvalidState:
-                return False
+                return -1
             self.transport.writelines(conn.data_to_send())
-            return True
-        if isinstance(message, str):
-            data = message.encode()
-            self.transport.write(frame_header(OPCODE_TEXT, len(data)) + data)
-        else:
-            self.transport.write(frame_header(OPCODE_BINARY, len(message)) + message)
-        return True
+            return len(data)
+        opcode = OPCODE_TEXT if isinstance(message, str) else OPCODE_BINARY
+        self.transport.write(frame_header(opcode, len(data)) + data)
+        return len(data)
 
     def send_wire(self, wire: bytes) -> bool:
         """Write an already framed message (from :func:`netrun_ws.connection.wire_frame`); only when

@@ -1,0 +1,81 @@
+"""Hooks.bind, the positional caller on the per-message path, must behave exactly like Hooks.call:
+same order, same argument selection, awaiting, None results dropped, failures named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+import pytest
+
+from netrun_ws.hooks import HookError, Hooks
+
+hookspec = pluggy.HookspecMarker("bindtest")
+hookimpl = pluggy.HookimplMarker("bindtest")
+
+
+class Spec:
+    @hookspec
+    def event(self, host: Any, connection: Any, message: Any) -> Any:
+        """An event with three arguments."""
+
+
+class All:
+    @hookimpl
+    def event(self, host: Any, connection: Any, message: Any) -> Any:
+        return ("all", host, connection, message)
+
+
+class Last:
+    @hookimpl
+    async def event(self, message: Any) -> Any:
+        return ("last", message)
+
+
+class OutOfOrder:
+    @hookimpl
+    def event(self, message: Any, host: Any) -> Any:
+        return ("out-of-order", message, host)
+
+
+class Nothing:
+    @hookimpl
+    def event(self) -> None:
+        return None
+
+
+class Broken:
+    @hookimpl
+    def event(self, connection: Any) -> Any:
+        raise ValueError(f"bad {connection}")
+
+
+def hooks_with(*plugins: object) -> Hooks:
+    manager = pluggy.PluginManager("bindtest")
+    manager.add_hookspecs(Spec)
+    for index, plugin in enumerate(plugins):
+        manager.register(plugin, name=f"{type(plugin).__name__.lower()}{index}")
+    return Hooks(manager)
+
+
+async def test_bind_returns_what_call_returns() -> None:
+    hooks = hooks_with(All(), Last(), OutOfOrder(), Nothing())
+    bound = hooks.bind("event", "host", "connection", "message")
+    called = await hooks.call("event", host="H", connection="C", message="M")
+    assert await bound("H", "C", "M") == called
+    assert sorted(result[0] for result in called) == ["all", "last", "out-of-order"]
+    assert ("out-of-order", "M", "H") in called
+
+
+async def test_a_failure_names_the_plugin_and_the_hook() -> None:
+    hooks = hooks_with(Last(), Broken())
+    bound = hooks.bind("event", "host", "connection", "message")
+    with pytest.raises(HookError) as raised:
+        await bound("H", "C", "M")
+    assert raised.value.hook == "event"
+    assert raised.value.plugin.startswith("broken")
+    assert str(raised.value.error) == "bad C"
+
+
+async def test_no_implementations_returns_an_empty_list() -> None:
+    assert await hooks_with().bind("event", "host", "connection", "message")("H", "C", "M") == []
