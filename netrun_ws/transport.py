@@ -22,6 +22,7 @@ Behaviour on the wire (handshake, close codes, keepalive pings, limits) is uvico
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,17 +41,53 @@ CORK_LIMIT = 64 * 1024
 READ_LIMIT = 64 * 1024
 
 
+class _Flusher:
+    """Flushes, once per event-loop iteration, every corked transport written to during it: a
+    broadcast to N connections schedules one callback, not N."""
+
+    __slots__ = ("_loop", "_pending", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: list[CorkedTransport] = []
+        self._scheduled = False
+
+    def add(self, transport: CorkedTransport) -> None:
+        self._pending.append(transport)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        for transport in pending:
+            transport.flush_pending()
+
+
+_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _flusher_for(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    flusher = _flushers.get(loop)
+    if flusher is None:
+        flusher = _flushers[loop] = _Flusher(loop)
+    return flusher
+
+
 class CorkedTransport:
     """The real transport, with writes gathered until the end of the loop iteration."""
 
-    __slots__ = ("_buffer", "_loop", "_scheduled", "_size", "transport")
+    __slots__ = ("_buffer", "_flusher", "_pending", "_size", "transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
-        self._loop = loop
+        self._flusher = _flusher_for(loop)
         self._buffer: list[bytes] = []
         self._size = 0
-        self._scheduled = False
+        self._pending = False  # registered with the flusher for this iteration
 
     def write(self, data: bytes) -> None:
         if not data:
@@ -59,16 +96,16 @@ class CorkedTransport:
         self._size += len(data)
         if self._size >= CORK_LIMIT:
             self.flush()
-        elif not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._flush_scheduled)
+        elif not self._pending:
+            self._pending = True
+            self._flusher.add(self)
 
     def writelines(self, chunks: Iterable[bytes]) -> None:
         for chunk in chunks:
             self.write(chunk)
 
-    def _flush_scheduled(self) -> None:
-        self._scheduled = False
+    def flush_pending(self) -> None:
+        self._pending = False
         self.flush()
 
     def flush(self) -> None:
