@@ -14,7 +14,7 @@ by the ``websockets`` library) with three changes, each measured in ``bench/``
 - **A synchronous send path.** The ASGI scope carries ``scope["extensions"]["netrun.direct"]``, this
   protocol object, whose :meth:`send_now` frames and queues a message without a coroutine, a task or
   an await; :class:`netrun_ws.connection.Connection` uses it when present, and the plain ASGI
-  ``send`` otherwise (any other server, or ``server.transport: uvicorn``).
+  ``send`` otherwise (any other server, or ``server.ws_protocol: uvicorn``).
 
 Behaviour on the wire (handshake, close codes, keepalive pings, limits) is uvicorn's.
 """
@@ -122,11 +122,6 @@ class CorkedTransport:
         self.flush()
         self.transport.close()
 
-    def abort(self) -> None:
-        self._buffer.clear()
-        self._size = 0
-        self.transport.abort()
-
     def is_closing(self) -> bool:
         return self.transport.is_closing()
 
@@ -136,31 +131,28 @@ class CorkedTransport:
     def resume_reading(self) -> None:
         self.transport.resume_reading()
 
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.transport.get_extra_info(name, default)
-
-    def get_write_buffer_size(self) -> int:
-        return self.transport.get_write_buffer_size() + self._size
-
 
 class ReceiveQueue:
     """The ASGI receive events of one connection: a list, and a future only while the app waits.
 
-    Stands in for the ``asyncio.Queue`` of uvicorn's protocol (same ``put_nowait``/``get``/
-    ``empty``/``qsize``) without its per-call overhead or its two deques (about 1.2 KB per idle
-    connection), and counts the bytes waiting.
+    Stands in for the ``asyncio.Queue`` of uvicorn's protocol (its ``put_nowait`` and ``get``)
+    without its per-call overhead or its two deques (about 1.2 KB per idle connection), and
+    counts the bytes of received messages waiting.
     """
 
     __slots__ = ("_events", "_loop", "_waiter", "waiting_bytes")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._events: list[Any] = []  # short (bounded by READ_LIMIT): pop(0) is cheap
+        # (event, its size in bytes); short (bounded by READ_LIMIT), so pop(0) is cheap.
+        self._events: list[tuple[Any, int]] = []
         self._waiter: asyncio.Future[None] | None = None
         self.waiting_bytes = 0
 
-    def put_nowait(self, event: Any) -> None:
-        self._events.append(event)
+    def put_nowait(self, event: Any, size: int = 0) -> None:
+        """Queue ``event``; ``size`` is the message's size on the wire (0 for other events)."""
+        self._events.append((event, size))
+        self.waiting_bytes += size
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -169,10 +161,8 @@ class ReceiveQueue:
         """The next event, or None when there is none yet."""
         if not self._events:
             return None
-        event = self._events.pop(0)
-        if self.waiting_bytes:
-            size = len(event.get("text") or event.get("bytes") or ())
-            self.waiting_bytes = max(0, self.waiting_bytes - size)
+        event, size = self._events.pop(0)
+        self.waiting_bytes -= size
         return event
 
     def ready(self) -> asyncio.Future[None]:
@@ -190,21 +180,21 @@ class ReceiveQueue:
             await self.ready()
         return self.get_nowait()
 
-    def empty(self) -> bool:
-        return not self._events
-
-    def qsize(self) -> int:
-        return len(self._events)
-
 
 class WritableFlag:
     """Stands in for uvicorn's ``asyncio.Event`` that tracks whether the socket takes writes
-    (``is_set``/``set``/``clear``/``wait``), without a deque of waiters per connection."""
+    (``is_set``/``set``/``clear``/``wait``), without a deque of waiters per connection.
 
-    __slots__ = ("_loop", "_set", "_waiter")
+    Every change is mirrored into its protocol's plain ``write_paused`` attribute, read for every
+    frame sent; uvicorn sets and clears the flag from several places (pause/resume_writing,
+    connection_lost), and this keeps the two from ever disagreeing.
+    """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    __slots__ = ("_loop", "_protocol", "_set", "_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, protocol: NetrunWebSocketProtocol) -> None:
         self._loop = loop
+        self._protocol = protocol
         self._set = True
         self._waiter: asyncio.Future[None] | None = None
 
@@ -213,12 +203,14 @@ class WritableFlag:
 
     def set(self) -> None:
         self._set = True
+        self._protocol.write_paused = False
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def clear(self) -> None:
         self._set = False
+        self._protocol.write_paused = True
 
     async def wait(self) -> None:
         while not self._set:
@@ -235,7 +227,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue: ReceiveQueue = ReceiveQueue(self.loop)  # type: ignore[assignment]
-        self.writable: WritableFlag = WritableFlag(self.loop)  # type: ignore[assignment]
+        self.writable: WritableFlag = WritableFlag(self.loop, self)  # type: ignore[assignment]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -243,8 +235,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport._buffer.clear()  # nothing can be written any more
-        super().connection_lost(exc)  # sets `writable` without resume_writing()
-        self.write_paused = False
+        super().connection_lost(exc)
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -300,8 +291,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         else:
             event = {"type": "websocket.receive", "bytes": data}
         queue = self.queue
-        queue.put_nowait(event)
-        queue.waiting_bytes += len(data)
+        queue.put_nowait(event, len(data))
         if queue.waiting_bytes > READ_LIMIT and not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
@@ -332,16 +322,8 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
     # ------------------------------------------------------------------ the direct path
 
     #: The socket's write buffer is over its high-water mark: queue, and wait_writable().
-    #: A plain attribute (not a property): it is read for every frame sent.
+    #: A plain attribute (not a property), read for every frame sent; kept by ``writable``.
     write_paused = False
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-        super().pause_writing()
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        super().resume_writing()
 
     async def wait_writable(self) -> None:
         await self.writable.wait()

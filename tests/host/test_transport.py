@@ -77,16 +77,20 @@ async def test_the_direct_channel_is_offered_only_by_the_netrun_protocol(ws_prot
         assert (await recv_json(client))["seq"] == 1
 
 
-async def test_reading_pauses_while_the_app_is_behind_and_nothing_is_lost() -> None:
+# 4,000 bytes a message either way, 800 KB in all, far over READ_LIMIT (deflate is off); the
+# second is 2,000 characters of two UTF-8 bytes each.
+@pytest.mark.parametrize("text", ["z" * 4000, "é" * 2000], ids=["ascii", "two-byte utf-8"])
+async def test_reading_pauses_while_the_app_is_behind_and_nothing_is_lost(text: str) -> None:
     app = create_app(echo_config())
     plugin = app.state.host.plugin_manager.get_plugin(ECHO)
     plugin.hold.clear()  # the handler waits: received messages pile up
-    count, text = 200, "z" * 4000  # 800 KB in all, far over READ_LIMIT (deflate is off)
+    count = 200
     async with serve(app) as addr:
         async with connect(f"ws://{addr}/ws?user_id=u") as client:
             assert (await recv_json(client))["type"] == "connect"
             for seq in range(count):
-                await client.send(json.dumps({"type": "echo", "seq": seq, "text": text}))
+                message = {"type": "echo", "seq": seq, "text": text}
+                await client.send(json.dumps(message, ensure_ascii=False))
             direct = only_connection(app).direct
             await wait_for(lambda: direct.read_paused)
             await asyncio.sleep(0.2)
@@ -97,6 +101,7 @@ async def test_reading_pauses_while_the_app_is_behind_and_nothing_is_lost() -> N
             replies = [await recv_json(client) for _ in range(count)]
     assert [reply["seq"] for reply in replies] == list(range(count))
     assert not direct.read_paused
+    assert direct.queue.waiting_bytes == 0  # what was counted in was counted out
 
 
 async def test_a_client_still_sending_after_a_protocol_failure_reads_the_close_code() -> None:
