@@ -55,10 +55,9 @@ def serve(port: int, out: str, profile: bool) -> None:
     os.sched_setaffinity(0, {0})
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    import uvicorn
-
-    from bench.servers import UVICORN_SETTINGS, netrun_app
-    from netrun_ws.cli import ws_protocol_class
+    from bench.servers import UVICORN_SETTINGS, netrun_config
+    from netrun_ws.app import load_app_config
+    from netrun_ws.cli import build_server
 
     collections = [0, 0, 0]
     # GC pause seconds, when the GC pause began, CPU time when measuring began.
@@ -93,14 +92,8 @@ def serve(port: int, out: str, profile: bool) -> None:
 
     signal.signal(signal.SIGUSR2, begin)
     signal.signal(signal.SIGUSR1, finish)
-    config = uvicorn.Config(
-        netrun_app(False),
-        port=port,
-        ws_per_message_deflate=False,
-        ws=ws_protocol_class("netrun"),
-        **UVICORN_SETTINGS,
-    )
-    uvicorn.Server(config).run()
+    # Built as servers.py builds netrun-ws (as `netrun-ws run` does), deflate off.
+    build_server(load_app_config(netrun_config(False)), port=port, **UVICORN_SETTINGS).run()
 
 
 def _cumulative(stats: pstats.Stats, wanted: str) -> float:

@@ -57,13 +57,6 @@ def netrun_config(deflate: bool) -> dict[str, Any]:
     }
 
 
-def netrun_app(deflate: bool) -> ASGIApp:
-    from netrun_ws.app import create_app
-
-    app: ASGIApp = create_app(netrun_config(deflate))
-    return app
-
-
 async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
@@ -232,24 +225,25 @@ def main() -> None:
     import uvicorn
 
     deflate = args.deflate == "on"
+    if args.kind == "netrun":
+        # Built as `netrun-ws run` builds it: its websocket protocol (server.ws_protocol) and its
+        # garbage-collector settings (server.gc_threshold, server.gc_freeze), all defaults.
+        from netrun_ws.app import load_app_config
+        from netrun_ws.cli import build_server
+
+        loaded = load_app_config(netrun_config(deflate))
+        build_server(loaded, port=args.port, **UVICORN_SETTINGS).run()
+        return
     builders: dict[str, Callable[[], ASGIApp]] = {
-        "netrun": lambda: netrun_app(deflate),
         "raw_asgi": lambda: raw_asgi_app(args.mode),
         "starlette": lambda: starlette_app(args.mode),
         "socketio": lambda: socketio_app(args.mode),
     }
-    extra: dict[str, Any] = {}
-    if args.kind == "netrun":
-        # As `netrun-ws run` serves it: its websocket protocol (server.ws_protocol, default).
-        from netrun_ws.cli import ws_protocol_class
-
-        extra["ws"] = ws_protocol_class("netrun")
     config = uvicorn.Config(
         builders[args.kind](),
         port=args.port,
         ws_per_message_deflate=deflate,
         **UVICORN_SETTINGS,
-        **extra,
     )
     uvicorn.Server(config).run()
 

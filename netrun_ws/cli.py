@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -111,10 +112,6 @@ def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> 
 
 
 def _run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from netrun_ws.app import create_app
-
     server_overrides = {
         key: value
         for key, value in (("host", args.host), ("port", args.port), ("log_level", args.log_level))
@@ -126,24 +123,44 @@ def _run(args: argparse.Namespace) -> int:
         level=logging.getLevelName(server.log_level.upper()) if server.log_level != "trace" else 5,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    app = create_app(loaded)
-    config = uvicorn.Config(
-        app,
-        host=server.host,
-        port=server.port,
-        log_level=server.log_level,
-        lifespan="on",
-        ws_max_size=loaded.config.limits.max_message_bytes,
-        ws_per_message_deflate=server.permessage_deflate,
-        ws=ws_protocol_class(server.ws_protocol),
-        timeout_graceful_shutdown=server.drain_timeout,
-    )
-    uvicorn_server = _draining_server_class()(config, app.state.host)
+    uvicorn_server = build_server(loaded)
     try:
         uvicorn_server.run()
     except SystemExit:  # uvicorn exits with its own code when start-up fails
         return EXIT_START
     return EXIT_OK if uvicorn_server.started else EXIT_START
+
+
+def build_server(loaded: Any, **uvicorn_settings: Any) -> Any:
+    """The uvicorn server `netrun-ws run` serves ``loaded`` (a loaded app config) with.
+
+    ``uvicorn_settings`` override the ``uvicorn.Config`` arguments taken from the config (the
+    benchmark sets its own backlog and port, for instance). Applies ``server.gc_threshold`` now
+    and ``server.gc_freeze`` once start-up has finished.
+    """
+    import uvicorn
+
+    from netrun_ws.app import create_app
+
+    server = loaded.config.server
+    app = create_app(loaded)
+    settings: dict[str, Any] = {
+        "host": server.host,
+        "port": server.port,
+        "log_level": server.log_level,
+        "lifespan": "on",
+        "ws_max_size": loaded.config.limits.max_message_bytes,
+        "ws_per_message_deflate": server.permessage_deflate,
+        "ws": ws_protocol_class(server.ws_protocol),
+        "timeout_graceful_shutdown": server.drain_timeout,
+    }
+    settings.update(uvicorn_settings)
+    if server.gc_threshold is not None:
+        _first, *older = gc.get_threshold()
+        gc.set_threshold(server.gc_threshold, *older)
+    return _draining_server_class()(
+        uvicorn.Config(app, **settings), app.state.host, freeze_heap=server.gc_freeze
+    )
 
 
 def ws_protocol_class(name: str) -> Any:
@@ -162,15 +179,21 @@ def _draining_server_class() -> Any:
         """uvicorn.Server whose first SIGTERM/SIGINT drains the host before uvicorn shuts down:
         clients get a resume hint and 1012 from netrun-ws, not uvicorn's bare 1012."""
 
-        def __init__(self, config: uvicorn.Config, host: Any) -> None:
+        def __init__(self, config: uvicorn.Config, host: Any, *, freeze_heap: bool) -> None:
             super().__init__(config)
             self.host = host
+            self.freeze_heap = freeze_heap
             self._drain_started = False
             self._loop: asyncio.AbstractEventLoop | None = None
 
         async def startup(self, sockets: Any = None) -> None:
             self._loop = asyncio.get_running_loop()
             await super().startup(sockets=sockets)
+            if self.freeze_heap and self.started:
+                # What start-up built lives as long as the process: full collections, which
+                # also walk every connection's objects, need not walk it again and again.
+                gc.collect()
+                gc.freeze()
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             loop = self._loop

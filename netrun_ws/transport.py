@@ -245,7 +245,11 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def start_keepalive(self) -> None:
         # uvicorn calls this once the handshake response is written: the parsed request and the
-        # response are not needed any more (a few KB per idle connection).
+        # response are not needed any more (a few KB per idle connection). The request's headers
+        # are emptied too: websockets' parser keeps the request object itself alive, and its
+        # dozen containers would otherwise be scanned by every full garbage collection.
+        if self.request is not None:
+            self.request.headers.clear()
         self.request = self.response = None  # type: ignore[assignment]
         super().start_keepalive()
 

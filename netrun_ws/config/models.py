@@ -139,6 +139,24 @@ class ServerConfig(BaseModel):
             "(netrun_ws.transport); 'uvicorn' is uvicorn's own, unchanged. Same wire behaviour."
         ),
     )
+    gc_threshold: int | None = Field(
+        default=5000,
+        ge=100,
+        description=(
+            "First-generation threshold `netrun-ws run` sets on Python's garbage collector "
+            "(gc.set_threshold); null keeps Python's default (700). Every connection holds "
+            "dozens of objects, and a low threshold makes collections frequent and the full "
+            "ones walk every connection (see docs/performance.md)."
+        ),
+    )
+    gc_freeze: bool = Field(
+        default=True,
+        description=(
+            "Whether `netrun-ws run` moves everything alive after start-up (modules, plugins, "
+            "schemas) out of the garbage collector's reach (gc.freeze), so later collections "
+            "skip it."
+        ),
+    )
 
     @field_validator("api_key", mode="before")
     @classmethod
