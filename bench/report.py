@@ -16,6 +16,7 @@ NAMES = {
     "netrun": "netrun-ws (whole pipeline)",
     "raw_asgi": "raw ASGI echo (uvicorn)",
     "starlette": "bare Starlette endpoint (uvicorn)",
+    "starlette_jwt": "Starlette endpoint + PyJWT verify + welcome (uvicorn)",
     "websockets": "`websockets` server",
     "socketio": "python-socketio (uvicorn)",
     "picows": "picows server (ceiling)",
@@ -291,6 +292,12 @@ def targets(
         rows.append(
             f"| connect + JWT auth >= 0.8x raw uvicorn handshake | {ratio:.2f}x "
             f"| {_verdict(ratio >= 0.8)}{miss} |"
+        )
+    if ("netrun", False) in conn and ("starlette_jwt", False) in conn:
+        ratio = conn[("netrun", False)]["rate"] / conn[("starlette_jwt", False)]["rate"]
+        rows.append(
+            "| (no target; context) connect + JWT vs a Starlette endpoint that verifies the same "
+            f"JWT with PyJWT and sends a welcome | {ratio:.2f}x | - |"
         )
     if crossnode:
         p99 = crossnode["cross_node"]["p99_ms"]

@@ -96,7 +96,10 @@ that of a client whose buffers are filling, not of the overflow/disconnect itsel
 5,000 connections opened with 200 handshakes in flight, kept open. Each netrun-ws connection
 carries its own HS256 JWT (distinct user ids) in the `Authorization` header and counts as
 connected when its welcome message arrives (auth, accept, session, `on_connect` hooks and the
-welcome all done); the raw ASGI / Starlette peers count at the 101 response. RSS per idle
+welcome all done); the raw ASGI / Starlette peers count at the 101 response. A fourth peer,
+"Starlette endpoint + PyJWT verify + welcome", is what a user would write by hand instead of
+netrun-ws: the same tokens verified with `jwt.decode` (HS256, same secret), refused with 1008
+when invalid, then a small JSON welcome; it also counts at the welcome. RSS per idle
 connection = (server RSS 2 s after the 5,000th connection - RSS after 20 warm-up connections
 were opened and closed) / 5,000, read with psutil.
 
@@ -105,6 +108,9 @@ default); the uvicorn peers run with uvicorn's default (`ws_per_message_deflate=
 uvicorn servers otherwise share one setting set (`bench/servers.py` `UVICORN_SETTINGS`:
 uvloop, httptools, `ws_max_size=65536`, access log off, backlog 2048), with uvicorn's
 websockets-sansio protocol for the peers and its netrun-ws subclass for netrun-ws.
+netrun-ws is built by the function `netrun-ws run` uses (`netrun_ws.cli.build_server`), so it
+also runs with that command's garbage-collector settings (`server.gc_threshold: 5000`,
+`server.gc_freeze: true`, see docs/configuration.md); the peers keep Python's defaults.
 The load generator never offers the extension in scenarios 1-3, so deflate is not negotiated
 there and the difference in settings does not affect those numbers. Scenario 4 is run with and
 without a client offering `permessage-deflate; client_max_window_bits`, and also for netrun-ws
@@ -117,10 +123,13 @@ with deflate switched on, to show what the default saves.
 The connect target compares a whole netrun-ws connection (JWT verified, limits checked, session
 created, registered, `on_connect` hooks run, welcome message framed and sent) with a bare
 uvicorn handshake that does none of it. What a netrun-ws connection costs on top of the
-handshake is spread over several stages rather than one hot spot: PyJWT's decode (which re-checks
-the HMAC key on every call and scans every token character in Python), the admission and open
-stages of the host, and garbage-collector pauses that grow with the number of live objects per
-connection.
+handshake is spread over several stages rather than one hot spot. The largest is PyJWT's
+decode: on every call it re-checks the HMAC key (PEM, SSH, DER and JWK probes, including a JSON
+parse of the secret) and scans every token character in Python. Then come the admission and
+open stages of the host, and garbage-collector pauses that grow with the number of live
+objects per connection (the reason for `server.gc_threshold` and `server.gc_freeze`). Against
+the Starlette endpoint that verifies the same JWT with PyJWT and sends a welcome, the ratio
+shows what the rest of the pipeline costs beyond the JWT a hand-written endpoint verifies too.
 
 ## 5. Cross-node send_to_user latency
 

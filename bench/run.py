@@ -60,6 +60,7 @@ CONNECT_CASES = [
     ("netrun", "netrun", "off", False),
     ("raw_asgi", "raw_asgi", "on", False),
     ("starlette", "starlette", "on", False),
+    ("starlette_jwt", "starlette_jwt", "off", False),
     ("netrun", "netrun", "off", True),
     ("netrun (permessage_deflate: true)", "netrun", "on", True),
     ("raw_asgi", "raw_asgi", "on", True),
@@ -76,7 +77,9 @@ def log(text: str) -> None:
 def url_for(kind: str, port: int) -> tuple[str, str]:
     if kind == "socketio":
         return f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket", "socketio"
-    return f"ws://127.0.0.1:{port}/ws", "netrun" if kind == "netrun" else "plain"
+    # starlette_jwt speaks as netrun-ws does at connect: bearer token in, welcome message out.
+    proto = "netrun" if kind in ("netrun", "starlette_jwt") else "plain"
+    return f"ws://127.0.0.1:{port}/ws", proto
 
 
 def default_deflate(kind: str) -> str:

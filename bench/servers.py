@@ -22,7 +22,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Shared by the load generator, which signs one token per connection with it.
 JWT_SECRET = "netrun-ws-benchmark-secret-0123456789-abcdefghij"
-UVICORN_KINDS = ("netrun", "raw_asgi", "starlette", "socketio")
+UVICORN_KINDS = ("netrun", "raw_asgi", "starlette", "starlette_jwt", "socketio")
 KINDS = (*UVICORN_KINDS, "websockets", "picows")
 #: The same uvicorn settings for every uvicorn-based server (only deflate may differ, see run.py).
 UVICORN_SETTINGS: dict[str, Any] = {
@@ -122,6 +122,35 @@ def starlette_app(mode: str) -> ASGIApp:
             pass
         finally:
             peers.discard(websocket)
+
+    app: ASGIApp = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    return app
+
+
+def starlette_jwt_app(mode: str) -> ASGIApp:
+    """The Starlette endpoint with what netrun-ws does at connect written by hand: the bearer
+    JWT verified with PyJWT (HS256, the same secret and tokens), then a welcome message."""
+    import json
+
+    import jwt
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    async def endpoint(websocket: WebSocket) -> None:
+        _scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+        try:
+            claims = jwt.decode(token, JWT_SECRET, algorithms=["HS256"])
+        except jwt.InvalidTokenError:
+            await websocket.close(code=1008)
+            return
+        await websocket.accept()
+        await websocket.send_text(json.dumps({"type": "connect", "user_id": claims["sub"]}))
+        try:
+            while True:
+                await websocket.send_text(await websocket.receive_text())
+        except WebSocketDisconnect:
+            pass
 
     app: ASGIApp = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
     return app
@@ -237,6 +266,7 @@ def main() -> None:
     builders: dict[str, Callable[[], ASGIApp]] = {
         "raw_asgi": lambda: raw_asgi_app(args.mode),
         "starlette": lambda: starlette_app(args.mode),
+        "starlette_jwt": lambda: starlette_jwt_app(args.mode),
         "socketio": lambda: socketio_app(args.mode),
     }
     config = uvicorn.Config(
