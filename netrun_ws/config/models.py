@@ -144,9 +144,9 @@ class ServerConfig(BaseModel):
         ge=100,
         description=(
             "First-generation threshold `netrun-ws run` sets on Python's garbage collector "
-            "(gc.set_threshold); null keeps Python's default (700). Every connection holds "
-            "dozens of objects, and a low threshold makes collections frequent and the full "
-            "ones walk every connection (see docs/performance.md)."
+            "(gc.set_threshold); null keeps Python's own (700 on CPython 3.11). Every "
+            "connection holds dozens of objects, and a low threshold makes collections "
+            "frequent and the full ones walk every connection (see docs/performance.md)."
         ),
     )
     gc_freeze: bool = Field(
