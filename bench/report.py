@@ -378,7 +378,7 @@ def render(results: dict[str, Any], profile: dict[str, Any] | None, plan: dict[s
     stall_md = stall_table(results.get("fanout", []))
     conn_md, conn_stats = connect_table(results.get("connect", []))
     return report_text.TEMPLATE.format(
-        date=time.strftime("%Y-%m-%d %H:%M"),
+        date=results.get("finished_at") or time.strftime("%Y-%m-%d %H:%M"),
         mode="QUICK smoke run (1 repetition, short windows: not for conclusions)"
         if results.get("quick")
         else "full run",

@@ -134,6 +134,11 @@ objects per connection (the reason for `server.gc_threshold` and `server.gc_free
 the Starlette endpoint that verifies the same JWT with PyJWT and sends a welcome, the ratio
 shows what the rest of the pipeline costs beyond the JWT a hand-written endpoint verifies too.
 
+The machine these figures come from is shared: the same server's CPU time per connection has
+been seen to vary by 15-25% between runs minutes apart, the bare uvicorn peer most (its rate is
+the ratio's denominator). The range columns show the spread within this run; a ratio within
+about 10% of its target can land on either side of it in another run.
+
 ## 5. Cross-node send_to_user latency
 
 Two `netrun-ws run` nodes (Redis store, chat plugin, prometheus and heartbeat on) share a private

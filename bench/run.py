@@ -338,6 +338,7 @@ def main() -> None:
         results["profile"] = run_profile(plan)
         results["connect_profile"] = run_connect_profile(plan)
     results["elapsed_s"] = time.monotonic() - started
+    results["finished_at"] = time.strftime("%Y-%m-%d %H:%M")
     # A smoke run never overwrites the full run's raw results.
     name = "quick.json" if args.quick else "latest.json"
     (ROOT / "bench/results" / name).write_text(json.dumps(results, indent=1))
