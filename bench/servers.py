@@ -1,8 +1,10 @@
 """The servers under test, one per process: ``python bench/servers.py KIND --port P --mode M``.
 
-KIND is ``netrun`` (netrun-ws, whole pipeline), ``raw_asgi``, ``starlette``, ``socketio`` (all on
-the same uvicorn settings), ``websockets`` or ``picows`` (their own servers, on uvloop like
-uvicorn). MODE ``echo`` sends every text frame back; ``fanout`` sends it to every other connection.
+KIND is ``netrun`` (netrun-ws, whole pipeline, built as `netrun-ws run` builds it), ``raw_asgi``,
+``starlette``, ``starlette_jwt`` (Starlette verifying the JWT and sending a welcome; echo only),
+``socketio`` (all on the same uvicorn settings), ``websockets`` or ``picows`` (their own servers,
+on uvloop like uvicorn). MODE ``echo`` sends every text frame back; ``fanout`` sends it to every
+other connection.
 The process pins itself to one core (``--cpu``) before importing any server code.
 """
 
