@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from starlette.websockets import WebSocket
 
 from netrun_ws import hookimpl
@@ -59,7 +67,11 @@ class Options(BaseModel):
 
     secret: SecretStr | None = Field(None, description="HS* shared secret (use ${VAR}).")
     public_key_file: Path | None = Field(
-        None, description="PEM public key file for RS*/PS*/ES*/EdDSA (relative to the cwd)."
+        None,
+        description=(
+            "PEM public key file for RS*/PS*/ES*/EdDSA; a relative path is relative to the "
+            "config file's directory (for a config given as a dict, to the current directory)."
+        ),
     )
     jwks_url: str | None = Field(
         None, description="JWKS endpoint (http/https) for RS*/PS*/ES*/EdDSA keys, by `kid`."
@@ -102,9 +114,14 @@ class Options(BaseModel):
 
     @field_validator("public_key_file")
     @classmethod
-    def _readable(cls, path: Path | None) -> Path | None:
-        if path is not None:
-            _read_key_file(path)
+    def _readable(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None:
+            return None
+        path = path.expanduser()
+        base_dir = (info.context or {}).get("base_dir")
+        if base_dir is not None and not path.is_absolute():
+            path = Path(base_dir) / path
+        _read_key_file(path)
         return path
 
     @field_validator("jwks_url")

@@ -63,6 +63,9 @@ class LoadedConfig:
     source: str
     """How issues name the config: the path as given, or the ``source`` of a dict."""
     sources: SourceMap = field(repr=False, compare=False)
+    base_dir: Path | None = None
+    """Where relative paths in the config resolve: the config file's directory, or for a dict
+    the ``base_dir`` it was loaded with (default: the current directory)."""
 
     def line_of(self, key_path: str) -> int | None:
         """The 1-based line of ``key_path`` (e.g. ``"metrics.0.plugin"``).
@@ -96,7 +99,9 @@ class LoadedConfig:
                 if key not in known
             )
         try:
-            validated = model.model_validate(dict(options))
+            # Plugins resolve relative paths in their options against the config's directory.
+            context = {"base_dir": self.base_dir}
+            validated = model.model_validate(dict(options), context=context)
         except ValidationError as error:
             issues.extend(issues_from_validation_error(error, model, self.sources, prefix))
         if issues:
@@ -230,7 +235,9 @@ def _build(
         raise ConfigError(issues, partial=partial)
     if plugins_dir is not None:
         config = config.model_copy(update={"plugins_dir": str(plugins_dir)})
-    return LoadedConfig(config, path, chosen, plugins_dir, sources.default_file, sources)
+    return LoadedConfig(
+        config, path, chosen, plugins_dir, sources.default_file, sources, base_dir=base_dir
+    )
 
 
 _PLUGIN_KEYS = ("auth", "store", "heartbeat", "reconnect", "protocol", "metrics", "plugins")
@@ -257,7 +264,9 @@ def _partial(
         plugins_dir = _resolve_dir(config.plugins_dir, base_dir)
         if not plugins_dir.is_dir():
             plugins_dir = None
-    return LoadedConfig(config, path, env, plugins_dir, sources.default_file, sources)
+    return LoadedConfig(
+        config, path, env, plugins_dir, sources.default_file, sources, base_dir=base_dir
+    )
 
 
 def _kind(value: object) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pydantic import ValidationError
 
@@ -165,6 +166,23 @@ async def test_rs256_with_a_public_key_file_relative_to_the_cwd(
     config = jwt_config(public_key_file="keys/pub.pem", algorithms=["RS256"])
     token = sign(rsa_key, "RS256", claims())
     async with serve(create_app(config)) as addr:
+        outcome = await attempt(f"ws://{addr}/ws", **bearer(token))
+    assert outcome.welcome is not None and outcome.welcome["user_id"] == "alice"
+
+
+async def test_a_relative_public_key_file_is_relative_to_the_config_file(
+    rsa_key: rsa.RSAPrivateKey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deploy = tmp_path / "deploy"
+    (deploy / "keys").mkdir(parents=True)
+    (deploy / "keys" / "pub.pem").write_bytes(public_pem(rsa_key))
+    config_file = deploy / "netrun_ws.yaml"
+    config_file.write_text(
+        yaml.safe_dump({**jwt_config(public_key_file="keys/pub.pem", algorithms=["RS256"])})
+    )
+    monkeypatch.chdir(tmp_path)  # not the config's directory: keys/pub.pem does not exist here
+    token = sign(rsa_key, "RS256", claims())
+    async with serve(create_app(str(config_file))) as addr:
         outcome = await attempt(f"ws://{addr}/ws", **bearer(token))
     assert outcome.welcome is not None and outcome.welcome["user_id"] == "alice"
 
