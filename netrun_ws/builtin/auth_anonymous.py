@@ -19,7 +19,7 @@ _USER_ID = re.compile(r"^[A-Za-z0-9_.@:-]{1,128}$")
 
 
 class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     user_id_param: str | None = Field(
         "user_id", description="Query parameter a client may use to pick its user id (null: never)."

@@ -63,7 +63,7 @@ _SUBPROTOCOL_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     secret: SecretStr | None = Field(None, description="HS* shared secret (use ${VAR}).")
     public_key_file: Path | None = Field(

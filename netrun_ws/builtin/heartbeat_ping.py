@@ -21,7 +21,7 @@ from netrun_ws.host import Host
 
 
 class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     interval: float = Field(30.0, gt=0, description="Seconds between server pings.")
     timeout: float = Field(90.0, gt=0, description="Silence after which a connection is stale.")

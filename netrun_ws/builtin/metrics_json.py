@@ -16,7 +16,7 @@ from netrun_ws.host import Host
 
 
 class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: str = Field("/metrics.json", pattern=r"^/", description="Path of the JSON endpoint.")
 

@@ -23,7 +23,7 @@ logger = logging.getLogger("netrun_ws.metrics")
 
 
 class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     level: Literal["debug", "info", "warning"] = Field("info", description="Log level of events.")
     interval: float = Field(60.0, ge=0, description="Seconds between summaries (0 = never).")

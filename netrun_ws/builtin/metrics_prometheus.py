@@ -28,7 +28,7 @@ from netrun_ws.protocol import ProtocolError
 
 
 class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: str = Field("/metrics", pattern=r"^/", description="Path of the exposition endpoint.")
     prefix: str = Field(

@@ -15,7 +15,7 @@ from netrun_ws import hookimpl
 
 
 class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     schemas: list[str] = Field(
         ["netrun_ws.protocol"], description="Modules whose MESSAGE_TYPES are registered."

@@ -15,7 +15,7 @@ from netrun_ws.reconnection import ReconnectionConfig
 
 
 class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     initial_delay: float = Field(1.0, ge=0, description="First delay, seconds.")
     max_delay: float = Field(60.0, ge=0, description="Delay cap, seconds.")

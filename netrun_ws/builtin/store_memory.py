@@ -18,7 +18,7 @@ from netrun_ws.store import Deliver, Envelope, GapCallback, PublishResult
 
 
 class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     connection_ttl: float = Field(3600, gt=0, description="Seconds a saved session state is kept.")
 

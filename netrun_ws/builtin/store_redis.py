@@ -26,7 +26,7 @@ _SCHEMES = ("redis://", "rediss://", "unix://")
 
 class Options(BaseModel):
     # The URL may hold a password: never echo inputs in validation errors.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, allow_inf_nan=False)
 
     url: SecretStr = Field(
         description="Redis URL, e.g. redis://:PASSWORD@host:6379/0 (use ${REDIS_URL}); "

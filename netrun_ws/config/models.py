@@ -67,7 +67,7 @@ def _kind_of(value: object) -> str:
 class ServerConfig(BaseModel):
     """Where and how the server listens."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     host: NonEmptyStr = Field(
         default="127.0.0.1",
@@ -92,7 +92,6 @@ class ServerConfig(BaseModel):
     handshake_timeout: float = Field(
         default=10.0,
         gt=0,
-        allow_inf_nan=False,
         description=(
             "Seconds a client may take to authenticate: the authenticate hooks at the handshake, "
             "or the first message with first_message_auth."
@@ -109,7 +108,6 @@ class ServerConfig(BaseModel):
     drain_timeout: float = Field(
         default=10.0,
         gt=0,
-        allow_inf_nan=False,
         description="Seconds to wait on shutdown for connections to close before forcing them.",
     )
     api_prefix: str = Field(
@@ -189,7 +187,7 @@ class ServerConfig(BaseModel):
 class LimitsConfig(BaseModel):
     """Bounds that keep one client, or many, from exhausting the server."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_connections: int = Field(
         default=10000,
@@ -232,7 +230,6 @@ class LimitsConfig(BaseModel):
     messages_per_second: float = Field(
         default=50.0,
         ge=0,
-        allow_inf_nan=False,
         description="Incoming messages per second allowed per connection; 0 disables the limit.",
     )
     max_consecutive_errors: int = Field(
@@ -254,7 +251,7 @@ class SlotConfig(BaseModel):
     option literally named ``options``. Dumps back to the flat form.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     plugin: NonEmptyStr = Field(
         description="The plugin's name (built-in, entry point or plugins_dir file) or module path."
@@ -340,7 +337,7 @@ def _slot(plugin: str) -> Any:
 class Config(BaseModel):
     """A validated netrun_ws.yaml, with its environment overlay and overrides applied."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     server: ServerConfig = Field(
         default_factory=ServerConfig, description="Listening address, paths and timeouts."

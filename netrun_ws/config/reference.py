@@ -257,8 +257,10 @@ that validate the file, so they list every accepted key.
 `netrun-ws run`, `netrun-ws check` and `netrun-ws token` read `./{DEFAULT_CONFIG_PATH}` from the
 current directory; `--config PATH` (or `-c PATH`) reads another file. The file is UTF-8 YAML with
 a single document, read with YAML's safe loader (no Python tags). A key written twice in one
-mapping is an error, since YAML would otherwise keep the last one silently. `plugins_dir` is
-relative to the file's own directory, not the current one.
+mapping is an error, since YAML would otherwise keep the last one silently. Relative paths
+(`plugins_dir`, the jwt plugin's `public_key_file`) are relative to the file's own directory,
+not the current one. Numbers must be finite: `.inf`, `.nan` and `1e400` are refused wherever a
+number is expected, in the built-in plugins' options too.
 
 In a program, `create_app("path/to/{DEFAULT_CONFIG_PATH}")` or `load_config(path, env=...)` read
 a file the same way; `create_app({{...}})` and `load_config_from_dict({{...}})` take the same

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from netrun_ws.config import Config, ConfigFile, LimitsConfig, ServerConfig, SlotConfig
+from netrun_ws.plugins import BUILTINS
 
 
 def error_types(model: type[BaseModel], data: Any) -> list[tuple[tuple[Any, ...], str]]:
@@ -232,3 +234,35 @@ def test_the_file_schema_includes_environments() -> None:
     properties = ConfigFile.model_json_schema()["properties"]
     assert "environments" in properties
     assert "deep-merged" in properties["environments"]["description"]
+
+
+# --------------------------------------------------------------------------- non-finite numbers
+
+
+def _models_with_float_fields() -> list[tuple[type[BaseModel], str]]:
+    """Every float field of the core config models and of the built-in plugins' options."""
+    models: list[type[BaseModel]] = [ServerConfig, LimitsConfig]
+    for modules in BUILTINS.values():
+        for module in modules.values():
+            models.append(importlib.import_module(module).Options)
+    return [
+        (model, name)
+        for model in models
+        for name, info in model.model_fields.items()
+        if "float" in str(info.annotation)
+    ]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), "1e400"])
+@pytest.mark.parametrize(
+    ("model", "field"),
+    _models_with_float_fields(),
+    ids=lambda item: item if isinstance(item, str) else f"{item.__module__}.{item.__name__}",
+)
+def test_no_float_setting_accepts_a_non_finite_number(
+    model: type[BaseModel], field: str, value: object
+) -> None:
+    # YAML reads `.inf` and `.nan` as floats and pydantic turns "1e400" into inf; a timeout,
+    # interval or rate of infinity would only fail later, at run time.
+    errors = error_types(model, {field: value})
+    assert ((field,), "finite_number") in errors
