@@ -159,14 +159,15 @@ def stall_costs(fanout: list[dict[str, Any]], kind: str) -> list[tuple[float, fl
     return costs
 
 
-def stall_table(fanout: list[dict[str, Any]]) -> str:
+def stall_table(
+    fanout: list[dict[str, Any]], stalls: dict[str, list[tuple[float, float, float]]]
+) -> str:
     lines = [
         "| server | clean N (bracketing windows) | stalled | cost to the others: median "
         "(per repetition) | stalled reader: frames read after resuming | cut by the server |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    for kind in dict.fromkeys(r["kind"] for r in fanout):
-        costs = stall_costs(fanout, kind)
+    for kind, costs in stalls.items():
         if not costs:
             continue
         records = [r for r in fanout if r["kind"] == kind and r["stalled"]]
@@ -375,7 +376,9 @@ def render(results: dict[str, Any], profile: dict[str, Any] | None, plan: dict[s
 
     echo_md, echo_medians = echo_table(results.get("echo", []))
     fan_md, fan_medians = fanout_table(results.get("fanout", []))
-    stall_md = stall_table(results.get("fanout", []))
+    fanout = results.get("fanout", [])
+    stalls = {kind: stall_costs(fanout, kind) for kind in dict.fromkeys(r["kind"] for r in fanout)}
+    stall_md = stall_table(fanout, stalls)
     conn_md, conn_stats = connect_table(results.get("connect", []))
     return report_text.TEMPLATE.format(
         date=results.get("finished_at") or time.strftime("%Y-%m-%d %H:%M"),
@@ -390,7 +393,7 @@ def render(results: dict[str, Any], profile: dict[str, Any] | None, plan: dict[s
             fan_medians,
             conn_stats,
             results.get("crossnode"),
-            stall_costs(results.get("fanout", []), "netrun"),
+            stalls.get("netrun"),
         ),
         crossnode=crossnode_section(results.get("crossnode")),
         echo=echo_md,
