@@ -41,6 +41,8 @@ from netrun_ws._extras import require_extra
 try:
     import jwt
     from jwt import algorithms as jwt_algorithms
+
+    from netrun_ws.hmac_keys import CheckedHMACKeys
 except ImportError:  # the [auth] extra is missing; JWTAuthService says so when it is built
     JWT_AVAILABLE = False
 else:
@@ -240,8 +242,12 @@ class TokenPolicy:
 
         The claims must also name a user: a non-empty string ``user_id`` or ``sub``.
         """
-        self.header(token)
+        header = self.header(token)
         assert isinstance(token, str | bytes)
+        if isinstance(key, CheckedHMACKeys):
+            key = key.for_algorithm(header["alg"])
+            if key is None:  # an allowlisted alg that is not HS*: this key cannot verify it
+                raise TokenValidationError("invalid_token")
         audience = list(self.audience) if isinstance(self.audience, tuple) else self.audience
         try:
             payload = jwt.decode(
@@ -383,7 +389,7 @@ class JWTAuthService:
                 prepared = algorithm.prepare_key(secret)
             except jwt.InvalidKeyError as exc:
                 raise ValueError(f"secret_key is not usable as an HMAC secret: {exc}") from None
-            return prepared, prepared
+            return prepared, CheckedHMACKeys(prepared)
 
         signing: Any = None
         if secret_key or public_key is None:  # no private key is fine only when verify-only
