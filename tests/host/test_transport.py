@@ -11,9 +11,16 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.http11 import Request
+from websockets.streams import StreamReader
 
 from netrun_ws import create_app
-from netrun_ws.transport import CORK_LIMIT, READ_LIMIT, NetrunWebSocketProtocol
+from netrun_ws.transport import (
+    CORK_LIMIT,
+    READ_LIMIT,
+    NetrunWebSocketProtocol,
+    parse_upgrade_request,
+)
 from tests.host.helpers import base_config, recv_json, wait_for
 from tests.support.raw_ws import Opcode, RawWebSocket, encode_frame
 from tests.support.server import serve
@@ -120,3 +127,96 @@ async def test_a_client_still_sending_after_a_protocol_failure_reads_the_close_c
                 await ws.send_raw(b"".join(fragments))
             assert (await ws.expect_close()).code == 1009
             await ws.aclose()
+
+
+# -- the handshake request: parsed in one pass, websockets' parser for anything unusual -------
+
+UPGRADE = (
+    b"GET /ws?user_id=u HTTP/1.1\r\nhost: 127.0.0.1:8000\r\nupgrade: websocket\r\n"
+    b"connection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"sec-websocket-version: 13\r\nsec-websocket-protocol: netrun.v1, bearer.x\r\n"
+)
+
+
+def websockets_parse(data: bytes) -> Request:
+    """What websockets' own parser makes of ``data`` (it raises on what it refuses)."""
+    reader = StreamReader()
+    reader.feed_data(data)
+    parser = Request.parse(reader.read_line)
+    try:
+        while True:
+            next(parser)
+    except StopIteration as done:
+        request: Request = done.value
+        return request
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"",
+        b"x-note:   spaced \t\r\n",
+        b"x-latin: caf\xe9\r\n",
+        b"x-empty:\r\n",
+        b"a: 1\r\na: 2\r\n",
+    ],
+)
+def test_the_one_pass_parse_gives_what_websockets_parser_gives(extra: bytes) -> None:
+    data = UPGRADE + extra + b"\r\n"
+    ours, theirs = parse_upgrade_request(data), websockets_parse(data)
+    assert ours is not None
+    assert (ours.method, ours.path) == (theirs.method, theirs.path)
+    assert list(ours.headers.raw_items()) == list(theirs.headers.raw_items())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        UPGRADE,  # no blank line: incomplete
+        UPGRADE + b"\r\n" + b"\x81\x00",  # bytes after the request
+        UPGRADE.replace(b"GET", b"POST") + b"\r\n",
+        UPGRADE.replace(b"HTTP/1.1", b"HTTP/1.0") + b"\r\n",
+        UPGRADE + b"bad name: x\r\n\r\n",
+        UPGRADE + b"no-colon\r\n\r\n",
+        UPGRADE + b"x-ctl: \x01\r\n\r\n",
+        UPGRADE + b"content-length: 0\r\n\r\n",
+        UPGRADE + b"transfer-encoding: chunked\r\n\r\n",
+        UPGRADE + b"x-long: " + b"a" * 9000 + b"\r\n\r\n",
+        UPGRADE + b"".join(b"x-%d: y\r\n" % n for n in range(130)) + b"\r\n",
+        UPGRADE.replace(b"/ws?", "/wé?".encode()) + b"\r\n",
+    ],
+)
+def test_anything_unusual_is_left_to_websockets_parser(data: bytes) -> None:
+    assert parse_upgrade_request(data) is None
+
+
+async def upgrade_status(addr: str, request: bytes) -> bytes:
+    host, _, port = addr.rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        return (await asyncio.wait_for(reader.readline(), 5)).rstrip()
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ((b"", b""), b"101"),
+        ((b"connection: Upgrade", b"connection: keep-alive, Upgrade"), b"101"),
+        ((b"sec-websocket-version: 13", b"sec-websocket-version: 8"), b"400"),
+        ((b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==", b"sec-websocket-key: short"), b"400"),
+        ((b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n", b""), b"400"),
+    ],
+)
+async def test_both_protocols_answer_every_upgrade_request_alike(
+    change: tuple[bytes, bytes], status: bytes
+) -> None:
+    request = UPGRADE.replace(*change) + b"\r\n"
+    statuses = []
+    for ws_protocol in ("netrun", "uvicorn"):
+        async with serve(create_app(echo_config(ws_protocol))) as addr:
+            statuses.append(await upgrade_status(addr, request))
+    assert statuses[0] == statuses[1]
+    assert statuses[0].split(b" ")[1] == status
