@@ -4,7 +4,8 @@ MODE ``echo`` keeps ``--inflight`` messages in flight on each of ``--conns`` con
 reports messages/s and round-trip latency. MODE ``fanout`` connects one publisher and receivers,
 keeps a window of broadcasts in flight and reports deliveries/s and delivery latency per phase.
 MODE ``connect`` opens ``--conns`` connections with ``--inflight`` handshakes in flight, reports
-the rate, and keeps them open until told (stdin) so the caller can measure the server's memory.
+the rate, and keeps them open until told (stdin) so the caller can measure the server's memory;
+it uses the lean handshake client of ``bench/handshakes.py``, not picows (see there why).
 Results are JSON lines on stdout. Frame handling is synchronous (picows callbacks), so one core
 drives 100k+ messages/s. ``--proto`` says how a connection becomes ready: ``plain`` (the 101),
 ``netrun`` (JWT in the Authorization header; ready at the welcome message) or ``socketio``
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from bench import handshakes  # run with the repository on PYTHONPATH, as run.py does
 
 _STAMP = re.compile(rb'"seq": ?(\d+), ?"t": ?(\d+)')
 _DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
@@ -364,18 +367,45 @@ async def read_command() -> str:
     return str(line).strip()
 
 
+async def open_handshakes(
+    options: Options, indices: range, inflight: int
+) -> list[handshakes.HandshakeClient]:
+    """Connect mode's connections, through the lean handshake client (bench/handshakes.py)."""
+    if options.proto == "socketio":
+        raise SystemExit("connect mode speaks plain WebSocket handshakes, not socket.io")
+    semaphore = asyncio.Semaphore(inflight)
+    prepared = []
+    for index in indices:
+        headers = []
+        if options.proto == "netrun":
+            headers.append(("Authorization", f"Bearer {options.tokens[index]}"))
+        if options.offer_deflate:
+            headers.append(("Sec-WebSocket-Extensions", _DEFLATE_OFFER))
+        prepared.append(handshakes.upgrade_request(options.url, headers))
+    greeted = options.proto == "netrun"
+
+    async def one(request: bytes, accept: bytes, address: tuple[str, int]) -> Any:
+        async with semaphore:
+            try:
+                return await handshakes.handshake(request, accept, address, greeted, 60)
+            except Exception as exc:  # a refused handshake is a result, not a crash
+                FAILED_CONNECTS.append(f"{type(exc).__name__}: {exc}"[:200])
+                return None
+
+    opened = await asyncio.gather(*(one(*request) for request in prepared))
+    return [client for client in opened if client is not None]
+
+
 async def run_connect(options: Options, args: argparse.Namespace) -> None:
     options.tokens = make_tokens(args.conns + args.warm_conns)
-    warm = await open_many(options, range(args.conns, args.conns + args.warm_conns), 20)
+    warm = await open_handshakes(options, range(args.conns, args.conns + args.warm_conns), 20)
     for client in warm:
-        if client.transport is not None:
-            client.transport.send_close()
-            client.transport.disconnect()
+        client.close()
     await asyncio.sleep(1.0)
     emit({"event": "warm"})
     await read_command()
     start = time.perf_counter()
-    clients = await open_many(options, range(args.conns), args.inflight)
+    clients = await open_handshakes(options, range(args.conns), args.inflight)
     elapsed = time.perf_counter() - start
     emit(
         {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
 import platform
 import statistics
@@ -199,19 +200,25 @@ def connect_table(connect: list[dict[str, Any]]) -> tuple[str, ConnectStats]:
             "rss_max": max(r["rss_per_conn"] for r in rows),
             "alive": min(r["alive"] for r in rows),
             "server_deflate": rows[0]["server_deflate"] == "on",
+            # Older result files lack the CPU readings: nan renders as "-".
+            "cpu_us": _median(1e6 * r.get("server_cpu_per_conn", math.nan) for r in rows),
+            "loadgen_busy": _median(r.get("loadgen_busy", math.nan) for r in rows),
         }
     raw = stats.get(("raw_asgi", False), {}).get("rate", float("nan"))
     lines = [
         "| server | server deflate | client offers deflate | connects/s (median) | range | "
-        "/ raw uvicorn | RSS per idle connection | range | still open |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "/ raw uvicorn | server CPU per connection | load generator busy "
+        "| RSS per idle connection | range | still open |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (label, offer), s in stats.items():
         name = NAMES.get(label, label.replace("netrun", "netrun-ws", 1))
+        cpu = "-" if math.isnan(s["cpu_us"]) else f"{s['cpu_us']:,.0f} us"
+        busy = "-" if math.isnan(s["loadgen_busy"]) else f"{s['loadgen_busy']:.0%}"
         lines.append(
             f"| {name} | {'on' if s['server_deflate'] else 'off'} | {'yes' if offer else 'no'} "
             f"| {_n(s['rate'])} | {_n(s['rate_min'])}-{_n(s['rate_max'])} "
-            f"| {_ratio(s['rate'], raw)} | {s['rss'] / 1024:.1f} KB "
+            f"| {_ratio(s['rate'], raw)} | {cpu} | {busy} | {s['rss'] / 1024:.1f} KB "
             f"| {s['rss_min'] / 1024:.1f}-{s['rss_max'] / 1024:.1f} | {int(s['alive'])} |"
         )
     return "\n".join(lines) + "\n", stats
@@ -319,6 +326,13 @@ def targets(
             f"| connect + JWT auth >= 0.8x raw uvicorn handshake | {ratio:.2f}x "
             f"| {_verdict(ratio >= 0.8)}{miss} |"
         )
+    if ("netrun", False) in conn and ("raw_asgi", False) in conn:
+        cpu_ratio = conn[("raw_asgi", False)]["cpu_us"] / conn[("netrun", False)]["cpu_us"]
+        if not math.isnan(cpu_ratio):
+            rows.append(
+                "| (no target; context) the same as server CPU per connection: raw uvicorn's "
+                f"/ netrun-ws's | {cpu_ratio:.2f}x | - |"
+            )
     if ("netrun", False) in conn and ("starlette_jwt", False) in conn:
         ratio = conn[("netrun", False)]["rate"] / conn[("starlette_jwt", False)]["rate"]
         rows.append(

@@ -52,13 +52,14 @@ class Plan:
 
 # Fan-out phases: "1000s" adds one stalled receiver; the "1000" window after it (same receivers,
 # the stalled one gone) brackets it with the one before, so machine drift is not read as a cost.
-FULL = Plan(3, 4.0, 1.0, "100,1000,1000s,1000,5000", 2.0, 3.0, 5000, 2, 8.0)
+FULL = Plan(3, 4.0, 1.0, "100,1000,1000s,1000,5000", 2.0, 3.0, 5000, 3, 8.0)
 QUICK = Plan(1, 2.0, 0.5, "100,1000,1000s,1000", 1.5, 1.5, 1000, 1, 3.0)
 
 ECHO_KINDS = ["picows", "netrun", "raw_asgi", "starlette", "websockets", "socketio"]
 FANOUT_KINDS = ["picows", "netrun", "websockets", "socketio"]
 # (label, server kind, server deflate, client offers deflate)
 CONNECT_CASES = [
+    ("picows", "picows", "off", False),  # the load generator's ceiling
     ("netrun", "netrun", "off", False),
     ("raw_asgi", "raw_asgi", "on", False),
     ("starlette", "starlette", "on", False),
@@ -193,6 +194,13 @@ def run_fanout(plan: Plan) -> list[dict[str, Any]]:
     return results
 
 
+def _cpu_seconds(process: psutil.Process | int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    handle = process if isinstance(process, psutil.Process) else psutil.Process(process)
+    times = handle.cpu_times()
+    return float(times.user + times.system)
+
+
 def run_connect(plan: Plan) -> list[dict[str, Any]]:
     results = []
     for rep in range(plan.connect_reps):
@@ -204,10 +212,14 @@ def run_connect(plan: Plan) -> list[dict[str, Any]]:
                 process = loadgen(args + (["--offer-deflate"] if offer else []))
                 assert process.stdin is not None
                 read_event(process)  # warm: lazy imports done, warm-up connections closed
-                rss_before = psutil.Process(pid).memory_info().rss
+                server_process_ = psutil.Process(pid)
+                rss_before = server_process_.memory_info().rss
+                cpu_before = (_cpu_seconds(server_process_), _cpu_seconds(process.pid))
                 process.stdin.write("go\n")
                 process.stdin.flush()
                 record = read_event(process)
+                server_cpu = _cpu_seconds(server_process_) - cpu_before[0]
+                loadgen_cpu = _cpu_seconds(process.pid) - cpu_before[1]
                 time.sleep(2.0)  # let the server settle (welcome sent, buffers released)
                 rss_after = psutil.Process(pid).memory_info().rss
                 process.stdin.write("close\n")
@@ -224,6 +236,8 @@ def run_connect(plan: Plan) -> list[dict[str, Any]]:
                 rss_after=rss_after,
                 rss_per_conn=(rss_after - rss_before) / plan.connect_conns,
                 alive=done["alive"],
+                server_cpu_per_conn=server_cpu / record["connections"],
+                loadgen_busy=loadgen_cpu / record["elapsed_s"],
             )
             results.append(record)
             log(
