@@ -75,7 +75,7 @@ def parse_upgrade_request(data: bytes) -> Request | None:
         value = value.strip(b" \t")
         if not colon or not _FIELD_NAME.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
             return None
-        headers.set_insecure(name.decode("ascii"), value.decode("iso-8859-1"))
+        headers[name.decode("ascii")] = value.decode("iso-8859-1")
     if "Transfer-Encoding" in headers or "Content-Length" in headers:
         return None  # websockets refuses a body on the handshake: let it say so
     return Request(target.decode("ascii"), headers)
