@@ -104,7 +104,18 @@ welcome all done); the raw ASGI / Starlette peers count at the 101 response. A f
 netrun-ws: the same tokens verified with `jwt.decode` (HS256, same secret), refused with 1008
 when invalid, then a small JSON welcome; it also counts at the welcome. RSS per idle
 connection = (server RSS 2 s after the 5,000th connection - RSS after 20 warm-up connections
-were opened and closed) / 5,000, read with psutil.
+were opened and closed) / 5,000, read with psutil. Server CPU per connection = the server
+process's user + system CPU time while the 5,000 connections were opened / 5,000; "load
+generator busy" = its CPU time over the same interval / the elapsed time.
+
+The client of this scenario is not picows but a lean handshake client (`bench/handshakes.py`):
+it writes a prepared upgrade request, checks the 101 (status and `Sec-WebSocket-Accept`) and,
+for the servers that greet, waits for the first text frame. picows' client spent about as much
+CPU per handshake as the bare uvicorn server, so the load generator's core was 80-95% busy and
+held the fastest servers back (with it the connect ratio read about 0.1 higher than the
+servers' CPU costs justify). The picows server row is this client's ceiling; the other rows
+leave the load generator's core mostly idle. The cases with a client offering deflate are run
+once (they are there for scenario 4's memory figures); the others in every repetition.
 
 permessage-deflate: netrun-ws runs as its CLI does (`server.permessage_deflate: false`, the
 default); the uvicorn peers run with uvicorn's default (`ws_per_message_deflate=True`); all
@@ -125,19 +136,25 @@ with deflate switched on, to show what the default saves.
 {connect_profile}
 The connect target compares a whole netrun-ws connection (JWT verified, limits checked, session
 created, registered, `on_connect` hooks run, welcome message framed and sent) with a bare
-uvicorn handshake that does none of it. What a netrun-ws connection costs on top of the
-handshake is spread over several stages rather than one hot spot. The largest is PyJWT's
-decode: on every call it re-checks the HMAC key (PEM, SSH, DER and JWK probes, including a JSON
-parse of the secret) and scans every token character in Python. Then come the admission and
-open stages of the host, and garbage-collector pauses that grow with the number of live
-objects per connection (the reason for `server.gc_threshold` and `server.gc_freeze`). Against
-the Starlette endpoint that verifies the same JWT with PyJWT and sends a welcome, the ratio
-shows what the rest of the pipeline costs beyond the JWT a hand-written endpoint verifies too.
+uvicorn handshake that does none of it. netrun-ws's own websocket protocol makes the handshake
+itself cheaper than uvicorn's stock one: it parses the upgrade request once (uvicorn's protocol
+parses it a second time with websockets' generator parser): compare the two raw ASGI rows,
+the same app on uvicorn's protocol and on netrun-ws's. What a
+netrun-ws connection costs on top of the handshake is spread over several stages rather than
+one hot spot. The largest is PyJWT's decode: netrun-ws checks the HMAC secret once
+(`netrun_ws/hmac_keys.py`; PyJWT would re-check it, with PEM, SSH, DER and JWK probes, on every
+call), but PyJWT still decodes and scans the token in Python. Then come the admission and open
+stages of the host, and garbage-collector pauses that grow with the number of live objects per
+connection (about 70 container objects; the reason for `server.gc_threshold` and
+`server.gc_freeze`). Against the Starlette endpoint that verifies the same JWT with PyJWT and
+sends a welcome, the ratio shows what the rest of the pipeline costs beyond the JWT a
+hand-written endpoint verifies too.
 
 The machine these figures come from is shared: the same server's CPU time per connection has
-been seen to vary by 15-25% between runs minutes apart, the bare uvicorn peer most (its rate is
-the ratio's denominator). The range columns show the spread within this run; a ratio within
-about 10% of its target can land on either side of it in another run.
+been seen to vary by 15-25% between runs minutes apart (on 2026-11-26 by up to 40% between
+back-to-back runs of the same server), the bare uvicorn peer most (its rate is the ratio's
+denominator). The range columns show the spread within this run; a ratio within about 10% of
+its target can land on either side of it in another run.
 
 ## 5. Cross-node send_to_user latency
 

@@ -1,7 +1,8 @@
 """The servers under test, one per process: ``python bench/servers.py KIND --port P --mode M``.
 
 KIND is ``netrun`` (netrun-ws, whole pipeline, built as `netrun-ws run` builds it), ``raw_asgi``,
-``starlette``, ``starlette_jwt`` (Starlette verifying the JWT and sending a welcome; echo only),
+``raw_asgi_netrun_protocol`` (the same raw app on netrun-ws's websocket protocol), ``starlette``,
+``starlette_jwt`` (Starlette verifying the JWT and sending a welcome; echo only),
 ``socketio`` (all on the same uvicorn settings), ``websockets`` or ``picows`` (their own servers,
 on uvloop like uvicorn). MODE ``echo`` sends every text frame back; ``fanout`` sends it to every
 other connection.
@@ -24,7 +25,14 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Shared by the load generator, which signs one token per connection with it.
 JWT_SECRET = "netrun-ws-benchmark-secret-0123456789-abcdefghij"
-UVICORN_KINDS = ("netrun", "raw_asgi", "starlette", "starlette_jwt", "socketio")
+UVICORN_KINDS = (
+    "netrun",
+    "raw_asgi",
+    "raw_asgi_netrun_protocol",
+    "starlette",
+    "starlette_jwt",
+    "socketio",
+)
 KINDS = (*UVICORN_KINDS, "websockets", "picows")
 #: The same uvicorn settings for every uvicorn-based server (only deflate may differ, see run.py).
 UVICORN_SETTINGS: dict[str, Any] = {
@@ -267,15 +275,18 @@ def main() -> None:
         return
     builders: dict[str, Callable[[], ASGIApp]] = {
         "raw_asgi": lambda: raw_asgi_app(args.mode),
+        "raw_asgi_netrun_protocol": lambda: raw_asgi_app(args.mode),
         "starlette": lambda: starlette_app(args.mode),
         "starlette_jwt": lambda: starlette_jwt_app(args.mode),
         "socketio": lambda: socketio_app(args.mode),
     }
+    settings = dict(UVICORN_SETTINGS)
+    if args.kind == "raw_asgi_netrun_protocol":  # what netrun-ws's protocol alone changes
+        from netrun_ws.cli import ws_protocol_class
+
+        settings["ws"] = ws_protocol_class("netrun")
     config = uvicorn.Config(
-        builders[args.kind](),
-        port=args.port,
-        ws_per_message_deflate=deflate,
-        **UVICORN_SETTINGS,
+        builders[args.kind](), port=args.port, ws_per_message_deflate=deflate, **settings
     )
     uvicorn.Server(config).run()
 
