@@ -32,16 +32,17 @@ hand: re-run the suite. Raw results: `bench/results/latest.json`._
 
 ```sh
 pip install -r bench/requirements.txt      # picows, python-socketio, psutil, py-spy, ...
-python bench/run.py                        # full suite, ~10 minutes on 2 cores -> this file
+python bench/run.py                        # full suite, 10-13 minutes on 2 cores -> this file
 python bench/run.py --quick                # ~2 minute smoke run (1 repetition, smaller N)
 python bench/run.py --only echo,profile    # a subset (echo, fanout, connect, profile)
 ```
 
 Each server runs in its own process pinned to core 0 (`os.sched_setaffinity`); the picows
-load generator (`bench/loadgen.py`, synchronous frame callbacks on uvloop) runs in another
-process pinned to core 1. Every repetition visits every server once, in a rotated order, so
-peers are interleaved in time; tables give the median over repetitions and the range (min-max).
-Ratios are netrun-ws divided by the peer (above 1.0x: netrun-ws is faster).
+load generator (`bench/loadgen.py`, synchronous frame callbacks on uvloop; for scenario 3 a
+leaner handshake-only client, `bench/handshakes.py`) runs in another process pinned to core 1.
+Every repetition visits every server once, in a rotated order, so peers are interleaved in
+time; tables give the median over repetitions and the range (min-max). Ratios are netrun-ws
+divided by the peer (above 1.0x: netrun-ws is faster).
 
 ## Machine
 
@@ -162,7 +163,10 @@ Two `netrun-ws run` nodes (Redis store, chat plugin, prometheus and heartbeat on
 `redis-server`; both nodes run on the server core, Redis and the asyncio `websockets` clients on
 the other (`bench/crossnode.py`). A sender sends `{{"type": "direct", ...}}` (the chat plugin's
 `host.send_to_user`) at a fixed rate; latency is from send to receipt, one process holding both
-clients. The same-node row is the baseline without Redis.
+clients. The same-node row is the baseline without Redis. The p99 is the figure most sensitive
+to the machine's scheduling jitter: on the machine of 2026-11-26 repeated runs of the same code
+gave cross-node p99s from 2.8 to 34 ms (and the code of the day before, run beside it, 6.5 and
+15 ms), where the machine of the days before gave 1.3-1.4 ms; the p50 stayed near 1 ms.
 
 {crossnode}
 ## Where the time goes (netrun-ws echo profile)
