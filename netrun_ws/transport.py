@@ -5,10 +5,10 @@
 by the ``websockets`` library) with four changes, each measured in ``bench/``
 (docs/performance.md):
 
-- **The upgrade request is parsed once more, not twice.** uvicorn hands the protocol the request
-  httptools already parsed, re-serialised; websockets' generator-based parser then reads it line
-  by line again. :func:`parse_upgrade_request` splits that one buffer instead (about a tenth of
-  a handshake's CPU), with websockets' grammar and limits; anything unusual still goes through
+- **The upgrade request is re-read in one pass.** uvicorn hands the protocol the request
+  httptools already parsed, re-serialised; websockets' generator-based parser would read it
+  again line by line. :func:`parse_upgrade_request` splits that one buffer instead (about a tenth
+  of a handshake's CPU), with websockets' grammar and limits; anything unusual still goes through
   websockets' parser. Checking the handshake and answering it stay websockets' and uvicorn's.
 
 - **Writes are corked.** Every frame written during one event-loop iteration leaves in one
