@@ -195,10 +195,9 @@ def run_fanout(plan: Plan) -> list[dict[str, Any]]:
     return results
 
 
-def _cpu_seconds(process: psutil.Process | int) -> float:
+def _cpu_seconds(process: psutil.Process) -> float:
     """User + system CPU seconds a process has used so far."""
-    handle = process if isinstance(process, psutil.Process) else psutil.Process(process)
-    times = handle.cpu_times()
+    times = process.cpu_times()
     return float(times.user + times.system)
 
 
@@ -216,16 +215,16 @@ def run_connect(plan: Plan) -> list[dict[str, Any]]:
                 process = loadgen(args + (["--offer-deflate"] if offer else []))
                 assert process.stdin is not None
                 read_event(process)  # warm: lazy imports done, warm-up connections closed
-                server_process_ = psutil.Process(pid)
-                rss_before = server_process_.memory_info().rss
-                cpu_before = (_cpu_seconds(server_process_), _cpu_seconds(process.pid))
+                served, generating = psutil.Process(pid), psutil.Process(process.pid)
+                rss_before = served.memory_info().rss
+                server_cpu, loadgen_cpu = -_cpu_seconds(served), -_cpu_seconds(generating)
                 process.stdin.write("go\n")
                 process.stdin.flush()
                 record = read_event(process)
-                server_cpu = _cpu_seconds(server_process_) - cpu_before[0]
-                loadgen_cpu = _cpu_seconds(process.pid) - cpu_before[1]
+                server_cpu += _cpu_seconds(served)
+                loadgen_cpu += _cpu_seconds(generating)
                 time.sleep(2.0)  # let the server settle (welcome sent, buffers released)
-                rss_after = psutil.Process(pid).memory_info().rss
+                rss_after = served.memory_info().rss
                 process.stdin.write("close\n")
                 process.stdin.flush()
                 done = read_event(process)

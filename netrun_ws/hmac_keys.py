@@ -23,11 +23,7 @@ from jwt.algorithms import HMACAlgorithm
 
 __all__ = ["CheckedHMACKeys"]
 
-_HASHES = {
-    "HS256": HMACAlgorithm.SHA256,
-    "HS384": HMACAlgorithm.SHA384,
-    "HS512": HMACAlgorithm.SHA512,
-}
+_HS_ALGORITHMS = ("HS256", "HS384", "HS512")
 
 
 class _PrecheckedHMAC(HMACAlgorithm):
@@ -54,9 +50,11 @@ class CheckedHMACKeys:
     def __init__(self, secret: bytes) -> None:
         encoded = base64.urlsafe_b64encode(secret).rstrip(b"=").decode("ascii")
         self._keys: dict[str, jwt.PyJWK] = {}
-        for name, hash_alg in _HASHES.items():
+        for name in _HS_ALGORITHMS:
             key = jwt.PyJWK({"kty": "oct", "k": encoded}, algorithm=name)
-            checked = _PrecheckedHMAC(hash_alg, secret)
+            chosen = key.Algorithm  # PyJWT's own HMAC algorithm for the name: reuse its hash
+            assert isinstance(chosen, HMACAlgorithm)
+            checked = _PrecheckedHMAC(chosen.hash_alg, secret)
             key.Algorithm = checked
             key.key = checked.secret
             self._keys[name] = key
