@@ -282,9 +282,10 @@ def main() -> None:
     }
     settings = dict(UVICORN_SETTINGS)
     if args.kind == "raw_asgi_netrun_protocol":  # what netrun-ws's protocol alone changes
-        from netrun_ws.cli import ws_protocol_class
+        from netrun_ws.cli import http_protocol_class, ws_protocol_class
 
         settings["ws"] = ws_protocol_class("netrun")
+        settings["http"] = http_protocol_class("netrun")
     config = uvicorn.Config(
         builders[args.kind](), port=args.port, ws_per_message_deflate=deflate, **settings
     )

@@ -43,10 +43,13 @@ try:
     from jwt import algorithms as jwt_algorithms
 
     from netrun_ws.hmac_keys import CheckedHMACKeys
+    from netrun_ws.jws_segments import SegmentCheckedPyJWT
 except ImportError:  # the [auth] extra is missing; JWTAuthService says so when it is built
     JWT_AVAILABLE = False
 else:
     JWT_AVAILABLE = True
+    #: ``jwt.decode`` with PyJWT's segment check done in C (netrun_ws/jws_segments.py).
+    _decode = SegmentCheckedPyJWT().decode
 
 __all__ = [
     "JWT_AVAILABLE",
@@ -149,6 +152,8 @@ def _check_key_material(value: object, argument: str) -> str | bytes:
 
 def _nesting_exceeds(text: str, limit: int) -> bool:
     """True when JSON ``text`` nests arrays/objects deeper than ``limit`` (strings skipped)."""
+    if text.count("{") + text.count("[") <= limit:
+        return False  # too few brackets to nest that deep (the usual, flat header)
     depth = 0
     in_string = escaped = False
     for char in text:
@@ -250,7 +255,7 @@ class TokenPolicy:
                 raise TokenValidationError("invalid_token")
         audience = list(self.audience) if isinstance(self.audience, tuple) else self.audience
         try:
-            payload = jwt.decode(
+            payload = _decode(
                 token,
                 key,
                 algorithms=list(self.algorithms),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.util
 import json
 import logging
 import sys
@@ -152,6 +153,7 @@ def build_server(loaded: Any, **uvicorn_settings: Any) -> Any:
         "ws_max_size": loaded.config.limits.max_message_bytes,
         "ws_per_message_deflate": server.permessage_deflate,
         "ws": ws_protocol_class(server.ws_protocol),
+        "http": http_protocol_class(server.ws_protocol),
         "timeout_graceful_shutdown": server.drain_timeout,
     }
     settings.update(uvicorn_settings)
@@ -170,6 +172,16 @@ def ws_protocol_class(name: str) -> Any:
 
         return NetrunWebSocketProtocol
     return "websockets-sansio"
+
+
+def http_protocol_class(ws_protocol: str) -> Any:
+    """The ``uvicorn.Config(http=...)`` value: with netrun-ws's websocket protocol, the httptools
+    protocol that hands upgrades over parsed (netrun_ws.http_upgrade), when httptools is there."""
+    if ws_protocol == "netrun" and importlib.util.find_spec("httptools") is not None:
+        from netrun_ws.http_upgrade import NetrunHttpToolsProtocol
+
+        return NetrunHttpToolsProtocol
+    return "auto"
 
 
 def _draining_server_class() -> Any:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import struct
 import time
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
@@ -114,6 +114,15 @@ def wire_frame(frame: Frame) -> bytes:
     return frame_header(OPCODE_BINARY, len(frame)) + frame
 
 
+def uuid4_hex() -> str:
+    """A random (version 4) UUID as 32 hex digits, as ``uuid.uuid4().hex`` gives it, without
+    building the UUID object (a third of the cost; two are made per connection)."""
+    data = bytearray(os.urandom(16))
+    data[6] = (data[6] & 0x0F) | 0x40  # version 4
+    data[8] = (data[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return data.hex()
+
+
 def truncate_close_reason(reason: str) -> str:
     """``reason`` cut to the 123 UTF-8 bytes a close frame allows (never mid-character)."""
     encoded = reason.encode()
@@ -196,7 +205,7 @@ class Connection:
             raise ValueError(
                 f"overflow_policy must be one of {OVERFLOW_POLICIES}, got {overflow_policy!r}"
             )
-        self.connection_id: str = connection_id or uuid.uuid4().hex
+        self.connection_id: str = connection_id or uuid4_hex()
         self.user_id = user_id
         self.session_id = session_id
         self.websocket = websocket
@@ -381,5 +390,6 @@ __all__ = [
     "frame_header",
     "frame_size",
     "truncate_close_reason",
+    "uuid4_hex",
     "wire_frame",
 ]

@@ -16,7 +16,6 @@ import logging
 import re
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
@@ -31,7 +30,7 @@ from netrun_ws import hookspecs
 from netrun_ws.auth_messages import AuthMessage, RefreshMessage
 from netrun_ws.codes import CloseCode, ErrorCode
 from netrun_ws.config import ConfigError, ConfigIssue, LoadedConfig
-from netrun_ws.connection import Connection, wire_frame
+from netrun_ws.connection import Connection, uuid4_hex, wire_frame
 from netrun_ws.connection_manager import WebSocketConnectionManager, encode_message
 from netrun_ws.hooks import DROP, HookError, Hooks
 from netrun_ws.identity import AuthenticationError, Identity, Rejection
@@ -492,7 +491,7 @@ class Host:
         query = websocket.scope.get("query_string", b"")
         requested = websocket.query_params.get("session_id") if query else None
         resuming = bool(requested and _SESSION_ID.match(requested))
-        session_id = requested if requested and resuming else uuid.uuid4().hex
+        session_id = requested if requested and resuming else uuid4_hex()
         user_id = identity.user_id
         store = self.store
         try:

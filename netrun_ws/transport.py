@@ -28,18 +28,23 @@ Behaviour on the wire (handshake, close codes, keepalive pings, limits) is uvico
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import weakref
 from collections.abc import Iterable
 from typing import Any
 
+from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidState
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import CloseCode as WsCloseCode
 from websockets.frames import Frame, Opcode
 from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request
 from websockets.protocol import Protocol, State
+from websockets.server import ServerProtocol
 
 from netrun_ws.connection import DIRECT_EXTENSION, OPCODE_BINARY, OPCODE_TEXT, frame_header
 
@@ -63,17 +68,38 @@ def parse_upgrade_request(data: bytes) -> Request | None:
     if not data.endswith(b"\r\n\r\n"):
         return None
     lines = data[:-4].split(b"\r\n")
-    if len(lines) > MAX_NUM_HEADERS + 1 or max(map(len, lines)) > MAX_LINE_LENGTH:
+    if max(map(len, lines)) + 2 > MAX_LINE_LENGTH:  # with its CRLF
         return None
     method, _, rest = lines[0].partition(b" ")
     target, _, protocol = rest.partition(b" ")
-    if method != b"GET" or protocol != b"HTTP/1.1" or not target.isascii():
+    if protocol != b"HTTP/1.1":
         return None
-    headers = Headers()
+    fields = []
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
+        if not colon:
+            return None
+        fields.append((name, value))
+    return request_from_fields(method.decode("latin-1"), target, fields)
+
+
+def request_from_fields(
+    method: str, target: bytes, fields: list[tuple[bytes, bytes]]
+) -> Request | None:
+    """The ``Request`` websockets' parser would make of a request line's method and target and
+    its header fields (name, value) - or None where that parser would refuse the request or
+    read it differently (not a plain GET, a body, a line over its 8 KB, over 128 fields, bytes
+    outside the RFC 9110 grammar): the request then goes through websockets' own parser."""
+    if method != "GET" or not target.isascii() or len(fields) > MAX_NUM_HEADERS:
+        return None
+    if len(target) + 15 > MAX_LINE_LENGTH:  # "GET " + target + " HTTP/1.1" + CRLF
+        return None
+    headers = Headers()
+    for name, value in fields:
+        if len(name) + len(value) + 4 > MAX_LINE_LENGTH:  # as "name: value" + CRLF
+            return None
         value = value.strip(b" \t")
-        if not colon or not _FIELD_NAME.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
+        if _FIELD_NAME.fullmatch(name) is None or _FIELD_VALUE.fullmatch(value) is None:
             return None
         headers[name.decode("ascii")] = value.decode("iso-8859-1")
     if "Transfer-Encoding" in headers or "Content-Length" in headers:
@@ -259,36 +285,108 @@ class WritableFlag:
             await asyncio.shield(self._waiter)  # one waiter's cancellation spares the others
 
 
+class _ParsedRequestServerProtocol(ServerProtocol):
+    """websockets' server protocol for a connection whose upgrade request was parsed already:
+    its parser starts at the frames (the stock one first waits for the request's lines)."""
+
+    parse = Protocol.parse
+
+
+_UVICORN_ERROR_LOG = logging.getLogger("uvicorn.error")
+
+
 class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol with corked writes and a direct send path."""
 
     transport: CorkedTransport  # type: ignore[assignment]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        # The state uvicorn's __init__ sets up, without what this class replaces (its
+        # asyncio.Queue and asyncio.Event) and without a second parser for the request:
+        # ``test_the_protocol_has_every_attribute_uvicorns_has`` keeps the two in step.
+        if not config.loaded:
+            config.load()
+        self.config = config
+        self.app = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.logger = _UVICORN_ERROR_LOG
+        self.root_path = config.root_path
+        self.asgi_version = config.asgi_version
+        self.app_state = app_state
+        self.connections = server_state.connections
+        self.tasks = server_state.tasks
+        self.default_headers = server_state.default_headers
+        self.transport = None  # type: ignore[assignment]
+        self.server = self.client = self.scheme = None  # type: ignore[assignment]
         self.queue: ReceiveQueue = ReceiveQueue(self.loop)  # type: ignore[assignment]
+        self.handshake_initiated = self.handshake_complete = False
+        self.close_sent = self.disconnected = self.read_paused = False
+        self.close_timer = None
+        self.close_timeout = 10.0
+        self.initial_response = None
+        self.conn = self._server_protocol(_ParsedRequestServerProtocol)
         self.writable: WritableFlag = WritableFlag(self.loop, self)  # type: ignore[assignment]
+        self.ping_interval = config.ws_ping_interval
+        self.ping_timeout = config.ws_ping_timeout
+        self.ping_timer = self.pong_timer = None
+        self.pending_ping_payload = None
+        self.ping_sent_at = self.last_ping_rtt = 0.0
+        self.frames = []
+        self.curr_msg_data_type = "bytes"
+
+    def _server_protocol(self, kind: type[ServerProtocol]) -> ServerProtocol:
+        # uvicorn's settings for websockets' protocol, deflate included when configured.
+        extensions = []
+        if self.config.ws_per_message_deflate:
+            extensions.append(
+                ServerPerMessageDeflateFactory(
+                    server_max_window_bits=12,
+                    client_max_window_bits=12,
+                    compress_settings={"memLevel": 5},
+                )
+            )
+        return kind(
+            extensions=extensions, max_size=self.config.ws_max_size, logger=_UVICORN_ERROR_LOG
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.transport = CorkedTransport(transport, self.loop)  # type: ignore[arg-type]
+
+    def adopt(self, http: Any) -> None:
+        """``connection_made`` for a connection uvicorn's HTTP protocol upgrades: its transport
+        and the addresses it already read (see :mod:`netrun_ws.http_upgrade`)."""
+        self.connections.add(self)
+        self.server, self.client = http.server, http.client
+        self.scheme = "wss" if http.scheme == "https" else "ws"
+        self.transport = CorkedTransport(http.transport, self.loop)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport._buffer.clear()  # nothing can be written any more
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self.handshake_initiated:
+        if not self.handshake_initiated and type(self.conn) is _ParsedRequestServerProtocol:
             request = parse_upgrade_request(data)
             if request is not None:
-                # websockets' protocol skips to reading frames, as its own parser would after
-                # the request; the handshake itself (checks, negotiation, 101) stays its own.
-                conn = self.conn
-                conn.parser = Protocol.parse(conn)
-                next(conn.parser)
                 self.handle_connect(request)
                 return
+            # Anything unusual: websockets' own parser reads it, and answers what it refuses.
+            self.conn = self._server_protocol(ServerProtocol)
         super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            # websockets refused the request before it was complete (e.g. 431 for an oversize
+            # header line) and queued its answer; uvicorn's protocol would never write it and
+            # leave the client waiting.
+            self.handshake_initiated = self.handshake_complete = self.close_sent = True
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

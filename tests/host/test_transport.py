@@ -14,12 +14,13 @@ from websockets.asyncio.client import connect
 from websockets.http11 import Request
 from websockets.streams import StreamReader
 
-from netrun_ws import create_app
+from netrun_ws import create_app, http_upgrade, transport
 from netrun_ws.transport import (
     CORK_LIMIT,
     READ_LIMIT,
     NetrunWebSocketProtocol,
     parse_upgrade_request,
+    request_from_fields,
 )
 from tests.host.helpers import base_config, recv_json, wait_for
 from tests.support.raw_ws import Opcode, RawWebSocket, encode_frame
@@ -190,6 +191,84 @@ def test_anything_unusual_is_left_to_websockets_parser(data: bytes) -> None:
     assert parse_upgrade_request(data) is None
 
 
+def _fields(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The header fields of ``data`` as httptools gives them to uvicorn (lower-case names)."""
+    lines = data.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]
+    return [(name.lower(), value.strip()) for name, _, value in (x.partition(b":") for x in lines)]
+
+
+@pytest.mark.parametrize(
+    "extra", [b"", b"x-latin: caf\xe9\r\n", b"x-empty:\r\n", b"a: 1\r\na: 2\r\n"]
+)
+def test_fields_httptools_parsed_give_what_websockets_parser_gives(extra: bytes) -> None:
+    # uvicorn's own path: the fields written back as "name: value" lines, read by websockets.
+    fields = _fields(UPGRADE + extra + b"\r\n")
+    rebuilt = b"GET /ws?user_id=u HTTP/1.1\r\n"
+    rebuilt += b"".join(name + b": " + value + b"\r\n" for name, value in fields) + b"\r\n"
+    ours, theirs = request_from_fields("GET", b"/ws?user_id=u", fields), websockets_parse(rebuilt)
+    assert ours is not None
+    assert ours.path == theirs.path
+    assert list(ours.headers.raw_items()) == list(theirs.headers.raw_items())
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "extra"),
+    [
+        ("POST", b"/ws", b""),
+        ("GET", "/wé".encode(), b""),
+        ("GET", b"/" + b"a" * 8200, b""),
+        ("GET", b"/ws", b"x-long: " + b"a" * 9000 + b"\r\n"),
+        ("GET", b"/ws", b"".join(b"x-%d: y\r\n" % n for n in range(130))),
+        ("GET", b"/ws", b"content-length: 0\r\n"),
+        ("GET", b"/ws", b"x-ctl: \x01\r\n"),
+    ],
+)
+def test_unusual_fields_are_left_to_uvicorns_path(method: str, target: bytes, extra: bytes) -> None:
+    assert request_from_fields(method, target, _fields(UPGRADE + extra + b"\r\n")) is None
+
+
+def test_the_protocol_has_every_attribute_uvicorns_has() -> None:
+    # NetrunWebSocketProtocol sets up uvicorn's state itself (without the objects it replaces):
+    # a uvicorn release that adds state must not leave it missing here.
+    import uvicorn
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from uvicorn.server import ServerState
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("not called")
+
+    config = uvicorn.Config(app)
+    config.load()
+    loop = asyncio.new_event_loop()
+    try:
+        theirs = WebSocketsSansIOProtocol(config, ServerState(), {}, _loop=loop)
+        ours = NetrunWebSocketProtocol(config, ServerState(), {}, _loop=loop)
+    finally:
+        loop.close()
+    assert set(vars(theirs)) <= set(vars(ours))
+    assert ours.conn.max_message_size == theirs.conn.max_message_size
+
+
+async def test_upgrades_are_handed_over_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    handed_over: list[str] = []
+    original = transport.request_from_fields
+
+    def recording(method: str, target: bytes, fields: list[tuple[bytes, bytes]]) -> Any:
+        request = original(method, target, fields)
+        handed_over.append("parsed" if request is not None else "uvicorn's path")
+        return request
+
+    monkeypatch.setattr(http_upgrade, "request_from_fields", recording)
+    async with serve(create_app(echo_config())) as addr:
+        replies = await echo_burst(addr, 3, "x")
+        assert [reply["seq"] for reply in replies] == [0, 1, 2]
+        long_header = {"x-long": "a" * 9000}
+        with pytest.raises(Exception, match="431"):
+            async with connect(f"ws://{addr}/ws?user_id=u", additional_headers=long_header):
+                pass
+    assert handed_over == ["parsed", "uvicorn's path"]
+
+
 async def upgrade_status(addr: str, request: bytes) -> bytes:
     host, _, port = addr.rpartition(":")
     reader, writer = await asyncio.open_connection(host, int(port))
@@ -208,6 +287,7 @@ async def upgrade_status(addr: str, request: bytes) -> bytes:
         ((b"sec-websocket-version: 13", b"sec-websocket-version: 8"), b"400"),
         ((b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==", b"sec-websocket-key: short"), b"400"),
         ((b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n", b""), b"400"),
+        ((b"connection: Upgrade", b"connection: Upgrade\r\ncontent-length: 0"), b"101"),
     ],
 )
 async def test_both_protocols_answer_every_upgrade_request_alike(
@@ -220,3 +300,16 @@ async def test_both_protocols_answer_every_upgrade_request_alike(
             statuses.append(await upgrade_status(addr, request))
     assert statuses[0] == statuses[1]
     assert statuses[0].split(b" ")[1] == status
+
+
+async def test_a_header_line_over_websockets_limit_gets_431_not_silence() -> None:
+    # websockets refuses a header line over 8 KB with 431; uvicorn's own protocol never writes
+    # that answer (the client waits until it gives up), netrun-ws's does and closes.
+    request = UPGRADE + b"x-long: " + b"a" * 9000 + b"\r\n\r\n"
+    async with serve(create_app(echo_config("netrun"))) as addr:
+        assert (await upgrade_status(addr, request)).split(b" ")[1] == b"431"
+        replies = await echo_burst(addr, 2, "still serving")
+        assert [reply["seq"] for reply in replies] == [0, 1]
+    async with serve(create_app(echo_config("uvicorn"))) as addr:
+        with pytest.raises(asyncio.TimeoutError):
+            await upgrade_status(addr, request)

@@ -58,3 +58,16 @@ def test_models_encode_exactly_as_model_dump_json(model: type[Aliased]) -> None:
     message = model(user_name="ada é", nested=nested)
     assert encode_message(message) == message.model_dump_json()
     assert encode_message(message, binary=True) == message.model_dump_json().encode()
+
+
+def test_uuid4_hex_is_a_version_4_uuid() -> None:
+    import uuid
+
+    from netrun_ws.connection import uuid4_hex
+
+    values = {uuid4_hex() for _ in range(1000)}
+    assert len(values) == 1000
+    for value in values:
+        parsed = uuid.UUID(hex=value)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert parsed.hex == value

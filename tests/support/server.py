@@ -9,7 +9,7 @@ from typing import Any
 
 import uvicorn
 
-from netrun_ws.cli import ws_protocol_class
+from netrun_ws.cli import http_protocol_class, ws_protocol_class
 
 
 @contextlib.asynccontextmanager
@@ -17,13 +17,14 @@ async def serve(app: Any, **config: Any) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 and a free port; yield ``"127.0.0.1:PORT"``.
 
     Extra keyword arguments go to :class:`uvicorn.Config` (e.g. ``ws_max_size``). A netrun-ws app
-    gets the websocket protocol and deflate setting its config names (``server.ws_protocol``,
-    ``server.permessage_deflate``), as ``netrun-ws run`` gives them; any other app gets uvicorn's
-    defaults.
+    gets the websocket and HTTP protocols and the deflate setting its config names
+    (``server.ws_protocol``, ``server.permessage_deflate``), as ``netrun-ws run`` gives them; any
+    other app gets uvicorn's defaults.
     """
     host = getattr(getattr(app, "state", None), "host", None)
     if host is not None:
         config.setdefault("ws", ws_protocol_class(host.config.server.ws_protocol))
+        config.setdefault("http", http_protocol_class(host.config.server.ws_protocol))
         config.setdefault("ws_per_message_deflate", host.config.server.permessage_deflate)
     config.setdefault("log_level", "warning")
     config.setdefault("lifespan", "auto")

@@ -1,0 +1,46 @@
+"""uvicorn's httptools HTTP protocol, handing a websocket upgrade over already parsed.
+
+On an upgrade request, uvicorn's HTTP protocol writes the request it has just parsed back into
+bytes, and the websocket protocol parses those bytes again. With netrun-ws's websocket
+protocol (:class:`netrun_ws.transport.NetrunWebSocketProtocol`), :class:`NetrunHttpToolsProtocol`
+hands over the parsed request instead: the method, target and header fields httptools read
+become the ``Request`` websockets' parser would have made of them
+(:func:`netrun_ws.transport.request_from_fields`, with websockets' grammar and limits), and
+the websocket protocol starts from the addresses the HTTP protocol already looked up. Anything
+unusual, or any other websocket protocol class, takes uvicorn's own path. Everything else
+about HTTP is uvicorn's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uvicorn.logging import TRACE_LOG_LEVEL
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from netrun_ws.transport import NetrunWebSocketProtocol, request_from_fields
+
+__all__ = ["NetrunHttpToolsProtocol"]
+
+
+class NetrunHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's ``httptools`` protocol; upgrades hand the parsed request over."""
+
+    def handle_websocket_upgrade(self) -> None:
+        protocol_class: Any = self.ws_protocol_class
+        request = None
+        if isinstance(protocol_class, type) and issubclass(protocol_class, NetrunWebSocketProtocol):
+            request = request_from_fields(self.scope["method"], self.url, self.headers)
+        if request is None:
+            super().handle_websocket_upgrade()
+            return
+        if self.logger.level <= TRACE_LOG_LEVEL:
+            prefix = f"{self.client[0]}:{self.client[1]} - " if self.client else ""
+            self.logger.log(TRACE_LOG_LEVEL, "%sUpgrading to WebSocket", prefix)
+        self.connections.discard(self)
+        protocol: NetrunWebSocketProtocol = protocol_class(
+            config=self.config, server_state=self.server_state, app_state=self.app_state
+        )
+        protocol.adopt(self)
+        protocol.handle_connect(request)
+        self.transport.set_protocol(protocol)
