@@ -14,10 +14,9 @@ import difflib
 import json
 import logging
 import re
-import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import pluggy
 from pydantic import BaseModel, ValidationError
@@ -32,6 +31,7 @@ from netrun_ws.codes import CloseCode, ErrorCode
 from netrun_ws.config import ConfigError, ConfigIssue, LoadedConfig
 from netrun_ws.connection import Connection, uuid4_hex, wire_frame
 from netrun_ws.connection_manager import WebSocketConnectionManager, encode_message
+from netrun_ws.deadlines import Deadlines
 from netrun_ws.hooks import DROP, HookError, Hooks
 from netrun_ws.identity import AuthenticationError, Identity, Rejection
 from netrun_ws.plugin_slots import ResolvedPlugin, resolve_entry, slot_entries
@@ -45,17 +45,6 @@ logger = logging.getLogger("netrun_ws")
 #: "bearer.<token>" entry, which is never echoed).
 SUBPROTOCOL = "netrun-ws"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-
-
-_T = TypeVar("_T")
-
-
-async def _within(awaitable: Coroutine[Any, Any, _T], seconds: float) -> _T:
-    """``wait_for`` without its extra task per call on Python 3.11+ (one per handshake)."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await awaitable
-    return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
 
 
 #: Outbound frames queued on a connection past which its message loop yields to the writer.
@@ -99,6 +88,8 @@ class Host:
         self.draining = False
         self._per_ip: dict[str, int] = {}
         self._background: set[asyncio.Future[None]] = set()
+        # Every handshake gets server.handshake_timeout: one timer for all of them.
+        self._handshake_deadlines = Deadlines(self.config.server.handshake_timeout)
         self._core_handlers: dict[
             type[BaseModel], Callable[[Connection, BaseModel], Awaitable[None]]
         ] = {
@@ -413,14 +404,14 @@ class Host:
         if isinstance(rejection, Rejection):
             await self._refuse(websocket, 403, rejection.reason)
             return None
-        timeout = self.config.server.handshake_timeout
+        deadlines = self._handshake_deadlines
         accepted = False
         try:
-            identity = await _within(self._identity("authenticate", request=websocket), timeout)
+            identity = await deadlines.run(self._identity("authenticate", request=websocket))
             if identity is None and self.config.server.first_message_auth:
                 await websocket.accept(subprotocol=self._subprotocol(websocket))
                 accepted = True
-                identity = await _within(self._first_message_auth(websocket), timeout)
+                identity = await deadlines.run(self._first_message_auth(websocket))
             if identity is None:
                 raise AuthenticationError("authentication required")
             return identity, accepted

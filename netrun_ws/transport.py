@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from uvicorn.config import Config
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.datastructures import Headers
@@ -393,6 +394,41 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.close_sent:  # the handshake request was valid: an ASGI scope exists
             extensions: dict[str, Any] = self.scope["extensions"]
             extensions[DIRECT_EXTENSION] = self
+
+    async def send(self, message: Any) -> None:
+        if (
+            message["type"] == "websocket.accept"
+            and not self.handshake_complete
+            and self.initial_response is None
+            and not self.disconnected
+            and self.writable.is_set()
+        ):
+            self._accept(message)
+            return
+        await super().send(message)
+
+    def _accept(self, message: Any) -> None:
+        """uvicorn's answer to ``websocket.accept`` (the 101 websockets prepared, with uvicorn's
+        default headers, the app's headers and subprotocol), without formatting the access-log
+        line's arguments when that line is not logged."""
+        if self.logger.isEnabledFor(logging.INFO):
+            client, path = get_client_addr(self.scope), get_path_with_query_string(self.scope)
+            self.logger.info('%s - "WebSocket %s" [accepted]', client, path)
+        headers = self.response.headers
+        del headers["Date"]  # uvicorn's default headers carry its own
+        for name, value in self.default_headers:
+            headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        for name, value in message.get("headers") or ():
+            headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        subprotocol = message.get("subprotocol")
+        if subprotocol:
+            headers["Sec-WebSocket-Protocol"] = subprotocol
+        if not self.transport.is_closing():
+            self.handshake_complete = True
+            conn = self.conn
+            conn.send_response(self.response)
+            self.transport.write(b"".join(conn.data_to_send()))
+            self.start_keepalive()
 
     def start_keepalive(self) -> None:
         # uvicorn calls this once the handshake response is written: the parsed request and the

@@ -313,3 +313,26 @@ async def test_a_header_line_over_websockets_limit_gets_431_not_silence() -> Non
     async with serve(create_app(echo_config("uvicorn"))) as addr:
         with pytest.raises(asyncio.TimeoutError):
             await upgrade_status(addr, request)
+
+
+async def _response_head(addr: str, request: bytes) -> list[bytes]:
+    host, _, port = addr.rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        return [line for line in head.split(b"\r\n") if not line.lower().startswith(b"date:")]
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("offered", [b"netrun-ws, bearer.x", b"netrun.v1"])
+async def test_both_protocols_send_the_same_101(offered: bytes) -> None:
+    request = UPGRADE.replace(b"netrun.v1, bearer.x", offered) + b"\r\n"
+    heads = []
+    for ws_protocol in ("netrun", "uvicorn"):
+        async with serve(create_app(echo_config(ws_protocol))) as addr:
+            heads.append(await _response_head(addr, request))
+    assert heads[0] == heads[1]
+    assert heads[0][0] == b"HTTP/1.1 101 Switching Protocols"
+    assert (b"Sec-WebSocket-Protocol: netrun-ws" in heads[0]) == offered.startswith(b"netrun-ws")

@@ -627,3 +627,14 @@ async def test_wrong_password_is_reported_without_it() -> None:
         message = str(caught.value)
         assert "wrong-battery" not in message and "right-horse" not in message
         assert "redis://:***@127.0.0.1" in message
+
+
+async def test_connection_ids_are_uuid4_strings() -> None:
+    import uuid
+
+    manager = WebSocketSessionManager()
+    ids = [await manager.create_connection("s", "u", "name") for _ in range(200)]
+    assert len(set(ids)) == 200
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert (str(parsed), parsed.version) == (value, 4)
