@@ -1,16 +1,20 @@
 """netrun-ws's websocket protocol for uvicorn: uvicorn's sans-I/O protocol, tuned for many frames.
 
 ``netrun-ws run`` serves websockets with :class:`NetrunWebSocketProtocol`
-(``uvicorn.Config(ws=...)``). It is uvicorn's own ``websockets-sansio`` protocol (frames parsed
-by the ``websockets`` library) with four changes, each measured in ``bench/``
+(``uvicorn.Config(ws=...)``). It is uvicorn's own ``websockets-sansio`` protocol (handshake checked
+and frames parsed by the ``websockets`` library) with these changes, each measured in ``bench/``
 (docs/performance.md):
 
-- **The upgrade request is re-read in one pass.** uvicorn hands the protocol the request
-  httptools already parsed, re-serialised; websockets' generator-based parser would read it
-  again line by line. :func:`parse_upgrade_request` splits that one buffer instead (about a tenth
-  of a handshake's CPU), with websockets' grammar and limits; anything unusual still goes through
-  websockets' parser. Checking the handshake and answering it stay websockets' and uvicorn's.
-
+- **The upgrade request is not parsed twice.** uvicorn's HTTP protocol writes the request
+  httptools parsed back into bytes for the websocket protocol to parse again, line by line.
+  :mod:`netrun_ws.http_upgrade` hands over the parsed fields instead (:func:`request_from_fields`);
+  under any other HTTP protocol, :func:`parse_upgrade_request` splits the bytes in one pass. Both
+  follow websockets' grammar and limits and leave anything unusual to websockets' own parser,
+  whose refusals of an incomplete request (431, 414) are written, not left unsent.
+- **A lean handshake.** uvicorn's per-connection state is set up without the queue and event
+  this class replaces, websockets' protocol starts at the frames rather than priming a request
+  parser first, and the ``websocket.accept`` answer skips formatting an access-log line that is
+  not logged. Checking the handshake and answering it stay websockets' and uvicorn's.
 - **Writes are corked.** Every frame written during one event-loop iteration leaves in one
   ``transport.write`` at the end of it (or at once past :data:`CORK_LIMIT` bytes), so a client with
   eight requests in flight gets its eight replies in one syscall, not eight.
@@ -22,7 +26,8 @@ by the ``websockets`` library) with four changes, each measured in ``bench/``
   an await; :class:`netrun_ws.connection.Connection` uses it when present, and the plain ASGI
   ``send`` otherwise (any other server, or ``server.ws_protocol: uvicorn``).
 
-Behaviour on the wire (handshake, close codes, keepalive pings, limits) is uvicorn's.
+Behaviour on the wire (handshake, close codes, keepalive pings, limits) is uvicorn's, except that
+a request websockets refuses before it is complete gets that refusal (uvicorn sends nothing).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.datastructures import Headers
-from websockets.exceptions import InvalidState
+from websockets.exceptions import InvalidHeaderValue, InvalidState
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import CloseCode as WsCloseCode
 from websockets.frames import Frame, Opcode
@@ -57,6 +62,19 @@ READ_LIMIT = 64 * 1024
 # RFC 9110 field names (tokens) and values, as websockets' own parser accepts them.
 _FIELD_NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _FIELD_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+
+
+def _headers_check_values() -> bool:
+    """Whether this websockets' ``Headers`` refuses values outside the grammar itself (17 does;
+    then each value is not checked twice)."""
+    try:
+        Headers()["x-probe"] = "\x00"
+    except InvalidHeaderValue:
+        return True
+    return False
+
+
+_HEADERS_CHECK_VALUES = _headers_check_values()
 
 
 def parse_upgrade_request(data: bytes) -> Request | None:
@@ -100,9 +118,14 @@ def request_from_fields(
         if len(name) + len(value) + 4 > MAX_LINE_LENGTH:  # as "name: value" + CRLF
             return None
         value = value.strip(b" \t")
-        if _FIELD_NAME.fullmatch(name) is None or _FIELD_VALUE.fullmatch(value) is None:
+        if _FIELD_NAME.fullmatch(name) is None:
             return None
-        headers[name.decode("ascii")] = value.decode("iso-8859-1")
+        if not _HEADERS_CHECK_VALUES and _FIELD_VALUE.fullmatch(value) is None:
+            return None
+        try:
+            headers[name.decode("ascii")] = value.decode("iso-8859-1")
+        except InvalidHeaderValue:
+            return None
     if "Transfer-Encoding" in headers or "Content-Length" in headers:
         return None  # websockets refuses a body on the handshake: let it say so
     return Request(target.decode("ascii"), headers)

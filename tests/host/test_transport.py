@@ -336,3 +336,15 @@ async def test_both_protocols_send_the_same_101(offered: bytes) -> None:
     assert heads[0] == heads[1]
     assert heads[0][0] == b"HTTP/1.1 101 Switching Protocols"
     assert (b"Sec-WebSocket-Protocol: netrun-ws" in heads[0]) == offered.startswith(b"netrun-ws")
+
+
+@pytest.mark.parametrize("headers_check_values", [True, False])
+def test_a_control_byte_in_a_value_is_refused_whoever_checks_it(
+    monkeypatch: pytest.MonkeyPatch, headers_check_values: bool
+) -> None:
+    # websockets 17's Headers refuses such values itself; older releases leave it to us.
+    monkeypatch.setattr(transport, "_HEADERS_CHECK_VALUES", headers_check_values)
+    fields = _fields(UPGRADE + b"\r\n")
+    assert request_from_fields("GET", b"/ws", fields) is not None
+    assert request_from_fields("GET", b"/ws", [*fields, (b"x-ctl", b"a\x01b")]) is None
+    assert request_from_fields("GET", b"/ws", [*fields, (b"x-del", b"\x7f")]) is None

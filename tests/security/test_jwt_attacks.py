@@ -47,7 +47,7 @@ from tests.support.server import serve
 AUDIENCE = "netrun-tests"
 ISSUER = "https://issuer.test"
 LEEWAY = 30
-# Below the default (8192): uvicorn answers 431 to a header line over 8 KB before the app runs,
+# Below the default (8192): a header line over 8 KB gets 431 before the app runs (transport),
 # so only a lower limit shows the plugin's own size check on the header transports.
 MAX_TOKEN_BYTES = 4096
 
