@@ -33,6 +33,7 @@ class NetrunHttpToolsProtocol(HttpToolsProtocol):
             request = request_from_fields(self.scope["method"], self.url, self.headers)
         if request is None:
             super().handle_websocket_upgrade()
+            self._release()
             return
         if self.logger.level <= TRACE_LOG_LEVEL:
             prefix = f"{self.client[0]}:{self.client[1]} - " if self.client else ""
@@ -44,3 +45,11 @@ class NetrunHttpToolsProtocol(HttpToolsProtocol):
         protocol.adopt(self)
         protocol.handle_connect(request)
         self.transport.set_protocol(protocol)
+        self._release()
+
+    def _release(self) -> None:
+        # httptools' parser holds this protocol's callbacks and the protocol holds the parser:
+        # left alone, that cycle (about 17 objects) waits for the garbage collector after every
+        # upgrade. The transport belongs to the websocket protocol now; nothing reads these.
+        self.parser = None  # type: ignore[assignment]
+        self.cycle = None  # type: ignore[assignment]

@@ -348,3 +348,31 @@ def test_a_control_byte_in_a_value_is_refused_whoever_checks_it(
     assert request_from_fields("GET", b"/ws", fields) is not None
     assert request_from_fields("GET", b"/ws", [*fields, (b"x-ctl", b"a\x01b")]) is None
     assert request_from_fields("GET", b"/ws", [*fields, (b"x-del", b"\x7f")]) is None
+
+
+async def test_an_upgrade_leaves_no_garbage_cycle_behind() -> None:
+    # httptools' parser and uvicorn's HTTP protocol reference each other; after the hand-over
+    # the cycle is broken, so the HTTP protocol is freed at once rather than by the collector.
+    import gc
+    import weakref
+
+    from netrun_ws.http_upgrade import NetrunHttpToolsProtocol
+
+    made: list[weakref.ref[NetrunHttpToolsProtocol]] = []
+    original_init = NetrunHttpToolsProtocol.__init__
+
+    def recording_init(self: NetrunHttpToolsProtocol, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(NetrunHttpToolsProtocol, "__init__", recording_init)
+        async with serve(create_app(echo_config())) as addr:
+            gc.disable()
+            try:
+                replies = await echo_burst(addr, 1, "x")
+                assert replies[0]["seq"] == 0
+                await asyncio.sleep(0.05)
+                assert made and all(ref() is None for ref in made)
+            finally:
+                gc.enable()
