@@ -95,6 +95,13 @@ after several seconds; when the stalled reader was neither cut nor read hundreds
 the server had not yet reached its overflow policy within the window, so the measured cost is
 that of a client whose buffers are filling, not of the overflow/disconnect itself.
 
+The stalled-receiver cost is the noisiest figure of the suite, because the machine's speed
+drifts within seconds (see the clean windows' range). On the machine of 2026-11-26, four
+repetitions of the stall windows alone (N = 1,000, netrun-ws only) gave per-repetition costs
+from -19.5% to +50.5% for the code of this run and from -18.5% to +52.4% for the code of the
+day before, whose full run had measured +3.5%: the median over three repetitions can land on
+either side of 10% without any change in the code.
+
 ## 3. Connect + JWT auth rate, 4. idle memory
 
 5,000 connections opened with 200 handshakes in flight, kept open. Each netrun-ws connection
