@@ -140,8 +140,8 @@ def fanout_table(fanout: list[dict[str, Any]]) -> tuple[str, dict[tuple[str, str
 
 
 def stall_costs(fanout: list[dict[str, Any]], kind: str) -> list[tuple[float, float, float]]:
-    """Per repetition: (clean rate, stalled rate, cost to the others). The clean rate is the mean
-    of the clean windows just before and just after the stalled one in the same server process,
+    """Per stalled window: (clean rate, stalled rate, cost to the others). The clean rate is the
+    mean of the clean windows just before and just after the stalled one in the same server process,
     so a drift of the machine's speed during a repetition cancels out instead of reading as a
     cost."""
     costs = []
@@ -166,7 +166,7 @@ def stall_table(
 ) -> str:
     lines = [
         "| server | clean N (bracketing windows) | stalled | cost to the others: median "
-        "(per repetition) | stalled reader: frames read after resuming | cut by the server |",
+        "(per stalled window) | stalled reader: frames read after resuming | cut by the server |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for kind, costs in stalls.items():

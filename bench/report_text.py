@@ -84,10 +84,12 @@ exclude_users=[publisher])` (memory store, encoded and framed once). `websockets
 4 KB socket receive buffer). Before measuring, the publisher sends 16 KB frames for the
 prefill time so the stalled reader's kernel and server buffers fill, then ~100-byte frames
 again. After the window the stalled reader resumes reading to find out whether the server had
-cut it off, and is dropped; another clean N = 1,000 window follows. The cost to the others
-compares each stalled window with the mean of the clean windows just before and after it in
-the same server process (so a drift in the machine's speed is not read as a cost), and the
-target takes the median over repetitions. The N = 1,000 row above includes both clean windows.
+cut it off, and is dropped; another clean N = 1,000 window follows. Each repetition does this
+twice (clean, stalled, clean, stalled, clean), each time with a new stalled reader. The cost to
+the others compares each stalled window with the mean of the clean windows just before and
+after it in the same server process (so a drift in the machine's speed is not read as a cost),
+and the target takes the median over all stalled windows. The N = 1,000 row above includes
+every clean window.
 
 {stall}
 Caveat: at N = 1,000 a broadcast rate of tens per second fills a 256-frame send queue only
@@ -97,10 +99,11 @@ that of a client whose buffers are filling, not of the overflow/disconnect itsel
 
 The stalled-receiver cost is the noisiest figure of the suite, because the machine's speed
 drifts within seconds (see the clean windows' range). On the machine of 2026-11-26, four
-repetitions of the stall windows alone (N = 1,000, netrun-ws only) gave per-repetition costs
-from -19.5% to +50.5% for the code of this run and from -18.5% to +52.4% for the code of the
-day before, whose full run had measured +3.5%: the median over three repetitions can land on
-either side of 10% without any change in the code.
+repetitions of the stall windows alone (N = 1,000, netrun-ws only) gave per-window costs from
+-19.5% to +50.5% for the code of that day and from -18.5% to +52.4% for the code of the day
+before: with one stalled window per repetition, the median of three could land on either side
+of 10% without any change in the code (+3.5% and +17.2% in two full runs of that week), which
+is why each repetition now measures two.
 
 ## 3. Connect + JWT auth rate, 4. idle memory
 

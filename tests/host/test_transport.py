@@ -247,6 +247,11 @@ def test_the_protocol_has_every_attribute_uvicorns_has() -> None:
         loop.close()
     assert set(vars(theirs)) <= set(vars(ours))
     assert ours.conn.max_message_size == theirs.conn.max_message_size
+    # uvicorn's permessage-deflate settings (on by default in uvicorn.Config) are kept.
+    assert [vars(factory) for factory in ours.conn.available_extensions] == [
+        vars(factory) for factory in theirs.conn.available_extensions
+    ]
+    assert ours.conn.available_extensions
 
 
 async def test_upgrades_are_handed_over_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
