@@ -16,7 +16,9 @@ from bench.profile_summary import Profile
 NAMES = {
     "netrun": "netrun-ws (whole pipeline)",
     "raw_asgi": "raw ASGI echo (uvicorn)",
-    "raw_asgi_netrun_protocol": "raw ASGI echo on netrun-ws's websocket protocol (uvicorn)",
+    "raw_asgi_netrun_protocol": (
+        "raw ASGI echo on netrun-ws's websocket and HTTP protocols (uvicorn)"
+    ),
     "starlette": "bare Starlette endpoint (uvicorn)",
     "starlette_jwt": "Starlette endpoint + PyJWT verify + welcome (uvicorn)",
     "websockets": "`websockets` server",

@@ -1,8 +1,8 @@
 """The servers under test, one per process: ``python bench/servers.py KIND --port P --mode M``.
 
 KIND is ``netrun`` (netrun-ws, whole pipeline, built as `netrun-ws run` builds it), ``raw_asgi``,
-``raw_asgi_netrun_protocol`` (the same raw app on netrun-ws's websocket protocol), ``starlette``,
-``starlette_jwt`` (Starlette verifying the JWT and sending a welcome; echo only),
+``raw_asgi_netrun_protocol`` (the same raw app on netrun-ws's websocket and HTTP protocols),
+``starlette``, ``starlette_jwt`` (Starlette verifying the JWT and sending a welcome; echo only),
 ``socketio`` (all on the same uvicorn settings), ``websockets`` or ``picows`` (their own servers,
 on uvloop like uvicorn). MODE ``echo`` sends every text frame back; ``fanout`` sends it to every
 other connection.
