@@ -4,7 +4,9 @@
 every handshake pays that on each connection. When every limit has the same length, limits
 expire in the order they were set, so a FIFO of running limits and one timer for its oldest
 entry are enough: finishing in time is a flag and (usually) a ``popleft``, not a timer
-cancelled in the loop's heap.
+cancelled in the loop's heap. A limit that runs long (a client slow to send its first-message
+auth) keeps the finished entries behind it queued until it ends or expires: at most
+``seconds`` x the connection rate small objects.
 
 Expiry behaves as ``asyncio.timeout()`` does on Python 3.11+: the task is cancelled, and the
 cancellation comes out of :meth:`Deadlines.run` as ``TimeoutError`` (a cancellation from
