@@ -115,6 +115,21 @@ async def _client(port: int, user: str) -> Any:
     return websocket
 
 
+async def _close(websocket: Any) -> None:
+    """Close a client promptly. A client that has unread messages (the sender gets a reply to
+    each message it sends) stops reading once its queue is full and would wait out its close
+    timeout (10 s) for the server's close frame; reading meanwhile lets the close complete."""
+
+    async def drain() -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for _message in websocket:
+                pass
+
+    reader = asyncio.create_task(drain())
+    await websocket.close()
+    await reader
+
+
 def _percentiles(samples: list[float]) -> dict[str, float]:
     if not samples:
         return {"p50_ms": float("nan"), "p99_ms": float("nan"), "count": 0}
@@ -152,8 +167,7 @@ async def latency(
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(receiving, 5)
     receiving.cancel()
-    await sender.close()
-    await receiver.close()
+    await asyncio.gather(_close(sender), _close(receiver))
     return {"rate": rate, "sent": total, "lost": total - len(samples), **_percentiles(samples)}
 
 
@@ -192,8 +206,7 @@ async def fanout(port_a: int, port_b: int, receivers: int, messages: int) -> dic
     for task in pending:
         task.cancel()
     delivered = sum(len(samples) for samples in samples_by_node.values())
-    for websocket in [*members, publisher]:
-        await websocket.close()
+    await asyncio.gather(*(_close(websocket) for websocket in [*members, publisher]))
     return {
         "receivers": receivers,
         "messages": messages,
