@@ -32,7 +32,7 @@ hand: re-run the suite. Raw results: `bench/results/latest.json`._
 
 ```sh
 pip install -r bench/requirements.txt      # picows, python-socketio, psutil, py-spy, ...
-python bench/run.py                        # full suite, 11-14 minutes on 2 cores -> this file
+python bench/run.py                        # full suite, 11-12 minutes on 2 cores -> this file
 python bench/run.py --quick                # ~2 minute smoke run (1 repetition, smaller N)
 python bench/run.py --only echo,profile    # a subset (echo, fanout, connect, profile)
 ```

@@ -1,6 +1,6 @@
 """Run the benchmark suite of issue 6 and write docs/performance.md.
 
-    python bench/run.py            # full suite, 11-14 minutes on a 2-core machine
+    python bench/run.py            # full suite, 11-12 minutes on a 2-core machine
     python bench/run.py --quick    # smoke run, about 2 minutes, smaller numbers, 1 repetition
 
 Every server runs in its own process pinned to core 0; the picows load generator runs in another
