@@ -439,9 +439,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             self.logger.info('%s - "WebSocket %s" [accepted]', client, path)
         headers = self.response.headers
         del headers["Date"]  # uvicorn's default headers carry its own
-        for name, value in self.default_headers:
-            headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-        for name, value in message.get("headers") or ():
+        for name, value in (*self.default_headers, *(message.get("headers") or ())):
             headers[name.decode("latin-1").lower()] = value.decode("latin-1")
         subprotocol = message.get("subprotocol")
         if subprotocol:
