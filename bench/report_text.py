@@ -57,8 +57,8 @@ Plan: `{plan}`
 50 connections x 8 messages in flight, ~100-byte JSON text frames
 (`{{"type":"echo","seq":N,"t":NS,"payload":"x..."}}`), round-trip latency measured by the
 client. netrun-ws runs the whole pipeline, served as `netrun-ws run` serves it (its own uvicorn
-websocket protocol, `netrun_ws.transport`, see docs/architecture.md): JWT (HS256) verified at
-connect from the `Authorization: Bearer` header, every frame counted, stamped and validated
+websocket protocol, `netrun_ws.transport`, see docs/architecture.md): JWT (HS256) verified
+at connect from the `Authorization: Bearer` header, every frame counted, stamped and validated
 against the registered `echo` model (a bench plugin, `bench/echo_plugin.py`, returns the model
 as the reply, so it is serialised by the host), the `on_message` hooks of the bench plugin and of
 the heartbeat (ping) plugin, the metrics plugins (prometheus + json; they read the connections'

@@ -16,13 +16,13 @@ from netrun_ws.codes import CloseCode, ErrorCode
 from netrun_ws.connection import Connection
 from netrun_ws.connection_manager import InvalidMessageError, WebSocketConnectionManager
 from netrun_ws.heartbeat import HeartbeatConfig, HeartbeatMonitor
-from netrun_ws.hooks import DROP
 
 # hookimpl first: plugin modules imported later do `from netrun_ws import hookimpl`.
 from netrun_ws.hookspecs import hookimpl, hookspec
 from netrun_ws.host import Host
 from netrun_ws.identity import AuthenticationError, Identity, Rejection
 from netrun_ws.metrics import MetricsCollector
+from netrun_ws.plugins.hooks import DROP
 from netrun_ws.protocol import (
     ConnectionInfo,
     ConnectionState,

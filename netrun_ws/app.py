@@ -17,9 +17,9 @@ from starlette.websockets import WebSocket
 from netrun_ws import redact
 from netrun_ws.config import ConfigError, LoadedConfig, load_config, load_config_from_dict
 from netrun_ws.host import Host
-from netrun_ws.plugin_slots import plugin_config_issues
-from netrun_ws.plugins import PluginLoadError, describe_exception
-from netrun_ws.publish_api import publish_routes
+from netrun_ws.plugins.loading import PluginLoadError, describe_exception
+from netrun_ws.plugins.slots import plugin_config_issues
+from netrun_ws.runtime.http_api import publish_routes
 
 logger = logging.getLogger("netrun_ws")
 

@@ -42,8 +42,8 @@ try:
     import jwt
     from jwt import algorithms as jwt_algorithms
 
-    from netrun_ws.hmac_keys import CheckedHMACKeys
-    from netrun_ws.jws_segments import SegmentCheckedPyJWT
+    from netrun_ws.jwt.hmac_keys import CheckedHMACKeys
+    from netrun_ws.jwt.jws_segments import SegmentCheckedPyJWT
 except ImportError:  # the [auth] extra is missing; JWTAuthService says so when it is built
     JWT_AVAILABLE = False
 else:

@@ -168,7 +168,7 @@ def build_server(loaded: Any, **uvicorn_settings: Any) -> Any:
 def ws_protocol_class(name: str) -> Any:
     """The ``uvicorn.Config(ws=...)`` value for ``server.ws_protocol``."""
     if name == "netrun":
-        from netrun_ws.transport import NetrunWebSocketProtocol
+        from netrun_ws.transport.websocket import NetrunWebSocketProtocol
 
         return NetrunWebSocketProtocol
     return "websockets-sansio"
@@ -176,9 +176,9 @@ def ws_protocol_class(name: str) -> Any:
 
 def http_protocol_class(ws_protocol: str) -> Any:
     """The ``uvicorn.Config(http=...)`` value: with netrun-ws's websocket protocol, the httptools
-    protocol that hands upgrades over parsed (netrun_ws.http_upgrade), when httptools is there."""
+    protocol that hands upgrades over parsed (netrun_ws.transport.http), when httptools is there."""
     if ws_protocol == "netrun" and importlib.util.find_spec("httptools") is not None:
-        from netrun_ws.http_upgrade import NetrunHttpToolsProtocol
+        from netrun_ws.transport.http import NetrunHttpToolsProtocol
 
         return NetrunHttpToolsProtocol
     return "auto"
@@ -250,7 +250,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from netrun_ws.plugins import discover
+    from netrun_ws.plugins.loading import discover
 
     plugins_dir = Path(args.plugins_dir) if args.plugins_dir else Path("plugins")
     for plugin in discover(plugins_dir.resolve() if plugins_dir.is_dir() else None):
@@ -303,7 +303,7 @@ COMMANDS = {"run": _run, "check": _check, "plugins": _plugins, "token": _token}
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``netrun-ws`` script; returns the exit code."""
     from netrun_ws.config import ConfigError
-    from netrun_ws.plugins import PluginLoadError
+    from netrun_ws.plugins.loading import PluginLoadError
 
     args = _parser().parse_args(argv)
     try:

@@ -20,7 +20,6 @@ import asyncio
 import inspect
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -223,11 +222,8 @@ class HeartbeatMonitor:
             result = callback(connection_id, *extra)
             if inspect.isawaitable(result):
                 # One hung callback must not stall the heartbeat of every other connection.
-                if sys.version_info >= (3, 11):
-                    async with asyncio.timeout(self.config.interval):  # no extra task per call
-                        await result
-                else:
-                    await asyncio.wait_for(result, timeout=self.config.interval)
+                async with asyncio.timeout(self.config.interval):  # no extra task per call
+                    await result
         except Exception:
             self._callback_errors += 1
             logger.exception("heartbeat %s callback failed for %s", kind, connection_id)

@@ -26,17 +26,17 @@ from starlette.types import Message, Receive, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from netrun_ws import hookspecs
-from netrun_ws.auth_messages import AuthMessage, RefreshMessage
 from netrun_ws.codes import CloseCode, ErrorCode
 from netrun_ws.config import ConfigError, ConfigIssue, LoadedConfig
 from netrun_ws.connection import Connection, uuid4_hex, wire_frame
 from netrun_ws.connection_manager import WebSocketConnectionManager, encode_message
-from netrun_ws.deadlines import Deadlines
-from netrun_ws.hooks import DROP, HookError, Hooks
 from netrun_ws.identity import AuthenticationError, Identity, Rejection
-from netrun_ws.plugin_slots import ResolvedPlugin, resolve_entry, slot_entries
-from netrun_ws.plugins import LoadedPlugin, PluginLoadError, describe_exception
+from netrun_ws.plugins.hooks import DROP, HookError, Hooks
+from netrun_ws.plugins.loading import LoadedPlugin, PluginLoadError, describe_exception
+from netrun_ws.plugins.slots import ResolvedPlugin, resolve_entry, slot_entries
 from netrun_ws.protocol import MessageRegistry, ProtocolError
+from netrun_ws.runtime.auth_messages import AuthMessage, RefreshMessage
+from netrun_ws.runtime.deadlines import Deadlines
 from netrun_ws.store import DeliveryGap, Envelope, PublishResult, Store
 
 logger = logging.getLogger("netrun_ws")
@@ -290,7 +290,7 @@ class Host:
         closing = self.manager.close_all(CloseCode.SERVICE_RESTART, "service restart")
         try:
             return await asyncio.wait_for(closing, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.warning("drain: connections still closing after %ss", timeout)
             return len(self.manager)
 
@@ -417,7 +417,7 @@ class Host:
             return identity, accepted
         except AuthenticationError as error:
             reason, code = error.reason, CloseCode.POLICY_VIOLATION
-        except asyncio.TimeoutError:
+        except TimeoutError:
             reason, code = "authentication timeout", CloseCode.POLICY_VIOLATION
         except (HookError, TypeError) as error:
             logger.error("authentication failed: %s", error)

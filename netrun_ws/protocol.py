@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated, Any, Literal, cast, get_args, get_origin
 
@@ -103,7 +103,7 @@ class ConnectionState(str, Enum):
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # -- message models ----------------------------------------------------------------------------

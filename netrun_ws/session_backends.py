@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from netrun_ws._extras import require_extra
-from netrun_ws.masking import mask_url, scrub_password
+from netrun_ws._masking import mask_url, scrub_password
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -554,7 +554,7 @@ class RedisSessionBackend:
         """Run one store operation, bounded in time, with store failures as SessionStoreError."""
         try:
             return await asyncio.wait_for(action(), self._timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise SessionStoreError(
                 f"Redis at {self.location} did not answer {operation} within {self._timeout:g}s"
             ) from None

@@ -8,7 +8,7 @@ from typing import Any
 import pluggy
 import pytest
 
-from netrun_ws.hooks import HookError, Hooks
+from netrun_ws.plugins.hooks import HookError, Hooks
 
 hookspec = pluggy.HookspecMarker("bindtest")
 hookimpl = pluggy.HookimplMarker("bindtest")

@@ -1,7 +1,7 @@
 """auth: jwt - clients present a JWT, verified with one key source (JWTAuthService, PyJWT).
 
 Exactly one key source: ``secret`` (HS*), ``public_key_file`` (a PEM public key, RS*/PS*/ES*/
-EdDSA) or ``jwks_url`` (a JWKS endpoint, RS*/PS*/ES*/EdDSA; see ``netrun_ws.jwks``).
+EdDSA) or ``jwks_url`` (a JWKS endpoint, RS*/PS*/ES*/EdDSA; see ``netrun_ws.jwt.jwks``).
 
 Where the token is read, in this order (the first one present is the one verified):
 
@@ -46,7 +46,7 @@ from netrun_ws.auth import (
     check_required_claims,
 )
 from netrun_ws.identity import AuthenticationError, Identity
-from netrun_ws.jwks import JWKSKeys, JWKSVerifier, key_type_for
+from netrun_ws.jwt.jwks import JWKSKeys, JWKSVerifier, key_type_for
 from netrun_ws.redact import DEFAULT_PARAMS, CredentialLogFilter, RedactQueryFilter
 
 _PUBLIC_REASONS = {"expired": "token expired"}

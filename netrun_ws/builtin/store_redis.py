@@ -4,7 +4,7 @@
 ``key_prefix`` shares sessions, per-user limits and room presence, and ``send_to_user``, room
 publishes and broadcasts reach connections on every node (one PUBLISH per message). Needs the
 ``redis`` extra (``pip install 'netrun-ws[redis]'``); this module imports without it, so the
-plugin can be listed and its options checked anywhere. See :mod:`netrun_ws.redis_store` for
+plugin can be listed and its options checked anywhere. See :mod:`netrun_ws.redis.store` for
 what is guaranteed while Redis is away.
 """
 
@@ -19,7 +19,7 @@ from netrun_ws._extras import require_extra
 from netrun_ws.session_backends import mask_url
 
 if TYPE_CHECKING:
-    from netrun_ws.redis_store import RedisStore
+    from netrun_ws.redis.store import RedisStore
 
 _SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -96,7 +96,7 @@ class Plugin:
         if self.options is None:
             raise RuntimeError("store redis is not configured: set store.url")
         require_extra("redis.asyncio", "redis", "store: redis", distribution="redis")
-        from netrun_ws.redis_store import RedisStore
+        from netrun_ws.redis.store import RedisStore
 
         options = self.options
         return RedisStore(

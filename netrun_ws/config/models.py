@@ -134,8 +134,8 @@ class ServerConfig(BaseModel):
         description=(
             "WebSocket implementation `netrun-ws run` gives uvicorn: 'netrun' is uvicorn's "
             "sans-I/O protocol with a leaner handshake (the upgrade request handed over parsed), "
-            "corked writes and a synchronous send path (netrun_ws.transport, "
-            "netrun_ws.http_upgrade); 'uvicorn' is uvicorn's own, unchanged. Same wire "
+            "corked writes and a synchronous send path (netrun_ws.transport.websocket, "
+            "netrun_ws.transport.http); 'uvicorn' is uvicorn's own, unchanged. Same wire "
             "behaviour, except that 'netrun' answers an upgrade request websockets refuses "
             "before it is complete (431, 414) where uvicorn's sends nothing."
         ),

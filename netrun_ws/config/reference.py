@@ -78,7 +78,7 @@ def anchor(heading: str) -> str:
 
 def builtin_options() -> dict[str, dict[str, tuple[str, type[BaseModel] | None]]]:
     """slot -> plugin name -> (module path, its module-level ``Options`` model or None)."""
-    from netrun_ws.plugins import BUILTINS
+    from netrun_ws.plugins.loading import BUILTINS
 
     found: dict[str, dict[str, tuple[str, type[BaseModel] | None]]] = {}
     for slot, plugins in BUILTINS.items():
@@ -362,7 +362,7 @@ file. When netrun-ws prints a config (`netrun-ws check`) or an error, it hides t
 
 
 def _slots_prose() -> list[str]:
-    from netrun_ws.plugins import ENTRY_POINT_GROUP
+    from netrun_ws.plugins.loading import ENTRY_POINT_GROUP
 
     return f"""\
 ## {SLOTS_HEADING}

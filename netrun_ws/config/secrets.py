@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from netrun_ws.masking import MASK as MASK
-from netrun_ws.masking import mask_url as mask_url
+from netrun_ws._masking import MASK as MASK
+from netrun_ws._masking import mask_url as mask_url
 
 SECRET_WORDS: frozenset[str] = frozenset(
     {

@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from netrun_ws.config import Config, ConfigFile, LimitsConfig, ServerConfig, SlotConfig
-from netrun_ws.plugins import BUILTINS
+from netrun_ws.plugins.loading import BUILTINS
 
 
 def error_types(model: type[BaseModel], data: Any) -> list[tuple[tuple[Any, ...], str]]:

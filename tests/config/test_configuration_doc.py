@@ -35,7 +35,7 @@ from netrun_ws.config.reference import (
     plugin_heading,
     render_reference,
 )
-from netrun_ws.plugins import BUILTINS
+from netrun_ws.plugins.loading import BUILTINS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "configuration.md"

@@ -14,8 +14,10 @@ from websockets.asyncio.client import connect
 from websockets.http11 import Request
 from websockets.streams import StreamReader
 
-from netrun_ws import create_app, http_upgrade, transport
-from netrun_ws.transport import (
+from netrun_ws import create_app
+from netrun_ws.transport import http as http_upgrade
+from netrun_ws.transport import websocket as transport
+from netrun_ws.transport.websocket import (
     CORK_LIMIT,
     READ_LIMIT,
     NetrunWebSocketProtocol,
@@ -361,7 +363,7 @@ async def test_an_upgrade_leaves_no_garbage_cycle_behind() -> None:
     import gc
     import weakref
 
-    from netrun_ws.http_upgrade import NetrunHttpToolsProtocol
+    from netrun_ws.transport.http import NetrunHttpToolsProtocol
 
     made: list[weakref.ref[NetrunHttpToolsProtocol]] = []
     original_init = NetrunHttpToolsProtocol.__init__

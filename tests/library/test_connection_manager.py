@@ -232,7 +232,7 @@ def test_encode_message_by_type() -> None:
     assert encode_message(b"\x00\x01") == b"\x00\x01"
     assert encode_message({"a": 1}, binary=True) == b'{"a":1}'
     assert encode_message("ü", binary=True) == "ü".encode()
-    moment = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    moment = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
     assert json.loads(encode_message({"at": moment})) == {"at": "2024-01-02T03:04:05Z"}
     with pytest.raises(TypeError, match="object"):
         encode_message(object())

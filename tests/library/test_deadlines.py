@@ -1,4 +1,4 @@
-"""netrun_ws.deadlines: one timer for many same-length limits, behaving as asyncio.timeout()."""
+"""netrun_ws.runtime.deadlines: one timer for many same-length limits, as asyncio.timeout()."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from netrun_ws.deadlines import Deadlines
+from netrun_ws.runtime.deadlines import Deadlines
 
 
 async def _value_after(seconds: float, value: str) -> str:

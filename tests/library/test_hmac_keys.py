@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import HMACAlgorithm
 
 from netrun_ws.auth import JWTAuthService, TokenValidationError
-from netrun_ws.hmac_keys import CheckedHMACKeys
+from netrun_ws.jwt.hmac_keys import CheckedHMACKeys
 
 SECRET = "a-checked-secret-long-enough-for-hs512-" + "x" * 40
 

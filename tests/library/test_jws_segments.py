@@ -1,4 +1,4 @@
-"""netrun_ws.jws_segments: the C segment check decides exactly as PyJWT's own check does."""
+"""netrun_ws.jwt.jws_segments: the C segment check decides exactly as PyJWT's own check does."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from jwt.api_jws import PyJWS
 from jwt.exceptions import DecodeError
 
-from netrun_ws import jws_segments
 from netrun_ws.auth import JWTAuthService, TokenPolicy, TokenValidationError
-from netrun_ws.jws_segments import SegmentCheckedPyJWT, decode_segment
+from netrun_ws.jwt import jws_segments
+from netrun_ws.jwt.jws_segments import SegmentCheckedPyJWT, decode_segment
 
 SECRET = "segment-tests-secret-0123456789-abcdef"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pytest
@@ -109,9 +109,9 @@ def test_connection_state_values() -> None:
 
 
 def test_timestamp_defaults_to_now_in_utc() -> None:
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     message = PingMessage()
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     assert message.timestamp.tzinfo is not None
     assert message.timestamp.utcoffset() == timedelta(0)
     assert before <= message.timestamp <= after

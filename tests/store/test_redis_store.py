@@ -26,9 +26,9 @@ from pydantic import ValidationError
 
 from netrun_ws.builtin.store_redis import Options, Plugin
 from netrun_ws.reconnection import ReconnectionConfig
-from netrun_ws.redis_broker import decode_message
-from netrun_ws.redis_calls import RedisStoreError
-from netrun_ws.redis_store import RedisStore
+from netrun_ws.redis.broker import decode_message
+from netrun_ws.redis.calls import RedisStoreError
+from netrun_ws.redis.store import RedisStore
 from netrun_ws.store import Envelope
 from tests.store import Recorder, eventually
 from tests.support.redis_server import RedisServer, _free_port
@@ -215,7 +215,7 @@ async def test_rooms_and_online_users_span_nodes_and_stop_removes_a_node_at_once
 
 _DOOMED_NODE = """
 import asyncio, sys
-from netrun_ws.redis_store import RedisStore
+from netrun_ws.redis.store import RedisStore
 
 async def main() -> None:
     store = RedisStore(sys.argv[1], key_prefix=sys.argv[2], node_ttl=float(sys.argv[3]),
@@ -417,7 +417,7 @@ async def test_publish_while_redis_is_down_is_prompt_local_counted_and_logged_on
 ) -> None:
     (a, a_got), (_, b_got) = await cluster(redis_server.url, 2)
     await redis_server.kill()
-    caplog.set_level(logging.WARNING, logger="netrun_ws.redis_broker")
+    caplog.set_level(logging.WARNING, logger="netrun_ws.redis.broker")
     started = time.monotonic()
     for i in range(200):
         result = await a.publish(Envelope("user", "u", f"down-{i}"))

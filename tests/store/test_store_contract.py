@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from netrun_ws.builtin.store_memory import MemoryStore
-from netrun_ws.redis_store import RedisStore
+from netrun_ws.redis.store import RedisStore
 from netrun_ws.store import Envelope, PublishResult, Store
 from tests.store import Recorder
 from tests.support.redis_server import RedisServer

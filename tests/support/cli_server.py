@@ -96,7 +96,7 @@ async def run_cli(
             process.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(process.wait(), 15)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 process.kill()
                 await process.wait()
         await asyncio.wait_for(pump, 5)

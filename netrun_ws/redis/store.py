@@ -7,8 +7,8 @@ and ``key_prefix``:
 - ``sessions``: a :class:`~netrun_ws.session.WebSocketSessionManager` on the same Redis, so a
   state saved on one node is restored on another;
 - ``publish``: local delivery, then ONE ``PUBLISH`` for the cluster
-  (:mod:`netrun_ws.redis_broker`); other nodes deliver to their own connections;
-- presence (connections per user, rooms, online users, nodes): :mod:`netrun_ws.redis_presence`,
+  (:mod:`netrun_ws.redis.broker`); other nodes deliver to their own connections;
+- presence (connections per user, rooms, online users, nodes): :mod:`netrun_ws.redis.presence`,
   where a node that died without saying goodbye drops out within ``node_ttl`` seconds.
 
 Guarantees and their limits:
@@ -20,7 +20,7 @@ Guarantees and their limits:
   PUBLISH is dropped and counted in ``publish_failures`` (nothing is buffered), logged once per
   outage. ``remove_connection``, ``join_room`` and ``leave_room`` are applied to this node's
   copy and written to Redis when it answers again; ``add_connection`` (which must check the
-  cluster-wide limit) and the reads raise :class:`~netrun_ws.redis_calls.RedisStoreError`;
+  cluster-wide limit) and the reads raise :class:`~netrun_ws.redis.calls.RedisStoreError`;
 - every Redis call is bounded by ``operation_timeout``; the scripts build key names from the
   prefix, so use a standalone Redis (or a single shard), not Redis Cluster.
 """
@@ -43,9 +43,9 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from netrun_ws.reconnection import ReconnectionConfig
-from netrun_ws.redis_broker import RedisBroker
-from netrun_ws.redis_calls import RedisStoreError, RedisTarget, bounded
-from netrun_ws.redis_presence import RedisPresence
+from netrun_ws.redis.broker import RedisBroker
+from netrun_ws.redis.calls import RedisStoreError, RedisTarget, bounded
+from netrun_ws.redis.presence import RedisPresence
 from netrun_ws.session import WebSocketSessionManager
 from netrun_ws.session_backends import SessionStoreError
 from netrun_ws.store import Deliver, Envelope, GapCallback, PublishResult

@@ -44,7 +44,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from netrun_ws.redis_calls import OutageLog, RedisStoreError, RedisTarget, bounded
+from netrun_ws.redis.calls import OutageLog, RedisStoreError, RedisTarget, bounded
 
 __all__ = ["RedisPresence"]
 

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
-from netrun_ws.masking import mask_url, scrub_password
+from netrun_ws._masking import mask_url, scrub_password
 from netrun_ws.session_backends import SessionStoreError
 
 __all__ = [
@@ -76,7 +76,7 @@ async def bounded(
     """Await a Redis call for at most ``timeout`` seconds; failures become RedisStoreError."""
     try:
         return await asyncio.wait_for(awaitable, timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise RedisStoreError(
             f"Redis at {target.location} did not answer {operation} within {timeout:g}s"
         ) from None

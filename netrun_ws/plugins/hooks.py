@@ -18,7 +18,7 @@ from typing import Any
 
 import pluggy
 
-logger = logging.getLogger("netrun_ws.hooks")
+logger = logging.getLogger("netrun_ws.plugins.hooks")
 
 
 class _Drop:

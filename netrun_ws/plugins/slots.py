@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from netrun_ws.config import Config, ConfigError, ConfigIssue, LoadedConfig
-from netrun_ws.plugins import (
+from netrun_ws.plugins.loading import (
     LoadedPlugin,
     PluginLoadError,
     UnknownPluginError,

@@ -7,7 +7,7 @@ and frames parsed by the ``websockets`` library) with these changes, each measur
 
 - **The upgrade request is not parsed twice.** uvicorn's HTTP protocol writes the request
   httptools parsed back into bytes for the websocket protocol to parse again, line by line.
-  :mod:`netrun_ws.http_upgrade` hands over the parsed fields instead (:func:`request_from_fields`);
+  :mod:`~netrun_ws.transport.http` hands over the parsed fields instead;
   under any other HTTP protocol, :func:`parse_upgrade_request` splits the bytes in one pass. Both
   follow websockets' grammar and limits and leave anything unusual to websockets' own parser,
   whose refusals of an incomplete request (431, 414) are written, not left unsent.
@@ -385,7 +385,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def adopt(self, http: Any) -> None:
         """``connection_made`` for a connection uvicorn's HTTP protocol upgrades: its transport
-        and the addresses it already read (see :mod:`netrun_ws.http_upgrade`)."""
+        and the addresses it already read (see :mod:`netrun_ws.transport.http`)."""
         self.connections.add(self)
         self.server, self.client = http.server, http.client
         self.scheme = "wss" if http.scheme == "https" else "ws"

@@ -8,16 +8,14 @@ cancelled in the loop's heap. A limit that runs long (a client slow to send its 
 auth) keeps the finished entries behind it queued until it ends or expires: at most
 ``seconds`` x the connection rate small objects.
 
-Expiry behaves as ``asyncio.timeout()`` does on Python 3.11+: the task is cancelled, and the
-cancellation comes out of :meth:`Deadlines.run` as ``TimeoutError`` (a cancellation from
-anywhere else stays a cancellation). Python 3.10 has no ``Task.uncancel``, so there each limit
-is ``asyncio.wait_for``.
+Expiry behaves as ``asyncio.timeout()`` does: the task is cancelled, and the cancellation
+comes out of :meth:`Deadlines.run` as ``TimeoutError`` (a cancellation from anywhere else stays
+a cancellation).
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections import deque
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -50,8 +48,6 @@ class Deadlines:
         return len(self._running)
 
     async def run(self, awaitable: Coroutine[Any, Any, _T]) -> _T:
-        if sys.version_info < (3, 11):  # pragma: no cover - no Task.uncancel before 3.11
-            return await asyncio.wait_for(awaitable, self.seconds)
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # first use, or a new event loop: the old timer is gone
             self._loop, self._running, self._timer = loop, deque(), None

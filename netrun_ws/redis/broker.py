@@ -42,7 +42,7 @@ from redis.exceptions import RedisError
 
 from netrun_ws.connection import Frame
 from netrun_ws.reconnection import ReconnectionConfig, ReconnectionManager
-from netrun_ws.redis_calls import (
+from netrun_ws.redis.calls import (
     REDIS_FAILURES,
     OutageLog,
     RedisStoreError,
@@ -146,7 +146,7 @@ def _strings(value: object) -> frozenset[str]:
 
 
 def _clock_text(unix_time: float) -> str:
-    moment = datetime.datetime.fromtimestamp(unix_time, datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(unix_time, datetime.UTC)
     return moment.isoformat(timespec="milliseconds")
 
 
@@ -258,7 +258,7 @@ class RedisBroker:
         ]
         try:
             await asyncio.wait_for(self._first_probe.wait(), self._probe_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.stop()
             raise RedisStoreError(
                 f"Redis at {self._target.location} accepted the subscription to "

@@ -18,7 +18,7 @@ from typing import Any
 from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from netrun_ws.transport import NetrunWebSocketProtocol, request_from_fields
+from netrun_ws.transport.websocket import NetrunWebSocketProtocol, request_from_fields
 
 __all__ = ["NetrunHttpToolsProtocol"]
 
