@@ -12,14 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
 from starlette.websockets import WebSocket, WebSocketState
-from websockets.frames import Opcode
+
+from netrun_ws.wire import (
+    Frame,
+    frame_size,
+    truncate_close_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,19 +31,8 @@ logger = logging.getLogger(__name__)
 OverflowPolicy = Literal["disconnect", "drop_oldest"]
 OVERFLOW_POLICIES: tuple[OverflowPolicy, ...] = ("disconnect", "drop_oldest")
 
-#: The wire frame: ``str`` goes out as a text frame, ``bytes`` as a binary frame.
-Frame = str | bytes
-
-OPCODE_TEXT = int(Opcode.TEXT)
-OPCODE_BINARY = int(Opcode.BINARY)
-_HEADER_16 = struct.Struct("!BBH")
-_HEADER_64 = struct.Struct("!BBQ")
-
 #: The ASGI scope extension under which a server offers a :class:`DirectChannel`.
 DIRECT_EXTENSION = "netrun.direct"
-
-# RFC 6455 caps a close reason at 123 bytes of UTF-8; longer ones make the server library raise.
-_MAX_CLOSE_REASON_BYTES = 123
 
 
 class DirectChannel(Protocol):
@@ -85,35 +78,6 @@ class ConnectionOwner(Protocol):
         """The queue overflowed under the ``"disconnect"`` policy; the connection is closed."""
 
 
-def frame_size(frame: Frame) -> int:
-    """Size of ``frame`` on the wire, in bytes (UTF-8 for text)."""
-    if isinstance(frame, bytes):
-        return len(frame)
-    # str.isascii() is O(1) in CPython, so the common case avoids an encode.
-    return len(frame) if frame.isascii() else len(frame.encode())
-
-
-def frame_header(opcode: int, length: int) -> bytes:
-    """The RFC 6455 (section 5.2) header of a final, unmasked frame: what a server sends for a
-    whole message when no extension rewrites frames. (websockets builds the same bytes through a
-    Frame object; this is the per-message path, where that costs several times more.)"""
-    first = 0x80 | opcode
-    if length < 126:
-        return bytes((first, length))
-    if length < 0x10000:
-        return _HEADER_16.pack(first, 126, length)
-    return _HEADER_64.pack(first, 127, length)
-
-
-def wire_frame(frame: Frame) -> bytes:
-    """``frame`` as one unmasked server frame (text for ``str``), ready for
-    :meth:`DirectChannel.send_wire`: a broadcast frames its payload once for every recipient."""
-    if isinstance(frame, str):
-        data = frame.encode()
-        return frame_header(OPCODE_TEXT, len(data)) + data
-    return frame_header(OPCODE_BINARY, len(frame)) + frame
-
-
 def uuid4_hex() -> str:
     """A random (version 4) UUID as 32 hex digits, as ``uuid.uuid4().hex`` gives it, without
     building the UUID object (a third of the cost; two are made per connection)."""
@@ -121,14 +85,6 @@ def uuid4_hex() -> str:
     data[6] = (data[6] & 0x0F) | 0x40  # version 4
     data[8] = (data[8] & 0x3F) | 0x80  # RFC 4122 variant
     return data.hex()
-
-
-def truncate_close_reason(reason: str) -> str:
-    """``reason`` cut to the 123 UTF-8 bytes a close frame allows (never mid-character)."""
-    encoded = reason.encode()
-    if len(encoded) <= _MAX_CLOSE_REASON_BYTES:
-        return reason
-    return encoded[:_MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
 
 
 async def close_quietly(websocket: WebSocket, code: int, reason: str, timeout: float) -> None:
@@ -383,13 +339,8 @@ __all__ = [
     "Connection",
     "ConnectionOwner",
     "DirectChannel",
-    "Frame",
     "OverflowPolicy",
     "SocketClosedError",
     "close_quietly",
-    "frame_header",
-    "frame_size",
-    "truncate_close_reason",
     "uuid4_hex",
-    "wire_frame",
 ]

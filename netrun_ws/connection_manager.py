@@ -17,19 +17,16 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
-from pydantic import BaseModel
-from pydantic_core import PydanticSerializationError, to_json
 from starlette.websockets import WebSocket, WebSocketState
 
 from netrun_ws.codes import CloseCode, ErrorCode
 from netrun_ws.connection import (
     OVERFLOW_POLICIES,
     Connection,
-    Frame,
     OverflowPolicy,
     close_quietly,
-    frame_size,
 )
+from netrun_ws.wire import encode_message, frame_size
 
 logger = logging.getLogger(__name__)
 
@@ -88,46 +85,6 @@ class SessionInUseError(ValueError):
     def __init__(self, session_id: str) -> None:
         super().__init__(f"session_id {session_id!r} is already in use by a live connection")
         self.session_id = session_id
-
-
-_MODEL_DUMP_JSON = BaseModel.model_dump_json
-
-
-def encode_message(message: Any, binary: bool = False) -> Frame:
-    """Encode ``message`` into one wire frame (``str`` = text frame, ``bytes`` = binary frame).
-
-    - ``dict`` / ``list`` / ``tuple``: JSON (datetimes, UUIDs, models inside are handled);
-    - a pydantic ``BaseModel``: ``model_dump_json()``;
-    - ``str``: sent as is (already-encoded JSON or plain text);
-    - ``bytes`` / ``bytearray``: always a binary frame.
-
-    ``binary=True`` turns a text result into a binary frame of its UTF-8 bytes.
-    Raises ``TypeError`` for any other type or for a value JSON cannot represent.
-    """
-    frame: Frame
-    if isinstance(message, str):
-        frame = message
-    elif isinstance(message, bytes | bytearray):
-        return bytes(message)
-    elif isinstance(message, BaseModel):
-        if type(message).model_dump_json is _MODEL_DUMP_JSON:
-            # What model_dump_json() does with its defaults, minus its keyword plumbing (a third
-            # of a small model's encoding time); a model that overrides it is still honoured.
-            frame = message.__pydantic_serializer__.to_json(message).decode()
-        else:
-            frame = message.model_dump_json()
-    elif isinstance(message, dict | list | tuple):
-        try:
-            encoded = to_json(message)
-        except PydanticSerializationError as exc:
-            raise TypeError(f"message is not JSON-serializable: {exc}") from None
-        return encoded if binary else encoded.decode()
-    else:
-        raise TypeError(
-            "message must be a dict, list, pydantic model, str or bytes, "
-            f"not {type(message).__name__}"
-        )
-    return frame.encode() if binary else frame
 
 
 def _check_positive(name: str, value: Any, *, integer: bool) -> None:

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from netrun_ws.connection import Frame
 from netrun_ws.session import WebSocketSessionManager
+from netrun_ws.wire import Frame
 
 # "revoke": close every connection of the target user (payload: the public reason).
 EnvelopeKind = Literal["user", "room", "broadcast", "connection", "revoke"]

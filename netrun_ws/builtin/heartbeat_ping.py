@@ -105,14 +105,12 @@ class Plugin:
         host = self.host
         connection = host.connection(connection_id) if host else None
         if host is not None and connection is not None:
-            await host.hooks.call_isolated(
-                "on_heartbeat_missed", host=host, connection=connection, missed=missed
-            )
+            await host.fire.on_heartbeat_missed(connection, missed)
 
     async def _stale(self, connection_id: str) -> None:
         host = self.host
         connection = host.connection(connection_id) if host else None
         if host is None or connection is None:
             return
-        await host.hooks.call_isolated("on_stale", host=host, connection=connection)
+        await host.fire.on_stale(connection)
         await host.disconnect(connection, CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")

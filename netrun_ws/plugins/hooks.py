@@ -1,24 +1,29 @@
-"""The host's async hook dispatcher over pluggy's registry.
+"""The async hook dispatcher over pluggy's registry: calls hooks by name (``host.hooks``).
 
 pluggy has no async support (a coroutine counts as a firstresult), so pluggy only registers,
-orders and validates implementations; this module calls them: each implementation receives just the
-arguments it names, awaitables are awaited, and failures are attributed to the plugin that raised.
-Which hooks have implementations is computed once, so an event nobody listens to costs one attribute
-test on the per-message path.
+orders and validates implementations; this module calls them. Every call goes through one plan per
+(hook, argument names): each implementation receives just the arguments it names, picked from the
+caller's arguments by a C-level itemgetter; awaitables are awaited; a failure is attributed to the
+plugin that raised. A hook name without a spec, or an argument the spec does not have, is an error
+when the plan is made (once), not silence. The built-in hooks are called through the typed
+:class:`~netrun_ws.plugins.relay.HookRelay`; this by-name API is for hooks plugins add.
 """
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import logging
 import operator
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pluggy
 
-logger = logging.getLogger("netrun_ws.plugins.hooks")
+__all__ = ["DROP", "HookError", "Hooks", "UnknownHookError"]
+
+logger = logging.getLogger("netrun_ws.hooks")
 
 
 class _Drop:
@@ -50,29 +55,26 @@ class HookError(Exception):
         self.error = error
 
 
+class UnknownHookError(LookupError):
+    """A hook was called by a name no spec has, or with an argument its spec does not take."""
+
+
 @dataclass(frozen=True, slots=True)
-class _Impl:
+class _Step:
+    """One implementation, ready to call with a caller's positional arguments."""
+
     plugin: str
     function: Callable[..., Any]
-    argnames: tuple[str, ...]
+    # args (in the caller's order) -> the arguments this implementation takes.
+    pick: Callable[[tuple[Any, ...]], tuple[Any, ...]]
     # Decided once: awaiting is skipped for plain functions on the per-message path.
     is_async: bool
-    # kwargs -> the positional arguments this implementation takes (a C-level itemgetter).
-    pick: Callable[[dict[str, Any]], tuple[Any, ...]]
 
 
-def _picker(argnames: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-    if not argnames:
-        return lambda kwargs: ()
-    if len(argnames) == 1:
-        only = argnames[0]
-        return lambda kwargs: (kwargs[only],)
-    return operator.itemgetter(*argnames)
+Plan = tuple[_Step, ...]
 
 
-def _positional_picker(
-    wanted: tuple[str, ...], given: tuple[str, ...]
-) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+def _picker(wanted: Iterable[str], given: tuple[str, ...]) -> Callable[[tuple[Any, ...]], Any]:
     """args (in ``given`` order) -> the arguments an implementation takes (``wanted``), in C."""
     positions = [given.index(name) for name in wanted]
     start = positions[0] if positions else 0
@@ -81,8 +83,38 @@ def _positional_picker(
     return operator.itemgetter(*positions)  # two or more, out of order or with gaps
 
 
-# Each caller below awaits a result when the implementation is ``async def``, or when a plain
-# function returned an awaitable; a plain function's None costs no awaitable check.
+def _await_needed(step: _Step, result: Any) -> bool:
+    # A plain function's None costs no awaitable check.
+    return step.is_async or (result is not None and hasattr(result, "__await__"))
+
+
+async def run_plan(
+    plan: Plan, hook: str, args: tuple[Any, ...], *, first: bool = False, isolate: bool = False
+) -> list[Any]:
+    """Call every step of ``plan`` in order and return the non-None results.
+
+    ``first``: stop at the first non-None result. ``isolate``: a failure is logged and the next
+    implementation still runs (cleanup hooks); the failures are returned instead of the results.
+    Otherwise a failure raises :class:`HookError`.
+    """
+    results: list[Any] = []
+    for step in plan:
+        try:
+            result = step.function(*step.pick(args))
+            if _await_needed(step, result):
+                result = await result
+        except Exception as exc:
+            failure = HookError(step.plugin, hook, exc)
+            if not isolate:
+                raise failure from exc
+            logger.error("%s", failure, exc_info=exc)
+            results.append(failure)
+            continue
+        if result is not None and not isolate:
+            results.append(result)
+            if first:
+                break
+    return results
 
 
 class Hooks:
@@ -90,149 +122,134 @@ class Hooks:
 
     def __init__(self, plugin_manager: pluggy.PluginManager) -> None:
         self._pm = plugin_manager
-        self._impls: dict[str, tuple[_Impl, ...]] = {}
+        self._specs: dict[str, tuple[str, ...]] = {}
+        self._impls: dict[str, list[pluggy.HookImpl]] = {}
+        self._plans: dict[tuple[str, tuple[str, ...]], Plan] = {}
         self.refresh()
 
     def refresh(self) -> None:
-        """Recompute the implementations of every hook (after plugins are added or removed)."""
-        impls: dict[str, tuple[_Impl, ...]] = {}
+        """Re-read specs and implementations (after hookspecs or plugins are added or removed).
+
+        Callers made by :meth:`bind` keep the implementations they were made with.
+        """
+        specs: dict[str, tuple[str, ...]] = {}
+        impls: dict[str, list[pluggy.HookImpl]] = {}
         for name in dir(self._pm.hook):
             caller = getattr(self._pm.hook, name)
-            if not isinstance(caller, pluggy.HookCaller):
+            if not isinstance(caller, pluggy.HookCaller) or caller.spec is None:
                 continue
+            specs[name] = tuple(caller.spec.argnames)
             # pluggy stores implementations in reverse call order.
-            ordered = reversed(caller.get_hookimpls())
-            impls[name] = tuple(
-                _Impl(
-                    plugin=self._pm.get_name(i.plugin) or repr(i.plugin),
-                    function=i.function,
-                    argnames=(names := tuple(i.argnames) + tuple(i.kwargnames)),
-                    is_async=inspect.iscoroutinefunction(i.function),
-                    pick=_picker(names),
+            impls[name] = list(reversed(caller.get_hookimpls()))
+        self._specs, self._impls, self._plans = specs, impls, {}
+
+    @property
+    def names(self) -> list[str]:
+        """Every hook with a spec (built-in and added by plugins), sorted."""
+        return sorted(self._specs)
+
+    def _spec(self, hook: str) -> tuple[str, ...]:
+        spec = self._specs.get(hook)
+        if spec is None:
+            hint = difflib.get_close_matches(hook, self._specs, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise UnknownHookError(f"no hook is named {hook!r}{suggestion}")
+        return spec
+
+    def plan(self, hook: str, argnames: tuple[str, ...]) -> Plan:
+        """The implementations of ``hook``, each with a picker from args given as ``argnames``."""
+        key = (hook, argnames)
+        plan = self._plans.get(key)
+        if plan is None:
+            spec = self._spec(hook)
+            unknown = [name for name in argnames if name not in spec]
+            if unknown:
+                raise UnknownHookError(f"hook {hook!r} takes no argument {unknown[0]!r}")
+            plan = tuple(
+                _Step(
+                    plugin=self._pm.get_name(impl.plugin) or repr(impl.plugin),
+                    function=impl.function,
+                    pick=_picker((*impl.argnames, *impl.kwargnames), argnames),
+                    is_async=inspect.iscoroutinefunction(impl.function),
                 )
-                for i in ordered
+                for impl in self._impls[hook]
             )
-        self._impls = impls
+            self._plans[key] = plan
+        return plan
 
     def has(self, hook: str) -> bool:
         """True when at least one plugin implements ``hook``."""
-        return bool(self._impls.get(hook))
+        self._spec(hook)
+        return bool(self._impls[hook])
 
     def implementations(self, hook: str) -> list[str]:
         """Names of the plugins implementing ``hook``, in call order."""
-        return [impl.plugin for impl in self._impls.get(hook, ())]
+        return [step.plugin for step in self.plan(hook, ())]
 
-    def _iter(self, hook: str) -> Iterator[_Impl]:
-        return iter(self._impls.get(hook, ()))
-
-    def _call_plain(self, impl: _Impl, hook: str, kwargs: dict[str, Any]) -> Any:
-        try:
-            result = impl.function(*impl.pick(kwargs))
-            if inspect.isawaitable(result):
-                if inspect.iscoroutine(result):
-                    result.close()  # avoid a "never awaited" warning on top of the real error
-                raise TypeError(f"hook {hook!r} must be a plain function, not async")
-        except Exception as exc:
-            raise HookError(impl.plugin, hook, exc) from exc
-        return result
-
-    def call_sync(self, hook: str, **kwargs: Any) -> list[Any]:
-        """Call a synchronous setup hook; returns the non-None results. Raises HookError."""
-        results = [self._call_plain(impl, hook, kwargs) for impl in self._iter(hook)]
-        return [result for result in results if result is not None]
-
-    def call_sync_by_plugin(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Like :meth:`call_sync`, pairing each non-None result with its plugin's name."""
-        pairs = [(impl.plugin, self._call_plain(impl, hook, kwargs)) for impl in self._iter(hook)]
-        return [(plugin, result) for plugin, result in pairs if result is not None]
-
-    def call_sync_each(self, hook: str, per_plugin: Callable[[str], dict[str, Any]]) -> None:
-        """Call a synchronous hook with arguments chosen per implementing plugin (``configure``)."""
-        for impl in self._iter(hook):
-            self._call_plain(impl, hook, per_plugin(impl.plugin))
+    # ----------------------------------------------------------------- by name, with kwargs
 
     async def call(self, hook: str, **kwargs: Any) -> list[Any]:
         """Call every implementation; return the non-None results. A failure raises HookError."""
-        results = []
-        for impl in self._iter(hook):
-            try:
-                result = impl.function(*impl.pick(kwargs))
-                if impl.is_async or (result is not None and hasattr(result, "__await__")):
-                    result = await result
-            except Exception as exc:
-                raise HookError(impl.plugin, hook, exc) from exc
-            if result is not None:
-                results.append(result)
-        return results
-
-    def bind(self, hook: str, *argnames: str) -> Callable[..., Awaitable[list[Any]]]:
-        """A caller for ``hook`` that takes its arguments positionally, in ``argnames`` order,
-        and behaves like :meth:`call`. For the per-message path: no keyword dict is built and
-        each implementation's arguments are sliced out of the tuple by a C-level itemgetter.
-        It is bound to the implementations registered now (bind again after :meth:`refresh`).
-        """
-        plan = tuple(
-            (impl.plugin, impl.function, _positional_picker(impl.argnames, argnames), impl.is_async)
-            for impl in self._iter(hook)
-        )
-
-        async def call(*args: Any) -> list[Any]:
-            results = []
-            for plugin, function, pick, is_async in plan:
-                try:
-                    result = function(*pick(args))
-                    if is_async or (result is not None and hasattr(result, "__await__")):
-                        result = await result
-                except Exception as exc:
-                    raise HookError(plugin, hook, exc) from exc
-                if result is not None:
-                    results.append(result)
-            return results
-
-        return call
+        return await run_plan(self.plan(hook, tuple(kwargs)), hook, tuple(kwargs.values()))
 
     async def first(self, hook: str, **kwargs: Any) -> Any:
         """Return the first non-None result (later implementations are not called)."""
-        for impl in self._iter(hook):
-            try:
-                result = impl.function(*impl.pick(kwargs))
-                if impl.is_async or (result is not None and hasattr(result, "__await__")):
-                    result = await result
-            except Exception as exc:
-                raise HookError(impl.plugin, hook, exc) from exc
-            if result is not None:
-                return result
-        return None
+        plan = self.plan(hook, tuple(kwargs))
+        results = await run_plan(plan, hook, tuple(kwargs.values()), first=True)
+        return results[0] if results else None
+
+    async def call_isolated(self, hook: str, **kwargs: Any) -> list[HookError]:
+        """Call every implementation even if some raise (cleanup hooks); log and return failures."""
+        plan = self.plan(hook, tuple(kwargs))
+        return await run_plan(plan, hook, tuple(kwargs.values()), isolate=True)
 
     async def chain(self, hook: str, value_arg: str, value: Any, **kwargs: Any) -> Any:
         """Thread ``value`` through every implementation (``before_send``); None keeps it unchanged.
 
         Stops early when an implementation returns ``DROP``.
         """
-        for impl in self._iter(hook):
-            kwargs[value_arg] = value
-            try:
-                result = impl.function(*impl.pick(kwargs))
-                if impl.is_async or (result is not None and hasattr(result, "__await__")):
-                    result = await result
-            except Exception as exc:
-                raise HookError(impl.plugin, hook, exc) from exc
-            if result is DROP:
-                return DROP
-            if result is not None:
-                value = result
+        names = (*kwargs, value_arg)
+        head = tuple(kwargs.values())
+        for step in self.plan(hook, names):
+            results = await run_plan((step,), hook, (*head, value))
+            if results:
+                if results[0] is DROP:
+                    return DROP
+                value = results[0]
         return value
 
-    async def call_isolated(self, hook: str, **kwargs: Any) -> list[HookError]:
-        """Call every implementation even if some raise (cleanup hooks); log and return failures."""
-        failures = []
-        for impl in self._iter(hook):
+    def bind(self, hook: str, *argnames: str) -> Callable[..., Awaitable[list[Any]]]:
+        """A caller for ``hook`` taking its arguments positionally, in ``argnames`` order, and
+        behaving like :meth:`call`; for a hook fired very often (no keyword dict per call). It is
+        bound to the implementations registered now (bind again after :meth:`refresh`)."""
+        plan = self.plan(hook, argnames)
+
+        async def call(*args: Any) -> list[Any]:
+            return await run_plan(plan, hook, args)
+
+        return call
+
+    # ----------------------------------------------------------------- set-up hooks
+
+    def call_sync(
+        self, hook: str, argnames: tuple[str, ...], args_for: Callable[[str], tuple[Any, ...]]
+    ) -> list[tuple[str, Any]]:
+        """Call a synchronous set-up hook with the arguments ``args_for(plugin)`` gives each
+        implementing plugin (``configure`` gets each its own options); returns (plugin, result)
+        for each non-None result.
+
+        Raises HookError, also when an implementation is ``async`` (set-up runs before the loop).
+        """
+        pairs = []
+        for step in self.plan(hook, argnames):
             try:
-                result = impl.function(*impl.pick(kwargs))
-                if impl.is_async or (result is not None and hasattr(result, "__await__")):
-                    await result
+                result = step.function(*step.pick(args_for(step.plugin)))
+                if inspect.isawaitable(result):
+                    if inspect.iscoroutine(result):
+                        result.close()  # no "never awaited" warning on top of the real error
+                    raise TypeError(f"hook {hook!r} must be a plain function, not async")
             except Exception as exc:
-                failure = HookError(impl.plugin, hook, exc)
-                logger.error("%s", failure, exc_info=exc)
-                failures.append(failure)
-        return failures
+                raise HookError(step.plugin, hook, exc) from exc
+            if result is not None:
+                pairs.append((step.plugin, result))
+        return pairs

@@ -40,7 +40,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from netrun_ws.connection import Frame
 from netrun_ws.reconnection import ReconnectionConfig, ReconnectionManager
 from netrun_ws.redis.calls import (
     REDIS_FAILURES,
@@ -51,6 +50,7 @@ from netrun_ws.redis.calls import (
     describe_failure,
 )
 from netrun_ws.store import Deliver, DeliveryGap, Envelope, EnvelopeKind, GapCallback
+from netrun_ws.wire import Frame
 
 __all__ = ["WIRE_VERSION", "RedisBroker", "WireMessage", "decode_message", "encode_envelope"]
 

@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from netrun_ws.connection_manager import encode_message
 from netrun_ws.store import Envelope
+from netrun_ws.wire import encode_message
 
 if TYPE_CHECKING:
     from netrun_ws.host import Host

@@ -52,7 +52,8 @@ from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
-from netrun_ws.connection import DIRECT_EXTENSION, OPCODE_BINARY, OPCODE_TEXT, frame_header
+from netrun_ws.connection import DIRECT_EXTENSION
+from netrun_ws.wire import OPCODE_BINARY, OPCODE_TEXT, frame_header
 
 #: Corked bytes past which a write leaves at once instead of at the end of the loop iteration.
 CORK_LIMIT = 64 * 1024

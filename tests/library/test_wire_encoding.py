@@ -10,8 +10,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from websockets.frames import Frame, Opcode
 
-from netrun_ws.connection import wire_frame
-from netrun_ws.connection_manager import encode_message
+from netrun_ws.wire import encode_message, wire_frame
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 1000, 65535, 65536, 70000])

@@ -1,0 +1,181 @@
+"""``HookRelay``: one typed method per hook of :mod:`netrun_ws.hookspecs` (``host.fire``).
+
+The host and the built-in plugins fire hooks only through these methods, so a misspelled hook is
+a type error, each hook's calling rule (every implementation, first result, a chain, or isolated
+so that one failing plugin cannot skip another's cleanup) is written down once, here, and the
+``host`` argument is filled in. ``tests/test_hook_relay.py`` checks that every spec has exactly one
+method here taking the spec's arguments. Hooks that plugins add are fired by name through
+:class:`~netrun_ws.plugins.hooks.Hooks` (``host.hooks``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from netrun_ws.plugins.hooks import HookError, Hooks
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from starlette.routing import BaseRoute
+    from starlette.websockets import WebSocket
+
+    from netrun_ws.connection import Connection
+    from netrun_ws.host import Host
+    from netrun_ws.protocol import ProtocolError
+    from netrun_ws.store import DeliveryGap, Store
+
+__all__ = ["HookRelay"]
+
+
+class HookRelay:
+    """Fires the built-in hooks for one host. Failures raise
+    :class:`~netrun_ws.plugins.hooks.HookError` unless the method says they are isolated."""
+
+    def __init__(self, hooks: Hooks, host: Host) -> None:
+        self._hooks = hooks
+        self._host = host
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-bind the per-message callers (after :meth:`Hooks.refresh`)."""
+        self._on_message = self._hooks.bind("on_message", "host", "connection", "message")
+
+    def has(self, hook: str) -> bool:
+        """True when a plugin implements ``hook`` (UnknownHookError for a name with no spec)."""
+        return self._hooks.has(hook)
+
+    # ----------------------------------------------------------------- set-up (synchronous)
+
+    def add_hookspecs(self, plugin_manager: pluggy.PluginManager) -> None:
+        self._hooks.call_sync("add_hookspecs", ("plugin_manager",), lambda _: (plugin_manager,))
+
+    def configure(self, options: Mapping[str, BaseModel | None]) -> None:
+        """Each implementing plugin gets its own options (``options[plugin name]``)."""
+        host = self._host
+        self._hooks.call_sync(
+            "configure", ("host", "options"), lambda plugin: (host, options.get(plugin))
+        )
+
+    def register_message_types(self) -> list[tuple[str, list[type[BaseModel]]]]:
+        """(plugin name, models) for each plugin returning some."""
+        return self._hooks.call_sync("register_message_types", ("host",), self._host_only)
+
+    def register_routes(self) -> list[BaseRoute]:
+        pairs = self._hooks.call_sync("register_routes", ("host",), self._host_only)
+        return [route for _, routes in pairs for route in routes]
+
+    def _host_only(self, plugin: str) -> tuple[Any, ...]:
+        return (self._host,)
+
+    # ----------------------------------------------------------------- lifespan
+
+    async def provide_store(self) -> Store | None:
+        store: Store | None = await self._hooks.first("provide_store", host=self._host)
+        return store
+
+    async def startup(self) -> None:
+        await self._hooks.call("startup", host=self._host)
+
+    async def shutdown(self) -> list[HookError]:
+        """Isolated: every implementation runs."""
+        return await self._hooks.call_isolated("shutdown", host=self._host)
+
+    # ----------------------------------------------------------------- admission
+
+    async def handshake(self, request: WebSocket) -> Any:
+        return await self._hooks.first("handshake", host=self._host, request=request)
+
+    async def authenticate(self, request: WebSocket) -> Any:
+        return await self._hooks.first("authenticate", host=self._host, request=request)
+
+    async def verify_token(self, token: str) -> Any:
+        return await self._hooks.first("verify_token", host=self._host, token=token)
+
+    # ----------------------------------------------------------------- per connection
+
+    async def on_connect(self, connection: Connection) -> None:
+        await self._hooks.call("on_connect", host=self._host, connection=connection)
+
+    async def welcome_payload(self, connection: Connection) -> list[dict[str, Any]]:
+        return await self._hooks.call("welcome_payload", host=self._host, connection=connection)
+
+    async def on_message_received(self, connection: Connection, raw: str | bytes) -> None:
+        await self._hooks.call(
+            "on_message_received", host=self._host, connection=connection, raw=raw
+        )
+
+    async def on_message(self, connection: Connection, message: BaseModel) -> list[Any]:
+        """The replies (non-None results); bound once, this is the per-message path."""
+        return await self._on_message(self._host, connection, message)
+
+    async def on_invalid_message(
+        self, connection: Connection, raw: str | bytes, error: ProtocolError
+    ) -> None:
+        """Isolated."""
+        await self._hooks.call_isolated(
+            "on_invalid_message", host=self._host, connection=connection, raw=raw, error=error
+        )
+
+    async def before_send(self, connection: Connection, message: Any) -> Any:
+        """A chain: each implementation gets the previous one's message; may return DROP."""
+        return await self._hooks.chain(
+            "before_send", "message", message, host=self._host, connection=connection
+        )
+
+    async def after_send(self, connection: Connection, message: Any) -> None:
+        await self._hooks.call(
+            "after_send", host=self._host, connection=connection, message=message
+        )
+
+    async def authorize_room(self, connection: Connection, room: str) -> bool:
+        """False when any implementation returns False."""
+        verdicts = await self._hooks.call(
+            "authorize_room", host=self._host, connection=connection, room=room
+        )
+        return all(verdict is not False for verdict in verdicts)
+
+    async def on_room_join(self, connection: Connection, room: str) -> None:
+        await self._hooks.call("on_room_join", host=self._host, connection=connection, room=room)
+
+    async def on_room_leave(self, connection: Connection, room: str) -> None:
+        """Isolated."""
+        await self._hooks.call_isolated(
+            "on_room_leave", host=self._host, connection=connection, room=room
+        )
+
+    async def on_heartbeat_missed(self, connection: Connection, missed: int) -> None:
+        """Isolated."""
+        await self._hooks.call_isolated(
+            "on_heartbeat_missed", host=self._host, connection=connection, missed=missed
+        )
+
+    async def on_stale(self, connection: Connection) -> None:
+        """Isolated."""
+        await self._hooks.call_isolated("on_stale", host=self._host, connection=connection)
+
+    async def on_error(self, connection: Connection | None, error: BaseException) -> None:
+        """Isolated: a failure here is logged and never re-enters this hook."""
+        await self._hooks.call_isolated(
+            "on_error", host=self._host, connection=connection, error=error
+        )
+
+    async def on_disconnect(self, connection: Connection, code: int, reason: str) -> None:
+        """Isolated."""
+        await self._hooks.call_isolated(
+            "on_disconnect", host=self._host, connection=connection, code=code, reason=reason
+        )
+
+    # ----------------------------------------------------------------- cluster events
+
+    async def on_delivery_gap(self, gap: DeliveryGap) -> None:
+        """Isolated."""
+        await self._hooks.call_isolated("on_delivery_gap", host=self._host, gap=gap)
+
+    async def on_user_revoked(self, user_id: str, reason: str) -> None:
+        """Isolated."""
+        await self._hooks.call_isolated(
+            "on_user_revoked", host=self._host, user_id=user_id, reason=reason
+        )

@@ -1,0 +1,314 @@
+"""Admitting a connection and releasing it: everything between the upgrade request and the
+message loop, and the bookkeeping once the connection ends.
+
+In order: Origin allowlist, the ``handshake`` hook, authentication (``authenticate``, or the
+first message with ``server.first_message_auth``, within ``server.handshake_timeout``), the limits
+(draining, node, client IP, then per user through the store, each reserved before any await),
+accept, resume of a returning session, the welcome. A refusal before accept is an HTTP status;
+after accept, the close code that status stands for (docs/architecture.md, "A connection").
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from netrun_ws.codes import CloseCode
+from netrun_ws.connection import uuid4_hex
+from netrun_ws.identity import AuthenticationError, Identity, Rejection
+from netrun_ws.plugins.hooks import HookError
+from netrun_ws.plugins.loading import describe_exception
+from netrun_ws.runtime.auth_messages import AuthMessage
+from netrun_ws.runtime.deadlines import Deadlines
+
+if TYPE_CHECKING:
+    from netrun_ws.connection import Connection
+    from netrun_ws.host import Host
+
+__all__ = ["SUBPROTOCOL", "WELCOME_KEYS", "Admission"]
+
+logger = logging.getLogger("netrun_ws")
+
+#: The WebSocket subprotocol the server answers when a client offers it (e.g. next to a
+#: "bearer.<token>" entry, which is never echoed).
+SUBPROTOCOL = "netrun-ws"
+#: Keys of the welcome that ``welcome_payload`` implementations cannot override.
+WELCOME_KEYS = ("type", "connection_id", "user_id", "session_id", "resumed")
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+class Admission:
+    """Admits connections for one host and releases what each held when it ends."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+        self._per_ip: dict[str, int] = {}
+        # Every handshake gets server.handshake_timeout: one timer for all of them.
+        self._deadlines = Deadlines(host.config.server.handshake_timeout)
+
+    # ----------------------------------------------------------------- before accept
+
+    def _origin_allowed(self, websocket: WebSocket) -> bool:
+        allowed = self._host.config.server.allowed_origins
+        if not allowed:
+            return True
+        origin = websocket.headers.get("origin")
+        # Non-browser clients send no Origin; browsers always do, so a page cannot omit it.
+        return origin is None or origin in allowed
+
+    @staticmethod
+    def subprotocol(websocket: WebSocket) -> str | None:
+        # Answer only the non-secret protocol name, never an offered "bearer.<token>" entry.
+        return SUBPROTOCOL if SUBPROTOCOL in websocket.scope.get("subprotocols", ()) else None
+
+    async def refuse(
+        self, websocket: WebSocket, status: int, reason: str, *, accepted: bool = False
+    ) -> None:
+        """Refuse an upgrade before accept with an HTTP status (403 where the server cannot);
+        after accept (first-message auth) with the close code that status stands for."""
+        logger.info("refused connection (%s): %s", status, reason)
+        if accepted:
+            code = CloseCode.TRY_AGAIN_LATER if status in (429, 503) else CloseCode.POLICY_VIOLATION
+            await websocket.close(code=code, reason=reason[:120])
+        elif "websocket.http.response" in websocket.scope.get("extensions", {}):
+            await websocket.send_denial_response(JSONResponse({"error": reason}, status))
+        else:  # ASGI servers without the denial-response extension answer 403
+            await websocket.close(code=CloseCode.POLICY_VIOLATION)
+
+    async def identity(self, result: Any, hook: str) -> Identity | None:
+        """The Identity an ``authenticate``/``verify_token`` call returned.
+
+        Raises AuthenticationError for a refusal, HookError/TypeError for a broken plugin.
+        """
+        try:
+            identity = await result
+        except HookError as error:
+            if isinstance(error.error, AuthenticationError):
+                raise error.error from None  # a refusal, not a plugin failure
+            raise
+        if identity is not None and not isinstance(identity, Identity):
+            raise TypeError(f"{hook} returned {type(identity).__name__}, not Identity")
+        return identity
+
+    async def admit(self, websocket: WebSocket) -> tuple[Identity, bool] | None:
+        """Origin, ``handshake``, authentication. Returns the identity and whether the socket was
+        already accepted (first-message auth), or None when the client was refused."""
+        host = self._host
+        if not self._origin_allowed(websocket):
+            origin = websocket.headers.get("origin")
+            await self.refuse(websocket, 403, f"origin {origin!r} not allowed")
+            return None
+        try:
+            rejection = await host.fire.handshake(websocket)
+        except HookError as error:
+            logger.error("%s", error)
+            await websocket.close(code=CloseCode.INTERNAL_ERROR)
+            return None
+        if isinstance(rejection, Rejection):
+            await self.refuse(websocket, 403, rejection.reason)
+            return None
+        deadlines = self._deadlines
+        accepted = False
+        try:
+            authenticating = self.identity(host.fire.authenticate(websocket), "authenticate")
+            identity = await deadlines.run(authenticating)
+            if identity is None and host.config.server.first_message_auth:
+                await websocket.accept(subprotocol=self.subprotocol(websocket))
+                accepted = True
+                identity = await deadlines.run(self._first_message_auth(websocket))
+            if identity is None:
+                raise AuthenticationError("authentication required")
+            return identity, accepted
+        except AuthenticationError as error:
+            reason, code = error.reason, CloseCode.POLICY_VIOLATION
+        except TimeoutError:
+            reason, code = "authentication timeout", CloseCode.POLICY_VIOLATION
+        except (HookError, TypeError) as error:
+            logger.error("authentication failed: %s", error)
+            reason, code = "authentication error", CloseCode.INTERNAL_ERROR
+        except WebSocketDisconnect:
+            return None  # the client left while authenticating
+        if not accepted:
+            await websocket.accept(subprotocol=self.subprotocol(websocket))
+        await websocket.close(code=code, reason=reason[:120])
+        return None
+
+    async def _first_message_auth(self, websocket: WebSocket) -> Identity | None:
+        frame = await websocket.receive()
+        if frame["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(frame.get("code", 1005))
+        text = frame.get("text")
+        try:
+            message = AuthMessage.model_validate_json(text if text is not None else b"")
+        except ValidationError:
+            raise AuthenticationError('expected {"type": "auth", "token": ...}') from None
+        verifying = self._host.fire.verify_token(message.token)
+        identity = await self.identity(verifying, "verify_token")
+        if identity is None:
+            raise AuthenticationError("invalid token")
+        return identity
+
+    # ----------------------------------------------------------------- limits and accept
+
+    async def open(
+        self, websocket: WebSocket, identity: Identity, accepted: bool
+    ) -> Connection | None:
+        """Count the connection (node, client IP and, through the store, cluster-wide per-user
+        limits), then accept it. Returns None when refused."""
+        host = self._host
+        limits = host.config.limits
+        if host.draining:
+            await self.refuse(websocket, 503, "server restarting", accepted=accepted)
+            return None
+        if len(host.manager) >= limits.max_connections:
+            reason = f"max_connections ({limits.max_connections}) reached"
+            await self.refuse(websocket, 503, reason, accepted=accepted)
+            return None
+        ip = websocket.client.host if websocket.client else "unknown"
+        if self._per_ip.get(ip, 0) >= limits.max_connections_per_ip:
+            reason = f"max_connections_per_ip ({limits.max_connections_per_ip}) reached"
+            await self.refuse(websocket, 429, reason, accepted=accepted)
+            return None
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1  # reserved before any await
+        connection = await self._open_counted(websocket, identity, accepted, ip)
+        if connection is None:
+            self._release_ip(ip)
+        return connection
+
+    def _release_ip(self, ip: str) -> None:
+        remaining = self._per_ip.get(ip, 1) - 1
+        if remaining > 0:
+            self._per_ip[ip] = remaining
+        else:
+            self._per_ip.pop(ip, None)
+
+    async def _open_counted(
+        self, websocket: WebSocket, identity: Identity, accepted: bool, ip: str
+    ) -> Connection | None:
+        host = self._host
+        limits = host.config.limits
+        # Most connections carry no query string: skip parsing one then.
+        query = websocket.scope.get("query_string", b"")
+        requested = websocket.query_params.get("session_id") if query else None
+        resuming = bool(requested and _SESSION_ID.match(requested))
+        session_id = requested if requested and resuming else uuid4_hex()
+        user_id = identity.user_id
+        store = host.store
+        try:
+            store_id = await store.sessions.create_connection(
+                session_id, user_id, identity.username or user_id
+            )
+            limit = limits.max_connections_per_user
+            admitted = await store.add_connection(store_id, user_id, limit)
+        except Exception as exc:
+            logger.error("store unavailable at connect: %s", describe_exception(exc))
+            await self.refuse(websocket, 503, "session store unavailable", accepted=accepted)
+            return None
+        if not admitted:
+            await self._forget(store_id, user_id, counted=False)
+            reason = f"max_connections_per_user ({limits.max_connections_per_user}) reached"
+            await self.refuse(websocket, 429, reason, accepted=accepted)
+            return None
+        metadata: dict[str, Any] = {
+            "identity": identity,
+            "state": {},  # "rooms" is created by Rooms.of() when first needed
+            "store_connection_id": store_id,
+            "resuming": resuming,
+            "ip": ip,
+        }
+        try:
+            # A client resuming its session id replaces a connection that has not noticed yet.
+            connection_id = await host.manager.connect(
+                websocket,
+                user_id,
+                session_id=session_id,
+                metadata=metadata,
+                accept=not accepted,
+                subprotocol=self.subprotocol(websocket),
+                replace_session=True,
+            )
+        except ValueError as error:
+            logger.info("refused connection: %s", error)
+            await self._forget(store_id, user_id)
+            if websocket.application_state == WebSocketState.CONNECTING:  # never left hanging
+                await self.refuse(websocket, 503, "connection refused")
+            return None
+        return host.manager.get_connection(connection_id)
+
+    async def _forget(self, store_id: str, user_id: str, *, counted: bool = True) -> None:
+        """Release a connection's store entries; a store outage is logged, never raised."""
+        store = self._host.store
+        try:
+            if counted:
+                await store.remove_connection(store_id, user_id)
+            await store.sessions.disconnect(store_id, save_state=True)
+        except Exception as exc:
+            logger.error("session store failed on disconnect: %s", describe_exception(exc))
+
+    # ----------------------------------------------------------------- after accept
+
+    async def welcome(self, connection: Connection, identity: Identity) -> None:
+        """Resume a returning session (state, rooms), then send the welcome."""
+        resumed = await self._resume(connection)
+        welcome: dict[str, Any] = {}
+        for payload in await self._host.fire.welcome_payload(connection):
+            welcome.update(payload)
+        welcome.update(
+            type="connect",
+            connection_id=connection.connection_id,
+            user_id=identity.user_id,
+            session_id=connection.session_id,
+            resumed=resumed,
+        )
+        if resumed:
+            welcome["state"] = connection.metadata["state"]
+            welcome["rooms"] = sorted(self._host.rooms.of(connection))
+        await self._host.send(connection, welcome)
+
+    async def _resume(self, connection: Connection) -> bool:
+        """A client returning with its session id gets its saved state back and rejoins rooms."""
+        if not connection.metadata.get("resuming"):
+            return False
+        try:
+            state = await self._host.store.sessions.restore_connection_state(
+                connection.metadata["store_connection_id"]
+            )
+        except Exception as exc:
+            logger.error("session store failed on resume: %s", describe_exception(exc))
+            return False
+        if not state:
+            return False
+        data = state.get("data")
+        connection.metadata["state"] = data if isinstance(data, dict) else {}
+        for room in state.get("rooms", ()):
+            if isinstance(room, str):
+                await self._host.rooms.join(connection, room)
+        return True
+
+    # ----------------------------------------------------------------- release
+
+    async def closed(self, connection: Connection, code: int, reason: str) -> None:
+        """Called once per connection by the manager, whatever closed it: leave rooms, save the
+        session (so the client can resume on any node), release the limits, ``on_disconnect``."""
+        host = self._host
+        host.expiry.cancel(connection)
+        ip = connection.metadata.get("ip")
+        if ip is not None:
+            self._release_ip(ip)
+        rooms = sorted(host.rooms.of(connection))
+        for room in rooms:
+            await host.rooms.remove(connection, room)
+        store_id = connection.metadata.get("store_connection_id")
+        if store_id is not None and host.started:
+            state = {"rooms": rooms, "data": connection.metadata.get("state", {})}
+            try:
+                await host.store.sessions.save_connection_state(store_id, state)
+            except Exception as exc:
+                logger.error("session store failed to save state: %s", describe_exception(exc))
+            await self._forget(store_id, connection.user_id)
+        await host.fire.on_disconnect(connection, code, reason)

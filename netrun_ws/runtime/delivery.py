@@ -1,0 +1,160 @@
+"""Sending: one message to one connection, and envelopes to users, rooms and all, on every node.
+
+``send`` runs the ``before_send``/``after_send`` hooks around one connection's enqueue. The
+fan-out calls encode a message once into an :class:`~netrun_ws.store.Envelope` and hand it to the
+store, which calls :meth:`Delivery.deliver_local` on every node; there it is framed once and the
+same bytes are enqueued on each local recipient without an await. When a plugin implements
+``before_send``/``after_send``, delivery goes per recipient through ``send`` instead, because the
+hook may change each copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from netrun_ws.codes import CloseCode
+from netrun_ws.plugins.hooks import DROP
+from netrun_ws.store import DeliveryGap, Envelope, PublishResult
+from netrun_ws.wire import encode_message, wire_frame
+
+if TYPE_CHECKING:
+    from netrun_ws.connection import Connection
+    from netrun_ws.host import Host
+
+__all__ = ["Delivery"]
+
+logger = logging.getLogger("netrun_ws")
+
+
+class Delivery:
+    """The host's sending half; ``Host.send``, ``send_to_user``, ``broadcast``, ``publish_room``
+    and ``deliver_local`` are these methods."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+        self.delivery_gaps = 0
+        self._has_before_send = False
+        self._has_after_send = False
+
+    def hooks_ready(self) -> None:
+        """Read once which send hooks are implemented (after plugins are set up)."""
+        fire = self._host.fire
+        self._has_before_send = fire.has("before_send")
+        self._has_after_send = fire.has("after_send")
+
+    @property
+    def hooked(self) -> bool:
+        """True when a plugin implements ``before_send`` or ``after_send``."""
+        return self._has_before_send or self._has_after_send
+
+    async def send(self, connection: Connection | str, message: Any) -> bool:
+        """Send one message to one local connection, through ``before_send``/``after_send``."""
+        host = self._host
+        if isinstance(connection, str):
+            found = host.manager.get_connection(connection)
+            if found is None:
+                return False
+            connection = found
+        if self._has_before_send:
+            message = await host.fire.before_send(connection, message)
+            if message is DROP:
+                return False
+        if not connection.enqueue(encode_message(message)):
+            return False
+        if self._has_after_send:
+            await host.fire.after_send(connection, message)
+        return True
+
+    async def publish(self, envelope: Envelope) -> PublishResult:
+        """Deliver an envelope on this node and send it once to every other node."""
+        return await self._host.store.publish(envelope)
+
+    async def send_to_user(self, user_id: str, message: Any) -> int:
+        result = await self.publish(Envelope("user", user_id, encode_message(message)))
+        return result.local
+
+    async def broadcast(self, message: Any, exclude_users: Iterable[str] = ()) -> int:
+        envelope = Envelope("broadcast", None, encode_message(message), frozenset(exclude_users))
+        return (await self.publish(envelope)).local
+
+    async def publish_room(
+        self, room: str, message: Any, exclude_connections: Iterable[str] = ()
+    ) -> int:
+        envelope = Envelope(
+            "room",
+            room,
+            encode_message(message),
+            exclude_connections=frozenset(exclude_connections),
+        )
+        return (await self.publish(envelope)).local
+
+    def _local_targets(self, envelope: Envelope) -> list[Connection]:
+        """This node's recipients of ``envelope`` (a snapshot: safe while they come and go)."""
+        manager = self._host.manager
+        kind, target = envelope.kind, envelope.target or ""
+        excluded = envelope.exclude_connections
+        if kind == "broadcast":
+            users = envelope.exclude_users
+            return [
+                connection
+                for connection in manager.connections()
+                if connection.user_id not in users and connection.connection_id not in excluded
+            ]
+        if kind == "user":
+            ids: Iterable[str] = manager.get_user_connections(target)
+        elif kind == "room":
+            ids = tuple(self._host.rooms.members.get(target, ()))
+        elif kind == "connection":
+            ids = (target,)
+        else:
+            return []
+        get = manager.get_connection
+        found = (get(connection_id) for connection_id in ids if connection_id not in excluded)
+        return [connection for connection in found if connection is not None]
+
+    async def deliver_local(self, envelope: Envelope) -> int:
+        """Deliver an envelope to this node's connections (the store calls this on every node)."""
+        if envelope.kind == "revoke":
+            reason = envelope.payload
+            text = reason.decode(errors="replace") if isinstance(reason, bytes) else reason
+            return await self._revoke_local(envelope.target or "", text)
+        targets = self._local_targets(envelope)
+        if not targets:
+            return 0
+        delivered = 0
+        if self.hooked:
+            message = json.loads(envelope.payload)
+            for connection in targets:
+                if await self.send(connection, message):
+                    delivered += 1
+            return delivered
+        # Encoded and framed once: every recipient gets the same bytes, without an await.
+        payload = envelope.payload
+        wire = wire_frame(payload)
+        for connection in targets:
+            if connection.enqueue(payload, wire):
+                delivered += 1
+        return delivered
+
+    async def _revoke_local(self, user_id: str, reason: str) -> int:
+        await self._host.fire.on_user_revoked(user_id, reason)
+        return await self._host.disconnect_user(user_id, CloseCode.POLICY_VIOLATION, reason)
+
+    async def delivery_gap(self, gap: DeliveryGap) -> None:
+        """Messages from other nodes may have been lost: say so in the log, hooks and to clients."""
+        self.delivery_gaps += 1
+        logger.warning(
+            "delivery gap: messages from other nodes between %.3f and %.3f may be lost (%s)",
+            gap.started_at,
+            gap.ended_at,
+            gap.reason,
+        )
+        await self._host.fire.on_delivery_gap(gap)
+        notice = encode_message(
+            {"type": "delivery_gap", "since": gap.started_at, "until": gap.ended_at}
+        )
+        for connection in self._host.manager.connections():
+            connection.enqueue(notice)

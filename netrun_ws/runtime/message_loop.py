@@ -1,0 +1,191 @@
+"""The message loop: one coroutine per connection, from its first frame to its disconnect.
+
+Per frame: activity and counters, the size limit (1009), ``on_message_received``, the token bucket
+(``rate_limited`` replies, then 4102), one pydantic validation against the union of registered
+types (errors get a reply, ``on_invalid_message``, and 4000 after too many in a row), then the
+host's own messages (``refresh``, a second ``auth``) or ``on_message``, whose results are the
+replies. Hooks nobody implements are not called; which ones are implemented is read once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+from starlette.types import Message, Receive
+
+from netrun_ws.codes import CloseCode, ErrorCode
+from netrun_ws.identity import AuthenticationError
+from netrun_ws.plugins.hooks import HookError, run_plan
+from netrun_ws.protocol import ProtocolError
+from netrun_ws.runtime.auth_messages import AuthMessage, RefreshMessage
+from netrun_ws.wire import encode_message, error_reply
+
+if TYPE_CHECKING:
+    from netrun_ws.connection import Connection
+    from netrun_ws.host import Host
+
+__all__ = ["MessageLoop"]
+
+logger = logging.getLogger("netrun_ws")
+
+#: Outbound frames queued on a connection past which its message loop yields to the writer.
+_YIELD_TO_WRITER = 16
+
+
+class MessageLoop:
+    """Runs connections' message loops for one host."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+        host.registry.register(AuthMessage, RefreshMessage)
+        self._core_handlers: dict[
+            type[BaseModel], Callable[[Connection, BaseModel], Awaitable[None]]
+        ] = {
+            RefreshMessage: self._refresh,
+            AuthMessage: self._already_authenticated,
+        }
+
+    def hooks_ready(self) -> None:
+        """Read once which per-message hooks are implemented (after plugins are set up)."""
+        fire = self._host.fire
+        self._has_received = fire.has("on_message_received")
+        self._has_on_message = fire.has("on_message")
+        self._has_invalid = fire.has("on_invalid_message")
+        self._on_message_plan = self._host.hooks.plan(
+            "on_message", ("host", "connection", "message")
+        )
+
+    async def run(self, receive: Receive, connection: Connection) -> tuple[int, str]:
+        """Receive frames until the peer leaves; returns the close code and reason to record."""
+        host = self._host
+        fire, delivery = host.fire, host.delivery
+        limits = host.config.limits
+        max_errors = limits.max_consecutive_errors
+        max_bytes = limits.max_message_bytes
+        rate = limits.messages_per_second
+        burst = max(rate, 1.0)
+        tokens, last = burst, time.time()
+        errors = limited = 0
+        registry_parse = host.registry.parse
+        # Fixed once the host is set up: read once per connection, not once per frame.
+        has_received, has_invalid = self._has_received, self._has_invalid
+        has_on_message, core_handlers = self._has_on_message, self._core_handlers
+        on_message_plan = self._on_message_plan
+        send_hooked = delivery.hooked
+        # netrun-ws's uvicorn protocol: frames already received are taken without an await, and
+        # an idle connection waits on a bare future (no coroutine frames kept per connection).
+        direct = connection.direct
+        while True:
+            frame: Message | None
+            if direct is not None:
+                frame = direct.receive_nowait()
+                while frame is None:
+                    await direct.receive_ready()
+                    frame = direct.receive_nowait()
+            else:
+                frame = await receive()
+            if frame["type"] == "websocket.disconnect":
+                return frame.get("code", 1005), frame.get("reason") or ""
+            if (queue := connection._queue) is not None and len(queue) > _YIELD_TO_WRITER:
+                # Replies are piling up behind a burst of requests that needed no await: let the
+                # writer run before reading on, or a fast client looks like a slow consumer.
+                await asyncio.sleep(0)
+            raw: str | bytes | None = frame.get("text")
+            if raw is None:
+                raw = frame.get("bytes") or b""
+            size = len(raw)
+            now = time.time()
+            connection.last_activity = now
+            connection.messages_received += 1
+            connection.bytes_received += size
+            if size > max_bytes:  # uvicorn enforces ws_max_size too; other servers may not
+                return CloseCode.MESSAGE_TOO_BIG, "message too big"
+            if has_received:
+                await fire.on_message_received(connection, raw)
+            if rate:
+                # Wall clock, read once per frame; a clock stepping back adds no tokens.
+                tokens = min(burst, tokens + max(0.0, now - last) * rate)
+                last = now
+                if tokens < 1.0:
+                    limited += 1
+                    if limited > burst:
+                        return CloseCode.RATE_LIMITED, "rate limit exceeded"
+                    await delivery.send(
+                        connection,
+                        error_reply(ErrorCode.RATE_LIMITED, f"over {rate:g} messages per second"),
+                    )
+                    continue
+                tokens -= 1.0
+                limited = 0
+            try:
+                if isinstance(raw, bytes):
+                    raise ProtocolError(
+                        ErrorCode.BINARY_NOT_SUPPORTED, "binary frames are not supported", None
+                    )
+                message = registry_parse(raw)
+            except ProtocolError as error:
+                errors += 1
+                await delivery.send(connection, error_reply(error.code, error.error, error.details))
+                if has_invalid:
+                    await fire.on_invalid_message(connection, raw, error)
+                if errors >= max_errors:
+                    return CloseCode.TOO_MANY_INVALID_MESSAGES, "too many invalid messages"
+                continue
+            errors = 0
+            core = core_handlers.get(message.__class__)
+            if core is not None:
+                await core(connection, message)
+                continue
+            if not has_on_message:
+                continue
+            # on_message, called through its plan directly: this is the per-message path.
+            try:
+                replies = await run_plan(on_message_plan, "on_message", (host, connection, message))
+            except HookError as error:
+                await self._handler_failed(connection, error)
+                continue
+            if send_hooked:
+                for reply in replies:
+                    await delivery.send(connection, reply)
+            else:  # no before_send/after_send: nothing to await
+                for reply in replies:
+                    connection.enqueue(encode_message(reply))
+
+    async def _handler_failed(self, connection: Connection, error: HookError) -> None:
+        logger.error("%s", error, exc_info=error.error)
+        await self._host.send(
+            connection,
+            error_reply(ErrorCode.HANDLER_ERROR, f"message handler failed ({error.plugin})"),
+        )
+        await self._host.fire.on_error(connection, error)
+
+    async def _refresh(self, connection: Connection, message: BaseModel) -> None:
+        """``{"type": "refresh", "token": ...}``: new credentials for the same user, new expiry."""
+        assert isinstance(message, RefreshMessage)
+        host = self._host
+        try:
+            verifying = host.fire.verify_token(message.token)
+            identity = await host.admission.identity(verifying, "verify_token")
+        except AuthenticationError as error:
+            identity, reason = None, error.reason
+        except (HookError, TypeError) as error:
+            logger.error("refresh failed: %s", error)
+            identity, reason = None, "refresh failed"
+        else:
+            reason = "invalid token"
+        if identity is None or identity.user_id != connection.user_id:
+            if identity is not None:
+                reason = "token is for another user"
+            await host.send(connection, error_reply(ErrorCode.INVALID_TOKEN, reason))
+            return
+        connection.metadata["identity"] = identity
+        host.expiry.schedule(connection, identity.expires_at)
+        await host.send(connection, {"type": "refreshed", "expires_at": identity.expires_at})
+
+    async def _already_authenticated(self, connection: Connection, message: BaseModel) -> None:
+        await self._host.send(connection, error_reply(ErrorCode.FORBIDDEN, "already authenticated"))

@@ -1,0 +1,58 @@
+"""Rooms: which local connections are in which room, mirrored to the store's cluster presence."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from netrun_ws.connection import Connection
+    from netrun_ws.host import Host
+
+__all__ = ["Rooms"]
+
+
+class Rooms:
+    """This node's room membership; ``on_room_join``/``on_room_leave`` fire around each change."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+        #: room -> ids of the local connections in it (what a room publish delivers to).
+        self.members: dict[str, set[str]] = {}
+
+    @staticmethod
+    def of(connection: Connection) -> set[str]:
+        rooms: set[str] = connection.metadata.setdefault("rooms", set())
+        return rooms
+
+    async def join(self, connection: Connection, room: str) -> bool:
+        """Add a connection to a room if no ``authorize_room`` implementation says False."""
+        host = self._host
+        if not await host.fire.authorize_room(connection, room):
+            return False
+        rooms = self.of(connection)
+        if room in rooms:
+            return True
+        rooms.add(room)
+        self.members.setdefault(room, set()).add(connection.connection_id)
+        await host.store.join_room(room, connection.connection_id, connection.user_id)
+        await host.fire.on_room_join(connection, room)
+        return True
+
+    async def leave(self, connection: Connection, room: str) -> bool:
+        """Remove a connection from a room; False if it was not a member."""
+        if room not in self.of(connection):
+            return False
+        await self.remove(connection, room)
+        return True
+
+    async def remove(self, connection: Connection, room: str) -> None:
+        """Leave without the membership check (a closing connection leaves every room)."""
+        self.of(connection).discard(room)
+        members = self.members.get(room)
+        if members is not None:
+            members.discard(connection.connection_id)
+            if not members:
+                del self.members[room]
+        if self._host.started:
+            await self._host.store.leave_room(room, connection.connection_id)
+        await self._host.fire.on_room_leave(connection, room)
