@@ -139,8 +139,9 @@ def on_connect(host: Host, connection: Connection) -> None:
 def welcome_payload(host: Host, connection: Connection) -> dict[str, Any] | None:
     """Return fields to merge into the server's first message (``{"type": "connect", ...}``).
 
-    Called after :func:`on_connect`. Later plugins override keys of earlier ones; the core keys
-    ``type``, ``connection_id`` and ``user_id`` cannot be overridden.
+    Called after :func:`on_connect`. Later plugins override keys of earlier ones; the host's own
+    keys cannot be overridden: ``type``, ``connection_id``, ``user_id``, ``session_id``,
+    ``resumed`` and, when the session was resumed, ``state`` and ``rooms``.
     """
 
 

@@ -30,15 +30,13 @@ if TYPE_CHECKING:
     from netrun_ws.connection import Connection
     from netrun_ws.host import Host
 
-__all__ = ["SUBPROTOCOL", "WELCOME_KEYS", "Admission"]
+__all__ = ["SUBPROTOCOL", "Admission"]
 
 logger = logging.getLogger("netrun_ws")
 
 #: The WebSocket subprotocol the server answers when a client offers it (e.g. next to a
 #: "bearer.<token>" entry, which is never echoed).
 SUBPROTOCOL = "netrun-ws"
-#: Keys of the welcome that ``welcome_payload`` implementations cannot override.
-WELCOME_KEYS = ("type", "connection_id", "user_id", "session_id", "resumed")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
