@@ -29,6 +29,8 @@ class Options(BaseModel):
     reject_user: str | None = None
     deny_room: str | None = None
     fail_on_text: str | None = None
+    #: Extra welcome fields (a test tries to override the host's own keys with them).
+    welcome: dict[str, Any] = {}
 
 
 class Shout(BaseModel):
@@ -116,7 +118,7 @@ class Plugin:
     @hookimpl
     def welcome_payload(self) -> dict[str, Any]:
         self._record("welcome_payload")
-        return {"recorded": True}
+        return {"recorded": True, **self.options.welcome}
 
     @hookimpl
     def on_message_received(self, raw: str | bytes) -> None:

@@ -23,6 +23,24 @@ def names(app: Any) -> list[str]:
     return [name for name, _ in events(app)]
 
 
+async def test_welcome_payload_cannot_override_the_hosts_keys() -> None:
+    """hookspecs.welcome_payload and docs/hooks.md name the protected keys: keep them true."""
+    protected = ("type", "connection_id", "user_id", "session_id", "resumed", "state", "rooms")
+    plugin = {"plugin": RECORDING, "welcome": {key: "forged" for key in protected}}
+    app = create_app(base_config(plugins=[plugin]))
+    async with serve(app) as addr:
+        async with connect(f"ws://{addr}/ws?user_id=alice&session_id=s-1") as client:
+            first = await recv_json(client)
+            await client.send(json.dumps({"type": "shout", "text": "join"}))
+            await recv_json(client)
+        async with connect(f"ws://{addr}/ws?user_id=alice&session_id=s-1") as client:
+            resumed = await recv_json(client)
+    assert (first["type"], first["user_id"], first["session_id"]) == ("connect", "alice", "s-1")
+    assert first["resumed"] is False and first["connection_id"] != "forged"
+    assert resumed["resumed"] is True and resumed["connection_id"] != "forged"
+    assert resumed["state"] == {} and isinstance(resumed["rooms"], list)
+
+
 async def test_hooks_fire_in_documented_order() -> None:
     app = create_app(base_config(plugins=[RECORDING]))
     async with serve(app) as addr:
