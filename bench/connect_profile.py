@@ -38,16 +38,16 @@ STAGES: list[tuple[str, str, tuple[str, ...]]] = [
     ("auth: PyJWT decode and verify (HS256)", "jwt/api_jwt.py:decode", ()),
     (
         "auth: the rest of admission (origin, handshake/authenticate hooks, timeout)",
-        "netrun_ws/host.py:_admit",
+        "netrun_ws/runtime/admission.py:admit",
         ("jwt/api_jwt.py:decode",),
     ),
     (
         "open: limits, session store, connection manager, accept",
-        "netrun_ws/host.py:_open",
+        "netrun_ws/runtime/admission.py:open",
         (),
     ),
-    ("on_connect hooks (metrics, heartbeat)", "netrun_ws/hooks.py:call@on_connect", ()),
-    ("welcome: welcome_payload hooks, encode, send", "netrun_ws/host.py:_send_welcome", ()),
+    ("on_connect hooks (metrics, heartbeat)", "netrun_ws/plugins/relay.py:on_connect", ()),
+    ("welcome: welcome_payload hooks, encode, send", "netrun_ws/runtime/admission.py:welcome", ()),
 ]
 
 
@@ -97,27 +97,13 @@ def serve(port: int, out: str, profile: bool) -> None:
 
 
 def _cumulative(stats: pstats.Stats, wanted: str) -> float:
-    """Cumulative seconds of the function ``file:name`` (``@hook`` is not distinguishable in
-    cProfile, so hook stages are read from the host's callers instead)."""
+    """Cumulative seconds of the function ``file:name``."""
     total = 0.0
     table: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
     file_part, _, name = wanted.rpartition(":")
     for (filename, _line, function), (_cc, _nc, _tt, cumulative, _callers) in table.items():
         if function == name and filename.endswith(file_part):
             total += cumulative
-    return total
-
-
-def _on_connect_hooks(stats: pstats.Stats) -> float:
-    """Time in Hooks.call when called from serve_websocket (on_connect; the loop calls it per
-    message, but no message is sent in this scenario)."""
-    table: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    total = 0.0
-    for (filename, _line, function), (_cc, _nc, _tt, _cum, callers) in table.items():
-        if function == "call" and filename.endswith("netrun_ws/hooks.py"):
-            for (caller_file, _l, caller), timing in callers.items():
-                if caller == "serve_websocket" and caller_file.endswith("netrun_ws/host.py"):
-                    total += timing[3]
     return total
 
 
@@ -128,10 +114,7 @@ def summarise(profiled_out: str, measured_out: str, connections: int) -> dict[st
     gc_info = json.loads(Path(f"{measured_out}.json").read_text())
     stages = []
     for label, function, minus in STAGES:
-        if function.endswith("@on_connect"):
-            seconds = _on_connect_hooks(stats)
-        else:
-            seconds = _cumulative(stats, function) - sum(_cumulative(stats, m) for m in minus)
+        seconds = _cumulative(stats, function) - sum(_cumulative(stats, m) for m in minus)
         stages.append({"stage": label, "share": seconds / profiled if profiled else 0.0})
     return {
         "connections": connections,
