@@ -348,11 +348,11 @@ def _one_or_many(value: object) -> object:
 
 
 PluginList = Annotated[list[SlotConfig], BeforeValidator(_one_or_many)]
-"""The type of a list slot (``metrics``, ``plugins``)."""
+"""The type of a list slot (e.g. ``metrics``)."""
 
 
 class ConfigSections(BaseModel):
-    """The keys of a config that are not plugin slots; :class:`Config` adds one field per slot."""
+    """The sections of a config; :func:`config_model` adds a field per slot, and ``plugins_dir``."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 

@@ -59,6 +59,8 @@ class Slot:
             return "the name must be an identifier"
         if self.app and (not self.many or self.builtins):
             return "app plugins are a list (Many) with no built-ins"
+        if self.many and self.nullable:
+            return "null empties a list slot; only a single-plugin slot is nullable"
         if self.many:
             defaults = self.default
             if not isinstance(defaults, tuple):

@@ -55,15 +55,15 @@ def slot_entries(config: Config) -> list[SlotEntry]:
     """Every plugin the config names, in registration order: the slot table's order."""
     entries = []
     for slot in SLOTS:
-        kind = None if slot.app else slot.name
+        entry_slot = None if slot.app else slot.name
         value: SlotConfig | list[SlotConfig] | None = getattr(config, slot.name)
         if isinstance(value, list):
             entries += [
-                SlotEntry(kind, f"{slot.name}.{index}", item.plugin, item.options)
+                SlotEntry(entry_slot, f"{slot.name}.{index}", item.plugin, item.options)
                 for index, item in enumerate(value)
             ]
         elif value is not None:
-            entries.append(SlotEntry(kind, slot.name, value.plugin, value.options))
+            entries.append(SlotEntry(entry_slot, slot.name, value.plugin, value.options))
     return entries
 
 

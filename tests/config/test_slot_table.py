@@ -103,6 +103,10 @@ def test_a_list_slot_of_a_test_table_becomes_a_list_field() -> None:
         ({"name": "cache", "default": ("a",)}, "slot 'cache': a single-plugin slot's default"),
         ({"name": "apps", "default": (), "app": True}, "slot 'apps': app plugins are a list"),
         ({"name": "my-slot", "default": None, "nullable": True}, "slot 'my-slot': the name"),
+        (
+            {"name": "sinks", "default": (), "many": True, "nullable": True},
+            "slot 'sinks': null empties a list slot",
+        ),
     ],
 )
 def test_a_bad_row_is_refused_naming_the_slot(row: dict[str, Any], message: str) -> None:
