@@ -34,6 +34,7 @@ from netrun_ws.config.locations import (
 from netrun_ws.config.merge import merge_layer
 from netrun_ws.config.models import Config
 from netrun_ws.config.secrets import mask_secrets
+from netrun_ws.config.slot_table import SLOTS
 from netrun_ws.config.validation import (
     field_keys,
     issues_from_validation_error,
@@ -240,7 +241,7 @@ def _build(
     )
 
 
-_PLUGIN_KEYS = ("auth", "store", "heartbeat", "reconnect", "protocol", "metrics", "plugins")
+_PLUGIN_KEYS = tuple(slot.name for slot in SLOTS)
 
 
 def _partial(

@@ -1,8 +1,8 @@
 """Deep-merge a layer (an environment overlay, or CLI overrides) over config data.
 
-Mappings merge key by key; lists, scalars and null replace. A single-plugin slot (auth, store,
-heartbeat, reconnect, protocol) whose overlay names a different ``plugin`` - or is a bare plugin
-name - is replaced whole, so ``store: {plugin: redis}`` never inherits memory's options; an
+Mappings merge key by key; lists, scalars and null replace. A single-plugin slot (``SLOT_KEYS``:
+auth, store, ...) whose overlay names a different ``plugin`` - or is a bare plugin name - is
+replaced whole, so ``store: {plugin: redis}`` never inherits memory's options; an
 overlay without ``plugin`` adds options to whatever plugin the slot already has (the default one
 if the base does not mention the slot). Locations follow the data: a replaced subtree takes the
 layer's locations.

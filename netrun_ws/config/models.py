@@ -2,29 +2,34 @@
 
 Every key is documented in its ``Field(description=...)``; docs/configuration.md is generated
 from them. Unknown keys are errors everywhere except inside a plugin slot, whose extra keys are
-that plugin's options (validated later against the plugin's own model).
+that plugin's options (validated later against the plugin's own model). The slot fields of
+:class:`Config` are made from the slot table (:mod:`netrun_ws.config.slot_table`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
     SecretStr,
     StringConstraints,
+    create_model,
     field_validator,
     model_serializer,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
+
+from netrun_ws.config.slot_table import SLOTS, Slot, SlotTable
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 Overflow = Literal["disconnect", "drop_oldest"]
@@ -333,12 +338,21 @@ class SlotConfig(BaseModel):
         }
 
 
-def _slot(plugin: str) -> Any:
-    return SlotConfig(plugin=plugin)
+def _one_or_many(value: object) -> object:
+    # A list slot may be written as one entry, or null for none.
+    if value is None:
+        return []
+    if isinstance(value, str | Mapping | SlotConfig):
+        return [value]
+    return value
 
 
-class Config(BaseModel):
-    """A validated netrun_ws.yaml, with its environment overlay and overrides applied."""
+PluginList = Annotated[list[SlotConfig], BeforeValidator(_one_or_many)]
+"""The type of a list slot (e.g. ``metrics``)."""
+
+
+class ConfigSections(BaseModel):
+    """The sections of a config; :func:`config_model` adds a field per slot, and ``plugins_dir``."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -348,46 +362,6 @@ class Config(BaseModel):
     limits: LimitsConfig = Field(
         default_factory=LimitsConfig, description="Connection, size, queue and rate limits."
     )
-    auth: SlotConfig = Field(
-        default=_slot("anonymous"),
-        description="Who a connection is: 'anonymous' (local development) or 'jwt'.",
-    )
-    store: SlotConfig = Field(
-        default=_slot("memory"),
-        description="Where sessions, presence and rooms are kept: 'memory' or 'redis'.",
-    )
-    heartbeat: SlotConfig | None = Field(
-        default=_slot("ping"),
-        description="Detects dead connections: 'ping'. null disables heartbeats.",
-    )
-    reconnect: SlotConfig | None = Field(
-        default=_slot("exponential"),
-        description=(
-            "Reconnection policy sent to clients on connect: 'exponential'. null sends none."
-        ),
-    )
-    protocol: SlotConfig = Field(
-        default=_slot("json"),
-        description="How frames are parsed and validated into message types: 'json'.",
-    )
-    metrics: list[SlotConfig] = Field(
-        default=[_slot("log")],
-        description="Metrics sinks, any of 'log', 'json', 'prometheus'. [] (or null) for none.",
-    )
-    plugins_dir: str | None = Field(
-        default="plugins",
-        description=(
-            "Directory of plugin files and packages, relative to the config file's directory; "
-            "made absolute on load. If given explicitly it must exist. null disables it."
-        ),
-    )
-    plugins: list[SlotConfig] = Field(
-        default_factory=list,
-        description=(
-            "App plugins, each a name, module path, or a slot mapping with options. "
-            "[] (or null) for none."
-        ),
-    )
 
     @field_validator("server", "limits", mode="before")
     @classmethod
@@ -395,14 +369,57 @@ class Config(BaseModel):
         # `server:` with nothing after it is YAML null; the author meant "all defaults".
         return {} if value is None else value
 
-    @field_validator("metrics", "plugins", mode="before")
-    @classmethod
-    def _as_list(cls, value: object) -> object:
-        if value is None:
-            return []
-        if isinstance(value, str | Mapping | SlotConfig):
-            return [value]
-        return value
+
+_PLUGINS_DIR: Any = Field(
+    default="plugins",
+    description=(
+        "Directory of plugin files and packages, relative to the config file's directory; "
+        "made absolute on load. If given explicitly it must exist. null disables it."
+    ),
+)
+_RESERVED_KEYS = frozenset({"plugins_dir", "environments"})
+
+
+def slot_field(slot: Slot) -> tuple[Any, Any]:
+    """The ``Config`` field of one slot: its type from the slot's kind, its default plugins."""
+    defaults = [SlotConfig(plugin=name) for name in slot.default_plugins]
+    if slot.many:
+        return PluginList, Field(default=defaults, description=slot.description)
+    annotation: Any = SlotConfig | None if slot.nullable else SlotConfig
+    default = defaults[0] if defaults else None
+    return annotation, Field(default=default, description=slot.description)
+
+
+def config_model(slots: Sequence[Slot]) -> type[ConfigSections]:
+    """The config model: :class:`ConfigSections`, then a field per slot, in the table's order.
+
+    ``plugins_dir`` goes just before the app plugins (at the end if there are none), where the
+    reference has always listed it.
+    """
+    fields: dict[str, Any] = {}
+    for slot in slots:
+        if slot.name in ConfigSections.model_fields or slot.name in _RESERVED_KEYS:
+            raise ValueError(f"slot {slot.name!r}: the config already has a key of that name")
+        if slot.app:
+            fields.setdefault("plugins_dir", (str | None, _PLUGINS_DIR))
+        fields[slot.name] = slot_field(slot)
+    fields.setdefault("plugins_dir", (str | None, _PLUGINS_DIR))
+    return create_model(
+        "Config",
+        __base__=ConfigSections,
+        __module__=__name__,
+        __doc__="A validated netrun_ws.yaml, with its environment overlay and overrides applied.",
+        **fields,
+    )
+
+
+if TYPE_CHECKING:
+    # What the type checker sees: the table's kinds as this module's types.
+    class Config(ConfigSections, SlotTable[SlotConfig, SlotConfig | None, list[SlotConfig]]):
+        plugins_dir: str | None
+
+else:
+    Config = config_model(SLOTS)
 
 
 class ConfigFile(Config):
@@ -421,5 +438,5 @@ class ConfigFile(Config):
     )
 
 
-SLOT_KEYS: frozenset[str] = frozenset({"auth", "store", "heartbeat", "reconnect", "protocol"})
+SLOT_KEYS: frozenset[str] = frozenset(slot.name for slot in SLOTS if not slot.many)
 """Top-level keys holding a single plugin slot (merged by the slot rule in overlays)."""

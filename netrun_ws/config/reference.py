@@ -17,9 +17,10 @@ import json
 import re
 import sys
 import tempfile
+import textwrap
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +32,7 @@ from netrun_ws.config.errors import ConfigError
 from netrun_ws.config.loader import DEFAULT_CONFIG_PATH, ENV_VARIABLE, OVERRIDES_SOURCE, load_config
 from netrun_ws.config.models import SLOT_KEYS, ConfigFile, LimitsConfig, ServerConfig, SlotConfig
 from netrun_ws.config.secrets import MASK, SECRET_WORDS
+from netrun_ws.config.slot_table import SLOTS
 
 REGENERATE_COMMAND = "python -m netrun_ws.config.reference > docs/configuration.md"
 
@@ -361,21 +363,45 @@ file. When netrun-ws prints a config (`netrun-ws check`) or an error, it hides t
 """.splitlines()
 
 
+def _spoken_list(names: Sequence[str]) -> str:
+    """``a``, ``b`` and ``c`` as code spans."""
+    spans = [_code(name) for name in names]
+    return " and ".join(filter(None, [", ".join(spans[:-1]), *spans[-1:]]))
+
+
+def _slot_kinds() -> str:
+    """What each slot holds, in one paragraph made from the slot table."""
+    single = [slot.name for slot in SLOTS if not slot.many]
+    many = [slot.name for slot in SLOTS if slot.many]
+    text = (
+        f"{_spoken_list(single)} each name one plugin; {_spoken_list(many)} are lists of them. "
+        "A slot is written in one of these forms:"
+    )
+    return textwrap.fill(text, width=100, break_on_hyphens=False)
+
+
+def _null_example() -> str:
+    """The example line, newline included, of the slots that null disables ("" if none does)."""
+    nullable = [slot.name for slot in SLOTS if slot.nullable]
+    if not nullable:
+        return ""
+    names = _spoken_list(nullable).replace("`", "")
+    return f"{nullable[0]}: null".ljust(50) + f"# {names} only: disabled\n"
+
+
 def _slots_prose() -> list[str]:
     from netrun_ws.plugins.loading import ENTRY_POINT_GROUP
 
     return f"""\
 ## {SLOTS_HEADING}
 
-`auth`, `store`, `heartbeat`, `reconnect` and `protocol` each name one plugin; `metrics` and
-`plugins` are lists of them. A slot is written in one of these forms:
+{_slot_kinds()}
 
 ```yaml
 auth: anonymous                                   # a bare name: the plugin with default options
 auth: {{plugin: jwt, secret: "${{JWT_SECRET}}"}}     # the plugin's options beside `plugin`
 auth: {{plugin: jwt, options: {{secret: "${{JWT_SECRET}}"}}}}   # or under `options:`
-heartbeat: null                                   # heartbeat and reconnect only: disabled
-metrics: [log, {{plugin: prometheus, path: /metrics}}]
+{_null_example()}metrics: [log, {{plugin: prometheus, path: /metrics}}]
 metrics: log                                      # one entry may be written without the list
 metrics: []                                       # or null: none
 ```

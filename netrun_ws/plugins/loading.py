@@ -19,23 +19,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from netrun_ws.config.slot_table import SLOTS
+
 ENTRY_POINT_GROUP = "netrun_ws"
 
-#: Built-in plugins per slot: name -> module. They use only the public hookspecs.
+#: Built-in plugins per slot (slots that have any): name -> module, from the slot table. They use
+#: only the public hookspecs.
 BUILTINS: dict[str, dict[str, str]] = {
-    "auth": {
-        "anonymous": "netrun_ws.builtin.auth_anonymous",
-        "jwt": "netrun_ws.builtin.auth_jwt",
-    },
-    "store": {"memory": "netrun_ws.builtin.store_memory", "redis": "netrun_ws.builtin.store_redis"},
-    "heartbeat": {"ping": "netrun_ws.builtin.heartbeat_ping"},
-    "reconnect": {"exponential": "netrun_ws.builtin.reconnect_exponential"},
-    "protocol": {"json": "netrun_ws.builtin.protocol_json"},
-    "metrics": {
-        "log": "netrun_ws.builtin.metrics_log",
-        "json": "netrun_ws.builtin.metrics_json",
-        "prometheus": "netrun_ws.builtin.metrics_prometheus",
-    },
+    slot.name: dict(slot.builtins) for slot in SLOTS if slot.builtins
 }
 
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")

@@ -57,7 +57,7 @@ class PluginSet:
             except Exception as exc:
                 cause = f"failed to create Plugin(): {describe_exception(exc)}"
                 raise PluginLoadError(entry.name, plugin.origin, cause) from exc
-        pm_name = entry.key_path if entry.slot == "metrics" else (entry.slot or entry.name)
+        pm_name = entry.registered_name
         if pm_name in self.plugins or self.plugin_manager.is_registered(target):
             issues.append(
                 self.loaded.issue(entry.key_path, f"plugin {entry.name!r} is configured twice")

@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from netrun_ws.config import Config, ConfigError, ConfigIssue, LoadedConfig
+from netrun_ws.config import Config, ConfigError, ConfigIssue, LoadedConfig, SlotConfig
+from netrun_ws.config.slot_table import SLOTS
 from netrun_ws.plugins.loading import (
     LoadedPlugin,
     PluginLoadError,
@@ -20,9 +21,6 @@ from netrun_ws.plugins.loading import (
     known_names,
     resolve,
 )
-
-#: Single-plugin slots, in registration order; ``metrics`` and ``plugins`` are lists after them.
-SLOTS = ("auth", "store", "heartbeat", "reconnect", "protocol")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +31,12 @@ class SlotEntry:
     key_path: str
     name: str
     options: dict[str, Any]
+
+    @property
+    def registered_name(self) -> str:
+        """A unique name to register its plugin under: the key path for a slot (``auth``,
+        ``metrics.0``), the plugin's own name for an app plugin."""
+        return self.name if self.slot is None else self.key_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +52,18 @@ class ResolvedPlugin:
 
 
 def slot_entries(config: Config) -> list[SlotEntry]:
+    """Every plugin the config names, in registration order: the slot table's order."""
     entries = []
     for slot in SLOTS:
-        slot_config = getattr(config, slot)
-        if slot_config is not None:
-            entries.append(SlotEntry(slot, slot, slot_config.plugin, slot_config.options))
-    for index, sink in enumerate(config.metrics):
-        entries.append(SlotEntry("metrics", f"metrics.{index}", sink.plugin, sink.options))
-    for index, app_plugin in enumerate(config.plugins):
-        entries.append(SlotEntry(None, f"plugins.{index}", app_plugin.plugin, app_plugin.options))
+        entry_slot = None if slot.app else slot.name
+        value: SlotConfig | list[SlotConfig] | None = getattr(config, slot.name)
+        if isinstance(value, list):
+            entries += [
+                SlotEntry(entry_slot, f"{slot.name}.{index}", item.plugin, item.options)
+                for index, item in enumerate(value)
+            ]
+        elif value is not None:
+            entries.append(SlotEntry(entry_slot, slot.name, value.plugin, value.options))
     return entries
 
 

@@ -35,12 +35,14 @@ from netrun_ws.config.reference import (
     plugin_heading,
     render_reference,
 )
+from netrun_ws.config.slot_table import SLOTS
 from netrun_ws.plugins.loading import BUILTINS
+from netrun_ws.plugins.slots import slot_entries
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "configuration.md"
 SHIPPED_CONFIG = ROOT / "netrun_ws.yaml"
-LIST_SLOTS = ("metrics", "plugins")
+LIST_SLOTS = tuple(slot.name for slot in SLOTS if slot.many)
 
 _HEADING = re.compile(r"^#{1,6} (.+)$")
 _KEY_ROW = re.compile(r"^\| `([^`]+)` \|")
@@ -211,15 +213,11 @@ def test_the_error_example_is_what_the_cli_reports_with_exit_code_2(
 
 def check_builtin_options(loaded: LoadedConfig) -> None:
     """Validate each built-in slot's options with its plugin's model, as the host does."""
-    config = loaded.config
-    entries: list[tuple[str, str, SlotConfig | None]] = [
-        (slot, slot, getattr(config, slot)) for slot in BUILTINS if slot not in LIST_SLOTS
-    ]
-    entries += [("metrics", f"metrics.{i}", sink) for i, sink in enumerate(config.metrics)]
-    for slot, key_path, entry in entries:
-        if entry is not None and entry.plugin in BUILTINS[slot]:
-            model = importlib.import_module(BUILTINS[slot][entry.plugin]).Options
-            loaded.validate_options(key_path, model, entry.options)
+    for entry in slot_entries(loaded.config):
+        module = BUILTINS.get(entry.slot or "", {}).get(entry.name)
+        if module is not None:
+            model = importlib.import_module(module).Options
+            loaded.validate_options(entry.key_path, model, entry.options)
 
 
 def test_the_shipped_config_loads_without_an_environment() -> None:
