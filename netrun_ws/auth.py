@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from netrun_ws._extras import require_extra
+from netrun_ws.extras import require_extra
 
 try:
     import jwt

@@ -46,7 +46,7 @@ from netrun_ws.auth import (
     check_required_claims,
 )
 from netrun_ws.identity import AuthenticationError, Identity
-from netrun_ws.jwt.jwks import JWKSKeys, JWKSVerifier, key_type_for
+from netrun_ws.jwt import JWKSKeys, JWKSVerifier, key_type_for
 from netrun_ws.redact import DEFAULT_PARAMS, CredentialLogFilter, RedactQueryFilter
 
 _PUBLIC_REASONS = {"expired": "token expired"}
