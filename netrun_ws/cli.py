@@ -231,9 +231,11 @@ def _draining_server_class() -> Any:
 def _check(args: argparse.Namespace) -> int:
     from netrun_ws.config import mask_secrets
     from netrun_ws.host import Host
+    from netrun_ws.runtime.redactions import plugin_redactions
 
     loaded = _load(args)
     host = Host(loaded)
+    plugin_redactions(host)  # the last setup hook create_app calls: a failure is reported here too
     source = f"{loaded.path}" + (f" (environment {loaded.env})" if loaded.env else "")
     print(f"config: {source}: OK")
     for key, pm_name in host.slots.items():
