@@ -22,6 +22,8 @@ from netrun_ws.plugins.slots import plugin_config_issues
 from netrun_ws.runtime.http_api import publish_routes
 from netrun_ws.runtime.redactions import plugin_redactions
 
+__all__ = ["NetrunApp", "create_app", "load_app_config"]
+
 logger = logging.getLogger("netrun_ws")
 
 

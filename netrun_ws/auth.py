@@ -58,6 +58,7 @@ __all__ = [
     "TokenPolicy",
     "TokenRejection",
     "TokenValidationError",
+    "check_required_claims",
 ]
 
 logger = logging.getLogger(__name__)

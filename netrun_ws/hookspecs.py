@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from netrun_ws.redact import Redactions
     from netrun_ws.store import DeliveryGap, Store
 
+__all__ = ["PROJECT_NAME", "all_hook_names", "hookimpl", "hookspec"]
+
 PROJECT_NAME = "netrun_ws"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
