@@ -18,6 +18,7 @@ from dataclasses import dataclass
 __all__ = [
     "DEFAULTS",
     "DEFAULT_PARAMS",
+    "LOGGERS",
     "ClientErrorFilter",
     "CredentialLogFilter",
     "RedactQueryFilter",

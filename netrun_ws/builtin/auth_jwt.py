@@ -48,7 +48,6 @@ from netrun_ws.auth import (
 )
 from netrun_ws.identity import AuthenticationError, Identity
 from netrun_ws.jwt import JWKSKeys, JWKSVerifier, key_type_for
-from netrun_ws.redact import DEFAULTS, Redactions
 
 _PUBLIC_REASONS = {"expired": "token expired"}
 # Algorithm name -> key family. "none" is deliberately absent: unsigned tokens are never accepted.
@@ -188,10 +187,10 @@ def _read_key_file(path: Path) -> str:
         raise ValueError(f"public_key_file {str(path)!r} cannot be read: {why}") from None
 
 
-def redactions(options: Options) -> Redactions:
+def redactions(options: Options) -> redact.Redactions:
     """Where this plugin reads a token besides the Authorization header: ``query_param`` (when
     set) and ``subprotocol_prefix``. The plugin answers ``register_redactions`` with it."""
-    return Redactions(
+    return redact.Redactions(
         (options.query_param,) if options.query_param else (),
         (options.subprotocol_prefix,) if options.subprotocol_prefix else (),
     )
@@ -199,12 +198,12 @@ def redactions(options: Options) -> Redactions:
 
 def redacted_params(options: Options) -> tuple[str, ...]:
     """Query parameter names redacted from log lines: the defaults plus ``query_param``."""
-    return (DEFAULTS | redactions(options)).query_params
+    return (redact.DEFAULTS | redactions(options)).query_params
 
 
 def log_filters(options: Options) -> list[logging.Filter]:
     """The filters ``create_app`` installs for this plugin (with the defaults), on the loggers that
-    print requests (uvicorn, uvicorn.error, uvicorn.access and netrun_ws)."""
+    print requests (``redact.LOGGERS``)."""
     return redact.log_filters(redactions(options))
 
 
@@ -294,7 +293,7 @@ class Plugin:
         self.verifier: TokenVerifier | None = None
         self.query_param: str | None = None
         self.subprotocol_prefix: str | None = "bearer."
-        self.redactions = Redactions()
+        self.redactions = redact.Redactions()
 
     @hookimpl
     def configure(self, options: Options) -> None:
@@ -304,7 +303,7 @@ class Plugin:
         self.redactions = redactions(options)
 
     @hookimpl
-    def register_redactions(self) -> Redactions:
+    def register_redactions(self) -> redact.Redactions:
         return self.redactions
 
     @hookimpl
