@@ -21,6 +21,8 @@ from netrun_ws.plugins.loading import PluginLoadError, describe_exception
 from netrun_ws.plugins.slots import plugin_config_issues
 from netrun_ws.runtime.http_api import publish_routes
 
+__all__ = ["NetrunApp", "create_app", "load_app_config"]
+
 logger = logging.getLogger("netrun_ws")
 
 
@@ -86,16 +88,6 @@ def load_app_config(
         raise ConfigError([*error.issues, *more]) from None
 
 
-def _redact_credentials(host: Host) -> None:
-    """Keep tokens out of uvicorn's and our logs (uvicorn logs URLs, and at DEBUG headers and
-    frames), including the auth plugin's own query parameter and subprotocol prefix."""
-    auth_options = host.plugin_options.get("auth")
-    query_param = getattr(auth_options, "query_param", None)
-    extra = [query_param] if isinstance(query_param, str) else []
-    prefix = getattr(auth_options, "subprotocol_prefix", "bearer.")
-    redact.install([*redact.DEFAULT_PARAMS, *extra], prefix if isinstance(prefix, str) else None)
-
-
 def create_app(
     config: LoadedConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
 ) -> NetrunApp:
@@ -105,7 +97,9 @@ def create_app(
     The Host is at ``app.state.host``.
     """
     host = Host(config if isinstance(config, LoadedConfig) else load_app_config(config))
-    _redact_credentials(host)
+    # Keep credentials out of uvicorn's and our logs (uvicorn logs URLs, and at DEBUG headers and
+    # frames): the default names and wherever a plugin says it reads one.
+    redact.install(*host.redactions)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "alive"})

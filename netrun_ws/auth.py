@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from netrun_ws._extras import require_extra
+from netrun_ws.extras import require_extra
 
 try:
     import jwt
@@ -58,6 +58,7 @@ __all__ = [
     "TokenPolicy",
     "TokenRejection",
     "TokenValidationError",
+    "check_required_claims",
 ]
 
 logger = logging.getLogger(__name__)

@@ -18,6 +18,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_PLUGIN",
+    "EXIT_START",
+    "build_server",
+    "http_protocol_class",
+    "main",
+    "ws_protocol_class",
+]
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2

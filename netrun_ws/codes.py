@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+__all__ = ["CloseCode", "ErrorCode"]
+
 
 class CloseCode(IntEnum):
     """WebSocket close codes sent by netrun-ws, and what a client should do on each."""

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from netrun_ws.host import Host
     from netrun_ws.identity import Identity, Rejection
     from netrun_ws.protocol import ProtocolError
+    from netrun_ws.redact import Redactions
     from netrun_ws.store import DeliveryGap, Store
+
+__all__ = ["PROJECT_NAME", "all_hook_names", "hookimpl", "hookspec"]
 
 PROJECT_NAME = "netrun_ws"
 
@@ -66,6 +69,15 @@ def register_message_types(host: Host) -> list[type[BaseModel]] | None:
 @hookspec
 def register_routes(host: Host) -> list[BaseRoute] | None:
     """Return Starlette routes (``Route``, ``Mount``, ...) to add to the app. Synchronous."""
+
+
+@hookspec
+def register_redactions(host: Host) -> Redactions | None:
+    """Return where your plugin reads credentials from a request (``Redactions``: query parameter
+    names, subprotocol prefixes), so their values are masked in log lines like the defaults.
+
+    Synchronous; called once when the app is built, after :func:`register_routes`.
+    """
 
 
 @hookspec(firstresult=True)

@@ -30,11 +30,13 @@ from netrun_ws.plugins.loading import LoadedPlugin, describe_exception
 from netrun_ws.plugins.manager import PluginSet
 from netrun_ws.plugins.relay import HookRelay
 from netrun_ws.protocol import MessageRegistry
+from netrun_ws.redact import Redactions
 from netrun_ws.runtime.admission import Admission
 from netrun_ws.runtime.delivery import Delivery
 from netrun_ws.runtime.expiry import Expiry
 from netrun_ws.runtime.message_loop import MessageLoop
 from netrun_ws.runtime.rooms import Rooms
+from netrun_ws.stats import HostStats, collect_stats
 from netrun_ws.store import Envelope, PublishResult, Store
 from netrun_ws.wire import encode_message
 from netrun_ws.wire import error_reply as error_reply
@@ -62,6 +64,8 @@ class Host:
         )
         self.registry = MessageRegistry()
         self.routes: list[BaseRoute] = []
+        #: Where plugins read credentials (``register_redactions``): masked in log lines.
+        self.redactions: list[Redactions] = []
         self.ready = False
         self.draining = False
         self._store: Store | None = None
@@ -89,8 +93,14 @@ class Host:
                 except Exception as exc:
                     raise HookError(plugin, "register_message_types", exc) from exc
             self.routes.extend(fire.register_routes())
+            answers = fire.register_redactions()
         except HookError as error:
             raise self._plugin_set.error(error) from error
+        for plugin, answer in answers:
+            if not isinstance(answer, Redactions):
+                cause = f"returned {type(answer).__name__}, not Redactions"
+                raise self._plugin_set.failed(plugin, f"failed in register_redactions: {cause}")
+            self.redactions.append(answer)
         # Hot-path flags: a hook nobody implements costs one attribute test per message.
         self.delivery.hooks_ready()
         self.message_loop.hooks_ready()
@@ -204,6 +214,11 @@ class Host:
 
     def connection(self, connection_id: str) -> Connection | None:
         return self.manager.get_connection(connection_id)
+
+    def stats(self) -> HostStats:
+        """This node's counts (connections, traffic, queues, the store's counters), read now:
+        what the metrics sinks report."""
+        return collect_stats(self)
 
     async def serve_websocket(
         self, websocket: WebSocket, receive: Receive | None = None, send: Send | None = None

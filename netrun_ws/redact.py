@@ -2,6 +2,10 @@
 
 uvicorn logs request paths (query strings included) and, at DEBUG, headers and frames; it also
 logs a client's invalid UTF-8 with a full traceback, as if the server had failed.
+
+``create_app`` installs the filters with the defaults below plus every plugin's answer to the
+``register_redactions`` hook: a plugin that reads a credential from a request says where, as a
+:class:`Redactions`, and its value is masked too.
 """
 
 from __future__ import annotations
@@ -9,8 +13,54 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = [
+    "DEFAULTS",
+    "DEFAULT_PARAMS",
+    "LOGGERS",
+    "ClientErrorFilter",
+    "CredentialLogFilter",
+    "RedactQueryFilter",
+    "Redactions",
+    "install",
+    "log_filters",
+]
 
 DEFAULT_PARAMS = ("token", "access_token", "jwt", "api_key", "apikey", "password", "secret")
+
+
+@dataclass(frozen=True, slots=True)
+class Redactions:
+    """Where a plugin reads credentials from a request, so their values are masked in log lines.
+
+    ``query_params``: names of query parameters (``?ticket=...``); ``subprotocol_prefixes``:
+    prefixes of a ``Sec-WebSocket-Protocol`` entry that carries a credential (``bearer.<token>``).
+    """
+
+    query_params: tuple[str, ...] = ()
+    subprotocol_prefixes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for field, names in (
+            ("query_params", self.query_params),
+            ("subprotocol_prefixes", self.subprotocol_prefixes),
+        ):
+            # A bare string would be read letter by letter, an empty name would mask everything.
+            if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+                raise ValueError(f"Redactions.{field} must be a tuple of non-empty strings")
+            object.__setattr__(self, field, tuple(names))
+
+    def __or__(self, other: Redactions) -> Redactions:
+        """Both sets of names (this one's first, each name once)."""
+        return Redactions(
+            tuple(dict.fromkeys((*self.query_params, *other.query_params))),
+            tuple(dict.fromkeys((*self.subprotocol_prefixes, *other.subprotocol_prefixes))),
+        )
+
+
+#: Masked whatever the plugins say: credential-looking query parameters and ``bearer.<token>``.
+DEFAULTS = Redactions(DEFAULT_PARAMS, ("bearer.",))
 
 
 class RedactQueryFilter(logging.Filter):
@@ -36,18 +86,22 @@ class CredentialLogFilter(logging.Filter):
     every frame on ``uvicorn.error`` (``< authorization: Bearer ...``,
     ``< sec-websocket-protocol: netrun-ws, bearer....``, ``< TEXT '{"type": "auth", "token":
     ...``). This hides the value after ``authorization:`` (any scheme), after ``Bearer ``, after
-    the bearer subprotocol prefix, and of a JSON ``"token"`` field (auth and refresh messages).
+    each of ``subprotocol_prefixes`` (``bearer.``), and of a JSON ``"token"`` field (auth and
+    refresh messages).
     """
 
-    def __init__(self, subprotocol_prefix: str | None = "bearer.") -> None:
+    def __init__(self, subprotocol_prefixes: Iterable[str] = DEFAULTS.subprotocol_prefixes) -> None:
         super().__init__()
         patterns = [
             r"((?:proxy-)?authorization:\s*[A-Za-z][\w-]*\s+)[^\s,]+",
             r"(\bbearer\s+)[^\s,]+",
             r"(\"(?:token|access_token|refresh_token)\"\s*:\s*\")[^\"]*",
         ]
-        if subprotocol_prefix:
-            patterns.append(rf"((?<![\w.-]){re.escape(subprotocol_prefix)})[^\s,]+")
+        if isinstance(subprotocol_prefixes, str):  # one prefix, not its letters
+            subprotocol_prefixes = (subprotocol_prefixes,)
+        prefixes = "|".join(re.escape(prefix) for prefix in subprotocol_prefixes if prefix)
+        if prefixes:
+            patterns.append(rf"((?<![\w.-])(?:{prefixes}))[^\s,]+")
         self._patterns = [re.compile(pattern, re.IGNORECASE) for pattern in patterns]
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -72,18 +126,25 @@ class ClientErrorFilter(logging.Filter):
         return True
 
 
-LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "netrun_ws")
+LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "netrun_ws")
 
 
-def install(
-    params: Iterable[str] = DEFAULT_PARAMS, subprotocol_prefix: str | None = "bearer."
-) -> None:
-    """Attach the filters to the loggers that print request paths, headers and frames.
+def log_filters(*redactions: Redactions) -> list[logging.Filter]:
+    """The filters that mask the :data:`DEFAULTS` and every name of ``redactions``."""
+    every = DEFAULTS
+    for more in redactions:
+        every |= more
+    return [RedactQueryFilter(every.query_params), CredentialLogFilter(every.subprotocol_prefixes)]
+
+
+def install(*redactions: Redactions) -> None:
+    """Attach the filters to the loggers that print request paths, headers and frames, masking
+    the :data:`DEFAULTS` and every name of ``redactions``.
 
     Idempotent: filters a previous call attached are replaced, not stacked.
     """
     ours = (RedactQueryFilter, CredentialLogFilter, ClientErrorFilter)
-    filters = (RedactQueryFilter(params), CredentialLogFilter(subprotocol_prefix))
+    filters = log_filters(*redactions)
     for name in LOGGERS:
         logger = logging.getLogger(name)
         for old in [f for f in logger.filters if isinstance(f, ours)]:

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-from netrun_ws._extras import require_extra
 from netrun_ws._masking import mask_url, scrub_password
+from netrun_ws.extras import require_extra
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

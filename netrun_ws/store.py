@@ -15,6 +15,16 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from netrun_ws.session import WebSocketSessionManager
 from netrun_ws.wire import Frame
 
+__all__ = [
+    "Deliver",
+    "DeliveryGap",
+    "Envelope",
+    "EnvelopeKind",
+    "GapCallback",
+    "PublishResult",
+    "Store",
+]
+
 # "revoke": close every connection of the target user (payload: the public reason).
 EnvelopeKind = Literal["user", "room", "broadcast", "connection", "revoke"]
 

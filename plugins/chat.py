@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from netrun_ws import ErrorCode, hookimpl
 from netrun_ws.connection import Connection
-from netrun_ws.host import Host, error_reply
+from netrun_ws.host import Host
+from netrun_ws.wire import error_reply
 
 RoomName = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 

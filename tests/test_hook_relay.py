@@ -101,8 +101,12 @@ async def test_an_argument_the_spec_lacks_is_an_error() -> None:
 async def test_isolated_calls_run_every_implementation(caplog: pytest.LogCaptureFixture) -> None:
     raises, returns = Raises(), Returns()
     hooks = _hooks(returns, raises)  # pluggy calls the last registered first
-    with caplog.at_level(logging.ERROR, "netrun_ws.hooks"):
+    logger = logging.getLogger("netrun_ws.hooks")
+    logger.addHandler(caplog.handler)  # whatever propagation other tests left
+    try:
         failures = await hooks.call_isolated("event", host=None, value=3)
+    finally:
+        logger.removeHandler(caplog.handler)
     assert [type(f.error) for f in failures] == [RuntimeError]
     assert "failed in hook 'event'" in caplog.text
     with pytest.raises(HookError, match="RuntimeError: bad 3"):

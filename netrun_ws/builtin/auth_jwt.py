@@ -10,7 +10,8 @@ Where the token is read, in this order (the first one present is the one verifie
    browsers, which cannot set headers: offer ``["netrun-ws", "bearer.<token>"]``; the host
    answers ``netrun-ws`` and never echoes the token;
 3. the ``query_param`` query parameter, only when it is set (default off: URLs end up in proxy
-   logs). Its name is then redacted from log lines too (``redacted_params``).
+   logs). Its name is then redacted from log lines too (``register_redactions``), as is the
+   subprotocol prefix.
 
 No token at all gives None (the host then waits for first-message auth, or refuses with
 "authentication required"). A bad token is refused with the public reason "invalid token" or
@@ -37,7 +38,7 @@ from pydantic import (
 )
 from starlette.websockets import WebSocket
 
-from netrun_ws import hookimpl
+from netrun_ws import hookimpl, redact
 from netrun_ws.auth import (
     MAX_TOKEN_LENGTH,
     JWTAuthService,
@@ -46,8 +47,7 @@ from netrun_ws.auth import (
     check_required_claims,
 )
 from netrun_ws.identity import AuthenticationError, Identity
-from netrun_ws.jwt.jwks import JWKSKeys, JWKSVerifier, key_type_for
-from netrun_ws.redact import DEFAULT_PARAMS, CredentialLogFilter, RedactQueryFilter
+from netrun_ws.jwt import JWKSKeys, JWKSVerifier, key_type_for
 
 _PUBLIC_REASONS = {"expired": "token expired"}
 # Algorithm name -> key family. "none" is deliberately absent: unsigned tokens are never accepted.
@@ -187,25 +187,24 @@ def _read_key_file(path: Path) -> str:
         raise ValueError(f"public_key_file {str(path)!r} cannot be read: {why}") from None
 
 
-def redacted_params(options: Options) -> tuple[str, ...]:
-    """Query parameter names to redact from log lines: the defaults plus ``query_param``.
+def redactions(options: Options) -> redact.Redactions:
+    """Where this plugin reads a token besides the Authorization header: ``query_param`` (when
+    set) and ``subprotocol_prefix``. The plugin answers ``register_redactions`` with it."""
+    return redact.Redactions(
+        (options.query_param,) if options.query_param else (),
+        (options.subprotocol_prefix,) if options.subprotocol_prefix else (),
+    )
 
-    Call at app start: ``redact.install(auth_jwt.redacted_params(options))``.
-    """
-    extra = (options.query_param,) if options.query_param else ()
-    return tuple(dict.fromkeys((*DEFAULT_PARAMS, *extra)))
+
+def redacted_params(options: Options) -> tuple[str, ...]:
+    """Query parameter names redacted from log lines: the defaults plus ``query_param``."""
+    return (redact.DEFAULTS | redactions(options)).query_params
 
 
 def log_filters(options: Options) -> list[logging.Filter]:
-    """Filters that keep this plugin's credentials out of log lines, wherever they travel.
-
-    Attach each to the loggers that print requests (``redact.install`` attaches to
-    uvicorn, uvicorn.error, uvicorn.access and netrun_ws) at app start.
-    """
-    return [
-        RedactQueryFilter(redacted_params(options)),
-        CredentialLogFilter(options.subprotocol_prefix),
-    ]
+    """The filters ``create_app`` installs for this plugin (with the defaults), on the loggers that
+    print requests (``redact.LOGGERS``)."""
+    return redact.log_filters(redactions(options))
 
 
 def policy_from(options: Options) -> TokenPolicy:
@@ -294,12 +293,18 @@ class Plugin:
         self.verifier: TokenVerifier | None = None
         self.query_param: str | None = None
         self.subprotocol_prefix: str | None = "bearer."
+        self.redactions = redact.Redactions()
 
     @hookimpl
     def configure(self, options: Options) -> None:
         self.verifier = verifier_from(options)
         self.query_param = options.query_param
         self.subprotocol_prefix = options.subprotocol_prefix
+        self.redactions = redactions(options)
+
+    @hookimpl
+    def register_redactions(self) -> redact.Redactions:
+        return self.redactions
 
     @hookimpl
     async def startup(self) -> None:

@@ -11,6 +11,7 @@ from netrun_ws import hookimpl
 from netrun_ws.connection import Connection
 from netrun_ws.host import Host
 from netrun_ws.metrics import MetricsCollector
+from netrun_ws.stats import HostStats
 
 
 class CollectorHooks:
@@ -20,11 +21,15 @@ class CollectorHooks:
         self.collector = MetricsCollector()
         self.host: Host | None = None
 
-    def sync(self) -> None:
-        """Bring the collector's traffic counters up to date with the live connections."""
-        if self.host is not None:
-            for connection in self.host.manager.connections():
-                self._sync_one(connection)
+    def sync(self) -> HostStats | None:
+        """Bring the collector's traffic counters up to date with the open connections; returns
+        the host's stats it read them from (None before ``configure``)."""
+        if self.host is None:
+            return None
+        stats = self.host.stats()
+        for connection in stats.open_connections:
+            self._sync_one(connection)
+        return stats
 
     def _sync_one(self, connection: Connection) -> None:
         self.collector.update_connection_counters(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,12 +38,12 @@ class Plugin(CollectorHooks):
         return [Route(self.options.path, self._endpoint, methods=["GET"])]
 
     async def _endpoint(self, request: Request) -> JSONResponse:
-        self.sync()
+        stats = self.sync()
         body: dict[str, Any] = {"metrics": self.collector.get_stats()}
-        if self.host is not None:
-            body["connections"] = self.host.manager.get_stats()
-            if self.host.started:
-                body["store"] = self.host.store.stats()
+        if stats is not None:
+            body["connections"] = dataclasses.asdict(stats.connections)
+            if stats.store is not None:
+                body["store"] = dict(stats.store)
         return JSONResponse(body)
 
     @hookimpl

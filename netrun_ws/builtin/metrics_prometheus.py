@@ -37,24 +37,23 @@ class Options(BaseModel):
 
 
 class _TrafficCollector(Collector):
-    """Frames and bytes received and messages sent, read from the connection manager's counters
-    at scrape time: the per-message path calls no metrics hook."""
+    """Frames and bytes received and messages sent, read from the connections' own counters at
+    scrape time: the per-message path calls no metrics hook."""
 
-    def __init__(self, plugin: Plugin, prefix: str) -> None:
-        self.plugin = plugin
+    def __init__(self, host: Host, prefix: str) -> None:
+        self.host = host
         self.prefix = prefix
 
     def collect(self) -> Iterator[Metric]:
-        host = self.plugin.host
-        stats = host.manager.get_stats() if host is not None else {}
+        traffic = self.host.stats().connections
         p = self.prefix
-        for name, documentation, key in (
-            ("messages_received", "Frames received", "messages_received"),
-            ("received_bytes", "Bytes received", "bytes_received"),
-            ("messages_sent", "Messages written to clients", "messages_sent"),
-            ("sent_bytes", "Bytes written to clients", "bytes_sent"),
+        for name, documentation, value in (
+            ("messages_received", "Frames received", traffic.messages_received),
+            ("received_bytes", "Bytes received", traffic.bytes_received),
+            ("messages_sent", "Messages written to clients", traffic.messages_sent),
+            ("sent_bytes", "Bytes written to clients", traffic.bytes_sent),
         ):
-            yield CounterMetricFamily(f"{p}_{name}", documentation, value=stats.get(key, 0))
+            yield CounterMetricFamily(f"{p}_{name}", documentation, value=value)
 
 
 class Plugin:
@@ -73,14 +72,14 @@ class Plugin:
         self.disconnects = Counter(
             f"{p}_connections_closed", "Connections closed, by close code", ["code"], registry=r
         )
-        # Traffic counts come from the connection manager at scrape time: a prometheus Counter
-        # takes a lock on every increment, and a hook per message costs more than the count.
-        r.register(_TrafficCollector(self, p))
+        # Traffic counts come from the connections' own counters at scrape time: a prometheus
+        # Counter takes a lock on every increment, and a hook per message costs more than the count.
+        r.register(_TrafficCollector(host, p))
         self.invalid = Counter(
             f"{p}_invalid_messages", "Invalid frames, by error code", ["code"], registry=r
         )
         self.errors = Counter(f"{p}_errors", "Plugin or host errors", registry=r)
-        # Read from the connection manager and store at scrape time (no per-message cost).
+        # Read from the host's stats at scrape time (no per-message cost).
         self.backpressure = Gauge(
             f"{p}_backpressure",
             "Outbound queue state since start: queued_frames, dropped_messages (drop_oldest), "
@@ -104,14 +103,18 @@ class Plugin:
 
     async def _endpoint(self, request: Request) -> Response:
         if self.host is not None:
-            stats = self.host.manager.get_stats()
-            for kind in ("queued_frames", "dropped_messages", "slow_consumer_disconnects"):
-                self.backpressure.labels(kind=kind).set(stats.get(kind, 0))
-            self.backpressure.labels(kind="failed_sends").set(stats.get("failed_sends", 0))
-            if self.host.started:
-                for name, value in self.host.store.stats().items():
-                    if isinstance(value, (int, float)) and not isinstance(value, bool):
-                        self.store_counters.labels(counter=name).set(value)
+            stats = self.host.stats()
+            queues = stats.connections
+            for kind, value in (
+                ("queued_frames", queues.queued_frames),
+                ("dropped_messages", queues.dropped_messages),
+                ("slow_consumer_disconnects", queues.slow_consumer_disconnects),
+                ("failed_sends", queues.failed_sends),
+            ):
+                self.backpressure.labels(kind=kind).set(value)
+            for name, counter in (stats.store or {}).items():
+                if isinstance(counter, (int, float)) and not isinstance(counter, bool):
+                    self.store_counters.labels(counter=name).set(counter)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     @hookimpl

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from netrun_ws import hookimpl
-from netrun_ws._extras import require_extra
-from netrun_ws.session_backends import mask_url
+from netrun_ws.config import mask_url
+from netrun_ws.extras import require_extra
 
 if TYPE_CHECKING:
-    from netrun_ws.redis.store import RedisStore
+    from netrun_ws.redis import RedisStore
 
 _SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -96,7 +96,7 @@ class Plugin:
         if self.options is None:
             raise RuntimeError("store redis is not configured: set store.url")
         require_extra("redis.asyncio", "redis", "store: redis", distribution="redis")
-        from netrun_ws.redis.store import RedisStore
+        from netrun_ws.redis import RedisStore
 
         options = self.options
         return RedisStore(

@@ -103,7 +103,11 @@ class PluginSet:
         return self._failure(exc.plugin, _one_line(exc))
 
     def _failure(self, target: object, cause: str) -> PluginLoadError:
-        loaded = self.plugins[self.plugin_manager.get_name(target) or "?"]
+        return self.failed(self.plugin_manager.get_name(target) or "?", cause)
+
+    def failed(self, pm_name: str, cause: str) -> PluginLoadError:
+        """The one-line start-up error for the plugin registered as ``pm_name``."""
+        loaded = self.plugins[pm_name]
         return PluginLoadError(loaded.name, loaded.origin, cause)
 
     def error(self, error: HookError) -> PluginLoadError:

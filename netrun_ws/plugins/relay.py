@@ -67,6 +67,10 @@ class HookRelay:
         pairs = self._hooks.call_sync("register_routes", ("host",), self._host_only)
         return [route for _, routes in pairs for route in routes]
 
+    def register_redactions(self) -> list[tuple[str, Any]]:
+        """(plugin name, answer) for each plugin answering; the host checks each is Redactions."""
+        return self._hooks.call_sync("register_redactions", ("host",), self._host_only)
+
     def _host_only(self, plugin: str) -> tuple[Any, ...]:
         return (self._host,)
 

@@ -114,8 +114,20 @@ def test_unknown_plugin_and_bad_plugin_options(tmp_path: Path) -> None:
             "    pass\n",
             "nonsense",
         ),
+        (
+            "from netrun_ws import hookimpl\n\n@hookimpl\ndef register_redactions():\n"
+            "    return ['ticket']\n",
+            "failed in register_redactions: returned list, not Redactions",
+        ),
     ],
-    ids=["import-error", "syntax-error", "misspelled-hook", "configure-raises", "bad-argument"],
+    ids=[
+        "import-error",
+        "syntax-error",
+        "misspelled-hook",
+        "configure-raises",
+        "bad-argument",
+        "redactions-not-redactions",
+    ],
 )
 def test_broken_plugins_stop_startup_with_one_line(
     tmp_path: Path, source: str, expected: str

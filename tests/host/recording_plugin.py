@@ -21,6 +21,7 @@ from netrun_ws.connection import Connection
 from netrun_ws.host import Host
 from netrun_ws.identity import Identity, Rejection
 from netrun_ws.protocol import ProtocolError
+from netrun_ws.redact import Redactions
 from netrun_ws.store import DeliveryGap, Store
 
 
@@ -70,6 +71,11 @@ class Plugin:
             return PlainTextResponse(",".join(name for name, _ in self.events))
 
         return [Route("/recorded", events)]
+
+    @hookimpl
+    def register_redactions(self) -> Redactions:
+        self._record("register_redactions")
+        return Redactions(query_params=("recording_key",))
 
     @hookimpl(tryfirst=True)
     def provide_store(self) -> Store | None:

@@ -62,6 +62,7 @@ async def test_hooks_fire_in_documented_order() -> None:
         "configure",
         "register_message_types",
         "register_routes",
+        "register_redactions",
         "provide_store",
         "startup",
     ]

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import netrun_ws.auth as auth_module
-from netrun_ws._extras import require_extra
 from netrun_ws.auth import JWTAuthService, TokenValidationError
+from netrun_ws.extras import require_extra
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 OTHER_SECRET = "another-secret-also-long-enough-for-hs256!!"

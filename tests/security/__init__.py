@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,16 +124,29 @@ async def _attempt(url: str, **connect_args: Any) -> Outcome:
 VERBOSE_SERVER: dict[str, Any] = {"log_level": "trace", "log_config": None}
 
 
-@contextlib.contextmanager
-def server_logs(handler: logging.Handler, config: dict[str, Any]) -> Iterator[None]:
+def server_logs(
+    handler: logging.Handler, config: dict[str, Any]
+) -> contextlib.AbstractContextManager[None]:
     """Attach ``handler`` (caplog's) at DEBUG to every server logger, with the jwt plugin's
     redaction filters installed as the app installs them at start; restore the loggers after."""
     options = {key: value for key, value in config["auth"].items() if key != "plugin"}
     filters = auth_jwt.log_filters(auth_jwt.Options.model_validate(options))
-    loggers = [logging.getLogger(name) for name in SERVER_LOGGERS]
+    return captured_logs(handler, SERVER_LOGGERS, filters)
+
+
+@contextlib.contextmanager
+def captured_logs(
+    handler: logging.Handler,
+    names: Iterable[str],
+    filters: Iterable[logging.Filter] = (),
+    level: int = logging.DEBUG,
+) -> Iterator[None]:
+    """Attach ``handler`` at ``level``, and ``filters``, to the loggers ``names``; restore after."""
+    loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]
+    filters = list(filters)
     for logger in loggers:
-        logger.setLevel(logging.DEBUG)
+        logger.setLevel(level)
         logger.addHandler(handler)
         for log_filter in filters:
             logger.addFilter(log_filter)
