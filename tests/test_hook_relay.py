@@ -98,6 +98,19 @@ async def test_an_argument_the_spec_lacks_is_an_error() -> None:
         await hooks.call("event", valeu=1)
 
 
+async def test_an_argument_an_implementation_takes_must_be_given() -> None:
+    hooks = _hooks(Returns())
+    with pytest.raises(TypeError, match=r"called without 'value', which plugin '.*' takes"):
+        await hooks.call("event", host=None)
+    assert await hooks.call("event", host=None, value=1) == [2]
+
+
+def test_implementations_are_listed_in_call_order() -> None:
+    raises, returns = Raises(), Returns()
+    hooks = _hooks(returns, raises)
+    assert hooks.implementations("event") == [str(id(raises)), str(id(returns))]
+
+
 async def test_isolated_calls_run_every_implementation(caplog: pytest.LogCaptureFixture) -> None:
     raises, returns = Raises(), Returns()
     hooks = _hooks(returns, raises)  # pluggy calls the last registered first

@@ -165,17 +165,24 @@ class Hooks:
             unknown = [name for name in argnames if name not in spec]
             if unknown:
                 raise UnknownHookError(f"hook {hook!r} takes no argument {unknown[0]!r}")
-            plan = tuple(
-                _Step(
-                    plugin=self._pm.get_name(impl.plugin) or repr(impl.plugin),
-                    function=impl.function,
-                    pick=_picker((*impl.argnames, *impl.kwargnames), argnames),
-                    is_async=inspect.iscoroutinefunction(impl.function),
-                )
-                for impl in self._impls[hook]
-            )
+            plan = tuple(self._step(hook, impl, argnames) for impl in self._impls[hook])
             self._plans[key] = plan
         return plan
+
+    def _step(self, hook: str, impl: pluggy.HookImpl, argnames: tuple[str, ...]) -> _Step:
+        plugin = self._pm.get_name(impl.plugin) or repr(impl.plugin)
+        wanted = (*impl.argnames, *impl.kwargnames)
+        for name in wanted:
+            if name not in argnames:
+                raise TypeError(
+                    f"hook {hook!r} called without {name!r}, which plugin {plugin!r} takes"
+                )
+        return _Step(
+            plugin=plugin,
+            function=impl.function,
+            pick=_picker(wanted, argnames),
+            is_async=inspect.iscoroutinefunction(impl.function),
+        )
 
     def has(self, hook: str) -> bool:
         """True when at least one plugin implements ``hook``."""
@@ -184,7 +191,8 @@ class Hooks:
 
     def implementations(self, hook: str) -> list[str]:
         """Names of the plugins implementing ``hook``, in call order."""
-        return [step.plugin for step in self.plan(hook, ())]
+        self._spec(hook)
+        return [self._pm.get_name(impl.plugin) or repr(impl.plugin) for impl in self._impls[hook]]
 
     # ----------------------------------------------------------------- by name, with kwargs
 
