@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from netrun_ws.builtin.store_redis import Options, Plugin
 from netrun_ws.reconnection import ReconnectionConfig
-from netrun_ws.redis.broker import decode_message
+from netrun_ws.redis.broker import decode_message, encode_envelope
 from netrun_ws.redis.calls import RedisStoreError
 from netrun_ws.redis.store import RedisStore
 from netrun_ws.store import Envelope
@@ -116,16 +116,28 @@ async def test_one_publish_reaches_every_other_node_once_and_origin_locally_once
     async with ChannelSpy(shared_redis.url, a.channel) as spy:
         envelope = Envelope("user", "bob", '{"type":"chat","text":"hi"}')
         result = await a.publish(envelope)
-        await eventually(lambda: len(b_got.envelopes) and len(c_got.envelopes), what="delivery")
-        await asyncio.sleep(0.3)  # time for any duplicate to show up
-        assert b_got.envelopes == [envelope]
-        assert c_got.envelopes == [envelope]
-        assert a_got.envelopes == [envelope]  # the local delivery; its own copy is skipped
-        assert spy.envelopes == [envelope]  # ONE message on the channel
+        # Redis hands every subscriber the channel's messages in the order it took them: once
+        # a message published after a's has reached everyone, so has anything a's publish
+        # caused, duplicates included (a's own copy comes back to a, which must skip it).
+        barrier = Envelope("broadcast", None, "barrier")
+        raw = aioredis.Redis.from_url(shared_redis.url)
+        try:
+            await raw.publish(a.channel, encode_envelope("test-node", barrier))
+        finally:
+            await raw.aclose()
+        everyone = (a_got, b_got, c_got)
+        await eventually(
+            lambda: all(barrier in got.envelopes for got in everyone) and barrier in spy.envelopes,
+            what="the barrier on every node",
+        )
+        assert b_got.envelopes == [envelope, barrier]
+        assert c_got.envelopes == [envelope, barrier]
+        assert a_got.envelopes == [envelope, barrier]  # the local delivery; its own copy skipped
+        assert spy.envelopes == [envelope, barrier]  # ONE message on the channel
         assert result.local == 1
         assert result.remote_nodes == 3  # b, c and the spy: every subscriber but a
-    assert a.stats()["received"] == 0
-    assert b.stats()["received"] == 1 and c.stats()["received"] == 1
+    assert a.stats()["received"] == 1  # the barrier only
+    assert b.stats()["received"] == 2 and c.stats()["received"] == 2
 
 
 async def test_broadcast_to_many_is_one_message_and_binary_survives(
@@ -263,14 +275,21 @@ async def test_a_node_killed_with_sigkill_vanishes_within_node_ttl_and_is_swept(
         killed_at = time.monotonic()
 
         async def gone() -> bool:
-            return (
+            asked_at = time.monotonic()
+            answer = (
                 doomed not in {n["node_id"] for n in await a.nodes()}
                 and await a.room_members("lobby") == {"a1": "alice"}
                 and "dora" not in await a.online_users()
             )
+            # The dead node sent its last heartbeat (the key's TTL) before the kill, so Redis
+            # expires the key by killed_at + NODE_TTL (+ 0.5 s, should Redis run that last
+            # heartbeat late): whatever asks later must not see the node, however long this
+            # machine took to ask. (Left to a janitor sweep, it could stay a node_ttl more.)
+            late = asked_at - killed_at > NODE_TTL + 0.5
+            assert answer or not late, "presence still had the dead node after its TTL"
+            return answer
 
-        await eventually(gone, timeout=NODE_TTL + 1.0, what="the dead node gone from presence")
-        assert time.monotonic() - killed_at <= NODE_TTL + 0.5
+        await eventually(gone, timeout=NODE_TTL + 10, what="the dead node gone from presence")
         assert await a.add_connection("mine", "dora", 3)  # her dead connections do not count
 
         raw = aioredis.Redis.from_url(shared_redis.url, decode_responses=True)
@@ -319,8 +338,8 @@ async def test_redis_restart_resumes_delivery_restores_presence_and_signals_one_
     await a.join_room("lobby", "a1", "alice")
     await a.join_room("old", "a1", "alice")
     await cross_node_works(a, b_got, "before")
-    before_kill = time.time()
     await redis_server.kill()
+    killed = time.time()  # no probe can come back after this
     # Writes while Redis is down: applied to this node's copy, written back on recovery.
     await asyncio.wait_for(a.leave_room("old", "a1"), 2)
     await asyncio.wait_for(a.join_room("new", "a1", "alice"), 2)
@@ -332,8 +351,9 @@ async def test_redis_restart_resumes_delivery_restores_presence_and_signals_one_
     for store, recorded in ((a, a_got), (b, b_got)):
         assert len(recorded.gaps) == 1, recorded.gaps
         gap = recorded.gaps[0]
-        assert gap.started_at <= before_kill + 0.05 <= gap.ended_at <= after
-        assert gap.ended_at - gap.started_at < 5
+        # From the last proof of a working subscription (before the kill) to the resubscribe.
+        assert gap.started_at <= killed <= gap.ended_at <= after
+        assert gap.ended_at - gap.started_at < 15  # this outage, not e.g. since start-up
         assert "subscription" in gap.reason
         assert store.stats()["gaps"] == 1
 
@@ -379,16 +399,22 @@ async def test_paused_redis_goes_unready_keeps_local_delivery_and_recovers(
     redis_server.pause()
     try:
         paused_at = time.monotonic()
-        await eventually(lambda: not a.stats()["subscribed"], timeout=2, what="watchdog trips")
-        assert time.monotonic() - paused_at < PROBE_TIMEOUT + 0.5
+        await eventually(lambda: not a.stats()["subscribed"], timeout=10, what="watchdog trips")
+        # Tripped by the unanswered probe (the gap's reason below says so; the subscriber
+        # itself would wait forever), after about PROBE_TIMEOUT.
+        assert time.monotonic() - paused_at < PROBE_TIMEOUT + 2.0
         assert await a.ready() is False
-        started = time.monotonic()
+        waited = 0
         for i in range(20):
+            started = time.monotonic()
             result = await a.publish(Envelope("user", "u", f"during-{i}"))
             assert result.local == 1 and result.remote_nodes == 0
+            # A publish that waited for Redis took operation_timeout (asyncio.wait_for never
+            # gives up earlier); one that was dropped at once took a few ms.
+            waited += time.monotonic() - started >= OPERATION_TIMEOUT
         # At most the first PUBLISH waits (operation_timeout, or until the unanswered probe
         # marks the outage); the rest are dropped at once.
-        assert time.monotonic() - started < OPERATION_TIMEOUT + 0.5
+        assert waited <= 1
         assert a.stats()["publish_failures"] == 20
         assert a_got.payloads()[-1] == "during-19"
         await asyncio.sleep(max(0.0, 2.0 - (time.monotonic() - paused_at)))
@@ -418,11 +444,12 @@ async def test_publish_while_redis_is_down_is_prompt_local_counted_and_logged_on
     (a, a_got), (_, b_got) = await cluster(redis_server.url, 2)
     await redis_server.kill()
     caplog.set_level(logging.WARNING, logger="netrun_ws.redis.broker")
-    started = time.monotonic()
     for i in range(200):
+        started = time.monotonic()
         result = await a.publish(Envelope("user", "u", f"down-{i}"))
         assert result.local == 1 and result.remote_nodes == 0
-    assert time.monotonic() - started < 1.0
+        # Prompt: none waits out operation_timeout (Redis refuses at once, or is not asked).
+        assert time.monotonic() - started < OPERATION_TIMEOUT
     assert len(a_got.envelopes) == 200
     assert a.stats()["publish_failures"] == 200
     assert a.stats()["publishing"] is False
