@@ -404,17 +404,18 @@ async def test_paused_redis_goes_unready_keeps_local_delivery_and_recovers(
         # itself would wait forever), after about PROBE_TIMEOUT.
         assert time.monotonic() - paused_at < PROBE_TIMEOUT + 2.0
         assert await a.ready() is False
-        waited = 0
+        took: list[float] = []
         for i in range(20):
             started = time.monotonic()
             result = await a.publish(Envelope("user", "u", f"during-{i}"))
+            took.append(time.monotonic() - started)
             assert result.local == 1 and result.remote_nodes == 0
-            # A publish that waited for Redis took operation_timeout (asyncio.wait_for never
-            # gives up earlier); one that was dropped at once took a few ms.
-            waited += time.monotonic() - started >= OPERATION_TIMEOUT
         # At most the first PUBLISH waits (operation_timeout, or until the unanswered probe
-        # marks the outage); the rest are dropped at once.
-        assert waited <= 1
+        # marks the outage); the rest are dropped at once. A publish that waited out the
+        # operation timeout took at least that long (asyncio never gives up earlier), and
+        # all of them together took nowhere near 20 waits.
+        assert sum(1 for seconds in took if seconds >= OPERATION_TIMEOUT) <= 1
+        assert sum(took) < 5 * OPERATION_TIMEOUT
         assert a.stats()["publish_failures"] == 20
         assert a_got.payloads()[-1] == "during-19"
         await asyncio.sleep(max(0.0, 2.0 - (time.monotonic() - paused_at)))
