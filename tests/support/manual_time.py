@@ -1,9 +1,9 @@
 """A clock and a sleep that move only when the test moves them.
 
-Give ``time`` (it is the clock: ``time()`` returns the current time) and ``time.sleep`` to code
-that takes ``clock=`` / ``sleep=`` arguments. A ``sleep(seconds)`` call then returns only once
-the test has advanced the time past its wake-up, so a test decides exactly when each timed step
-happens and never waits for real time (nor fails because a loaded machine was slow).
+Give a ``ManualTime`` (it is the clock: calling it returns the current time) and its ``sleep`` to
+code that takes ``clock=`` / ``sleep=`` arguments. A ``sleep(seconds)`` call then returns only
+once the test has advanced the time past its wake-up, so a test decides exactly when each timed
+step happens and never waits for real time (nor fails because a loaded machine was slow).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ REACH_TIMEOUT = 10.0
 
 
 class ManualTime:
+    """The current time ``now`` (seconds, any scale), and the sleeps waiting for it to move."""
+
     def __init__(self, start: float = 1000.0) -> None:
         self.now = start
         self.sleeps = 0  # sleep() calls so far
