@@ -109,7 +109,10 @@ class WebSocketConnectionManager:
     - ``send_queue_size``: frames queued per connection before ``overflow_policy`` applies;
     - ``overflow_policy``: ``"disconnect"`` (close the slow client with 4101) or
       ``"drop_oldest"`` (discard its oldest queued frame, counted);
-    - ``close_timeout``: seconds to wait for queued frames and the close handshake on disconnect.
+    - ``close_timeout``: seconds to wait for queued frames and the close handshake on disconnect;
+    - ``clock``: the time ``connected_at`` and ``last_activity`` are stamped with and
+      :meth:`close_idle_connections` compares them to (default ``time.time``; injectable so
+      tests can move time by hand).
 
     Every argument that is not a positive number raises ``ValueError`` naming it.
 
@@ -126,6 +129,7 @@ class WebSocketConnectionManager:
         send_queue_size: int = 256,
         overflow_policy: OverflowPolicy = "disconnect",
         close_timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         _check_positive("max_connections_per_user", max_connections_per_user, integer=True)
         _check_positive("heartbeat_interval", heartbeat_interval, integer=False)
@@ -134,6 +138,8 @@ class WebSocketConnectionManager:
             _check_positive("max_connections", max_connections, integer=True)
         _check_positive("send_queue_size", send_queue_size, integer=True)
         _check_positive("close_timeout", close_timeout, integer=False)
+        if not callable(clock):
+            raise ValueError("clock must be a callable returning seconds since the epoch")
         if overflow_policy not in OVERFLOW_POLICIES:
             raise ValueError(
                 f"overflow_policy must be one of {OVERFLOW_POLICIES}, got {overflow_policy!r}"
@@ -145,6 +151,7 @@ class WebSocketConnectionManager:
         self.send_queue_size = send_queue_size
         self.overflow_policy: OverflowPolicy = overflow_policy
         self.close_timeout = close_timeout
+        self._clock = clock
         #: Called as ``on_disconnect(connection, code, reason)`` once per connection; may be async.
         self.on_disconnect: DisconnectCallback | None = None
 
@@ -214,6 +221,8 @@ class WebSocketConnectionManager:
             maxsize=self.send_queue_size,
             overflow_policy=self.overflow_policy,
         )
+        if self._clock is not time.time:  # Connection stamps itself with time.time()
+            connection.connected_at = connection.last_activity = self._clock()
         self._register(connection)
         return connection.connection_id
 
@@ -245,7 +254,7 @@ class WebSocketConnectionManager:
 
     async def close_idle_connections(self, code: int = 1001) -> int:
         """Disconnect connections that received nothing for ``connection_timeout`` seconds."""
-        cutoff = time.time() - self.connection_timeout
+        cutoff = self._clock() - self.connection_timeout
         idle = [c.connection_id for c in self._connections.values() if c.last_activity < cutoff]
         await asyncio.gather(*(self.disconnect(cid, code, "idle timeout") for cid in idle))
         return len(idle)
@@ -320,7 +329,7 @@ class WebSocketConnectionManager:
             raw = event.get("bytes") or b""
         connection.messages_received += 1
         connection.bytes_received += frame_size(raw)
-        connection.last_activity = time.time()
+        connection.last_activity = self._clock()
         return _parse_object(raw)
 
     # ------------------------------------------------------------------ lookups and stats

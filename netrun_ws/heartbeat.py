@@ -21,7 +21,7 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +79,8 @@ class _Beat:
 class HeartbeatMonitor:
     """Track when each connection was last heard from and ping/clean them up on a schedule.
 
-    ``clock`` (default ``time.monotonic``) is injectable so tests can move time by hand.
+    ``clock`` (default ``time.monotonic``) and ``sleep`` (default ``asyncio.sleep``, what the
+    background loop waits ``interval`` with) are injectable so tests can move time by hand.
     ``activity(connection_id)``, if given, returns when the connection was last heard from (on
     ``clock``'s scale, or None); each pass takes it into account as if ``update_heartbeat`` had
     been called then.
@@ -91,9 +92,11 @@ class HeartbeatMonitor:
         *,
         clock: Callable[[], float] = time.monotonic,
         activity: Callable[[str], float | None] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.config = config if config is not None else HeartbeatConfig()
         self._clock = clock
+        self._sleep = sleep
         # Reads when a connection was last heard from (on ``clock``'s scale) at check time, for
         # callers that track activity already: then nobody calls update_heartbeat per message.
         self._activity = activity
@@ -178,7 +181,7 @@ class HeartbeatMonitor:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.config.interval)
+            await self._sleep(self.config.interval)
             try:
                 await self.check_once()
             except Exception:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -12,12 +11,14 @@ from websockets.asyncio.client import connect
 from netrun_ws import create_app
 from netrun_ws.hookspecs import all_hook_names
 from tests.host.helpers import RECORDING, base_config, recv_json, recv_until
+from tests.host.manual_heartbeat import heartbeat_by_hand, passes_until_gone
 from tests.support.server import serve
 
 
-async def test_every_hookspec_fires() -> None:
+async def test_every_hookspec_fires(monkeypatch: pytest.MonkeyPatch) -> None:
+    passes = heartbeat_by_hand(monkeypatch)  # no pass before the silent client below
     plugin = {"plugin": RECORDING, "reject_user": "mallory", "fail_on_text": "boom"}
-    heartbeat = {"plugin": "ping", "interval": 0.1, "timeout": 0.3, "max_missed": 2}
+    heartbeat = {"plugin": "ping", "interval": 5, "timeout": 3600, "max_missed": 2}
     store = {"plugin": "tests.host.gap_store"}
     app = create_app(base_config(plugins=[plugin], heartbeat=heartbeat, store=store))
     async with serve(app) as addr:
@@ -42,10 +43,11 @@ async def test_every_hookspec_fires() -> None:
                 await recv_json(bob)
             assert bob.close_code == 1008 and bob.close_reason == "logged out"
         async with connect(f"ws://{addr}/ws?user_id=alice") as client:
-            await recv_until(client, "connect")
+            silent_id = (await recv_until(client, "connect"))["connection_id"]
+            # Silent: heartbeat misses, then stale.
+            await passes_until_gone(passes, app.state.host, silent_id)
             with pytest.raises(websockets.ConnectionClosed):
-                async with asyncio.timeout(3):
-                    while True:  # silent: heartbeat misses, then stale
-                        await recv_json(client)
+                while True:
+                    await recv_json(client)
     fired = {name for name, _ in app.state.host.state["events"]}
     assert all_hook_names() - fired == set()

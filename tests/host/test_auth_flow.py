@@ -19,10 +19,12 @@ SECRET = "auth-flow-test-secret-0123456789abcdef"
 JWT = {"plugin": "jwt", "secret": SECRET}
 
 
-def first_message_app() -> object:
+def first_message_app(handshake_timeout: float = 30.0) -> object:
+    """First-message auth; by default a limit that a client which does send its auth message
+    never meets, however slow the machine (the timeout itself has its own test)."""
     return create_app(
         base_config(
-            server={"first_message_auth": True, "handshake_timeout": 0.5},
+            server={"first_message_auth": True, "handshake_timeout": handshake_timeout},
             auth=JWT,
             plugins=[RECORDING],
         )
@@ -51,6 +53,10 @@ async def test_first_message_auth_accepts_a_token_and_refuses_the_rest() -> None
             await client.send(json.dumps({"type": "hello"}))
             code, reason = await closed(client)
             assert code == CloseCode.POLICY_VIOLATION and "auth" in (reason or "")
+
+
+async def test_first_message_auth_closes_a_silent_client_at_the_handshake_timeout() -> None:
+    async with serve(first_message_app(handshake_timeout=0.2)) as addr:
         async with connect(f"ws://{addr}/ws") as client:  # says nothing
             assert await closed(client) == (CloseCode.POLICY_VIOLATION, "authentication timeout")
 
@@ -62,11 +68,19 @@ async def test_expired_credentials_close_with_1008_unless_refreshed() -> None:
             await recv_until(client, "connect")
             assert await closed(client) == (CloseCode.POLICY_VIOLATION, "token expired")
         async with connect(f"ws://{addr}/ws") as client:
+            # The refresh goes out right behind the auth message, so the server has it before
+            # the first expiry is even scheduled: no race with the clock, however slow.
             await client.send(json.dumps({"type": "auth", "token": "good-kim@0.4"}))
-            await recv_until(client, "connect")
             await client.send(json.dumps({"type": "refresh", "token": "good-kim@30"}))
+            await recv_until(client, "connect")
             assert (await recv_until(client, "refreshed"))["expires_at"] > 0
-            await asyncio.sleep(0.6)  # past the first expiry: still open
+            # A connection authenticated later with the same lifetime: once it is closed for
+            # expiry, the first expiry of kim's token has passed too (the host's expiry timers
+            # fire in order), and kim's connection is still open.
+            async with connect(f"ws://{addr}/ws") as later:
+                await later.send(json.dumps({"type": "auth", "token": "good-lou@0.4"}))
+                await recv_until(later, "connect")
+                assert await closed(later) == (CloseCode.POLICY_VIOLATION, "token expired")
             await client.send(json.dumps({"type": "shout", "text": "alive"}))
             assert (await recv_until(client, "shout"))["text"] == "ALIVE"
             for token, reason in (("bad", "invalid token"), ("good-other", "another user")):

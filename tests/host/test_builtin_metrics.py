@@ -3,17 +3,18 @@ running a hook per message: their numbers must still be exact, over a real serve
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
 
 import httpx
+import pytest
 import websockets
 from websockets.asyncio.client import connect
 
 from netrun_ws import CloseCode, create_app
-from tests.host.helpers import base_config, recv_json, wait_for
+from tests.host.helpers import base_config, recv_json, recv_until, wait_for
+from tests.host.manual_heartbeat import heartbeat_by_hand
 from tests.support.server import serve
 
 ECHO = "tests.host.echo_plugin"
@@ -56,20 +57,28 @@ async def test_traffic_counters_are_exact_in_prometheus_and_json() -> None:
     assert (metrics["messages_sent"], metrics["bytes_sent"]) == (7, sum(received_sizes))
 
 
-async def test_any_frame_keeps_a_connection_alive_without_a_pong() -> None:
-    heartbeat = {"plugin": "ping", "interval": 0.1, "timeout": 0.3, "max_missed": 2}
+async def test_any_frame_keeps_a_connection_alive_without_a_pong(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    passes = heartbeat_by_hand(monkeypatch)
+    heartbeat = {"plugin": "ping", "interval": 5, "timeout": 3600, "max_missed": 2}
     config = base_config(heartbeat=heartbeat, limits={"messages_per_second": 0}, plugins=[ECHO])
-    async with serve(create_app(config)) as addr:
+    app = create_app(config)
+    async with serve(app) as addr:
         async with connect(f"ws://{addr}/ws?user_id=busy") as busy:
             async with connect(f"ws://{addr}/ws?user_id=idle") as idle:
                 await recv_json(busy)
-                # busy never answers a ping, but sends echoes for three timeouts' worth of time.
-                for seq in range(18):
+                idle_id = (await recv_json(idle))["connection_id"]
+                # busy never answers a ping, but sends an echo between passes; idle is silent
+                # and is stale at the third pass (missed the first and second pings).
+                for seq in range(6):
                     await busy.send(json.dumps({"type": "echo", "seq": seq}))
-                    await asyncio.sleep(0.05)
+                    await recv_until(busy, "echo")  # the server has read it
+                    await passes.step()
+                    gone = app.state.host.connection(idle_id) is None
+                    assert gone is (seq >= 2), f"idle after pass {seq + 1}"
                 with contextlib.suppress(websockets.ConnectionClosed):
-                    async with asyncio.timeout(3):
-                        while True:
-                            await idle.recv()
+                    while True:
+                        await recv_json(idle)
                 assert idle.close_code == CloseCode.HEARTBEAT_TIMEOUT
                 assert busy.close_code is None

@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect
 
 from netrun_ws import CloseCode, create_app
 from tests.host.helpers import RECORDING, base_config, recv_json, recv_until, wait_for
+from tests.host.manual_heartbeat import heartbeat_by_hand, passes_until_gone
 from tests.support.server import serve
 
 
@@ -198,25 +199,32 @@ async def test_rooms_authorize_join_leave_and_before_send_drop() -> None:
     assert ("on_room_join", "denied") not in recorded
 
 
-async def test_heartbeat_pings_then_closes_a_silent_client_with_4100() -> None:
-    heartbeat = {"plugin": "ping", "interval": 0.1, "timeout": 0.35, "max_missed": 3}
+async def test_heartbeat_pings_then_closes_a_silent_client_with_4100(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    passes = heartbeat_by_hand(monkeypatch)
+    heartbeat = {"plugin": "ping", "interval": 5, "timeout": 3600, "max_missed": 3}
     app = create_app(base_config(heartbeat=heartbeat, plugins=[RECORDING]))
     async with serve(app) as addr:
         async with connect(f"ws://{addr}/ws?user_id=erin") as client:
             welcome = await recv_json(client)
-            assert welcome["heartbeat"] == {"interval": 0.1, "timeout": 0.35, "max_missed": 3}
+            assert welcome["heartbeat"] == {"interval": 5, "timeout": 3600, "max_missed": 3}
+            await passes.step()
             assert await recv_until(client, "ping") == {"type": "ping"}
-            # Answering keeps it alive past the timeout.
+            # Answering keeps it alive, pass after pass (more of them than max_missed).
             for _ in range(5):
                 await client.send('{"type": "pong"}')
+                # The server answers our ping after it has read the pong before it.
+                await client.send('{"type": "ping"}')
+                assert (await recv_until(client, "pong"))["type"] == "pong"
+                await passes.step()
                 await recv_until(client, "ping")
-            await client.send('{"type": "ping"}')
-            assert (await recv_until(client, "pong"))["type"] == "pong"
-            # Then silence: closed with 4100 within the timeout plus one interval.
+            # Then silence: the next passes find it missed 1, 2, then 3 (max_missed) pings.
+            host = app.state.host
+            assert await passes_until_gone(passes, host, welcome["connection_id"]) == 3
             with pytest.raises(websockets.ConnectionClosed):
-                async with asyncio.timeout(3):
-                    while True:
-                        await client.recv()
+                while True:
+                    await recv_json(client)
             assert client.close_code == CloseCode.HEARTBEAT_TIMEOUT
     recorded = names(app)
     assert "on_heartbeat_missed" in recorded
@@ -246,18 +254,28 @@ async def test_healthz_readyz_and_plugin_routes() -> None:
 
 
 async def test_rate_limit_replies_then_closes_with_4102() -> None:
-    config = base_config(limits={"messages_per_second": 5}, plugins=[RECORDING])
+    rate = 5  # a burst of 5 messages, then one more per 1/5 s
+    config = base_config(limits={"messages_per_second": rate}, plugins=[RECORDING])
     async with serve(create_app(config)) as addr, connect(f"ws://{addr}/ws") as client:
         await recv_json(client)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         for _ in range(30):
             await client.send(json.dumps({"type": "shout", "text": "x"}))
         replies = []
         with pytest.raises(websockets.ConnectionClosed):
             while True:
                 replies.append(await recv_json(client))
+        took = loop.time() - started  # the server read every frame it answered within this
         assert client.close_code == CloseCode.RATE_LIMITED
-        assert [r["text"] for r in replies if r["type"] == "shout"] == ["X"] * 5
+        # The burst passes. The bucket refills with time (the host's wall clock): a run slowed
+        # down for more than 1/rate s gets that many more through; one of a few ms, none.
+        shouts = [r["text"] for r in replies if r["type"] == "shout"]
+        assert rate <= len(shouts) <= rate + int(took * rate)
+        assert shouts == ["X"] * len(shouts)
         assert {r["code"] for r in replies if r["type"] == "error"} == {"rate_limited"}
+        # Closed after more than a burst of refused messages in a row.
+        assert [r["type"] for r in replies[-rate:]] == ["error"] * rate
 
 
 async def test_oversize_frame_closes_with_1009_and_others_continue() -> None:

@@ -11,17 +11,7 @@ from typing import Any
 import pytest
 
 from netrun_ws.heartbeat import HeartbeatConfig, HeartbeatMonitor
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.manual_time import ManualTime
 
 
 class Recorder:
@@ -43,8 +33,8 @@ class Recorder:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualTime:
+    return ManualTime(start=1000.0)
 
 
 @pytest.fixture
@@ -53,7 +43,7 @@ def recorder() -> Recorder:
 
 
 async def _armed(
-    clock: FakeClock, recorder: Recorder, config: HeartbeatConfig | None = None
+    clock: ManualTime, recorder: Recorder, config: HeartbeatConfig | None = None
 ) -> HeartbeatMonitor:
     """A monitor with callbacks set but the loop stopped, so passes are run by hand."""
     monitor = HeartbeatMonitor(config, clock=clock)
@@ -104,7 +94,7 @@ def test_config_accepts_timeout_equal_to_interval_and_is_frozen() -> None:
 # -- registry and is_stale -----------------------------------------------------------------------
 
 
-def test_register_update_unregister(clock: FakeClock) -> None:
+def test_register_update_unregister(clock: ManualTime) -> None:
     monitor = HeartbeatMonitor(clock=clock)
     monitor.register_connection("c1")
     assert monitor.is_stale("c1") is False
@@ -118,7 +108,7 @@ def test_register_update_unregister(clock: FakeClock) -> None:
     assert monitor.get_stats()["total_connections"] == 0
 
 
-def test_unknown_connection_is_stale_and_a_late_pong_does_not_revive_it(clock: FakeClock) -> None:
+def test_unknown_connection_is_stale_and_a_late_pong_does_not_revive_it(clock: ManualTime) -> None:
     monitor = HeartbeatMonitor(clock=clock)
     assert monitor.is_stale("ghost") is True
     assert monitor.update_heartbeat("ghost") is False
@@ -126,7 +116,7 @@ def test_unknown_connection_is_stale_and_a_late_pong_does_not_revive_it(clock: F
     monitor.unregister_connection("ghost")  # ignored, no error
 
 
-def test_re_registering_resets_the_connection(clock: FakeClock) -> None:
+def test_re_registering_resets_the_connection(clock: ManualTime) -> None:
     monitor = HeartbeatMonitor(clock=clock)
     monitor.register_connection("c1")
     clock.advance(100)
@@ -138,7 +128,7 @@ def test_re_registering_resets_the_connection(clock: FakeClock) -> None:
 
 
 async def test_silent_connection_misses_then_is_cleaned_up(
-    clock: FakeClock, recorder: Recorder
+    clock: ManualTime, recorder: Recorder
 ) -> None:
     monitor = await _armed(clock, recorder)
     monitor.register_connection("c1")
@@ -156,7 +146,7 @@ async def test_silent_connection_misses_then_is_cleaned_up(
     assert monitor.get_stats()["total_connections"] == 0
 
 
-async def test_answering_connection_is_never_missed(clock: FakeClock, recorder: Recorder) -> None:
+async def test_answering_connection_is_never_missed(clock: ManualTime, recorder: Recorder) -> None:
     monitor = await _armed(clock, recorder)
     monitor.register_connection("c1")
     for _ in range(10):
@@ -168,7 +158,7 @@ async def test_answering_connection_is_never_missed(clock: FakeClock, recorder: 
     assert recorder.misses == [] and recorder.cleanups == []
 
 
-async def test_a_pong_after_a_miss_resets_the_count(clock: FakeClock, recorder: Recorder) -> None:
+async def test_a_pong_after_a_miss_resets_the_count(clock: ManualTime, recorder: Recorder) -> None:
     monitor = await _armed(clock, recorder)
     monitor.register_connection("c1")
     clock.advance(30)
@@ -186,7 +176,7 @@ async def test_a_pong_after_a_miss_resets_the_count(clock: FakeClock, recorder: 
 
 
 async def test_max_missed_makes_stale_before_the_timeout(
-    clock: FakeClock, recorder: Recorder
+    clock: ManualTime, recorder: Recorder
 ) -> None:
     monitor = await _armed(
         clock, recorder, HeartbeatConfig(interval=10, timeout=1000, max_missed=2)
@@ -199,7 +189,7 @@ async def test_max_missed_makes_stale_before_the_timeout(
     assert recorder.cleanups == ["c1"]
 
 
-async def test_timeout_makes_stale_before_max_missed(clock: FakeClock, recorder: Recorder) -> None:
+async def test_timeout_makes_stale_before_max_missed(clock: ManualTime, recorder: Recorder) -> None:
     monitor = await _armed(clock, recorder, HeartbeatConfig(interval=10, timeout=15, max_missed=50))
     monitor.register_connection("c1")
     await monitor.check_once()
@@ -209,7 +199,7 @@ async def test_timeout_makes_stale_before_max_missed(clock: FakeClock, recorder:
 
 
 async def test_connection_registered_between_passes_is_not_missed(
-    clock: FakeClock, recorder: Recorder
+    clock: ManualTime, recorder: Recorder
 ) -> None:
     monitor = await _armed(clock, recorder)
     await monitor.check_once()
@@ -220,7 +210,7 @@ async def test_connection_registered_between_passes_is_not_missed(
     assert recorder.misses == [] and recorder.pings == ["late"]
 
 
-async def test_async_callbacks_are_awaited(clock: FakeClock) -> None:
+async def test_async_callbacks_are_awaited(clock: ManualTime) -> None:
     seen: list[tuple[str, Any]] = []
 
     async def ping(connection_id: str) -> None:
@@ -248,7 +238,7 @@ async def test_async_callbacks_are_awaited(clock: FakeClock) -> None:
     ]
 
 
-async def test_miss_callback_is_optional(clock: FakeClock, recorder: Recorder) -> None:
+async def test_miss_callback_is_optional(clock: ManualTime, recorder: Recorder) -> None:
     monitor = HeartbeatMonitor(clock=clock)
     await monitor.start(recorder.ping, recorder.cleanup)
     await monitor.stop()
@@ -260,7 +250,7 @@ async def test_miss_callback_is_optional(clock: FakeClock, recorder: Recorder) -
     assert monitor.get_stats()["misses"] == 2
 
 
-async def test_check_once_without_callbacks_still_applies_the_rules(clock: FakeClock) -> None:
+async def test_check_once_without_callbacks_still_applies_the_rules(clock: ManualTime) -> None:
     monitor = HeartbeatMonitor(clock=clock)
     monitor.register_connection("c1")
     clock.advance(91)
@@ -272,7 +262,7 @@ async def test_check_once_without_callbacks_still_applies_the_rules(clock: FakeC
 
 
 async def test_a_failing_callback_does_not_skip_other_connections(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture
+    clock: ManualTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     pinged: list[str] = []
 
@@ -293,7 +283,7 @@ async def test_a_failing_callback_does_not_skip_other_connections(
     assert "ping callback failed for bad" in caplog.text
 
 
-async def test_a_failing_cleanup_still_unregisters(clock: FakeClock) -> None:
+async def test_a_failing_cleanup_still_unregisters(clock: ManualTime) -> None:
     def cleanup(connection_id: str) -> None:
         raise RuntimeError("cleanup broke")
 
@@ -327,7 +317,7 @@ async def test_a_hung_async_callback_is_cut_off_after_one_interval() -> None:
     assert monitor.get_stats()["callback_errors"] == 1
 
 
-async def test_callbacks_may_unregister_connections_during_a_pass(clock: FakeClock) -> None:
+async def test_callbacks_may_unregister_connections_during_a_pass(clock: ManualTime) -> None:
     monitor = HeartbeatMonitor(clock=clock)
     pinged: list[str] = []
 
@@ -345,7 +335,7 @@ async def test_callbacks_may_unregister_connections_during_a_pass(clock: FakeClo
     assert monitor.is_stale("c3") is False
 
 
-async def test_a_long_pass_yields_to_the_event_loop(clock: FakeClock) -> None:
+async def test_a_long_pass_yields_to_the_event_loop(clock: ManualTime) -> None:
     ticks = 0
 
     async def ticker() -> None:
@@ -374,26 +364,22 @@ async def test_a_long_pass_yields_to_the_event_loop(clock: FakeClock) -> None:
 # -- the background loop -------------------------------------------------------------------------
 
 
-async def test_the_loop_pings_until_stopped() -> None:
-    pings: list[str] = []
-    three_pings = asyncio.Event()
-
-    def ping(connection_id: str) -> None:
-        pings.append(connection_id)
-        if len(pings) >= 3:
-            three_pings.set()
-
-    monitor = HeartbeatMonitor(HeartbeatConfig(interval=0.01, timeout=10, max_missed=1000))
+async def test_the_loop_runs_a_pass_every_interval_until_stopped(clock: ManualTime) -> None:
+    pinged_at: list[float] = []
+    config = HeartbeatConfig(interval=10, timeout=1000, max_missed=1000)
+    monitor = HeartbeatMonitor(config, clock=clock, sleep=clock.sleep)
     monitor.register_connection("c1")
-    await monitor.start(ping, lambda _: None)
+    await monitor.start(lambda _: pinged_at.append(clock.now), lambda _: None)
     assert monitor.running is True
-    await asyncio.wait_for(three_pings.wait(), timeout=5)
+    for _ in range(3):
+        await clock.step()  # the loop's next wake-up: one pass, then it sleeps again
+    assert pinged_at == [1010.0, 1020.0, 1030.0]  # the first pass one interval after start()
     await monitor.stop()
     assert monitor.running is False
-    count = len(pings)
-    await asyncio.sleep(0.05)
-    assert len(pings) == count  # nothing after stop()
-    assert monitor.get_stats()["checks"] >= 3
+    assert clock.sleeping() == 0  # the loop no longer waits for anything: nothing after stop()
+    clock.advance(100)
+    await asyncio.sleep(0)
+    assert len(pinged_at) == 3 and monitor.get_stats()["checks"] == 3
 
 
 async def test_the_loop_cleans_up_a_silent_connection() -> None:
@@ -424,7 +410,7 @@ async def test_start_twice_is_refused_and_stop_is_idempotent() -> None:
 # -- stats and footprint -------------------------------------------------------------------------
 
 
-async def test_get_stats(clock: FakeClock, recorder: Recorder) -> None:
+async def test_get_stats(clock: ManualTime, recorder: Recorder) -> None:
     monitor = await _armed(clock, recorder, HeartbeatConfig(interval=10, timeout=30, max_missed=3))
     monitor.register_connection("fresh")
     monitor.register_connection("quiet")
@@ -468,7 +454,7 @@ def test_idle_connection_state_is_small() -> None:
 
 
 async def test_activity_read_at_each_pass_counts_as_a_heartbeat(
-    clock: FakeClock, recorder: Recorder
+    clock: ManualTime, recorder: Recorder
 ) -> None:
     seen: dict[str, float] = {}
     monitor = HeartbeatMonitor(clock=clock, activity=seen.get)
@@ -486,7 +472,7 @@ async def test_activity_read_at_each_pass_counts_as_a_heartbeat(
 
 
 async def test_activity_older_than_the_last_heartbeat_changes_nothing(
-    clock: FakeClock, recorder: Recorder
+    clock: ManualTime, recorder: Recorder
 ) -> None:
     monitor = HeartbeatMonitor(clock=clock, activity=lambda connection_id: 0.0)
     await monitor.start(recorder.ping, recorder.cleanup, recorder.miss)

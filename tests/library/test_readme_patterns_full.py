@@ -52,6 +52,7 @@ from netrun_ws import (
     parse_message,
 )
 from netrun_ws.codes import CloseCode, ErrorCode
+from tests.support.manual_time import ManualTime
 from tests.support.redis_server import RedisServer
 from tests.support.server import serve
 
@@ -228,13 +229,13 @@ frameworks = pytest.mark.parametrize(
 def make_services(
     *,
     max_connections_per_user: int = 5,
-    heartbeat: HeartbeatConfig = QUIET_HEARTBEAT,
+    monitor: HeartbeatMonitor | None = None,
     sessions: WebSocketSessionManager | None = None,
 ) -> Services:
     return Services(
         manager=WebSocketConnectionManager(max_connections_per_user=max_connections_per_user),
         auth=JWTAuthService(SECRET),
-        monitor=HeartbeatMonitor(heartbeat),
+        monitor=monitor if monitor is not None else HeartbeatMonitor(QUIET_HEARTBEAT),
         metrics=MetricsCollector(),
         sessions=sessions if sessions is not None else WebSocketSessionManager(),
     )
@@ -395,37 +396,55 @@ async def answer_pings(client: ClientConnection, pings: list[float]) -> None:
 async def test_heartbeat_keeps_responsive_clients_and_cleans_up_silent_ones(
     make_app: AppFactory,
 ) -> None:
-    # Silent clients are stale after 3 missed passes (~0.8 s); pongs land within milliseconds.
-    heartbeat = HeartbeatConfig(interval=0.2, timeout=1.0, max_missed=3)
-    services = make_services(heartbeat=heartbeat)
+    # The monitor's passes run when the test steps its manual time, one interval apart on its
+    # clock: what happens at each pass does not depend on how fast this machine is.
+    clock = ManualTime()
+    heartbeat = HeartbeatConfig(interval=10, timeout=30, max_missed=3)
+    services = make_services(monitor=HeartbeatMonitor(heartbeat, clock=clock, sleep=clock.sleep))
     async with running(make_app, services) as addr:
         steady, steady_id = await join_chat(addr, services, "steady")
         silent, silent_id = await join_chat(addr, services, "silent")
         pings: list[float] = []
         answering = asyncio.create_task(answer_pings(steady, pings))
+
+        passes = 0
+
+        async def heartbeat_pass() -> None:
+            """One pass; then wait until the server has steady's pong to that pass's ping."""
+            nonlocal passes
+            await clock.step()
+            passes += 1
+            await wait_until(lambda: steady_pongs() == passes, "steady's pong")
+
+        def steady_pongs() -> int:
+            numbers = services.metrics.get_connection_metrics(steady_id)
+            return 0 if numbers is None else int(numbers["messages_received"])
+
         try:
-            started = time.monotonic()
             # The silent client is read only by the websockets library (pings queue up unread).
+            # Pass 1 pings it; passes 2, 3 and 4 find it missed 1, 2, then 3 of them: stale.
+            for _ in range(3):
+                await heartbeat_pass()
+            assert services.manager.get_connection(silent_id) is not None
+            await heartbeat_pass()
             await asyncio.wait_for(silent.wait_closed(), TIMEOUT)
             assert silent.close_code == CloseCode.HEARTBEAT_TIMEOUT
             assert silent.close_reason == "heartbeat timeout"
-            assert time.monotonic() - started < 3.0
             await wait_until(lambda: "closed: silent" in services.outcomes, "silent's handler")
             assert services.manager.get_connection(silent_id) is None
             assert services.metrics.get_connection_metrics(silent_id) is None
 
-            # The responsive client outlives several more passes.
-            pings_before = len(pings)
-            await asyncio.sleep(heartbeat.interval * 5)
-            assert len(pings) >= pings_before + 3
+            # The responsive client outlives several more passes (and the timeout, many times).
+            for _ in range(5):
+                await heartbeat_pass()
+            assert len(pings) == passes == 9
             assert services.manager.get_connection(steady_id) is not None
             assert not services.monitor.is_stale(steady_id)
             stats = services.monitor.get_stats()
             assert stats["cleanups"] == 1
             assert stats["total_connections"] == stats["healthy_connections"] == 1
             # Every pong went through the handler and the metrics.
-            steady_metrics = services.metrics.get_connection_metrics(steady_id)
-            assert steady_metrics is not None and steady_metrics["messages_received"] >= 3
+            assert steady_pongs() == passes == 9
         finally:
             await steady.close()
             await asyncio.wait_for(answering, TIMEOUT)
@@ -494,7 +513,8 @@ async def test_redis_session_manager_inside_the_endpoint(
     make_app: AppFactory, redis_server: RedisServer
 ) -> None:
     prefix = f"readme_{uuid.uuid4().hex[:10]}"
-    sessions = WebSocketSessionManager(redis_url=redis_server.url, key_prefix=prefix)
+    clock = ManualTime(time.time())
+    sessions = WebSocketSessionManager(redis_url=redis_server.url, key_prefix=prefix, clock=clock)
     services = make_services(sessions=sessions)
     raw = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
     token = services.auth.generate_token("alice")
@@ -513,12 +533,12 @@ async def test_redis_session_manager_inside_the_endpoint(
             record = await sessions.get_connection(connection_id)
             assert record is not None and record["session_id"] == "tab-1"
 
-            await asyncio.sleep(0.05)  # so the heartbeat's timestamp is visibly later
+            clock.advance(5)  # so the heartbeat's timestamp is later
             await send_json(client, {"type": "heartbeat"})
             assert await recv_json(client) == {"type": "heartbeat_ack"}
             record_after = await sessions.get_connection(connection_id)
             assert record_after is not None
-            assert record_after["last_heartbeat"] > record["last_heartbeat"]
+            assert record_after["last_heartbeat"] == record["last_heartbeat"] + 5
             score = await raw.zscore(f"{prefix}:heartbeats", connection_id)
             assert score == pytest.approx(record_after["last_heartbeat"])
 
@@ -551,7 +571,8 @@ async def test_refused_connect_removes_the_session_entry(
     make_app: AppFactory, redis_server: RedisServer
 ) -> None:
     prefix = f"readme_{uuid.uuid4().hex[:10]}"
-    sessions = WebSocketSessionManager(redis_url=redis_server.url, key_prefix=prefix)
+    clock = ManualTime(time.time())
+    sessions = WebSocketSessionManager(redis_url=redis_server.url, key_prefix=prefix, clock=clock)
     services = make_services(max_connections_per_user=1, sessions=sessions)
     raw = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
     token = services.auth.generate_token("alice")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from netrun_ws.reconnection import ReconnectionConfig, ReconnectionManager
+from tests.support.manual_time import ManualTime
 
 
 class FakeSleep:
@@ -215,14 +216,18 @@ async def test_zero_max_attempts_means_unlimited() -> None:
 
 async def test_stop_interrupts_a_long_wait() -> None:
     exhausted: list[bool] = []
-    reconnection = ReconnectionManager(ReconnectionConfig(initial_delay=3600, max_delay=3600))
+    time = ManualTime()
+    reconnection = manager(
+        ReconnectionConfig(initial_delay=3600, max_delay=3600, jitter=False), sleep=time.sleep
+    )
     task = asyncio.create_task(
         reconnection.reconnect(connect_after(0), on_max_attempts=lambda: exhausted.append(True))
     )
-    await asyncio.sleep(0.01)
-    assert reconnection.is_reconnecting is True
-    reconnection.stop()
-    assert await asyncio.wait_for(task, timeout=2) is False
+    await time.until(lambda: time.sleeping() == 1, "the first wait starts")
+    assert reconnection.is_reconnecting is True and reconnection.last_delay == 3600
+    reconnection.stop()  # the hour never passes: only stop() can end the wait
+    assert await asyncio.wait_for(task, timeout=5) is False
+    assert time.sleeping() == 0  # the wait was abandoned, not left behind
     assert exhausted == [] and reconnection.total_attempts == 0
     assert reconnection.get_stats()["stopped"] is True
 
@@ -242,13 +247,14 @@ async def test_a_new_reconnect_after_stop_runs_again() -> None:
 
 
 async def test_concurrent_reconnect_is_refused() -> None:
-    reconnection = ReconnectionManager(ReconnectionConfig(initial_delay=3600, max_delay=3600))
+    time = ManualTime()
+    reconnection = manager(sleep=time.sleep)
     task = asyncio.create_task(reconnection.reconnect(connect_after(0)))
-    await asyncio.sleep(0.01)
+    await time.until(lambda: time.sleeping() == 1, "the first wait starts")
     with pytest.raises(RuntimeError, match="already running"):
         await reconnection.reconnect(connect_after(0))
     reconnection.stop()
-    assert await asyncio.wait_for(task, timeout=2) is False
+    assert await asyncio.wait_for(task, timeout=5) is False
 
 
 async def test_failing_user_callbacks_are_logged_not_raised(

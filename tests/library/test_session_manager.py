@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from netrun_ws import WebSocketSessionManager
 from netrun_ws.session import SessionStoreError
 from netrun_ws.session_backends import MemorySessionBackend
+from tests.support.manual_time import ManualTime
 from tests.support.redis_server import RedisServer, shared_redis_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -32,17 +33,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BOUND = 10.0  # seconds: no single store call in these tests may take longer
 
 
-class FakeClock:
-    """A settable clock for staleness tests."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+#: Where the manual clocks start: the manager's timestamps are seconds since the epoch.
+EPOCH_NOW = 1_700_000_000.0
 
 
 class Store:
@@ -77,10 +69,36 @@ class Store:
         return len(await self.keys())
 
     async def keys(self) -> list[str]:
+        raw = self._raw_client()
+        return sorted([key async for key in raw.scan_iter(match=f"{self.prefix}:*")])
+
+    async def let_pass(self, clock: ManualTime, seconds: float) -> None:
+        """Let ``seconds`` pass for the entries of the managers on ``clock``.
+
+        In memory, entries expire by the managers' clock, so moving it is all. Redis expires keys
+        by its own clock, which a test cannot move: every key's remaining TTL is shortened by
+        ``seconds`` instead, and the keys it would have expired are deleted, leaving what Redis
+        would hold had the time passed. A key without a TTL stays, as it would in Redis.
+        """
+        clock.advance(seconds)
+        if self.server is None:
+            return
+        raw = self._raw_client()
+        for key in await self.keys():
+            remaining = await raw.pttl(key)
+            if remaining < 0:  # -1: no TTL, -2: gone meanwhile
+                continue
+            left = remaining - round(seconds * 1000)
+            if left > 0:
+                await raw.pexpire(key, left)
+            else:
+                await raw.delete(key)
+
+    def _raw_client(self) -> aioredis.Redis:
         assert self.server is not None
         if self._raw is None:
             self._raw = aioredis.Redis.from_url(self.server.url, decode_responses=True)
-        return sorted([key async for key in self._raw.scan_iter(match=f"{self.prefix}:*")])
+        return self._raw
 
     async def close(self) -> None:
         for manager in self.managers:
@@ -112,7 +130,7 @@ async def bounded(awaitable: Any) -> Any:
 
 
 async def test_create_and_get_connection(store: Store) -> None:
-    clock = FakeClock()
+    clock = ManualTime(EPOCH_NOW)
     manager = store.manager(clock=clock)
     await manager.initialize()
     await manager.initialize()  # idempotent
@@ -187,7 +205,7 @@ async def test_unknown_connection_ids(store: Store) -> None:
 
 
 async def test_update_heartbeat_moves_last_heartbeat(store: Store) -> None:
-    clock = FakeClock()
+    clock = ManualTime(EPOCH_NOW)
     manager = store.manager(clock=clock)
     cid = await manager.create_connection("s", "u", "n")
     connected_at = clock.now
@@ -264,7 +282,7 @@ async def test_disconnect_without_saving_deletes_state(store: Store) -> None:
 
 
 async def test_cleanup_removes_only_stale_connections(store: Store) -> None:
-    clock = FakeClock()
+    clock = ManualTime(EPOCH_NOW)
     manager = store.manager(clock=clock, heartbeat_interval=30, heartbeat_timeout=90)
     stale = [await manager.create_connection(f"s{i}", "u", "n") for i in range(2)]
     fresh = await manager.create_connection("s-fresh", "u", "n")
@@ -287,7 +305,7 @@ async def test_cleanup_removes_only_stale_connections(store: Store) -> None:
 
 
 async def test_stats(store: Store) -> None:
-    clock = FakeClock()
+    clock = ManualTime(EPOCH_NOW)
     manager = store.manager(clock=clock, heartbeat_interval=5, heartbeat_timeout=10)
     empty = await manager.get_connection_stats()
     assert empty["total_connections"] == 0
@@ -318,12 +336,15 @@ async def test_stats(store: Store) -> None:
 
 
 async def test_dead_managers_entries_expire(store: Store) -> None:
-    dead = store.manager(connection_ttl=0.4)
+    clock = ManualTime(EPOCH_NOW)
+    dead = store.manager(connection_ttl=60, clock=clock)
     cid = await dead.create_connection("sess", "zoe", "Zoe")
     await dead.save_connection_state(cid, {"x": 1})
     assert await store.stored_entries(dead) > 0
     # "dead" is now abandoned: no disconnect, no heartbeat.
-    await asyncio.sleep(0.7)
+    await store.let_pass(clock, 50)
+    assert await dead.get_connection(cid) is not None
+    await store.let_pass(clock, 10)
 
     observer = store.observer(dead)
     assert await observer.get_connection(cid) is None
@@ -334,26 +355,34 @@ async def test_dead_managers_entries_expire(store: Store) -> None:
 
 
 async def test_heartbeats_keep_a_connection_past_its_ttl(store: Store) -> None:
-    manager = store.manager(connection_ttl=0.5, heartbeat_interval=0.1, heartbeat_timeout=0.5)
+    clock = ManualTime(EPOCH_NOW)
+    manager = store.manager(
+        connection_ttl=50, heartbeat_interval=10, heartbeat_timeout=50, clock=clock
+    )
     cid = await manager.create_connection("s", "u", "n")
-    for _ in range(8):  # 0.8 s in all, past the TTL
-        await asyncio.sleep(0.1)
+    for _ in range(8):  # 80 s in all, past the TTL
+        await store.let_pass(clock, 10)
         assert await manager.update_heartbeat(cid) is True
     assert await manager.get_connection(cid) is not None
     assert await manager.get_user_connections("u") == [cid]
+    await store.let_pass(clock, 50)  # then silence for a whole TTL
+    assert await manager.get_connection(cid) is None
 
 
 async def test_saved_state_lives_connection_ttl_after_disconnect(store: Store) -> None:
-    manager = store.manager(connection_ttl=0.8, heartbeat_interval=0.1, heartbeat_timeout=0.8)
+    clock = ManualTime(EPOCH_NOW)
+    manager = store.manager(
+        connection_ttl=80, heartbeat_interval=10, heartbeat_timeout=80, clock=clock
+    )
     cid = await manager.create_connection("sess", "u", "n")
     await manager.save_connection_state(cid, {"n": 1})
-    await asyncio.sleep(0.45)
+    await store.let_pass(clock, 45)
     await manager.update_heartbeat(cid)
     await manager.disconnect(cid, save_state=True)  # restarts the state's TTL
-    await asyncio.sleep(0.5)  # 0.95 s after the save, 0.5 s after the disconnect
+    await store.let_pass(clock, 50)  # 95 s after the save, 50 s after the disconnect
     back = await manager.create_connection("sess", "u", "n")
     assert await manager.restore_connection_state(back) == {"n": 1}
-    await asyncio.sleep(0.9)
+    await store.let_pass(clock, 90)
     later = await manager.create_connection("sess", "u", "n")
     assert await manager.restore_connection_state(later) is None
 
@@ -387,7 +416,7 @@ async def test_concurrent_creates_and_disconnects_leave_nothing(
 
 
 async def test_concurrent_cleanup_counts_each_stale_connection_once(store: Store) -> None:
-    clock = FakeClock()
+    clock = ManualTime(EPOCH_NOW)
     manager = store.manager(clock=clock)
     for i in range(30):
         await manager.create_connection(f"s{i}", "u", "n")
@@ -535,7 +564,7 @@ async def test_two_nodes_share_connections_and_state(redis_store: Store) -> None
 
 
 async def test_two_nodes_cleaning_up_at_once(redis_store: Store) -> None:
-    clock = FakeClock()
+    clock = ManualTime(EPOCH_NOW)
     node_a, node_b = redis_store.manager(clock=clock), redis_store.manager(clock=clock)
     for i in range(20):
         await (node_a if i % 2 else node_b).create_connection(f"s{i}", f"u{i}", "n")

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from netrun_ws import WebSocketSessionManager
 from netrun_ws.session import SessionStoreError
 from tests.support.redis_server import RedisServer, redis_server_binary
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -183,9 +184,11 @@ async def test_restart_during_load_leaves_no_debris(
 ) -> None:
     failures: list[BaseException] = []
     live: set[str] = set()
+    rounds = 0  # create/heartbeat/disconnect rounds the workers completed
     stop = asyncio.Event()
 
     async def churn(worker: int) -> None:
+        nonlocal rounds
         while not stop.is_set():
             try:
                 cid = await manager.create_connection(f"s{worker}", f"u{worker}", "n")
@@ -193,6 +196,7 @@ async def test_restart_during_load_leaves_no_debris(
                 await manager.update_heartbeat(cid)
                 if await manager.disconnect(cid, save_state=False):
                     live.discard(cid)
+                rounds += 1
             except SessionStoreError:
                 await asyncio.sleep(0.01)
             except Exception as error:  # anything else breaks the contract
@@ -200,9 +204,12 @@ async def test_restart_during_load_leaves_no_debris(
                 return
 
     workers = [asyncio.create_task(churn(i)) for i in range(8)]
-    await asyncio.sleep(0.2)
+    # The restart lands mid-load (every worker is busy by then), and load goes on after it
+    # until the workers have completed rounds against the restarted server too.
+    await eventually(lambda: rounds >= 40 or failures, timeout=20, what="load before")
     await server.restart()
-    await asyncio.sleep(0.3)
+    restarted_at = rounds
+    await eventually(lambda: rounds >= restarted_at + 40 or failures, timeout=20, what="load after")
     stop.set()
     await asyncio.wait_for(asyncio.gather(*workers), 10)
     assert failures == []

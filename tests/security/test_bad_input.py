@@ -27,6 +27,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
@@ -37,6 +38,7 @@ from netrun_ws import create_app
 from netrun_ws.codes import CloseCode, ErrorCode
 from tests.support.cli_server import RunningServer, run_cli
 from tests.support.raw_ws import Opcode, RawWebSocket, close_payload, encode_frame
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -317,6 +319,22 @@ class LogWatch:
     def __init__(self, server: RunningServer) -> None:
         self.server = server
         self.cursor = 0
+        self.marks = 0
+
+    async def catch_up(self, http: httpx.AsyncClient) -> None:
+        """Wait until every line the server wrote before now has been read from its output.
+
+        The server is asked for a page it logs (uvicorn's access line, with a mark in the
+        query), and its output is read until that line: everything it wrote earlier came
+        through the pipe before it."""
+        self.marks += 1
+        path = f"/healthz?log-mark={self.marks}"
+        assert (await http.get(path)).status_code == 200
+
+        def marked() -> bool:
+            return any(path in line for line in self.server.output[self.cursor :])
+
+        await eventually(marked, timeout=10, interval=0.001, what=f"the log line of GET {path}")
 
     def new_text(self) -> str:
         lines = self.server.output[self.cursor :]
@@ -329,6 +347,7 @@ class Target:
     server: RunningServer
     bystander: ClientConnection
     log: LogWatch
+    http: httpx.AsyncClient
     probe: Probe | None = None
     serial: int = 0
 
@@ -361,7 +380,7 @@ class Target:
         }:
             pass
         assert loop.time() - started < PROMPT_SECONDS, "the bystander's pong was late"
-        await asyncio.sleep(0.02)  # let the output pump read what the server logged meanwhile
+        await self.log.catch_up(self.http)
         text = self.log.new_text()
         if check_log:
             assert "Traceback" not in text, text[-3000:]
@@ -372,9 +391,12 @@ async def start_target(config_dir: Path) -> AsyncIterator[Target]:
     config = config_dir / "netrun_ws.yaml"
     config.write_text(json.dumps(server_config()))  # JSON is YAML
     async with run_cli(config, env={"PYTHONUNBUFFERED": "1"}) as server:
-        async with connect(f"ws://{server.addr}/ws?user_id={BYSTANDER_USER}") as bystander:
+        async with (
+            connect(f"ws://{server.addr}/ws?user_id={BYSTANDER_USER}") as bystander,
+            httpx.AsyncClient(base_url=f"http://{server.addr}") as http,
+        ):
             assert json.loads(await asyncio.wait_for(bystander.recv(), 5))["type"] == "connect"
-            target = Target(server, bystander, LogWatch(server))
+            target = Target(server, bystander, LogWatch(server), http)
             yield target
             await target.assert_unharmed()
 

@@ -6,13 +6,8 @@ with, and records what it was given so a test can wait for it (always with a dea
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from netrun_ws.store import DeliveryGap, Envelope
+from tests.support.waiting import eventually
 
 __all__ = ["Recorder", "eventually"]
 
@@ -38,27 +33,3 @@ class Recorder:
 
     def payloads(self) -> list[str | bytes]:
         return [envelope.payload for envelope in self.envelopes]
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]] | Callable[[], Any],
-    *,
-    timeout: float = 5.0,
-    interval: float = 0.02,
-    what: str = "condition",
-) -> float:
-    """Poll ``check`` (sync or async) until truthy; return the seconds it took.
-
-    Fails the test after ``timeout`` seconds, naming ``what``.
-    """
-    started = time.monotonic()
-    deadline = started + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return time.monotonic() - started
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:g}s")
-        await asyncio.sleep(interval)
