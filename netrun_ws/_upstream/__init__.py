@@ -1,8 +1,8 @@
 """The fence: every use netrun-ws makes of another library's internals, and its way back out.
 
-netrun-ws's fast paths build on names that uvicorn, websockets and PyJWT do not document (see
-docs/architecture.md, "Upstream internals"). Each of those names is imported in one module
-here, one module per upstream: :mod:`.uvicorn`, :mod:`.uvicorn_httptools`, :mod:`.websockets`,
+netrun-ws's fast paths build on names that uvicorn, websockets and PyJWT do not document
+(docs/architecture.md, "Upstream internals, fenced"). Each of those names is imported in one
+module here, one per upstream: :mod:`.uvicorn`, :mod:`.uvicorn_httptools`, :mod:`.websockets`,
 :mod:`.pyjwt`. Each states the releases it was tested with and what it relies on, and has a
 ``refusal()`` that checks, when first asked, that the installed release still offers it.
 
