@@ -42,14 +42,14 @@ try:
     import jwt
     from jwt import algorithms as jwt_algorithms
 
+    from netrun_ws.jwt import jws_segments
     from netrun_ws.jwt.hmac_keys import CheckedHMACKeys
-    from netrun_ws.jwt.jws_segments import SegmentCheckedPyJWT
 except ImportError:  # the [auth] extra is missing; JWTAuthService says so when it is built
     JWT_AVAILABLE = False
 else:
     JWT_AVAILABLE = True
-    #: ``jwt.decode`` with PyJWT's segment check done in C (netrun_ws/jws_segments.py).
-    _decode = SegmentCheckedPyJWT().decode
+    #: ``jwt.decode`` with PyJWT's segment check done in C (netrun_ws/jwt/jws_segments.py).
+    _decode = jws_segments.decoder().decode
 
 __all__ = [
     "JWT_AVAILABLE",

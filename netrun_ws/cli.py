@@ -178,8 +178,11 @@ def build_server(loaded: Any, **uvicorn_settings: Any) -> Any:
 
 
 def ws_protocol_class(name: str) -> Any:
-    """The ``uvicorn.Config(ws=...)`` value for ``server.ws_protocol``."""
-    if name == "netrun":
+    """The ``uvicorn.Config(ws=...)`` value for ``server.ws_protocol``: for ``netrun``, uvicorn's
+    own where the internals netrun-ws's builds on are not the tested ones (with a warning)."""
+    from netrun_ws.transport import netrun_protocols_usable
+
+    if name == "netrun" and netrun_protocols_usable():
         from netrun_ws.transport.websocket import NetrunWebSocketProtocol
 
         return NetrunWebSocketProtocol
@@ -189,7 +192,13 @@ def ws_protocol_class(name: str) -> Any:
 def http_protocol_class(ws_protocol: str) -> Any:
     """The ``uvicorn.Config(http=...)`` value: with netrun-ws's websocket protocol, the httptools
     protocol that hands upgrades over parsed (netrun_ws.transport.http), when httptools is there."""
-    if ws_protocol == "netrun" and importlib.util.find_spec("httptools") is not None:
+    from netrun_ws.transport import netrun_http_protocol_usable
+
+    if (
+        ws_protocol == "netrun"
+        and importlib.util.find_spec("httptools") is not None
+        and netrun_http_protocol_usable()
+    ):
         from netrun_ws.transport.http import NetrunHttpToolsProtocol
 
         return NetrunHttpToolsProtocol

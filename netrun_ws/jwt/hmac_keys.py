@@ -7,36 +7,26 @@ connection costs, spent re-checking the same configured bytes.
 
 ``CheckedHMACKeys`` runs those checks once, with PyJWT's own ``prepare_key``, when the keys are
 built, and hands ``jwt.decode`` a ``PyJWK`` per HS algorithm whose algorithm object skips the
-re-check only for that exact, already-checked bytes object. Everything else in the decode is
-PyJWT's: the allowlist, the ``alg`` must equal the key's algorithm, the key-length rule, the
-constant-time signature comparison and every claim check. If a PyJWT release stops using the
-key's algorithm object, decoding stays correct and merely re-checks the key again.
+re-check only for that exact, already-checked bytes object
+(:func:`netrun_ws._upstream.pyjwt.precheck_hmac_key`, built on PyJWT internals). Everything else
+in the decode is PyJWT's: the allowlist, the ``alg`` must equal the key's algorithm, the
+key-length rule, the constant-time signature comparison and every claim check. Where that fence
+is shut (an untested PyJWT), the keys are plain ``PyJWK`` objects and PyJWT re-checks the secret
+on every decode, as it does by itself.
 """
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from collections.abc import Callable
 
 import jwt
-from jwt.algorithms import HMACAlgorithm
+
+from netrun_ws.jwt import pyjwt_internals_usable
 
 __all__ = ["CheckedHMACKeys"]
 
 _HS_ALGORITHMS = ("HS256", "HS384", "HS512")
-
-
-class _PrecheckedHMAC(HMACAlgorithm):
-    """PyJWT's HMAC algorithm for one secret that already passed ``prepare_key``."""
-
-    def __init__(self, hash_alg: Any, secret: bytes) -> None:
-        super().__init__(hash_alg)
-        self.secret: bytes = super().prepare_key(secret)
-
-    def prepare_key(self, key: str | bytes) -> bytes:
-        if key is self.secret:
-            return self.secret
-        return super().prepare_key(key)
 
 
 class CheckedHMACKeys:
@@ -50,15 +40,26 @@ class CheckedHMACKeys:
     def __init__(self, secret: bytes) -> None:
         encoded = base64.urlsafe_b64encode(secret).rstrip(b"=").decode("ascii")
         self._keys: dict[str, jwt.PyJWK] = {}
+        check = _secret_check()
         for name in _HS_ALGORITHMS:
             key = jwt.PyJWK({"kty": "oct", "k": encoded}, algorithm=name)
-            chosen = key.Algorithm  # PyJWT's own HMAC algorithm for the name: reuse its hash
-            assert isinstance(chosen, HMACAlgorithm)
-            checked = _PrecheckedHMAC(chosen.hash_alg, secret)
-            key.Algorithm = checked
-            key.key = checked.secret
+            check(key, secret)
             self._keys[name] = key
 
     def for_algorithm(self, name: str) -> jwt.PyJWK | None:
         """The key for the token header's ``alg``; None when it is not an HS algorithm."""
         return self._keys.get(name)
+
+
+def _secret_check() -> Callable[[jwt.PyJWK, bytes], None]:
+    if pyjwt_internals_usable():
+        from netrun_ws._upstream.pyjwt import precheck_hmac_key
+
+        return precheck_hmac_key
+    return _check_only
+
+
+def _check_only(key: jwt.PyJWK, secret: bytes) -> None:
+    """PyJWT's check of the secret, now rather than at the first decode; ``key`` is left as
+    PyJWT made it, and PyJWT checks the secret again on every decode."""
+    jwt.get_algorithm_by_name(key.algorithm_name).prepare_key(secret)

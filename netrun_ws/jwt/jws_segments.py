@@ -5,26 +5,26 @@ in a Python generator, then re-encodes the decoded bytes to refuse non-canonical
 (GHSA-hxm8-2xgr-2p9m). For an HS256 token of ~180 characters that was about 45% of the
 instructions a verification costs. :func:`decode_segment` makes the same decisions with a regex
 and ``binascii``: the same segments are accepted, with the same bytes, and every other segment
-gets the ``DecodeError`` PyJWT raises (``tests/library/test_jws_segments.py`` compares the two).
+gets the ``DecodeError`` PyJWT raises (tests/upstream/test_pyjwt.py compares the two).
 
-:class:`SegmentCheckedPyJWT` is ``jwt.PyJWT`` with that one step replaced; everything else in a
-decode (the algorithm allowlist, the signature check, every claim check) is PyJWT's own. It
-relies on PyJWT calling ``PyJWS._decode_base64url_segment`` through the instance, as 2.10-2.15
-do; if a release stops doing so, decoding stays correct and merely runs PyJWT's own check
-(``test_decoder_uses_the_c_segment_check`` then fails).
+:func:`decoder` is ``jwt.PyJWT`` with that one step replaced
+(:class:`netrun_ws._upstream.pyjwt.SegmentCheckedPyJWT`, built on PyJWT internals); everything
+else in a decode (the algorithm allowlist, the signature check, every claim check) is PyJWT's
+own. Where that fence is shut (an untested PyJWT), it is plain ``jwt.PyJWT``: the same
+decisions, with PyJWT's own segment check.
 """
 
 from __future__ import annotations
 
 import binascii
 import re
-from typing import Any
 
-from jwt.api_jws import PyJWS
-from jwt.api_jwt import PyJWT
+from jwt import PyJWT
 from jwt.exceptions import DecodeError
 
-__all__ = ["SegmentCheckedPyJWT", "decode_segment"]
+from netrun_ws.jwt import pyjwt_internals_usable
+
+__all__ = ["decode_segment", "decoder"]
 
 _ALPHABET_RUN = re.compile(rb"[A-Za-z0-9_-]*")
 _URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
@@ -58,13 +58,11 @@ def decode_segment(segment: bytes, name: str) -> bytes:
     return decoded
 
 
-class _SegmentCheckedPyJWS(PyJWS):
-    _decode_base64url_segment = staticmethod(decode_segment)
+def decoder() -> PyJWT:
+    """A ``jwt.PyJWT`` whose segment check is :func:`decode_segment` where the fence allows,
+    else plain ``jwt.PyJWT``."""
+    if pyjwt_internals_usable():
+        from netrun_ws._upstream.pyjwt import SegmentCheckedPyJWT
 
-
-class SegmentCheckedPyJWT(PyJWT):
-    """``jwt.PyJWT`` whose segments are checked by :func:`decode_segment`."""
-
-    def __init__(self, options: Any = None) -> None:
-        super().__init__(options)
-        self._jws = _SegmentCheckedPyJWS(options=self._get_sig_options())
+        return SegmentCheckedPyJWT()
+    return PyJWT()

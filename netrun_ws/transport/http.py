@@ -8,16 +8,15 @@ become the ``Request`` websockets' parser would have made of them
 (:func:`netrun_ws.transport.request_from_fields`, with websockets' grammar and limits), and
 the websocket protocol starts from the addresses the HTTP protocol already looked up. Anything
 unusual, or any other websocket protocol class, takes uvicorn's own path. Everything else
-about HTTP is uvicorn's.
+about HTTP is uvicorn's. What this relies on in uvicorn's protocol is listed in
+:mod:`netrun_ws._upstream.uvicorn_httptools`, which it imports it from.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from uvicorn.logging import TRACE_LOG_LEVEL
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
+from netrun_ws._upstream.uvicorn_httptools import TRACE_LOG_LEVEL, HttpToolsProtocol
 from netrun_ws.transport.websocket import NetrunWebSocketProtocol, request_from_fields
 
 __all__ = ["NetrunHttpToolsProtocol"]

@@ -28,6 +28,11 @@ and frames parsed by the ``websockets`` library) with these changes, each measur
 
 Behaviour on the wire (handshake, close codes, keepalive pings, limits) is uvicorn's, except that
 a request websockets refuses before it is complete gets that refusal (uvicorn sends nothing).
+
+The uvicorn and websockets internals this builds on are imported from
+:mod:`netrun_ws._upstream.uvicorn` and :mod:`netrun_ws._upstream.websockets`, which say what it
+relies on; ``netrun-ws run`` uses this protocol only where both fences are open
+(:func:`netrun_ws.transport.netrun_protocols_usable`), uvicorn's own otherwise.
 """
 
 from __future__ import annotations
@@ -39,19 +44,28 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from uvicorn.config import Config
-from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from uvicorn.server import ServerState
+from uvicorn import Config
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeaderValue, InvalidState
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import CloseCode as WsCloseCode
 from websockets.frames import Frame, Opcode
-from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request
-from websockets.protocol import Protocol, State
+from websockets.http11 import Request
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from netrun_ws._upstream.uvicorn import (
+    ServerState,
+    WebSocketsSansIOProtocol,
+    get_client_addr,
+    get_path_with_query_string,
+)
+from netrun_ws._upstream.websockets import (
+    HEADERS_CHECK_VALUES,
+    MAX_LINE_LENGTH,
+    MAX_NUM_HEADERS,
+    ParsedRequestServerProtocol,
+)
 from netrun_ws.connection import DIRECT_EXTENSION
 from netrun_ws.wire import OPCODE_BINARY, OPCODE_TEXT, frame_header
 
@@ -63,19 +77,6 @@ READ_LIMIT = 64 * 1024
 # RFC 9110 field names (tokens) and values, as websockets' own parser accepts them.
 _FIELD_NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _FIELD_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
-
-
-def _headers_check_values() -> bool:
-    """Whether this websockets' ``Headers`` refuses values outside the grammar itself (17 does;
-    then each value is not checked twice)."""
-    try:
-        Headers()["x-probe"] = "\x00"
-    except InvalidHeaderValue:
-        return True
-    return False
-
-
-_HEADERS_CHECK_VALUES = _headers_check_values()
 
 
 def parse_upgrade_request(data: bytes) -> Request | None:
@@ -121,7 +122,8 @@ def request_from_fields(
         value = value.strip(b" \t")
         if _FIELD_NAME.fullmatch(name) is None:
             return None
-        if not _HEADERS_CHECK_VALUES and _FIELD_VALUE.fullmatch(value) is None:
+        # websockets' Headers checks a value itself where HEADERS_CHECK_VALUES (17 does).
+        if not HEADERS_CHECK_VALUES and _FIELD_VALUE.fullmatch(value) is None:
             return None
         try:
             headers[name.decode("ascii")] = value.decode("iso-8859-1")
@@ -310,13 +312,6 @@ class WritableFlag:
             await asyncio.shield(self._waiter)  # one waiter's cancellation spares the others
 
 
-class _ParsedRequestServerProtocol(ServerProtocol):
-    """websockets' server protocol for a connection whose upgrade request was parsed already:
-    its parser starts at the frames (the stock one first waits for the request's lines)."""
-
-    parse = Protocol.parse
-
-
 _UVICORN_ERROR_LOG = logging.getLogger("uvicorn.error")
 
 
@@ -332,9 +327,9 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        # The state uvicorn's __init__ sets up, without what this class replaces (its
-        # asyncio.Queue and asyncio.Event) and without a second parser for the request:
-        # ``test_the_protocol_has_every_attribute_uvicorns_has`` keeps the two in step.
+        # The state uvicorn's __init__ sets up (netrun_ws._upstream.uvicorn.STATE), without
+        # what this class replaces (its asyncio.Queue and asyncio.Event) and without a second
+        # parser for the request: tests/upstream/test_uvicorn.py keeps the two in step.
         if not config.loaded:
             config.load()
         self.config = config
@@ -355,7 +350,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.close_timer = None
         self.close_timeout = 10.0
         self.initial_response = None
-        self.conn = self._server_protocol(_ParsedRequestServerProtocol)
+        self.conn = self._server_protocol(ParsedRequestServerProtocol)
         self.writable: WritableFlag = WritableFlag(self.loop, self)  # type: ignore[assignment]
         self.ping_interval = config.ws_ping_interval
         self.ping_timeout = config.ws_ping_timeout
@@ -397,7 +392,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self.handshake_initiated and type(self.conn) is _ParsedRequestServerProtocol:
+        if not self.handshake_initiated and type(self.conn) is ParsedRequestServerProtocol:
             request = parse_upgrade_request(data)
             if request is not None:
                 self.handle_connect(request)

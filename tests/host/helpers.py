@@ -1,4 +1,4 @@
-"""Helpers for host tests: config dicts, clients that read JSON with a deadline."""
+"""Helpers for host tests: config dicts, clients that read JSON with a deadline, the echo app."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import asyncio
 import json
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
 
 RECORDING = "tests.host.recording_plugin"
+ECHO = "tests.host.echo_plugin"
 
 
 def base_config(**overrides: Any) -> dict[str, Any]:
@@ -44,3 +45,27 @@ async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():  # noqa: ASYNC110 - server-side state has no event to await
             await asyncio.sleep(0.01)
+
+
+def echo_config(ws_protocol: str = "netrun", **limits: Any) -> dict[str, Any]:
+    """The echo app (tests/host/echo_plugin.py) served with ``ws_protocol``, no rate limit."""
+    return base_config(
+        server={"path": "/ws", "ws_protocol": ws_protocol},
+        limits={"messages_per_second": 0, **limits},
+        plugins=[ECHO],
+    )
+
+
+async def echo_burst(addr: str, count: int, text: str) -> list[dict[str, Any]]:
+    """Send ``count`` echoes without waiting, then read ``count`` replies."""
+    async with connect(f"ws://{addr}/ws?user_id=u", max_size=None) as client:
+        assert (await recv_json(client))["type"] == "connect"
+        for seq in range(count):
+            await client.send(json.dumps({"type": "echo", "seq": seq, "text": text}))
+        return [await recv_json(client) for _ in range(count)]
+
+
+def only_connection(app: Any) -> Any:
+    """The one connection ``app``'s host has."""
+    (connection,) = app.state.host.manager.connections()
+    return connection

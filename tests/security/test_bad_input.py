@@ -64,10 +64,10 @@ MAX_ROOMS = 20
 VALID = "valid"
 
 
-def server_config() -> dict[str, Any]:
+def server_config(ws_protocol: str = "netrun") -> dict[str, Any]:
     """The default-like config; only limits the suite would trip by itself are raised."""
     return {
-        "server": {"path": "/ws", "allowed_origins": []},
+        "server": {"path": "/ws", "allowed_origins": [], "ws_protocol": ws_protocol},
         "limits": {
             "max_message_bytes": MAX_MESSAGE_BYTES,
             # The probe sends a few hundred messages back to back; 10 consecutive errors
@@ -387,9 +387,9 @@ class Target:
             assert " ERROR " not in text and "ERROR:" not in text, text[-3000:]
 
 
-async def start_target(config_dir: Path) -> AsyncIterator[Target]:
+async def start_target(config_dir: Path, ws_protocol: str) -> AsyncIterator[Target]:
     config = config_dir / "netrun_ws.yaml"
-    config.write_text(json.dumps(server_config()))  # JSON is YAML
+    config.write_text(json.dumps(server_config(ws_protocol)))  # JSON is YAML
     async with run_cli(config, env={"PYTHONUNBUFFERED": "1"}) as server:
         async with (
             connect(f"ws://{server.addr}/ws?user_id={BYSTANDER_USER}") as bystander,
@@ -401,16 +401,21 @@ async def start_target(config_dir: Path) -> AsyncIterator[Target]:
             await target.assert_unharmed()
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def target(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Target]:
-    async for running in start_target(tmp_path_factory.mktemp("bad-input")):
+# Every case runs against a server of each websocket protocol (server.ws_protocol).
+@pytest_asyncio.fixture(loop_scope="module", scope="module", params=["netrun", "uvicorn"])
+async def target(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> AsyncIterator[Target]:
+    async for running in start_target(tmp_path_factory.mktemp("bad-input"), request.param):
         yield running
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def utf8_target(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Target]:
+@pytest_asyncio.fixture(loop_scope="module", scope="module", params=["netrun", "uvicorn"])
+async def utf8_target(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> AsyncIterator[Target]:
     """A server of its own: its log is checked separately for uvicorn's invalid UTF-8 line."""
-    async for running in start_target(tmp_path_factory.mktemp("bad-utf8")):
+    async for running in start_target(tmp_path_factory.mktemp("bad-utf8"), request.param):
         yield running
 
 

@@ -1,4 +1,5 @@
-"""permessage-deflate: off by default; when on, a deflate bomb cannot inflate past the limit."""
+"""permessage-deflate: off by default; when on, a deflate bomb cannot inflate past the limit.
+Both under each websocket protocol (server.ws_protocol)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from netrun_ws import CloseCode
 from tests.host.helpers import recv_json
 from tests.support.cli_server import run_cli
 
+WS_PROTOCOLS = pytest.mark.parametrize("ws_protocol", ["netrun", "uvicorn"])
 
-def config(tmp_path: Path, deflate: bool) -> Path:
+
+def config(tmp_path: Path, deflate: bool, ws_protocol: str) -> Path:
     path = tmp_path / "netrun_ws.yaml"
     path.write_text(
         textwrap.dedent(
             f"""
-            server: {{permessage_deflate: {str(deflate).lower()}}}
+            server: {{permessage_deflate: {str(deflate).lower()}, ws_protocol: {ws_protocol}}}
             limits: {{max_message_bytes: 65536}}
             heartbeat: {{plugin: ping, interval: 60, timeout: 120}}
             metrics: []
@@ -31,16 +34,20 @@ def config(tmp_path: Path, deflate: bool) -> Path:
     return path
 
 
-async def test_deflate_is_off_by_default(tmp_path: Path) -> None:
-    async with run_cli(config(tmp_path, deflate=False), cwd=tmp_path) as server:
+@WS_PROTOCOLS
+async def test_deflate_is_off_by_default(tmp_path: Path, ws_protocol: str) -> None:
+    async with run_cli(config(tmp_path, False, ws_protocol), cwd=tmp_path) as server:
         async with connect(f"ws://{server.addr}/ws", compression="deflate") as client:
             await recv_json(client)
             extensions = client.response.headers.get("Sec-WebSocket-Extensions")
             assert extensions is None
 
 
-async def test_a_deflate_bomb_is_closed_with_1009_and_the_server_stays_up(tmp_path: Path) -> None:
-    async with run_cli(config(tmp_path, deflate=True), cwd=tmp_path) as server:
+@WS_PROTOCOLS
+async def test_a_deflate_bomb_is_closed_with_1009_and_the_server_stays_up(
+    tmp_path: Path, ws_protocol: str
+) -> None:
+    async with run_cli(config(tmp_path, True, ws_protocol), cwd=tmp_path) as server:
         url = f"ws://{server.addr}/ws"
         async with connect(url, compression="deflate") as bystander:
             await recv_json(bystander)

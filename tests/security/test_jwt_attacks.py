@@ -2,6 +2,8 @@
 
 Result required: no attack is accepted; each is refused with 1008 and a public reason
 ("invalid token" / "token expired"); no token text reaches any server log line, even at TRACE.
+Every test runs with netrun-ws's checks built on PyJWT internals and with PyJWT's own (the
+fallback, netrun_ws._upstream.pyjwt).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from tests.security import (
     token_parts,
 )
 from tests.support.server import serve
+
+pytestmark = pytest.mark.usefixtures("pyjwt_fence")
 
 AUDIENCE = "netrun-tests"
 ISSUER = "https://issuer.test"

@@ -29,6 +29,9 @@ from tests.security import (
 )
 from tests.support.server import serve
 
+# Every test runs under each websocket protocol (the few without a server cost nothing).
+pytestmark = pytest.mark.usefixtures("served_ws_protocol")
+
 SECRET = "transport-test-secret-0123456789abcdef"
 REFUSED = (1008, "authentication required")
 

@@ -11,6 +11,11 @@ import uvicorn
 
 from netrun_ws.cli import http_protocol_class, ws_protocol_class
 
+#: The ``server.ws_protocol`` to serve an app with when its config does not name one (None: the
+#: config's default). The ``served_ws_protocol`` fixture (tests/conftest.py) sets it, so that
+#: host tests run under both protocols while tests that name a protocol keep it.
+default_ws_protocol: str | None = None
+
 
 @contextlib.asynccontextmanager
 async def serve(app: Any, **config: Any) -> AsyncIterator[str]:
@@ -18,14 +23,18 @@ async def serve(app: Any, **config: Any) -> AsyncIterator[str]:
 
     Extra keyword arguments go to :class:`uvicorn.Config` (e.g. ``ws_max_size``). A netrun-ws app
     gets the websocket and HTTP protocols and the deflate setting its config names
-    (``server.ws_protocol``, ``server.permessage_deflate``), as ``netrun-ws run`` gives them; any
-    other app gets uvicorn's defaults.
+    (``server.ws_protocol``, else :data:`default_ws_protocol`; ``server.permessage_deflate``), as
+    ``netrun-ws run`` gives them; any other app gets uvicorn's defaults.
     """
     host = getattr(getattr(app, "state", None), "host", None)
     if host is not None:
-        config.setdefault("ws", ws_protocol_class(host.config.server.ws_protocol))
-        config.setdefault("http", http_protocol_class(host.config.server.ws_protocol))
-        config.setdefault("ws_per_message_deflate", host.config.server.permessage_deflate)
+        server_config = host.config.server
+        ws_protocol = server_config.ws_protocol
+        if default_ws_protocol is not None and "ws_protocol" not in server_config.model_fields_set:
+            ws_protocol = default_ws_protocol
+        config.setdefault("ws", ws_protocol_class(ws_protocol))
+        config.setdefault("http", http_protocol_class(ws_protocol))
+        config.setdefault("ws_per_message_deflate", server_config.permessage_deflate)
     config.setdefault("log_level", "warning")
     config.setdefault("lifespan", "auto")
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, **config))

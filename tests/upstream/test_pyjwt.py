@@ -1,21 +1,33 @@
-"""netrun_ws.jwt.jws_segments: the C segment check decides exactly as PyJWT's own check does."""
+"""netrun_ws._upstream.pyjwt: netrun-ws's segment check decides exactly as PyJWT's own check
+does and PyJWT's decoder calls it; an HS* secret is not checked again on every decode."""
 
 from __future__ import annotations
 
 import base64
 import itertools
 import random
+import time
+from typing import Any
 
 import jwt
 import pytest
+from jwt.algorithms import HMACAlgorithm
 from jwt.api_jws import PyJWS
 from jwt.exceptions import DecodeError
 
+from netrun_ws._upstream import pyjwt as fence
+from netrun_ws._upstream.pyjwt import SegmentCheckedPyJWT
 from netrun_ws.auth import JWTAuthService, TokenPolicy, TokenValidationError
 from netrun_ws.jwt import jws_segments
-from netrun_ws.jwt.jws_segments import SegmentCheckedPyJWT, decode_segment
+from netrun_ws.jwt.jws_segments import decode_segment
+from tests.upstream import decide_afresh
 
 SECRET = "segment-tests-secret-0123456789-abcdef"
+
+
+def test_the_fence_is_open_for_the_installed_pyjwt() -> None:
+    assert fence.refusal() is None
+    assert isinstance(jws_segments.decoder(), SegmentCheckedPyJWT)
 
 
 def _outcome(check: object, segment: bytes) -> tuple[str, object]:
@@ -70,7 +82,7 @@ def test_decoder_uses_the_c_segment_check(monkeypatch: pytest.MonkeyPatch) -> No
         return decode_segment(segment, name)
 
     monkeypatch.setattr(
-        jws_segments._SegmentCheckedPyJWS, "_decode_base64url_segment", staticmethod(counting)
+        fence._SegmentCheckedPyJWS, "_decode_base64url_segment", staticmethod(counting)
     )
     decoder = SegmentCheckedPyJWT()
     token = jwt.encode({"user_id": "u1"}, SECRET, algorithm="HS256")
@@ -78,8 +90,9 @@ def test_decoder_uses_the_c_segment_check(monkeypatch: pytest.MonkeyPatch) -> No
     assert calls == ["header", "payload", "crypto"]
 
 
+@pytest.mark.usefixtures("pyjwt_fence")
 def test_decoder_still_refuses_what_pyjwt_refuses() -> None:
-    decoder = SegmentCheckedPyJWT()
+    decoder = jws_segments.decoder()  # and plain jwt.PyJWT where the fence is shut
     token = jwt.encode({"user_id": "u1"}, SECRET, algorithm="HS256")
     header, payload, signature = token.split(".")
     with pytest.raises(jwt.InvalidSignatureError):
@@ -99,7 +112,7 @@ def test_token_policy_decodes_through_the_c_check(monkeypatch: pytest.MonkeyPatc
         return original(segment, name)
 
     monkeypatch.setattr(
-        jws_segments._SegmentCheckedPyJWS, "_decode_base64url_segment", staticmethod(counting)
+        fence._SegmentCheckedPyJWS, "_decode_base64url_segment", staticmethod(counting)
     )
     service = JWTAuthService(SECRET, token_expiry_seconds=60)
     assert service.validate_token(service.generate_token("u1")) is not None
@@ -107,3 +120,61 @@ def test_token_policy_decodes_through_the_c_check(monkeypatch: pytest.MonkeyPatc
     policy = TokenPolicy(algorithms=("HS256",))
     with pytest.raises(TokenValidationError):
         policy.claims(service.generate_token("u1")[:-3] + "AAA", SECRET)
+
+
+def test_the_fence_refuses_a_pyjwt_whose_segment_check_decides_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # PyJWT 2.15.0 refused padded segments, which 2.15.1 (and decode_segment) accept.
+    def refusing_padding(segment: bytes, name: str) -> bytes:
+        if segment.endswith(b"="):
+            raise DecodeError(f"Invalid {name} padding")
+        return decode_segment(segment, name)
+
+    assert fence.refusal() is None
+    monkeypatch.setattr(PyJWS, "_decode_base64url_segment", staticmethod(refusing_padding))
+    assert fence.refusal() == "PyJWT's segment check decides b'eA==' differently"
+
+
+def test_the_fence_refuses_a_pyjwt_without_the_names_it_uses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(PyJWS, "_decode_base64url_segment")
+    assert decide_afresh("pyjwt") == "PyJWT has no PyJWS._decode_base64url_segment"
+    monkeypatch.undo()
+    monkeypatch.delattr(jwt.PyJWT, "_get_sig_options")
+    assert decide_afresh("pyjwt") == (
+        "AttributeError: 'PyJWT' object has no attribute '_get_sig_options'"
+    )
+
+
+# -- HS* secrets checked once (netrun_ws.jwt.hmac_keys) ---------------------------------------
+
+HS_SECRET = "a-checked-secret-long-enough-for-hs512-" + "x" * 40
+
+
+def test_decoding_does_not_recheck_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = JWTAuthService(HS_SECRET, algorithms=["HS256", "HS384", "HS512"])
+    claims = {"sub": "u1", "exp": int(time.time()) + 60}
+    tokens = [jwt.encode(claims, HS_SECRET, algorithm=name) for name in ("HS256", "HS384", "HS512")]
+    checks: list[object] = []
+    full_check = HMACAlgorithm.prepare_key
+
+    def counted(self: HMACAlgorithm, key: str | bytes) -> bytes:
+        checks.append(key)
+        return full_check(self, key)
+
+    monkeypatch.setattr(HMACAlgorithm, "prepare_key", counted)
+    for token in tokens:
+        assert service.validate_token_or_raise(token)["sub"] == "u1"
+    assert checks == []
+
+
+def test_the_fence_refuses_a_pyjwk_without_pyjwts_hmac_algorithm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def without_hash(self: HMACAlgorithm, hash_alg: Any) -> None:
+        pass  # an HMACAlgorithm that keeps its hash elsewhere
+
+    monkeypatch.setattr(HMACAlgorithm, "__init__", without_hash)
+    assert fence.refusal() == "PyJWT's HS256 PyJWK has no HMACAlgorithm with its hash_alg"

@@ -1,0 +1,187 @@
+"""netrun_ws._upstream.uvicorn and .uvicorn_httptools: netrun-ws's protocols still fit uvicorn's.
+
+Its websocket protocol sets up the state uvicorn's does, answers every upgrade request as
+uvicorn's does (but for the 431 uvicorn never sends), and its HTTP protocol hands upgrades over
+parsed without leaving a garbage cycle behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import weakref
+from typing import Any
+
+import pytest
+import uvicorn
+from websockets.asyncio.client import connect
+
+from netrun_ws import create_app
+from netrun_ws._upstream import ReleaseRange
+from netrun_ws._upstream import uvicorn as fence
+from netrun_ws._upstream import uvicorn_httptools as http_fence
+from netrun_ws.transport import http as http_upgrade
+from netrun_ws.transport import websocket as transport
+from netrun_ws.transport.http import NetrunHttpToolsProtocol
+from netrun_ws.transport.websocket import NetrunWebSocketProtocol
+from tests.host.helpers import echo_burst, echo_config
+from tests.support.server import serve
+from tests.support.upgrade import UPGRADE, response_head, upgrade_status
+
+
+def test_the_fences_are_open_for_the_installed_uvicorn() -> None:
+    assert fence.refusal() is None
+    assert http_fence.refusal() is None
+
+
+def test_the_state_listed_is_what_uvicorns_init_sets_up() -> None:
+    assert fence.stored_attributes(fence.WebSocketsSansIOProtocol.__init__) == fence.STATE
+
+
+def test_the_protocol_has_every_attribute_uvicorns_has() -> None:
+    # NetrunWebSocketProtocol sets up uvicorn's state itself (without the objects it replaces):
+    # a uvicorn release that adds state must not leave it missing here.
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("not called")
+
+    config = uvicorn.Config(app)
+    config.load()
+    loop = asyncio.new_event_loop()
+    try:
+        theirs = fence.WebSocketsSansIOProtocol(config, fence.ServerState(), {}, _loop=loop)
+        ours = NetrunWebSocketProtocol(config, fence.ServerState(), {}, _loop=loop)
+    finally:
+        loop.close()
+    assert set(vars(theirs)) <= set(vars(ours))
+    assert fence.STATE <= set(vars(ours))
+    assert ours.conn.max_message_size == theirs.conn.max_message_size
+    # uvicorn's permessage-deflate settings (on by default in uvicorn.Config) are kept.
+    assert [vars(factory) for factory in ours.conn.available_extensions] == [
+        vars(factory) for factory in theirs.conn.available_extensions
+    ]
+    assert ours.conn.available_extensions
+
+
+def test_the_fence_refuses_a_release_it_was_not_tested_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fence, "TESTED", ReleaseRange("uvicorn", (0, 99), (0, 100)))
+    expected = f"uvicorn {uvicorn.__version__} is not in the tested range >=0.99,<0.100"
+    assert fence.refusal() == expected
+
+
+def test_the_fence_refuses_state_netrun_ws_does_not_set_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fence, "STATE", fence.STATE - {"pong_timer"})
+    assert fence.refusal() == (
+        "uvicorn's websocket protocol sets up state netrun-ws's does not: ['pong_timer']"
+    )
+
+
+def test_the_fence_refuses_a_protocol_without_a_method_netrun_ws_uses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(fence.WebSocketsSansIOProtocol, "handle_pong")
+    assert fence.refusal() == "uvicorn's websocket protocol has no ['handle_pong']"
+
+
+def test_the_server_methods_netrun_ws_run_overrides_are_there() -> None:
+    # netrun_ws.cli's DrainingServer (a public uvicorn.Server) overrides these two undocumented
+    # methods to drain on the first signal; tests/security/test_drain.py checks the behaviour.
+    assert list(inspect.signature(uvicorn.Server.startup).parameters) == ["self", "sockets"]
+    assert list(inspect.signature(uvicorn.Server.handle_exit).parameters) == [
+        "self",
+        "sig",
+        "frame",
+    ]
+
+
+async def test_upgrades_are_handed_over_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    handed_over: list[str] = []
+    original = transport.request_from_fields
+
+    def recording(method: str, target: bytes, fields: list[tuple[bytes, bytes]]) -> Any:
+        request = original(method, target, fields)
+        handed_over.append("parsed" if request is not None else "uvicorn's path")
+        return request
+
+    monkeypatch.setattr(http_upgrade, "request_from_fields", recording)
+    async with serve(create_app(echo_config())) as addr:
+        replies = await echo_burst(addr, 3, "x")
+        assert [reply["seq"] for reply in replies] == [0, 1, 2]
+        long_header = {"x-long": "a" * 9000}
+        with pytest.raises(Exception, match="431"):
+            async with connect(f"ws://{addr}/ws?user_id=u", additional_headers=long_header):
+                pass
+    assert handed_over == ["parsed", "uvicorn's path"]
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ((b"", b""), b"101"),
+        ((b"connection: Upgrade", b"connection: keep-alive, Upgrade"), b"101"),
+        ((b"sec-websocket-version: 13", b"sec-websocket-version: 8"), b"400"),
+        ((b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==", b"sec-websocket-key: short"), b"400"),
+        ((b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n", b""), b"400"),
+        ((b"connection: Upgrade", b"connection: Upgrade\r\ncontent-length: 0"), b"101"),
+    ],
+)
+async def test_both_protocols_answer_every_upgrade_request_alike(
+    change: tuple[bytes, bytes], status: bytes
+) -> None:
+    request = UPGRADE.replace(*change) + b"\r\n"
+    statuses = []
+    for ws_protocol in ("netrun", "uvicorn"):
+        async with serve(create_app(echo_config(ws_protocol))) as addr:
+            statuses.append(await upgrade_status(addr, request))
+    assert statuses[0] == statuses[1]
+    assert statuses[0].split(b" ")[1] == status
+
+
+async def test_a_header_line_over_websockets_limit_gets_431_not_silence() -> None:
+    # websockets refuses a header line over 8 KB with 431; uvicorn's own protocol never writes
+    # that answer (the client waits until it gives up), netrun-ws's does and closes.
+    request = UPGRADE + b"x-long: " + b"a" * 9000 + b"\r\n\r\n"
+    async with serve(create_app(echo_config("netrun"))) as addr:
+        assert (await upgrade_status(addr, request)).split(b" ")[1] == b"431"
+        replies = await echo_burst(addr, 2, "still serving")
+        assert [reply["seq"] for reply in replies] == [0, 1]
+    async with serve(create_app(echo_config("uvicorn"))) as addr:
+        with pytest.raises(asyncio.TimeoutError):
+            await upgrade_status(addr, request)
+
+
+@pytest.mark.parametrize("offered", [b"netrun-ws, bearer.x", b"netrun.v1"])
+async def test_both_protocols_send_the_same_101(offered: bytes) -> None:
+    request = UPGRADE.replace(b"netrun.v1, bearer.x", offered) + b"\r\n"
+    heads = []
+    for ws_protocol in ("netrun", "uvicorn"):
+        async with serve(create_app(echo_config(ws_protocol))) as addr:
+            heads.append(await response_head(addr, request))
+    assert heads[0] == heads[1]
+    assert heads[0][0] == b"HTTP/1.1 101 Switching Protocols"
+    assert (b"Sec-WebSocket-Protocol: netrun-ws" in heads[0]) == offered.startswith(b"netrun-ws")
+
+
+async def test_an_upgrade_leaves_no_garbage_cycle_behind() -> None:
+    # httptools' parser and uvicorn's HTTP protocol reference each other; after the hand-over
+    # the cycle is broken, so the HTTP protocol is freed at once rather than by the collector.
+    made: list[weakref.ref[NetrunHttpToolsProtocol]] = []
+    original_init = NetrunHttpToolsProtocol.__init__
+
+    def recording_init(self: NetrunHttpToolsProtocol, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(NetrunHttpToolsProtocol, "__init__", recording_init)
+        async with serve(create_app(echo_config())) as addr:
+            gc.disable()
+            try:
+                replies = await echo_burst(addr, 1, "x")
+                assert replies[0]["seq"] == 0
+                await asyncio.sleep(0.05)
+                assert made and all(ref() is None for ref in made)
+            finally:
+                gc.enable()
