@@ -154,9 +154,9 @@ the protocol's state is set up without objects it replaces, and websockets' prot
 the frames: compare the two raw ASGI rows, the same app on uvicorn's protocols and on
 netrun-ws's. What a netrun-ws connection costs on top of the handshake is spread over several
 stages rather than one hot spot. The largest is the JWT: PyJWT decodes, verifies and checks the
-claims in Python. netrun-ws checks the HMAC secret once (`netrun_ws/hmac_keys.py`; PyJWT would
+claims in Python. netrun-ws checks the HMAC secret once (`netrun_ws/jwt/hmac_keys.py`; PyJWT would
 re-check it, with PEM, SSH, DER and JWK probes, on every call) and gives PyJWT a base64url
-segment check done by C code (`netrun_ws/jws_segments.py`; PyJWT's own steps a Python
+segment check done by C code (`netrun_ws/jwt/jws_segments.py`; PyJWT's own steps a Python
 generator once per token character). With a faster path through the cheap pre-checks, that
 took one verification from about 320,000 to 210,000 CPU instructions (`valgrind
 --tool=callgrind`, HS256, a 176-character token). Then come the admission and open stages of the
