@@ -21,8 +21,10 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from netrun_ws.wire import (
     Frame,
+    frame_header,
     frame_size,
     truncate_close_reason,
+    wire_frame,
 )
 
 logger = logging.getLogger(__name__)
@@ -339,8 +341,14 @@ __all__ = [
     "Connection",
     "ConnectionOwner",
     "DirectChannel",
+    # The framing helpers live in netrun_ws.wire; still importable from here, as before.
+    "Frame",
     "OverflowPolicy",
     "SocketClosedError",
     "close_quietly",
+    "frame_header",
+    "frame_size",
+    "truncate_close_reason",
     "uuid4_hex",
+    "wire_frame",
 ]
