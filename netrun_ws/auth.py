@@ -134,13 +134,18 @@ def _check_algorithm(name: object, argument: str) -> str:
     return name
 
 
-def _check_seconds(value: object, argument: str, *, allow_zero: bool = False) -> float:
+def _finite_seconds(value: object, argument: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{argument} must be a finite number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
+    return float(value)
+
+
+def _check_seconds(value: object, argument: str, *, allow_zero: bool = False) -> float:
+    seconds = _finite_seconds(value, argument)
+    if seconds < 0 or (seconds == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{argument} must be {bound}, got {value!r}")
-    return float(value)
+    return seconds
 
 
 def _check_key_material(value: object, argument: str) -> str | bytes:
@@ -440,16 +445,18 @@ class JWTAuthService:
     ) -> str:
         """Return a signed token for ``user_id`` valid for ``expiry_seconds`` (default: service's).
 
-        Raises ValueError for an empty ``user_id``, a non-positive ``expiry_seconds``, or
-        ``additional_claims`` that set a reserved claim or are not JSON-serializable;
-        RuntimeError on a verify-only service.
+        ``expiry_seconds`` None or 0 means the service's default; a negative value gives a token
+        that expired that many seconds ago (as netrun-websocket 1.0 did: tests use it to
+        exercise expiry handling). Raises ValueError for an empty ``user_id``, an
+        ``expiry_seconds`` that is not a finite number, or ``additional_claims`` that set a
+        reserved claim or are not JSON-serializable; RuntimeError on a verify-only service.
         """
         if not isinstance(user_id, str) or not user_id:
             raise ValueError(f"user_id must be a non-empty string, got {user_id!r}")
         lifetime = (
             self.token_expiry_seconds
-            if expiry_seconds is None
-            else _check_seconds(expiry_seconds, "expiry_seconds")
+            if expiry_seconds is None or _finite_seconds(expiry_seconds, "expiry_seconds") == 0
+            else float(expiry_seconds)
         )
         if self._signing_key is None:
             raise RuntimeError("this JWTAuthService is verify-only (no secret_key): cannot sign")
@@ -462,7 +469,8 @@ class JWTAuthService:
                 raise ValueError(f"additional_claims may not set reserved claims: {reserved}")
             payload.update(additional_claims)
         issued_at = int(time.time())
-        # JWT times are whole seconds: round the lifetime up, never issue an already-expired token.
+        # JWT times are whole seconds: round the lifetime up, so a positive lifetime never gives
+        # an already-expired token (a negative one asks for exactly that).
         expires = issued_at + math.ceil(lifetime)
         payload.update(user_id=user_id, sub=user_id, iat=issued_at, exp=expires)
         if self.audience is not None:

@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from netrun_ws.callbacks import fit_arguments
+
 __all__ = ["HeartbeatConfig", "HeartbeatMonitor"]
 
 logger = logging.getLogger(__name__)
@@ -34,8 +36,9 @@ _YIELD_EVERY = 500
 
 #: ``ping_callback(connection_id)`` / ``cleanup_callback(connection_id)``; sync or async.
 ConnectionCallback = Callable[[str], object]
-#: ``miss_callback(connection_id, missed_count)``; sync or async.
-MissCallback = Callable[[str, int], object]
+#: ``miss_callback(connection_id, missed_count)``, or ``miss_callback(connection_id)`` if it
+#: declares one parameter (:mod:`netrun_ws.callbacks`); sync or async.
+MissCallback = Callable[..., object]
 
 
 def _positive(value: object, name: str) -> None:
@@ -166,7 +169,7 @@ class HeartbeatMonitor:
             raise RuntimeError("HeartbeatMonitor is already running; stop() it first")
         self._ping = ping_callback
         self._cleanup = cleanup_callback
-        self._on_miss = miss_callback
+        self._on_miss = None if miss_callback is None else fit_arguments(miss_callback, 2)
         self._task = asyncio.create_task(self._run(), name="netrun-ws-heartbeat")
 
     async def stop(self) -> None:

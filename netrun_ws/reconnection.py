@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from netrun_ws.callbacks import fit_arguments
+
 __all__ = ["ReconnectionConfig", "ReconnectionManager"]
 
 logger = logging.getLogger(__name__)
@@ -123,14 +125,16 @@ class ReconnectionManager:
         self,
         connect_callback: Callable[[], object],
         on_success: Callable[[], object] | None = None,
-        on_failure: Callable[[int, BaseException], object] | None = None,
+        on_failure: Callable[..., object] | None = None,
         on_max_attempts: Callable[[], object] | None = None,
     ) -> bool:
         """Wait, try ``connect_callback``, repeat; True once it returns a truthy value.
 
         Each attempt first waits ``calculate_delay(attempt)``. An attempt fails when the
         callback raises (``on_failure(attempt, exception)``) or returns a falsy value
-        (``on_failure(attempt, ConnectionError(...))``). After ``max_attempts`` failures
+        (``on_failure(attempt, ConnectionError(...))``); an ``on_failure`` declaring one
+        parameter, as in netrun-websocket's README, is called with the attempt only
+        (:mod:`netrun_ws.callbacks`). After ``max_attempts`` failures
         ``on_max_attempts()`` is called and False returned; after ``stop()`` False is
         returned with no further callback. Callbacks may be sync or async; an exception from
         ``on_success``/``on_failure``/``on_max_attempts`` is logged and does not change the
@@ -141,6 +145,8 @@ class ReconnectionManager:
         self.is_reconnecting = True
         self._stop.clear()
         self.attempts = 0
+        if on_failure is not None:
+            on_failure = fit_arguments(on_failure, 2)
         try:
             return await self._run(connect_callback, on_success, on_failure, on_max_attempts)
         finally:
@@ -150,7 +156,7 @@ class ReconnectionManager:
         self,
         connect_callback: Callable[[], object],
         on_success: Callable[[], object] | None,
-        on_failure: Callable[[int, BaseException], object] | None,
+        on_failure: Callable[..., object] | None,
         on_max_attempts: Callable[[], object] | None,
     ) -> bool:
         limit = self.config.max_attempts

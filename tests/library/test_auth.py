@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import subprocess
 import sys
 import time
@@ -131,10 +132,33 @@ def test_generate_token_refuses_a_bad_user_id(service: JWTAuthService, user_id: 
         service.generate_token(user_id)
 
 
-@pytest.mark.parametrize("expiry", [0, -5, "60", True])
+@pytest.mark.parametrize("expiry", ["60", True, float("nan"), float("inf"), float("-inf")])
 def test_generate_token_refuses_a_bad_expiry(service: JWTAuthService, expiry: Any) -> None:
     with pytest.raises(ValueError, match="expiry_seconds"):
         service.generate_token("u1", expiry_seconds=expiry)
+
+
+@pytest.mark.parametrize("expiry", [-10, -0.5, -86400])
+def test_negative_expiry_gives_an_already_expired_token(
+    service: JWTAuthService, expiry: float
+) -> None:
+    # netrun-websocket 1.0 accepted this; users' test suites build expired tokens with it.
+    token = service.generate_token("u1", expiry_seconds=expiry)
+    claims = jwt.decode(token, SECRET, ["HS256"], options={"verify_exp": False})
+    assert claims["exp"] - claims["iat"] == math.ceil(expiry)
+    assert claims["exp"] <= claims["iat"] <= time.time()
+    assert service.validate_token(token) is None
+    assert service.is_token_expired(token) is True
+    with pytest.raises(TokenValidationError) as rejected:
+        service.validate_token_or_raise(token)
+    assert rejected.value.reason == "expired"
+
+
+@pytest.mark.parametrize("expiry", [0, 0.0, None])
+def test_zero_or_none_expiry_means_the_service_default(expiry: float | None) -> None:
+    service = JWTAuthService(SECRET, token_expiry_seconds=30)
+    claims = jwt.decode(service.generate_token("u", expiry_seconds=expiry), SECRET, ["HS256"])
+    assert claims["exp"] - claims["iat"] == 30
 
 
 # -- constructor checks ------------------------------------------------------------------------

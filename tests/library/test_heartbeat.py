@@ -482,3 +482,16 @@ async def test_activity_older_than_the_last_heartbeat_changes_nothing(
         clock.advance(30)
         await monitor.check_once()
     assert recorder.cleanups == ["c1"]
+
+
+async def test_one_argument_miss_callback_gets_the_connection_id_only(clock: ManualTime) -> None:
+    missed: list[object] = []
+    monitor = HeartbeatMonitor(HeartbeatConfig(interval=10, timeout=90), clock=clock)
+    await monitor.start(lambda cid: None, lambda cid: None, miss_callback=missed.append)
+    await monitor.stop()
+    monitor.register_connection("c1")
+    for _ in range(3):
+        clock.advance(10)
+        await monitor.check_once()
+    assert missed == ["c1", "c1"]
+    assert monitor.get_stats()["callback_errors"] == 0

@@ -287,3 +287,45 @@ def test_stats_include_the_policy() -> None:
     stats = manager().get_stats()
     assert stats["policy"] == ReconnectionConfig(jitter=False).to_client_policy()
     assert stats["max_attempts"] == 10 and stats["attempts"] == 0
+
+
+# -- netrun-websocket README callbacks ------------------------------------------------------------
+
+
+async def test_one_argument_on_failure_gets_the_attempt_only() -> None:
+    # The README's own callback: with two arguments passed it would raise TypeError every time.
+    printed: list[str] = []
+    ok = await manager(sleep=FakeSleep()).reconnect(
+        connect_after(2), on_failure=lambda attempt: printed.append(f"Attempt {attempt} failed")
+    )
+    assert ok is True
+    assert printed == ["Attempt 1 failed", "Attempt 2 failed"]
+
+
+async def test_on_failure_gets_the_error_when_it_asks_for_it() -> None:
+    errors: list[tuple[Any, ...]] = []
+
+    async def two(attempt: int, error: BaseException) -> None:
+        errors.append((attempt, str(error)))
+
+    def star(*args: Any) -> None:
+        errors.append(("star", *map(str, args)))
+
+    def keyword_error(attempt: int, error: BaseException | None = None) -> None:
+        errors.append(("default", attempt, type(error).__name__))
+
+    for callback in (two, star, keyword_error):
+        await manager(sleep=FakeSleep()).reconnect(connect_after(1), on_failure=callback)
+    assert errors == [(1, "refused #1"), ("star", "1", "refused #1"), ("default", 1, "OSError")]
+
+
+async def test_readme_success_and_max_attempts_callbacks_take_nothing() -> None:
+    calls: list[str] = []
+    reconnection = manager(ReconnectionConfig(jitter=False, max_attempts=2), sleep=FakeSleep())
+    assert not await reconnection.reconnect(
+        connect_after(5),
+        on_success=lambda: calls.append("success"),
+        on_failure=lambda attempt: calls.append(f"failed {attempt}"),
+        on_max_attempts=lambda: calls.append("gave up"),
+    )
+    assert calls == ["failed 1", "failed 2", "gave up"]
