@@ -15,12 +15,14 @@ from netrun_ws.auth import JWTAuthService, TokenValidationError
 from netrun_ws.codes import CloseCode, ErrorCode
 from netrun_ws.connection import Connection
 from netrun_ws.connection_manager import InvalidMessageError, WebSocketConnectionManager
+from netrun_ws.connection_metadata import ConnectionMetadata
 from netrun_ws.heartbeat import HeartbeatConfig, HeartbeatMonitor
 
 # hookimpl first: plugin modules imported later do `from netrun_ws import hookimpl`.
 from netrun_ws.hookspecs import hookimpl, hookspec
 from netrun_ws.host import Host
 from netrun_ws.identity import AuthenticationError, Identity, Rejection
+from netrun_ws.metric_records import ConnectionMetrics, LatencyMetrics
 from netrun_ws.metrics import MetricsCollector
 from netrun_ws.plugins.hooks import DROP
 from netrun_ws.protocol import (
@@ -40,7 +42,14 @@ from netrun_ws.protocol import (
     parse_message,
 )
 from netrun_ws.reconnection import ReconnectionConfig, ReconnectionManager
-from netrun_ws.session import SessionStoreError, WebSocketSessionManager
+from netrun_ws.reconnection_tracker import ReconnectionTracker
+from netrun_ws.session import (
+    SessionState,
+    SessionStoreError,
+    WebSocketConnection,
+    WebSocketSessionManager,
+)
+from netrun_ws.websocket_auth import TokenAuthMiddleware, authenticate_websocket
 
 try:
     __version__ = importlib.metadata.version("netrun-ws")
@@ -57,6 +66,8 @@ __all__ = [
     "CloseCode",
     "Connection",
     "ConnectionInfo",
+    "ConnectionMetadata",
+    "ConnectionMetrics",
     "ConnectionState",
     "ErrorCode",
     "ErrorMessage",
@@ -66,6 +77,7 @@ __all__ = [
     "Identity",
     "InvalidMessageError",
     "JWTAuthService",
+    "LatencyMetrics",
     "MessageRegistry",
     "MessageType",
     "MetricsCollector",
@@ -76,15 +88,20 @@ __all__ = [
     "ProtocolError",
     "ReconnectionConfig",
     "ReconnectionManager",
+    "ReconnectionTracker",
     "Rejection",
+    "SessionState",
     "SessionStoreError",
+    "TokenAuthMiddleware",
     "TokenValidationError",
     "TypingIndicatorMessage",
     "UserMessage",
+    "WebSocketConnection",
     "WebSocketConnectionManager",
     "WebSocketMessage",
     "WebSocketSessionManager",
     "__version__",
+    "authenticate_websocket",
     "create_app",
     "hookimpl",
     "hookspec",

@@ -26,6 +26,7 @@ from netrun_ws.connection import (
     OverflowPolicy,
     close_quietly,
 )
+from netrun_ws.connection_metadata import DEFAULT_ENDPOINT, ConnectionMetadata, ConnectionOrigin
 from netrun_ws.wire import encode_message, frame_size
 
 logger = logging.getLogger(__name__)
@@ -169,6 +170,9 @@ class WebSocketConnectionManager:
         self._total_connects = 0
         self._failed_sends = 0
         self._slow_consumer_disconnects = 0
+        # What connect() was told about a connection's origin, only when it differs from the
+        # default: most connections need no entry.
+        self._origins: dict[str, ConnectionOrigin] = {}
 
     # ------------------------------------------------------------------ connect / disconnect
 
@@ -177,6 +181,9 @@ class WebSocketConnectionManager:
         websocket: WebSocket,
         user_id: str,
         session_id: str | None = None,
+        endpoint: str = DEFAULT_ENDPOINT,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
         metadata: dict[str, Any] | None = None,
         *,
         accept: bool = True,
@@ -185,8 +192,10 @@ class WebSocketConnectionManager:
     ) -> str:
         """Accept ``websocket`` for ``user_id`` and return its connection id.
 
-        ``session_id`` makes the connection addressable by that id too. With ``accept=False`` the
-        caller has accepted already; ``subprotocol`` is passed to ``accept``.
+        ``session_id`` makes the connection addressable by that id too. ``endpoint``,
+        ``ip_address`` and ``user_agent`` (netrun-websocket 1.0's arguments, in its order) are
+        kept for :meth:`get_connection_metadata`. With ``accept=False`` the caller has accepted
+        already; ``subprotocol`` is passed to ``accept``.
 
         Refusals close the socket with 1013 (before accept, uvicorn turns that into HTTP 403)
         and raise a ``ValueError``: :class:`ConnectionLimitError` (naming the limit) past
@@ -199,6 +208,9 @@ class WebSocketConnectionManager:
         """
         if not isinstance(user_id, str) or not user_id:
             raise ValueError(f"user_id must be a non-empty string, got {user_id!r}")
+        origin = None
+        if endpoint != DEFAULT_ENDPOINT or ip_address is not None or user_agent is not None:
+            origin = ConnectionOrigin.checked(endpoint, ip_address, user_agent)
         # Reserve synchronously: concurrent connects of one user cannot all pass the check.
         refusal = self._reserve(user_id, session_id, replace_session)
         if refusal is not None:
@@ -224,6 +236,8 @@ class WebSocketConnectionManager:
         if self._clock is not time.time:  # Connection stamps itself with time.time()
             connection.connected_at = connection.last_activity = self._clock()
         self._register(connection)
+        if origin is not None:
+            self._origins[connection.connection_id] = origin
         return connection.connection_id
 
     async def disconnect(self, connection_id: str, code: int = 1000, reason: str = "") -> None:
@@ -343,6 +357,13 @@ class WebSocketConnectionManager:
         connection = self._resolve(connection_id)
         return None if connection is None else connection.info()
 
+    def get_connection_metadata(self, connection_id: str) -> ConnectionMetadata | None:
+        """netrun-websocket 1.0's record of one connection (id or session id), or None."""
+        connection = self._resolve(connection_id)
+        if connection is None:
+            return None
+        return ConnectionMetadata.of(connection, self._origins.get(connection.connection_id))
+
     def get_user_connections(self, user_id: str) -> list[str]:
         """Connection ids of ``user_id``'s live connections, oldest first."""
         return list(self._by_user.get(user_id, ()))
@@ -451,6 +472,8 @@ class WebSocketConnectionManager:
         if self._connections.get(connection.connection_id) is not connection:
             return False
         del self._connections[connection.connection_id]
+        if self._origins:
+            self._origins.pop(connection.connection_id, None)
         user_connections = self._by_user[connection.user_id]
         del user_connections[connection.connection_id]
         if not user_connections:

@@ -50,13 +50,19 @@ def _positive(value: object, name: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatConfig:
-    """Seconds between pings, seconds of silence before a connection is stale, misses allowed."""
+    """Seconds between pings, seconds of silence before a connection is stale, misses allowed.
+
+    ``enabled=False`` (netrun-websocket's switch) makes ``HeartbeatMonitor.start`` do nothing.
+    """
 
     interval: float = 30
     timeout: float = 90
     max_missed: int = 3
+    enabled: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"enabled must be true or false, got {self.enabled!r}")
         _positive(self.interval, "interval")
         _positive(self.timeout, "timeout")
         if isinstance(self.max_missed, bool) or not isinstance(self.max_missed, int):
@@ -148,6 +154,21 @@ class HeartbeatMonitor:
     def _is_stale(self, beat: _Beat, now: float) -> bool:
         return now - beat.last_seen > self.config.timeout or beat.missed >= self.config.max_missed
 
+    def get_last_heartbeat(self, connection_id: str) -> float | None:
+        """When ``connection_id`` was last heard from, on ``clock``'s scale; None if unknown."""
+        beat = self._beats.get(connection_id)
+        return None if beat is None else beat.last_seen
+
+    def get_missed_count(self, connection_id: str) -> int:
+        """Consecutive passes ``connection_id`` did not answer; 0 if it is not registered."""
+        beat = self._beats.get(connection_id)
+        return 0 if beat is None else beat.missed
+
+    def get_stale_connections(self) -> list[str]:
+        """Registered connections that are stale now (the next pass will clean them up)."""
+        now = self._clock()
+        return [cid for cid, beat in self._beats.items() if self._is_stale(beat, now)]
+
     # -- loop -----------------------------------------------------------------------------------
 
     @property
@@ -163,8 +184,11 @@ class HeartbeatMonitor:
     ) -> None:
         """Start the background loop (first pass after one ``interval``) and return.
 
-        Raises RuntimeError if it is already running; call ``stop()`` first to restart.
+        Does nothing when ``config.enabled`` is False. Raises RuntimeError if it is already
+        running; call ``stop()`` first to restart.
         """
+        if not self.config.enabled:
+            return
         if self.running:
             raise RuntimeError("HeartbeatMonitor is already running; stop() it first")
         self._ping = ping_callback
@@ -238,8 +262,7 @@ class HeartbeatMonitor:
 
     def get_stats(self) -> dict[str, Any]:
         """Counts and settings: connections (total/stale/healthy), passes, pings, misses, ..."""
-        now = self._clock()
-        stale = sum(1 for beat in self._beats.values() if self._is_stale(beat, now))
+        stale = len(self.get_stale_connections())
         return {
             "total_connections": len(self._beats),
             "stale_connections": stale,

@@ -8,63 +8,30 @@ an unknown connection id never raises; it is counted in the global totals only.
 
 from __future__ import annotations
 
-import math
 import time
-from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+from netrun_ws.metric_records import ConnectionMetrics, LatencyMetrics
 
 __all__ = ["MetricsCollector"]
 
 
-class _ConnectionCounters:
-    __slots__ = (
-        "bytes_received",
-        "bytes_sent",
-        "connected_at",
-        "errors",
-        "last_activity",
-        "messages_received",
-        "messages_sent",
-        "started",
-        "user_id",
-    )
+@dataclass(slots=True)
+class _ConnectionCounters(ConnectionMetrics):
+    """A registered connection's counters; ``started`` is on the collector's monotonic clock."""
 
-    def __init__(self, user_id: str, connected_at: float, started: float) -> None:
-        self.user_id = user_id
-        self.connected_at = connected_at  # wall clock, for display
-        self.started = started  # monotonic, for durations
-        self.last_activity = connected_at
-        self.messages_sent = 0
-        self.messages_received = 0
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.errors = 0
+    last_activity: float = 0.0  # the wall clock of the last message, or connected_at
+    started: float = 0.0
 
-    def snapshot(self, connection_id: str, now: float) -> dict[str, Any]:
-        return {
-            "connection_id": connection_id,
-            "user_id": self.user_id,
-            "connected_at": self.connected_at,
-            "duration_seconds": now - self.started,
-            "last_activity": self.last_activity,
-            "messages_sent": self.messages_sent,
-            "messages_received": self.messages_received,
-            "bytes_sent": self.bytes_sent,
-            "bytes_received": self.bytes_received,
-            "errors": self.errors,
-        }
+    def snapshot(self, now: float) -> dict[str, Any]:
+        return {**self.counters(), "duration_seconds": now - self.started}
 
 
 def _check_size(size_bytes: int) -> None:
     if size_bytes < 0:
         raise ValueError(f"size_bytes must be >= 0, got {size_bytes!r}")
-
-
-def _percentile(ordered: list[float], percent: float) -> float:
-    """Nearest-rank percentile of an ascending, non-empty list."""
-    rank = max(1, math.ceil(percent / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 class MetricsCollector:
@@ -90,7 +57,7 @@ class MetricsCollector:
         self._started = clock()
         self._connections: dict[str, _ConnectionCounters] = {}
         self._user_connections: dict[str, set[str]] = {}
-        self._latencies: deque[float] = deque(maxlen=latency_window)
+        self._latency = LatencyMetrics(latency_window)
         self.total_connections = 0
         self.peak_connections = 0
         self.messages_sent = 0
@@ -98,7 +65,6 @@ class MetricsCollector:
         self.bytes_sent = 0
         self.bytes_received = 0
         self.errors = 0
-        self.latency_samples = 0
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -106,8 +72,9 @@ class MetricsCollector:
         """Start counting for ``connection_id`` (re-registering an id starts it afresh)."""
         if connection_id in self._connections:
             self.unregister_connection(connection_id)
+        connected_at = self._wall_clock()
         self._connections[connection_id] = _ConnectionCounters(
-            user_id, self._wall_clock(), self._clock()
+            connection_id, user_id, connected_at, last_activity=connected_at, started=self._clock()
         )
         self._user_connections.setdefault(user_id, set()).add(connection_id)
         self.total_connections += 1
@@ -126,11 +93,11 @@ class MetricsCollector:
             siblings.discard(connection_id)
             if not siblings:
                 del self._user_connections[counters.user_id]
-        return counters.snapshot(connection_id, self._clock())
+        return counters.snapshot(self._clock())
 
     # -- recording (hot path) -------------------------------------------------------------------
 
-    def record_message_sent(self, connection_id: str, size_bytes: int) -> None:
+    def record_message_sent(self, connection_id: str, size_bytes: int = 0) -> None:
         """Count one outbound message of ``size_bytes`` (ValueError if negative)."""
         _check_size(size_bytes)
         self.messages_sent += 1
@@ -141,7 +108,7 @@ class MetricsCollector:
             counters.bytes_sent += size_bytes
             counters.last_activity = self._wall_clock()
 
-    def record_message_received(self, connection_id: str, size_bytes: int) -> None:
+    def record_message_received(self, connection_id: str, size_bytes: int = 0) -> None:
         """Count one inbound message of ``size_bytes`` (ValueError if negative)."""
         _check_size(size_bytes)
         self.messages_received += 1
@@ -188,10 +155,12 @@ class MetricsCollector:
 
     def record_latency(self, latency_ms: float) -> None:
         """Add a latency sample in milliseconds (ValueError unless finite and >= 0)."""
-        if not 0.0 <= latency_ms < math.inf:  # also rejects NaN
-            raise ValueError(f"latency_ms must be a finite number >= 0, got {latency_ms!r}")
-        self._latencies.append(float(latency_ms))
-        self.latency_samples += 1
+        self._latency.add_sample(latency_ms)
+
+    @property
+    def latency_samples(self) -> int:
+        """Every latency sample ever recorded (the window keeps the last ``latency_window``)."""
+        return self._latency.total_samples
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -205,7 +174,7 @@ class MetricsCollector:
         counters = self._connections.get(connection_id)
         if counters is None:
             return None
-        return counters.snapshot(connection_id, self._clock())
+        return counters.snapshot(self._clock())
 
     def get_user_metrics(self, user_id: str) -> dict[str, Any]:
         """Sums over the user's registered connections (zeros for a user with none)."""
@@ -228,21 +197,8 @@ class MetricsCollector:
         Percentiles use the nearest-rank method. ``samples`` is the window size in use,
         ``total_samples`` every sample ever recorded.
         """
-        ordered = sorted(self._latencies)
-        if not ordered:
-            stats: dict[str, float | int] = dict.fromkeys(
-                ("avg", "min", "max", "p50", "p95", "p99"), 0.0
-            )
-        else:
-            stats = {
-                "avg": math.fsum(ordered) / len(ordered),
-                "min": ordered[0],
-                "max": ordered[-1],
-                "p50": _percentile(ordered, 50),
-                "p95": _percentile(ordered, 95),
-                "p99": _percentile(ordered, 99),
-            }
-        stats["samples"] = len(ordered)
+        stats: dict[str, float | int] = dict(self._latency.summary())
+        stats["samples"] = len(self._latency)
         stats["total_samples"] = self.latency_samples
         return stats
 

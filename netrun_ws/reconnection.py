@@ -114,9 +114,12 @@ class ReconnectionManager:
         self.last_delay: float | None = None
         self.last_error: str | None = None
 
-    def calculate_delay(self, attempt: int) -> float:
-        """Seconds to wait before ``attempt`` (1-based), jittered if the config says so."""
-        delay = self.config.base_delay(attempt)
+    def calculate_delay(self, attempt: int | None = None) -> float:
+        """Seconds to wait before ``attempt`` (1-based), jittered if the config says so.
+
+        Without ``attempt``, the current one (``attempts``), as netrun-websocket did.
+        """
+        delay = self.config.base_delay(self.attempts if attempt is None else attempt)
         if self.config.jitter:
             delay = delay * (0.5 + 0.5 * self._random())
         return delay

@@ -61,11 +61,12 @@ from netrun_ws.session_backends import (
     StatePolicy,
     mask_url,
 )
+from netrun_ws.session_records import SessionState, WebSocketConnection
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["SessionStoreError", "WebSocketSessionManager"]
+__all__ = ["SessionState", "SessionStoreError", "WebSocketConnection", "WebSocketSessionManager"]
 
 logger = logging.getLogger(__name__)
 
@@ -228,11 +229,13 @@ class WebSocketSessionManager:
         logger.debug("session connection %s created for user %s", record.connection_id, user_id)
         return record.connection_id
 
-    async def get_connection(self, connection_id: str) -> dict[str, Any] | None:
-        """The connection as a dict, or None if unknown, disconnected or expired.
+    async def get_connection(self, connection_id: str) -> WebSocketConnection | None:
+        """The connection, or None if unknown, disconnected or expired.
 
-        Keys: connection_id, session_id, user_id, username, metadata, connected_at,
-        last_heartbeat, state (always ``"connected"``), client_ip, user_agent, tab_id.
+        A :class:`WebSocketConnection`: attributes as in netrun-websocket 1.0, and also a
+        read-only mapping with the same keys (connection_id, session_id, user_id, username,
+        metadata, connected_at, last_heartbeat, state (always ``"connected"``), client_ip,
+        user_agent, tab_id), so ``record["user_id"]`` works too.
         """
         _require_id("connection_id", connection_id)
         await self._ready()
@@ -240,19 +243,36 @@ class WebSocketSessionManager:
         if found is None:
             return None
         record, last_heartbeat = found
-        return {
-            "connection_id": record.connection_id,
-            "session_id": record.session_id,
-            "user_id": record.user_id,
-            "username": record.username,
-            "metadata": copy.deepcopy(record.metadata),
-            "connected_at": record.connected_at,
-            "last_heartbeat": last_heartbeat,
-            "state": CONNECTED,
-            "client_ip": record.client_ip,
-            "user_agent": record.user_agent,
-            "tab_id": record.tab_id,
-        }
+        return WebSocketConnection(
+            connection_id=record.connection_id,
+            session_id=record.session_id,
+            user_id=record.user_id,
+            username=record.username,
+            metadata=copy.deepcopy(record.metadata),
+            connected_at=record.connected_at,
+            last_heartbeat=last_heartbeat,
+            state=CONNECTED,
+            client_ip=record.client_ip,
+            user_agent=record.user_agent,
+            tab_id=record.tab_id,
+        )
+
+    async def get_session_connections(self, session_id: str) -> list[WebSocketConnection]:
+        """Every live connection created with ``session_id`` (on any node), oldest first.
+
+        It reads every connection record of the store: a tool for diagnostics and tests,
+        not for a per-message path.
+        """
+        _require_id("session_id", session_id)
+        await self._ready()
+        snapshot = await self._backend.snapshot(self._clock())
+        found = []
+        for _, session, _, connection_id in snapshot.connections:
+            if session == session_id:
+                record = await self.get_connection(connection_id)
+                if record is not None:  # gone since the snapshot
+                    found.append(record)
+        return sorted(found, key=lambda record: (record.connected_at, record.connection_id))
 
     async def update_heartbeat(self, connection_id: str) -> bool:
         """Record a heartbeat now and restart the TTLs; False if the connection is unknown."""
@@ -345,14 +365,14 @@ class WebSocketSessionManager:
         now = self._clock()
         snapshot = await self._backend.snapshot(now)
         cutoff = now - self.heartbeat_timeout
-        active = sum(1 for _, _, beat in snapshot.connections if beat >= cutoff)
+        active = sum(1 for _, _, beat, _ in snapshot.connections if beat >= cutoff)
         return {
             "backend": self._backend.name,
             "total_connections": len(snapshot.connections),
             "active_connections": active,
             "stale_connections": len(snapshot.connections) - active,
-            "unique_users": len({user for user, _, _ in snapshot.connections}),
-            "unique_sessions": len({session for _, session, _ in snapshot.connections}),
+            "unique_users": len({user for user, _, _, _ in snapshot.connections}),
+            "unique_sessions": len({session for _, session, _, _ in snapshot.connections}),
             "sessions_with_saved_state": snapshot.sessions_with_saved_state,
             "redis_connected": self._backend.name == "redis" and self._initialized,
             "heartbeat_interval_seconds": self.heartbeat_interval,

@@ -97,8 +97,8 @@ class ConnectionRecord:
 class SessionSnapshot:
     """What ``get_connection_stats`` is computed from."""
 
-    #: (user_id, session_id, last_heartbeat) of every registered connection.
-    connections: list[tuple[str, str, float]]
+    #: (user_id, session_id, last_heartbeat, connection_id) of every registered connection.
+    connections: list[tuple[str, str, float, str]]
     sessions_with_saved_state: int
 
 
@@ -234,7 +234,7 @@ class MemorySessionBackend:
     async def snapshot(self, now: float) -> SessionSnapshot:
         self._purge(now)
         connections = [
-            (e.record.user_id, e.record.session_id, e.last_heartbeat)
+            (e.record.user_id, e.record.session_id, e.last_heartbeat, e.record.connection_id)
             for e in self._connections.values()
         ]
         return SessionSnapshot(connections, len(self._states))
@@ -482,16 +482,17 @@ class RedisSessionBackend:
 
         async def read() -> SessionSnapshot:
             beats: list[Any] = list(await client.zrange(self._heartbeats, 0, -1, withscores=True))
-            connections: list[tuple[str, str, float]] = []
+            connections: list[tuple[str, str, float, str]] = []
             for start in range(0, len(beats), _STATS_BATCH):
                 batch = beats[start : start + _STATS_BATCH]
                 async with client.pipeline(transaction=False) as pipe:
                     for raw_id, _ in batch:
                         pipe.hmget(self._conn_key(_text(raw_id)), ["user_id", "session_id"])
                     rows = await pipe.execute()
-                for (_, score), (user_id, session_id) in zip(batch, rows, strict=True):
+                for (raw_id, score), (user_id, session_id) in zip(batch, rows, strict=True):
                     if user_id is not None:  # else expired: a dead node's leftover
-                        connections.append((_text(user_id), _text(session_id), float(score)))
+                        row = (_text(user_id), _text(session_id), float(score), _text(raw_id))
+                        connections.append(row)
             states = 0
             async for _ in client.scan_iter(match=f"{self._prefix}:state:*", count=500):
                 states += 1
