@@ -7,6 +7,7 @@ about Redis connection errors, exist only for Redis (a memory store is one proce
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import subprocess
@@ -21,7 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from netrun_ws import WebSocketSessionManager
-from netrun_ws.session import SessionStoreError
+from netrun_ws.session import SessionStoreError, WebSocketConnection
 from netrun_ws.session_backends import MemorySessionBackend
 from tests.support.manual_time import ManualTime
 from tests.support.redis_server import RedisServer, shared_redis_server
@@ -177,6 +178,46 @@ async def test_compat_client_fields_are_kept(store: Store) -> None:
         "pytest",
         "tab-2",
     )
+
+
+async def test_get_connection_is_a_websocket_connection_with_dict_access(store: Store) -> None:
+    clock = ManualTime(EPOCH_NOW)
+    manager = store.manager(clock=clock)
+    cid = await manager.create_connection(
+        "sess-1", "u", "Ann", {"room": "a"}, client_ip="10.0.0.2", tab_id="t"
+    )
+    record = await manager.get_connection(cid)
+    assert isinstance(record, WebSocketConnection)
+    # netrun-websocket 1.0's attribute access ...
+    assert (record.connection_id, record.session_id, record.user_id) == (cid, "sess-1", "u")
+    assert (record.username, record.client_ip, record.tab_id) == ("Ann", "10.0.0.2", "t")
+    assert record.user_agent is None and record.metadata == {"room": "a"}
+    assert record.connected_at == record.last_heartbeat == clock.now
+    # ... and netrun-ws's dict access, on the same object.
+    assert record["user_id"] == "u" and record.get("tab_id") == "t" and "state" in record
+    assert record.to_dict() == dict(record) and json.loads(json.dumps(record.to_dict()))
+    with pytest.raises(KeyError):
+        record["websocket"]
+    with pytest.raises(AttributeError):
+        record.user_id = "other"  # type: ignore[misc]
+
+
+async def test_get_session_connections(store: Store) -> None:
+    clock = ManualTime(EPOCH_NOW)
+    manager = store.manager(clock=clock)
+    first = await manager.create_connection("shared", "u", "Ann", tab_id="t1")
+    clock.advance(1)
+    second = await manager.create_connection("shared", "u", "Ann", tab_id="t2")
+    await manager.create_connection("other", "u", "Ann")
+    found = await manager.get_session_connections("shared")
+    assert [record.connection_id for record in found] == [first, second]
+    assert all(isinstance(record, WebSocketConnection) for record in found)
+    assert [record.tab_id for record in found] == ["t1", "t2"]
+    await manager.disconnect(first)
+    assert [r.connection_id for r in await manager.get_session_connections("shared")] == [second]
+    assert await manager.get_session_connections("nobody") == []
+    with pytest.raises(ValueError, match="session_id"):
+        await manager.get_session_connections("")
 
 
 async def test_metadata_is_stored_as_json_and_copied(store: Store) -> None:
