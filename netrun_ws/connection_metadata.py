@@ -35,7 +35,8 @@ class ConnectionOrigin:
     def checked(cls, endpoint: object, ip_address: object, user_agent: object) -> ConnectionOrigin:
         """The origin, or ValueError naming the argument that is not a string."""
         if not isinstance(endpoint, str):
-            raise ValueError(f"endpoint must be a string, got {endpoint!r}")
+            hint = " (pass metadata=... by keyword)" if isinstance(endpoint, dict) else ""
+            raise ValueError(f"endpoint must be a string, got {endpoint!r}{hint}")
         for name, value in (("ip_address", ip_address), ("user_agent", user_agent)):
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} must be a string or None, got {value!r}")
@@ -72,7 +73,7 @@ class ConnectionMetadata:
 
     @classmethod
     def of(cls, connection: Connection, origin: ConnectionOrigin | None) -> ConnectionMetadata:
-        """A snapshot of ``connection`` (its ``metadata`` dict is shared, not copied)."""
+        """A snapshot of ``connection`` (``metadata`` is a shallow copy)."""
         origin = origin or _DEFAULT_ORIGIN
         return cls(
             connection_id=connection.connection_id,
@@ -88,7 +89,7 @@ class ConnectionMetadata:
             ip_address=origin.ip_address,
             user_agent=origin.user_agent,
             endpoint=origin.endpoint,
-            metadata=connection.metadata,
+            metadata=dict(connection.metadata),
         )
 
     def to_dict(self) -> dict[str, Any]:

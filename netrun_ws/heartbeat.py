@@ -9,9 +9,10 @@ Rules of one pass (``check_once``; the background loop runs one every ``interval
   ping), its miss count grows and ``miss_callback(connection_id, missed_count)`` is called;
 * then ``ping_callback(connection_id)`` is called for every connection still registered.
 
-Callbacks may be sync or async. A callback that raises, or an async one that takes longer than
-``interval``, is logged and counted in ``callback_errors``; the pass goes on with the other
-connections and the loop keeps running.
+Callbacks may be sync or async, and get only the arguments they declare (a one-parameter
+``miss_callback`` gets the connection id alone: :mod:`netrun_ws.callbacks`). A callback that
+raises, or an async one that takes longer than ``interval``, is logged and counted in
+``callback_errors``; the pass goes on with the other connections and the loop keeps running.
 """
 
 from __future__ import annotations
@@ -191,8 +192,8 @@ class HeartbeatMonitor:
             return
         if self.running:
             raise RuntimeError("HeartbeatMonitor is already running; stop() it first")
-        self._ping = ping_callback
-        self._cleanup = cleanup_callback
+        self._ping = fit_arguments(ping_callback, 1)
+        self._cleanup = fit_arguments(cleanup_callback, 1)
         self._on_miss = None if miss_callback is None else fit_arguments(miss_callback, 2)
         self._task = asyncio.create_task(self._run(), name="netrun-ws-heartbeat")
 

@@ -237,3 +237,12 @@ async def test_heartbeat_readers() -> None:
     clock.advance(11)  # quiet: 31 s of silence
     assert monitor.get_stale_connections() == ["quiet"]
     assert monitor.get_stats()["stale_connections"] == 1
+
+
+async def test_connect_refuses_metadata_in_the_old_fourth_position() -> None:
+    manager = netrun_ws.WebSocketConnectionManager()
+    with pytest.raises(ValueError, match=r"endpoint must be a string.*metadata=\.\.\. by keyword"):
+        await manager.connect(object(), "u", None, {"room": "a"})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="user_agent must be a string or None"):
+        await manager.connect(object(), "u", None, "/ws", "10.0.0.1", 42)  # type: ignore[arg-type]
+    assert len(manager) == 0
