@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, WebSocket
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from netrun.websocket.auth import JWTAuthService, TokenAuthMiddleware, authenticate_websocket
 from netrun.websocket.connection_manager import ConnectionMetadata, WebSocketConnectionManager
@@ -252,7 +252,7 @@ async def test_heartbeat_callbacks_as_the_readme_shows_them() -> None:
         assert cleaned == [connection.connection_id]
         assert await recv_json(client) == {"type": "ping"}
         assert monitor.get_stats()["callback_errors"] == 0
-        with pytest.raises(Exception):  # noqa: B017 - closed by the server with 4100
+        with pytest.raises(ConnectionClosed):  # the second ping, then the 4100 close
             while True:
                 await asyncio.wait_for(client.recv(), TIMEOUT)
         assert client.close_code == 4100
