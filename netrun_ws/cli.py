@@ -307,6 +307,10 @@ def _token(args: argparse.Namespace) -> int:
             claims[key] = json.loads(value)
         except json.JSONDecodeError:
             claims[key] = value
+    if args.expiry is not None and args.expiry <= 0:
+        # The library reads 0 as "the default" and a negative lifetime as "already expired"
+        # (netrun-websocket 1.0); a token minted from the command line must be usable.
+        return _fail(EXIT_CONFIG, f"error: expiry_seconds must be > 0, got {args.expiry!r}")
     try:
         service = service_from(options)
         token = service.generate_token(

@@ -253,6 +253,7 @@ def test_plugin_mistakes_are_reported_with_the_other_config_mistakes(tmp_path: P
     [
         (["--claim", "sub=mallory"], "sub"),
         (["--expiry", "0"], "expiry"),
+        (["--expiry", "-5"], "expiry_seconds must be > 0, got -5"),
     ],
 )
 def test_token_command_bad_input_is_one_line(args: list[str], expected: str) -> None:
