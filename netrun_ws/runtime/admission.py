@@ -38,6 +38,8 @@ logger = logging.getLogger("netrun_ws")
 #: "bearer.<token>" entry, which is never echoed).
 SUBPROTOCOL = "netrun-ws"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+#: The refusal of a session id bound to another user (docs/protocol.md, "Connecting").
+SESSION_NOT_YOURS = "session_id belongs to another user"
 
 
 class Admission:
@@ -197,7 +199,14 @@ class Admission:
         session_id = requested if requested and resuming else uuid4_hex()
         user_id = identity.user_id
         store = host.store
+        if resuming and not self._local_holder_is(session_id, user_id):
+            await self.refuse(websocket, 403, SESSION_NOT_YOURS, accepted=accepted)
+            return None
         try:
+            # Bound to its first user, on every node: nobody else resumes or replaces it.
+            if not await store.sessions.claim_session(session_id, user_id):
+                await self.refuse(websocket, 403, SESSION_NOT_YOURS, accepted=accepted)
+                return None
             store_id = await store.sessions.create_connection(
                 session_id, user_id, identity.username or user_id
             )
@@ -237,6 +246,11 @@ class Admission:
                 await self.refuse(websocket, 503, "connection refused")
             return None
         return host.manager.get_connection(connection_id)
+
+    def _local_holder_is(self, session_id: str, user_id: str) -> bool:
+        """False when a live connection of another user holds ``session_id`` on this node."""
+        holder = self._host.manager.get_connection(session_id)
+        return holder is None or holder.session_id != session_id or holder.user_id == user_id
 
     async def _forget(self, store_id: str, user_id: str, *, counted: bool = True) -> None:
         """Release a connection's store entries; a store outage is logged, never raised."""
@@ -304,8 +318,15 @@ class Admission:
         store_id = connection.metadata.get("store_connection_id")
         if store_id is not None and host.started:
             state = {"rooms": rooms, "data": connection.metadata.get("state", {})}
+            sessions, session_id = host.store.sessions, connection.session_id
             try:
-                await host.store.sessions.save_connection_state(store_id, state)
+                # Claimed again: the binding may have expired during a long connection.
+                if session_id is not None and await sessions.claim_session(
+                    session_id, connection.user_id
+                ):
+                    await sessions.save_connection_state(store_id, state)
+                else:
+                    logger.info("session state not saved: the session belongs to another user")
             except Exception as exc:
                 logger.error("session store failed to save state: %s", describe_exception(exc))
             await self._forget(store_id, connection.user_id)
