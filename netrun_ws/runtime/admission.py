@@ -11,6 +11,7 @@ after accept, the close code that status stands for (docs/architecture.md, "A co
 from __future__ import annotations
 
 import logging
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,13 @@ SUBPROTOCOL = "netrun-ws"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 #: The refusal of a session id bound to another user (docs/protocol.md, "Connecting").
 SESSION_NOT_YOURS = "session_id belongs to another user"
+
+
+def _is_expiry(value: object) -> bool:
+    """None (never expires) or a finite number of epoch seconds."""
+    if value is None:
+        return True
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class Admission:
@@ -93,6 +101,9 @@ class Admission:
             raise
         if identity is not None and not isinstance(identity, Identity):
             raise TypeError(f"{hook} returned {type(identity).__name__}, not Identity")
+        if identity is not None and not _is_expiry(identity.expires_at):
+            # A string or NaN would start no timer, infinity one that never fires.
+            raise TypeError(f"{hook} returned an Identity whose expires_at is not a finite number")
         return identity
 
     async def admit(self, websocket: WebSocket) -> tuple[Identity, bool] | None:

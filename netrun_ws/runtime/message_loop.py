@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from starlette.types import Message, Receive
 
 from netrun_ws.codes import CloseCode, ErrorCode
-from netrun_ws.identity import AuthenticationError
+from netrun_ws.identity import AuthenticationError, Identity
 from netrun_ws.plugins.hooks import HookError, run_plan
 from netrun_ws.protocol import ProtocolError
 from netrun_ws.runtime.auth_messages import AuthMessage, RefreshMessage
@@ -178,9 +178,11 @@ class MessageLoop:
             identity, reason = None, "refresh failed"
         else:
             reason = "invalid token"
-        if identity is None or identity.user_id != connection.user_id:
-            if identity is not None:
-                reason = "token is for another user"
+        if identity is not None and identity.user_id != connection.user_id:
+            identity, reason = None, "token is for another user"
+        elif identity is not None and _removes_expiry(connection, identity):
+            identity, reason = None, "token has no expiry"
+        if identity is None:
             await host.send(connection, error_reply(ErrorCode.INVALID_TOKEN, reason))
             return
         connection.metadata["identity"] = identity
@@ -189,3 +191,10 @@ class MessageLoop:
 
     async def _already_authenticated(self, connection: Connection, message: BaseModel) -> None:
         await self._host.send(connection, error_reply(ErrorCode.FORBIDDEN, "already authenticated"))
+
+
+def _removes_expiry(connection: Connection, identity: Identity) -> bool:
+    """A refresh may move a connection's expiry, never remove it (a token without ``exp``)."""
+    current = connection.metadata.get("identity")
+    had_expiry = isinstance(current, Identity) and current.expires_at is not None
+    return had_expiry and identity.expires_at is None
