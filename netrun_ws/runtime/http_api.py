@@ -7,7 +7,8 @@ Body: ``{"user": ID, "data": {...}}``, ``{"room": NAME, "data": {...}}`` or
 is (a JSON object; give it a ``type``). The answer says how many connections on this node were
 reached and to how many other nodes the message was sent: ``{"local": 3, "remote_nodes": 2}``.
 401 without the right key, 413 for a body over ``limits.max_message_bytes``, 422 with details for a
-bad body.
+bad body (also for ``data`` holding ``NaN``/``Infinity`` or a number too large for a float: what
+clients get is strict JSON).
 """
 
 from __future__ import annotations
@@ -67,12 +68,24 @@ class RevokeRequest(BaseModel):
     reason: str = Field("revoked", max_length=120)
 
 
+#: The 422 detail for ``data`` that has no strict JSON form.
+_NOT_STRICT_JSON = {
+    "loc": ["data"],
+    "msg": "NaN, Infinity and numbers too large for a float are not JSON",
+    "type": "json_invalid",
+}
+
+
 def _details(error: ValidationError) -> list[dict[str, Any]]:
     # No input echo: the body may carry anything, including secrets.
     return [
         {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
         for item in error.errors(include_url=False, include_input=False)
     ]
+
+
+def _invalid(details: list[dict[str, Any]]) -> JSONResponse:
+    return JSONResponse({"error": "invalid body", "details": details}, status_code=422)
 
 
 def publish_routes(host: Host) -> list[Route]:
@@ -96,15 +109,17 @@ def publish_routes(host: Host) -> list[Route]:
         try:
             return model.model_validate_json(body)
         except ValidationError as error:
-            return JSONResponse(
-                {"error": "invalid body", "details": _details(error)}, status_code=422
-            )
+            return _invalid(_details(error))
 
     async def publish(request: Request) -> JSONResponse:
         body = await read(request, PublishRequest)
         if isinstance(body, JSONResponse):
             return body
-        result = await host.publish(body.envelope())
+        try:
+            envelope = body.envelope()
+        except TypeError:  # NaN/Infinity in data (JSON parsers here accept them, clients do not)
+            return _invalid([_NOT_STRICT_JSON])
+        result = await host.publish(envelope)
         return JSONResponse({"local": result.local, "remote_nodes": result.remote_nodes})
 
     async def revoke(request: Request) -> JSONResponse:

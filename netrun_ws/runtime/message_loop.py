@@ -149,12 +149,21 @@ class MessageLoop:
             except HookError as error:
                 await self._handler_failed(connection, error)
                 continue
-            if send_hooked:
-                for reply in replies:
-                    await delivery.send(connection, reply)
-            else:  # no before_send/after_send: nothing to await
-                for reply in replies:
-                    connection.enqueue(encode_message(reply))
+            try:
+                if send_hooked:
+                    for reply in replies:
+                        await delivery.send(connection, reply)
+                else:  # no before_send/after_send: nothing to await
+                    for reply in replies:
+                        connection.enqueue(encode_message(reply))
+            except TypeError as exc:  # not strict JSON: the handler's failure, not a bad frame
+                await self._handler_failed(
+                    connection, HookError(self._replier(), "on_message", exc)
+                )
+
+    def _replier(self) -> str:
+        """The plugin a reply came from (one ``on_message`` implementation), else every one."""
+        return ", ".join(step.plugin for step in self._on_message_plan)
 
     async def _handler_failed(self, connection: Connection, error: HookError) -> None:
         logger.error("%s", error, exc_info=error.error)
