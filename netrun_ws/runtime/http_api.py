@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from netrun_ws.protocol import _field_errors
 from netrun_ws.store import Envelope
 from netrun_ws.wire import encode_message
 
@@ -76,15 +77,7 @@ _NOT_STRICT_JSON = {
 }
 
 
-def _details(error: ValidationError) -> list[dict[str, Any]]:
-    # No input echo: the body may carry anything, including secrets.
-    return [
-        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
-        for item in error.errors(include_url=False, include_input=False)
-    ]
-
-
-def _invalid(details: list[dict[str, Any]]) -> JSONResponse:
+def _invalid(details: list[Any]) -> JSONResponse:
     return JSONResponse({"error": "invalid body", "details": details}, status_code=422)
 
 
@@ -109,7 +102,8 @@ def publish_routes(host: Host) -> list[Route]:
         try:
             return model.model_validate_json(body)
         except ValidationError as error:
-            return _invalid(_details(error))
+            # No input echo: the body may carry anything (secrets, a 20,000-character key).
+            return _invalid(_field_errors(error, None))
 
     async def publish(request: Request) -> JSONResponse:
         body = await read(request, PublishRequest)
