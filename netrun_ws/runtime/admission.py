@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from netrun_ws.connection import Connection
     from netrun_ws.host import Host
 
-__all__ = ["SUBPROTOCOL", "Admission"]
+__all__ = ["SUBPROTOCOL", "Admission", "deny"]
 
 logger = logging.getLogger("netrun_ws")
 
@@ -41,6 +41,15 @@ SUBPROTOCOL = "netrun-ws"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 #: The refusal of a session id bound to another user (docs/protocol.md, "Connecting").
 SESSION_NOT_YOURS = "session_id belongs to another user"
+
+
+async def deny(websocket: WebSocket, status: int, reason: str) -> None:
+    """Refuse an upgrade before accept: HTTP ``status`` with ``{"error": reason}``, or 403 from
+    ASGI servers without the denial-response extension."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse({"error": reason}, status))
+    else:
+        await websocket.close(code=CloseCode.POLICY_VIOLATION)
 
 
 def _is_expiry(value: object) -> bool:
@@ -83,10 +92,8 @@ class Admission:
         if accepted:
             code = CloseCode.TRY_AGAIN_LATER if status in (429, 503) else CloseCode.POLICY_VIOLATION
             await websocket.close(code=code, reason=reason[:120])
-        elif "websocket.http.response" in websocket.scope.get("extensions", {}):
-            await websocket.send_denial_response(JSONResponse({"error": reason}, status))
-        else:  # ASGI servers without the denial-response extension answer 403
-            await websocket.close(code=CloseCode.POLICY_VIOLATION)
+        else:
+            await deny(websocket, status, reason)
 
     async def identity(self, result: Any, hook: str) -> Identity | None:
         """The Identity an ``authenticate``/``verify_token`` call returned.
