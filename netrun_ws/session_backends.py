@@ -152,6 +152,10 @@ class SessionBackend(Protocol):
 # memory
 
 
+#: Saved states plus session bindings held before the first sweep of expired ones.
+_FIRST_SWEEP = 1024
+
+
 @dataclass(slots=True)
 class _MemoryEntry:
     record: ConnectionRecord
@@ -170,6 +174,9 @@ class MemorySessionBackend:
         self._users: dict[str, set[str]] = {}
         self._states: dict[str, tuple[str, float]] = {}  # session id -> (payload, expires_at)
         self._owners: dict[str, tuple[str, float]] = {}  # session id -> (user id, expires_at)
+        # Sessions never resumed are not read again: expired ones are swept once the saved
+        # states and bindings double (amortised O(1) per write), as Redis expires its keys.
+        self._sweep_at = _FIRST_SWEEP
 
     def stored_entries(self) -> int:
         """How many connection, user-index, state and owner entries are held (diagnostics,
@@ -226,6 +233,7 @@ class MemorySessionBackend:
         if owner is not None and owner != user_id:
             return False
         self._owners[session_id] = (user_id, now + self._ttl)
+        self._sweep_if_grown(now)
         return True
 
     async def save_state(self, connection_id: str, payload: str, now: float) -> bool:
@@ -239,6 +247,7 @@ class MemorySessionBackend:
                 return False
             self._owners[session_id] = (user_id, now + self._ttl)
         self._states[session_id] = (payload, now + self._ttl)
+        self._sweep_if_grown(now)
         return True
 
     async def load_state(self, connection_id: str, now: float) -> str | None:
@@ -288,6 +297,11 @@ class MemorySessionBackend:
             ids.discard(record.connection_id)
             if not ids:
                 del self._users[record.user_id]
+
+    def _sweep_if_grown(self, now: float) -> None:
+        if len(self._states) + len(self._owners) >= self._sweep_at:
+            self._purge(now)
+            self._sweep_at = max(_FIRST_SWEEP, 2 * (len(self._states) + len(self._owners)))
 
     def _purge(self, now: float) -> None:
         for entry in [e for e in self._connections.values() if e.expires_at <= now]:

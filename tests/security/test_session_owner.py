@@ -26,6 +26,7 @@ from websockets.exceptions import InvalidStatus
 
 from netrun_ws import WebSocketSessionManager, create_app, redact
 from netrun_ws.codes import CloseCode
+from netrun_ws.session_backends import MemorySessionBackend
 from tests.host.helpers import base_config, recv_json, recv_until
 from tests.security import VERBOSE_SERVER, attempt, captured_logs, claims, leaks, sign
 from tests.support.manual_time import ManualTime
@@ -262,3 +263,22 @@ async def test_a_binding_expires_with_the_session_and_never_leaks_old_state() ->
 async def test_claim_session_bad_arguments(method: str, args: tuple[Any, ...], named: str) -> None:
     with pytest.raises(ValueError, match=named):
         await getattr(WebSocketSessionManager(), method)(*args)
+
+
+async def test_expired_sessions_do_not_pile_up_in_memory() -> None:
+    """Every connection claims a session and saves its state at close; sessions nobody resumes
+    are never read again, so the memory store sweeps the expired ones as it grows."""
+    clock = ManualTime(1_700_000_000.0)
+    sessions = WebSocketSessionManager(connection_ttl=60, clock=clock)
+    backend = sessions._backend
+    assert isinstance(backend, MemorySessionBackend)
+    for batch in range(20):
+        for i in range(1000):
+            session = f"s{batch}-{i}"
+            assert await sessions.claim_session(session, "u")
+            cid = await sessions.create_connection(session, "u", "n")
+            await sessions.save_connection_state(cid, {"i": i})
+            await sessions.disconnect(cid, save_state=True)
+        clock.advance(61)  # every session of this batch expires
+    # 20,000 sessions came and went; at most about two batches' worth are held.
+    assert backend.stored_entries() <= 4 * 1000 + 1024
