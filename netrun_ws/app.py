@@ -19,6 +19,7 @@ from netrun_ws.config import ConfigError, LoadedConfig, load_config, load_config
 from netrun_ws.host import Host
 from netrun_ws.plugins.loading import PluginLoadError, describe_exception
 from netrun_ws.plugins.slots import plugin_config_issues
+from netrun_ws.runtime.admission import deny
 from netrun_ws.runtime.http_api import publish_routes
 
 __all__ = ["NetrunApp", "create_app", "load_app_config"]
@@ -124,4 +125,15 @@ def create_app(
     ]
     app = NetrunApp(routes=routes)
     app.state.host = host
+    starlette_not_found = app.router.not_found
+
+    async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        # Starlette closes an upgrade to an unknown path, which servers turn into a bare 403;
+        # docs/protocol.md promises 404 with a JSON body, as for every other refusal.
+        if scope["type"] == "websocket":
+            await deny(WebSocket(scope, receive, send), 404, "not found")
+        else:
+            await starlette_not_found(scope, receive, send)
+
+    app.router.default = not_found
     return app

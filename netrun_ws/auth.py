@@ -73,6 +73,10 @@ TokenRejection = Literal[
 ]
 TOKEN_REJECTIONS: frozenset[str] = frozenset(get_args(TokenRejection))
 
+#: RFC 7519 NumericDate claims: a JSON number or the token is refused. PyJWT would take the
+#: string "1764100000" too, and a connection would get no expiry timer.
+_TIME_CLAIMS = ("exp", "nbf", "iat")
+
 #: Claims that ``generate_token`` owns; ``additional_claims`` may not set them.
 RESERVED_CLAIMS: frozenset[str] = frozenset({"user_id", "sub", "iat", "exp", "aud", "iss"})
 
@@ -93,7 +97,8 @@ class TokenValidationError(ValueError):
     * ``expired``: authentic, but ``exp`` (plus leeway) has passed - ask the client to refresh.
     * ``invalid_signature``: well-formed, but the signature does not verify (tampered/wrong key).
     * ``invalid_token``: malformed, not a string, disallowed algorithm (incl. ``none``), not yet
-      valid (``nbf``/``iat`` in the future), or a claim of the wrong type.
+      valid (``nbf``/``iat`` in the future), or a claim of the wrong type (``exp``/``nbf``/``iat``
+      anything but a finite JSON number).
     * ``missing_claim``: no ``exp``, no user id (``user_id`` or ``sub``), or a required
       ``aud``/``iss`` absent.
     * ``invalid_audience`` / ``invalid_issuer``: ``aud`` / ``iss`` do not match the service.
@@ -271,7 +276,7 @@ class TokenPolicy:
                 options={"require": list(self.required_claims)},
             )
         except jwt.ExpiredSignatureError:
-            raise TokenValidationError("expired") from None
+            raise TokenValidationError(self._expired_or_invalid(token)) from None
         except jwt.InvalidSignatureError:
             raise TokenValidationError("invalid_signature") from None
         except jwt.MissingRequiredClaimError:
@@ -286,12 +291,30 @@ class TokenPolicy:
             # Hostile input must never escape as a traceback; log the type only, not the token.
             logger.debug("unexpected %s while decoding a token", type(exc).__name__)
             raise TokenValidationError("invalid_token") from None
+        if not _numeric_dates(payload):
+            raise TokenValidationError("invalid_token")
         user = payload.get("user_id", payload.get("sub"))
         if user is None:
             raise TokenValidationError("missing_claim")
         if not isinstance(user, str) or not user:
             raise TokenValidationError("invalid_token")
         return payload
+
+    @staticmethod
+    def _expired_or_invalid(token: str | bytes) -> TokenRejection:
+        """PyJWT calls ``exp: true`` or ``"1"`` expired (it takes ``int()`` of it); such a token
+        is invalid, not one to refresh. Its signature has verified: reading it again is safe."""
+        payload = _decode(token, options={"verify_signature": False})
+        return "expired" if _numeric_dates(payload) else "invalid_token"
+
+
+def _numeric_dates(payload: Mapping[str, Any]) -> bool:
+    return all(_is_numeric_date(payload[name]) for name in _TIME_CLAIMS if name in payload)
+
+
+def _is_numeric_date(value: object) -> bool:
+    """A finite JSON number (RFC 7519 NumericDate): not a string, bool, null, NaN or infinity."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class JWTAuthService:

@@ -84,7 +84,8 @@ class SessionInUseError(ValueError):
     """
 
     def __init__(self, session_id: str) -> None:
-        super().__init__(f"session_id {session_id!r} is already in use by a live connection")
+        # The id itself stays out of the message: session ids are secrets, kept out of logs.
+        super().__init__("session_id is already in use by a live connection")
         self.session_id = session_id
 
 

@@ -12,6 +12,11 @@ a frame against it in a single pass and returns the model instance for its ``typ
 * ``validation_failed``: the model rejected the fields (``details["errors"]``: pydantic's errors
   without the offending input values, at most ``MAX_REPORTED_ERRORS`` of them).
 
+No detail echoes input beyond a bound: every string that may come from the client (a field name
+in ``loc``, a tag, a ``msg`` or ``ctx`` value, a JSON error reason) is cut to ``MAX_ECHO_CHARS``,
+a ``loc`` to ``MAX_LOC_PARTS`` parts, and the errors listed stop once they hold
+``MAX_DETAILS_CHARS`` characters, so an error reply stays small whatever the frame held.
+
 Built-in models forbid unknown fields (``extra="forbid"``).
 """
 
@@ -66,8 +71,13 @@ __all__ = [
 
 #: At most this many field errors are reported back in ``details["errors"]``.
 MAX_REPORTED_ERRORS = 20
-#: Strings echoed back in error details (a tag, a context value) are cut to this length.
+#: Strings echoed back in error details (a tag, a field name, a message, a context value) are
+#: cut to this length.
 MAX_ECHO_CHARS = 100
+#: A reported ``loc`` keeps its first parts, then "..." (a deeply nested unknown key).
+MAX_LOC_PARTS = 8
+#: The reported errors stop (at least one is kept) once their strings hold this many characters.
+MAX_DETAILS_CHARS = 4096
 
 
 class MessageType(str, Enum):
@@ -314,16 +324,33 @@ def _json_safe(value: object) -> JsonValue:
     return _clip(str(value))
 
 
-def _field_errors(exc: ValidationError, tag: str) -> list[JsonValue]:
+def _clipped_loc(loc: tuple[int | str, ...]) -> list[JsonValue]:
+    # Field names come from the client too (an unknown key, a dict key): never echoed whole.
+    parts: list[JsonValue] = [part if isinstance(part, int) else _clip(part) for part in loc]
+    return parts if len(parts) <= MAX_LOC_PARTS else [*parts[: MAX_LOC_PARTS - 1], "..."]
+
+
+def _field_errors(exc: ValidationError, tag: str | None) -> list[JsonValue]:
+    """pydantic's errors without input values, every string clipped, within the budget (also
+    the publish API's 422 details). ``tag``: a union tag level to leave out of ``loc``."""
     errors: list[JsonValue] = []
+    budget = MAX_DETAILS_CHARS
     for error in exc.errors(include_url=False, include_input=False)[:MAX_REPORTED_ERRORS]:
-        loc: list[JsonValue] = list(error["loc"])
-        if loc and loc[0] == tag:
+        loc = error["loc"]
+        if tag is not None and loc and loc[0] == tag:
             loc = loc[1:]  # the union's tag level says nothing the client does not know
-        entry: dict[str, JsonValue] = {"loc": loc, "msg": error["msg"], "type": error["type"]}
+        # A msg may quote the input (a nested union's tag): clipped like everything else.
+        entry: dict[str, JsonValue] = {
+            "loc": _clipped_loc(loc),
+            "msg": _clip(error["msg"]),
+            "type": error["type"],
+        }
         context = error.get("ctx")
         if context:
-            entry["ctx"] = {key: _json_safe(value) for key, value in context.items()}
+            entry["ctx"] = {_clip(key): _json_safe(value) for key, value in context.items()}
+        budget -= len(str(entry))
+        if errors and budget < 0:
+            break
         errors.append(entry)
     return errors
 
@@ -364,7 +391,7 @@ def _refuse_non_json_numbers(data: str | bytes | bytearray) -> None:
     try:
         pydantic_core.from_json(data, allow_inf_nan=False)
     except ValueError as exc:
-        reason = str(exc)
+        reason = _clip(str(exc))
         raise ProtocolError(
             ErrorCode.INVALID_JSON, "message is not valid JSON", {"reason": reason}
         ) from None
@@ -455,7 +482,7 @@ class MessageRegistry:
         """Turn a failed validation into the documented error (cold path: may re-read data)."""
         first = exc.errors(include_url=False, include_input=False)[0]
         if first["type"] == "json_invalid":
-            reason = str((first.get("ctx") or {}).get("error", "malformed JSON"))
+            reason = _clip(str((first.get("ctx") or {}).get("error", "malformed JSON")))
             return ProtocolError(
                 ErrorCode.INVALID_JSON, "message is not valid JSON", {"reason": reason}
             )

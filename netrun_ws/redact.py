@@ -27,7 +27,18 @@ __all__ = [
     "log_filters",
 ]
 
-DEFAULT_PARAMS = ("token", "access_token", "jwt", "api_key", "apikey", "password", "secret")
+#: Query parameters whose values are secrets: credentials, and ``session_id`` (whoever holds a
+#: session id could otherwise try to resume that session as its owner).
+DEFAULT_PARAMS = (
+    "token",
+    "access_token",
+    "jwt",
+    "api_key",
+    "apikey",
+    "password",
+    "secret",
+    "session_id",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +80,9 @@ class RedactQueryFilter(logging.Filter):
     def __init__(self, params: Iterable[str] = DEFAULT_PARAMS) -> None:
         super().__init__()
         names = "|".join(re.escape(p) for p in sorted(set(params)))
-        self._pattern = re.compile(rf"([?&](?:{names})=)[^&\s\"']*", re.IGNORECASE)
+        # After "?" or "&" in a URL, or first in an ASGI scope's query_string (b'name=...'),
+        # which uvicorn logs at TRACE.
+        self._pattern = re.compile(rf"((?:[?&]|\bb['\"])(?:{names})=)[^&\s\"']*", re.IGNORECASE)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -86,8 +99,8 @@ class CredentialLogFilter(logging.Filter):
     every frame on ``uvicorn.error`` (``< authorization: Bearer ...``,
     ``< sec-websocket-protocol: netrun-ws, bearer....``, ``< TEXT '{"type": "auth", "token":
     ...``). This hides the value after ``authorization:`` (any scheme), after ``Bearer ``, after
-    each of ``subprotocol_prefixes`` (``bearer.``), and of a JSON ``"token"`` field (auth and
-    refresh messages).
+    each of ``subprotocol_prefixes`` (``bearer.``), of a JSON ``"token"`` field (auth and
+    refresh messages) and of a JSON ``"session_id"`` field (welcome and drain messages).
     """
 
     def __init__(self, subprotocol_prefixes: Iterable[str] = DEFAULTS.subprotocol_prefixes) -> None:
@@ -95,7 +108,7 @@ class CredentialLogFilter(logging.Filter):
         patterns = [
             r"((?:proxy-)?authorization:\s*[A-Za-z][\w-]*\s+)[^\s,]+",
             r"(\bbearer\s+)[^\s,]+",
-            r"(\"(?:token|access_token|refresh_token)\"\s*:\s*\")[^\"]*",
+            r"(\"(?:token|access_token|refresh_token|session_id)\"\s*:\s*\")[^\"]*",
         ]
         if isinstance(subprotocol_prefixes, str):  # one prefix, not its letters
             subprotocol_prefixes = (subprotocol_prefixes,)

@@ -14,6 +14,12 @@ under the connection's session id, and ``restore_connection_state`` of any later
 created with that session id returns it, until ``connection_ttl`` seconds pass without it being
 saved again (``disconnect(save_state=True)`` restarts that window; ``save_state=False`` deletes it).
 
+A session may be bound to the user who owns it: ``claim_session(session_id, user_id)`` binds
+it (or restarts the binding's ``connection_ttl``) and returns False while another user holds it.
+A bound session's state is saved and restored only for connections of its owner (a save by
+anyone else returns False, a restore returns None); saving restarts the binding too. Sessions
+nobody claimed behave as before.
+
 Timestamps (``connected_at``, ``last_heartbeat``) are seconds since the epoch from ``clock``.
 Staleness uses ``clock``; entry expiry uses ``clock`` in memory and Redis's own TTLs in Redis.
 Nodes sharing a Redis should therefore have synchronised clocks.
@@ -32,6 +38,7 @@ on each write, so a dead process's entries expire on their own)::
     P:heartbeats             zset  connection id -> last heartbeat (seconds, ``clock``); used by
                                    cleanup_stale_connections and the stats
     P:state:<session_id>     str   the session's saved state, JSON
+    P:owner:<session_id>     str   the user id the session is bound to (``claim_session``)
 
 A create is one MULTI/EXEC; a heartbeat, disconnect, save and restore are each one Lua script,
 so concurrent calls never leave half-written entries. The scripts derive key names from the
@@ -320,10 +327,24 @@ class WebSocketSessionManager:
 
     # ---------------------------------------------------------------- saved state
 
+    async def claim_session(self, session_id: str, user_id: str) -> bool:
+        """Bind ``session_id`` to ``user_id``, on every node sharing the store.
+
+        True when the session is now bound to ``user_id`` (it was free, its binding expired, or
+        it was already theirs: the binding's ``connection_ttl`` restarts); False, and nothing
+        changed, while another user holds it. Only the owner's connections then save and
+        restore the session's state.
+        """
+        _require_id("session_id", session_id)
+        _require_id("user_id", user_id)
+        await self._ready()
+        return await self._backend.claim(session_id, user_id, self._clock())
+
     async def save_connection_state(self, connection_id: str, state: dict[str, Any]) -> bool:
         """Save ``state`` (a JSON-serialisable dict) for the connection's session.
 
-        Returns False if the connection is unknown. A later connection created with the same
+        Returns False if the connection is unknown, or if its session is bound to another user
+        (``claim_session``). A later connection created with the same
         session id restores it, on any node sharing the store.
         """
         _require_id("connection_id", connection_id)
@@ -334,7 +355,8 @@ class WebSocketSessionManager:
         return await self._backend.save_state(connection_id, payload, self._clock())
 
     async def restore_connection_state(self, connection_id: str) -> dict[str, Any] | None:
-        """The last state saved for the connection's session, or None (none, or expired)."""
+        """The last state saved for the connection's session, or None (none, expired, or the
+        session is bound to another user)."""
         _require_id("connection_id", connection_id)
         await self._ready()
         payload = await self._backend.load_state(connection_id, self._clock())

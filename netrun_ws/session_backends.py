@@ -129,11 +129,17 @@ class SessionBackend(Protocol):
     async def remove_stale(self, cutoff: float, now: float) -> int:
         """Remove connections whose last heartbeat is before ``cutoff`` (state kept)."""
 
+    async def claim(self, session_id: str, user_id: str, now: float) -> bool:
+        """Bind the session to ``user_id`` (or restart the binding's TTL); False, and nothing
+        changed, while another user holds it."""
+
     async def save_state(self, connection_id: str, payload: str, now: float) -> bool:
-        """Store ``payload`` under the connection's session id; False if unknown."""
+        """Store ``payload`` under the connection's session id; False if unknown, or if the
+        session is bound to another user."""
 
     async def load_state(self, connection_id: str, now: float) -> str | None:
-        """The saved state of the connection's session, or None."""
+        """The saved state of the connection's session, or None (also when the session is bound
+        to another user)."""
 
     async def user_connections(self, user_id: str, now: float) -> list[str]:
         """Ids of the user's registered connections (any order)."""
@@ -144,6 +150,10 @@ class SessionBackend(Protocol):
 
 # --------------------------------------------------------------------------------------------
 # memory
+
+
+#: Saved states plus session bindings held before the first sweep of expired ones.
+_FIRST_SWEEP = 1024
 
 
 @dataclass(slots=True)
@@ -163,10 +173,15 @@ class MemorySessionBackend:
         self._connections: dict[str, _MemoryEntry] = {}
         self._users: dict[str, set[str]] = {}
         self._states: dict[str, tuple[str, float]] = {}  # session id -> (payload, expires_at)
+        self._owners: dict[str, tuple[str, float]] = {}  # session id -> (user id, expires_at)
+        # Sessions never resumed are not read again: expired ones are swept once the saved
+        # states and bindings double (amortised O(1) per write), as Redis expires its keys.
+        self._sweep_at = _FIRST_SWEEP
 
     def stored_entries(self) -> int:
-        """How many connection, user-index and state entries are held (diagnostics, tests)."""
-        return len(self._connections) + len(self._users) + len(self._states)
+        """How many connection, user-index, state and owner entries are held (diagnostics,
+        tests)."""
+        return len(self._connections) + len(self._users) + len(self._states) + len(self._owners)
 
     async def open(self) -> None:
         return None
@@ -202,6 +217,8 @@ class MemorySessionBackend:
             self._states.pop(session_id, None)
         elif saved is not None and saved[1] > now:
             self._states[session_id] = (saved[0], now + self._ttl)
+            if self._owner(session_id, now) == entry.record.user_id:  # outlives the state
+                self._owners[session_id] = (entry.record.user_id, now + self._ttl)
         return True
 
     async def remove_stale(self, cutoff: float, now: float) -> int:
@@ -211,16 +228,34 @@ class MemorySessionBackend:
             await self.remove(entry.record.connection_id, now, "keep")
         return len(stale)
 
+    async def claim(self, session_id: str, user_id: str, now: float) -> bool:
+        owner = self._owner(session_id, now)
+        if owner is not None and owner != user_id:
+            return False
+        self._owners[session_id] = (user_id, now + self._ttl)
+        self._sweep_if_grown(now)
+        return True
+
     async def save_state(self, connection_id: str, payload: str, now: float) -> bool:
         entry = self._live(connection_id, now)
         if entry is None:
             return False
-        self._states[entry.record.session_id] = (payload, now + self._ttl)
+        session_id, user_id = entry.record.session_id, entry.record.user_id
+        owner = self._owner(session_id, now)
+        if owner is not None:
+            if owner != user_id:
+                return False
+            self._owners[session_id] = (user_id, now + self._ttl)
+        self._states[session_id] = (payload, now + self._ttl)
+        self._sweep_if_grown(now)
         return True
 
     async def load_state(self, connection_id: str, now: float) -> str | None:
         entry = self._live(connection_id, now)
         if entry is None:
+            return None
+        owner = self._owner(entry.record.session_id, now)
+        if owner is not None and owner != entry.record.user_id:
             return None
         saved = self._states.get(entry.record.session_id)
         if saved is None or saved[1] <= now:
@@ -246,6 +281,15 @@ class MemorySessionBackend:
             return None
         return entry
 
+    def _owner(self, session_id: str, now: float) -> str | None:
+        bound = self._owners.get(session_id)
+        if bound is None:
+            return None
+        if bound[1] <= now:
+            del self._owners[session_id]  # expired, as a Redis key would
+            return None
+        return bound[0]
+
     def _forget(self, record: ConnectionRecord) -> None:
         del self._connections[record.connection_id]
         ids = self._users.get(record.user_id)
@@ -254,11 +298,18 @@ class MemorySessionBackend:
             if not ids:
                 del self._users[record.user_id]
 
+    def _sweep_if_grown(self, now: float) -> None:
+        if len(self._states) + len(self._owners) >= self._sweep_at:
+            self._purge(now)
+            self._sweep_at = max(_FIRST_SWEEP, 2 * (len(self._states) + len(self._owners)))
+
     def _purge(self, now: float) -> None:
         for entry in [e for e in self._connections.values() if e.expires_at <= now]:
             self._forget(entry.record)
         for session_id in [s for s, (_, exp) in self._states.items() if exp <= now]:
             del self._states[session_id]
+        for session_id in [s for s, (_, exp) in self._owners.items() if exp <= now]:
+            del self._owners[session_id]
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,23 +342,42 @@ redis.call('SREM', ARGV[2] .. ':user:' .. ids[1], ARGV[1])
 local state_key = ARGV[2] .. ':state:' .. ids[2]
 if ARGV[3] == 'drop' then
   redis.call('DEL', state_key)
-else
-  redis.call('PEXPIRE', state_key, ARGV[4])
+elseif redis.call('PEXPIRE', state_key, ARGV[4]) == 1 then
+  local owner_key = ARGV[2] .. ':owner:' .. ids[2]
+  if redis.call('GET', owner_key) == ids[1] then  -- the binding outlives the state
+    redis.call('PEXPIRE', owner_key, ARGV[4])
+  end
 end
 return 1
 """
 
+# A session bound to another user (P:owner:<session_id>) is neither overwritten nor read.
+_CLAIM = """
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
 _SAVE_STATE = """
-local session_id = redis.call('HGET', KEYS[1], 'session_id')
-if not session_id then return 0 end
-redis.call('SET', ARGV[1] .. ':state:' .. session_id, ARGV[2], 'PX', ARGV[3])
+local ids = redis.call('HMGET', KEYS[1], 'user_id', 'session_id')
+if not ids[2] then return 0 end
+local owner_key = ARGV[1] .. ':owner:' .. ids[2]
+local owner = redis.call('GET', owner_key)
+if owner then
+  if owner ~= ids[1] then return 0 end
+  redis.call('PEXPIRE', owner_key, ARGV[3])
+end
+redis.call('SET', ARGV[1] .. ':state:' .. ids[2], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
 _LOAD_STATE = """
-local session_id = redis.call('HGET', KEYS[1], 'session_id')
-if not session_id then return false end
-return redis.call('GET', ARGV[1] .. ':state:' .. session_id)
+local ids = redis.call('HMGET', KEYS[1], 'user_id', 'session_id')
+if not ids[2] then return false end
+local owner = redis.call('GET', ARGV[1] .. ':owner:' .. ids[2])
+if owner and owner ~= ids[1] then return false end
+return redis.call('GET', ARGV[1] .. ':state:' .. ids[2])
 """
 
 # Drops ids whose connection key expired (a dead node's entries) while reading the set.
@@ -377,6 +447,7 @@ class RedisSessionBackend:
         for name, source in (
             ("touch", _TOUCH),
             ("remove", _REMOVE),
+            ("claim", _CLAIM),
             ("save_state", _SAVE_STATE),
             ("load_state", _LOAD_STATE),
             ("user_connections", _USER_CONNECTIONS),
@@ -459,6 +530,10 @@ class RedisSessionBackend:
             return sum(1 for result in results if result == 1)
 
         return await self._call("cleanup_stale_connections", sweep)
+
+    async def claim(self, session_id: str, user_id: str, now: float) -> bool:
+        keys = [f"{self._prefix}:owner:{session_id}"]
+        return bool(await self._script("claim", "claim_session", keys, [user_id, self._ttl_ms]))
 
     async def save_state(self, connection_id: str, payload: str, now: float) -> bool:
         keys = [self._conn_key(connection_id)]

@@ -6,8 +6,9 @@ helpers are what the host and :class:`netrun_ws.connection.Connection` send with
 
 from __future__ import annotations
 
+import json
 import struct
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_json
@@ -46,6 +47,22 @@ def error_reply(code: str, error: str, details: Any = None) -> dict[str, Any]:
 _MODEL_DUMP_JSON = BaseModel.model_dump_json
 
 
+def _no_constant(name: str) -> NoReturn:
+    raise TypeError(f"message is not strict JSON: {name} (a non-finite float) has no JSON form")
+
+
+def _check_strict(encoded: str | bytes) -> None:
+    """Raise TypeError if pydantic wrote ``NaN``/``Infinity``/``-Infinity`` for a non-finite
+    float: strict JSON parsers refuse them. Called only when the text contains one of those
+    words; most messages are let through by two one-character searches (memchr) first."""
+    json.loads(encoded, parse_constant=_no_constant)
+
+
+def _may_be_loose(frame: str) -> bool:
+    """After the one-character prefilter: does a word that may be a JSON constant occur?"""
+    return "NaN" in frame or "Infinity" in frame
+
+
 def encode_message(message: Any, binary: bool = False) -> Frame:
     """Encode ``message`` into one wire frame (``str`` = text frame, ``bytes`` = binary frame).
 
@@ -55,7 +72,8 @@ def encode_message(message: Any, binary: bool = False) -> Frame:
     - ``bytes`` / ``bytearray``: always a binary frame.
 
     ``binary=True`` turns a text result into a binary frame of its UTF-8 bytes.
-    Raises ``TypeError`` for any other type or for a value JSON cannot represent.
+    Raises ``TypeError`` for any other type or for a value JSON cannot represent, including a
+    NaN or infinite float (what is sent is strict JSON; a ``str`` is sent as given).
     """
     frame: Frame
     if isinstance(message, str):
@@ -69,12 +87,22 @@ def encode_message(message: Any, binary: bool = False) -> Frame:
             frame = message.__pydantic_serializer__.to_json(message).decode()
         else:
             frame = message.model_dump_json()
+        if ("N" in frame or "I" in frame) and _may_be_loose(frame):
+            _check_strict(frame)
     elif isinstance(message, dict | list | tuple):
         try:
             encoded = to_json(message)
         except PydanticSerializationError as exc:
             raise TypeError(f"message is not JSON-serializable: {exc}") from None
-        return encoded if binary else encoded.decode()
+        if binary:
+            if b"NaN" in encoded or b"Infinity" in encoded:
+                _check_strict(encoded)
+            return encoded
+        frame = encoded.decode()
+        # The one-character searches inline: this is the per-message path.
+        if ("N" in frame or "I" in frame) and _may_be_loose(frame):
+            _check_strict(frame)
+        return frame
     else:
         raise TypeError(
             "message must be a dict, list, pydantic model, str or bytes, "

@@ -11,6 +11,7 @@ after accept, the close code that status stands for (docs/architecture.md, "A co
 from __future__ import annotations
 
 import logging
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from netrun_ws.connection import Connection
     from netrun_ws.host import Host
 
-__all__ = ["SUBPROTOCOL", "Admission"]
+__all__ = ["SUBPROTOCOL", "Admission", "deny"]
 
 logger = logging.getLogger("netrun_ws")
 
@@ -38,6 +39,24 @@ logger = logging.getLogger("netrun_ws")
 #: "bearer.<token>" entry, which is never echoed).
 SUBPROTOCOL = "netrun-ws"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+#: The refusal of a session id bound to another user (docs/protocol.md, "Connecting").
+SESSION_NOT_YOURS = "session_id belongs to another user"
+
+
+async def deny(websocket: WebSocket, status: int, reason: str) -> None:
+    """Refuse an upgrade before accept: HTTP ``status`` with ``{"error": reason}``, or 403 from
+    ASGI servers without the denial-response extension."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse({"error": reason}, status))
+    else:
+        await websocket.close(code=CloseCode.POLICY_VIOLATION)
+
+
+def _is_expiry(value: object) -> bool:
+    """None (never expires) or a finite number of epoch seconds."""
+    if value is None:
+        return True
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class Admission:
@@ -73,10 +92,8 @@ class Admission:
         if accepted:
             code = CloseCode.TRY_AGAIN_LATER if status in (429, 503) else CloseCode.POLICY_VIOLATION
             await websocket.close(code=code, reason=reason[:120])
-        elif "websocket.http.response" in websocket.scope.get("extensions", {}):
-            await websocket.send_denial_response(JSONResponse({"error": reason}, status))
-        else:  # ASGI servers without the denial-response extension answer 403
-            await websocket.close(code=CloseCode.POLICY_VIOLATION)
+        else:
+            await deny(websocket, status, reason)
 
     async def identity(self, result: Any, hook: str) -> Identity | None:
         """The Identity an ``authenticate``/``verify_token`` call returned.
@@ -91,6 +108,9 @@ class Admission:
             raise
         if identity is not None and not isinstance(identity, Identity):
             raise TypeError(f"{hook} returned {type(identity).__name__}, not Identity")
+        if identity is not None and not _is_expiry(identity.expires_at):
+            # A string or NaN would start no timer, infinity one that never fires.
+            raise TypeError(f"{hook} returned an Identity whose expires_at is not a finite number")
         return identity
 
     async def admit(self, websocket: WebSocket) -> tuple[Identity, bool] | None:
@@ -197,7 +217,14 @@ class Admission:
         session_id = requested if requested and resuming else uuid4_hex()
         user_id = identity.user_id
         store = host.store
+        if resuming and not self._local_holder_is(session_id, user_id):
+            await self.refuse(websocket, 403, SESSION_NOT_YOURS, accepted=accepted)
+            return None
         try:
+            # Bound to its first user, on every node: nobody else resumes or replaces it.
+            if not await store.sessions.claim_session(session_id, user_id):
+                await self.refuse(websocket, 403, SESSION_NOT_YOURS, accepted=accepted)
+                return None
             store_id = await store.sessions.create_connection(
                 session_id, user_id, identity.username or user_id
             )
@@ -237,6 +264,11 @@ class Admission:
                 await self.refuse(websocket, 503, "connection refused")
             return None
         return host.manager.get_connection(connection_id)
+
+    def _local_holder_is(self, session_id: str, user_id: str) -> bool:
+        """False when a live connection of another user holds ``session_id`` on this node."""
+        holder = self._host.manager.get_connection(session_id)
+        return holder is None or holder.session_id != session_id or holder.user_id == user_id
 
     async def _forget(self, store_id: str, user_id: str, *, counted: bool = True) -> None:
         """Release a connection's store entries; a store outage is logged, never raised."""
@@ -304,8 +336,15 @@ class Admission:
         store_id = connection.metadata.get("store_connection_id")
         if store_id is not None and host.started:
             state = {"rooms": rooms, "data": connection.metadata.get("state", {})}
+            sessions, session_id = host.store.sessions, connection.session_id
             try:
-                await host.store.sessions.save_connection_state(store_id, state)
+                # Claimed again: the binding may have expired during a long connection.
+                if session_id is not None and await sessions.claim_session(
+                    session_id, connection.user_id
+                ):
+                    await sessions.save_connection_state(store_id, state)
+                else:
+                    logger.info("session state not saved: the session belongs to another user")
             except Exception as exc:
                 logger.error("session store failed to save state: %s", describe_exception(exc))
             await self._forget(store_id, connection.user_id)

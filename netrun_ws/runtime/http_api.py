@@ -7,7 +7,8 @@ Body: ``{"user": ID, "data": {...}}``, ``{"room": NAME, "data": {...}}`` or
 is (a JSON object; give it a ``type``). The answer says how many connections on this node were
 reached and to how many other nodes the message was sent: ``{"local": 3, "remote_nodes": 2}``.
 401 without the right key, 413 for a body over ``limits.max_message_bytes``, 422 with details for a
-bad body.
+bad body (also for ``data`` holding ``NaN``/``Infinity`` or a number too large for a float: what
+clients get is strict JSON).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from netrun_ws.protocol import _field_errors
 from netrun_ws.store import Envelope
 from netrun_ws.wire import encode_message
 
@@ -67,12 +69,16 @@ class RevokeRequest(BaseModel):
     reason: str = Field("revoked", max_length=120)
 
 
-def _details(error: ValidationError) -> list[dict[str, Any]]:
-    # No input echo: the body may carry anything, including secrets.
-    return [
-        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
-        for item in error.errors(include_url=False, include_input=False)
-    ]
+#: The 422 detail for ``data`` that has no strict JSON form.
+_NOT_STRICT_JSON = {
+    "loc": ["data"],
+    "msg": "NaN, Infinity and numbers too large for a float are not JSON",
+    "type": "json_invalid",
+}
+
+
+def _invalid(details: list[Any]) -> JSONResponse:
+    return JSONResponse({"error": "invalid body", "details": details}, status_code=422)
 
 
 def publish_routes(host: Host) -> list[Route]:
@@ -96,15 +102,18 @@ def publish_routes(host: Host) -> list[Route]:
         try:
             return model.model_validate_json(body)
         except ValidationError as error:
-            return JSONResponse(
-                {"error": "invalid body", "details": _details(error)}, status_code=422
-            )
+            # No input echo: the body may carry anything (secrets, a 20,000-character key).
+            return _invalid(_field_errors(error, None))
 
     async def publish(request: Request) -> JSONResponse:
         body = await read(request, PublishRequest)
         if isinstance(body, JSONResponse):
             return body
-        result = await host.publish(body.envelope())
+        try:
+            envelope = body.envelope()
+        except TypeError:  # NaN/Infinity in data (JSON parsers here accept them, clients do not)
+            return _invalid([_NOT_STRICT_JSON])
+        result = await host.publish(envelope)
         return JSONResponse({"local": result.local, "remote_nodes": result.remote_nodes})
 
     async def revoke(request: Request) -> JSONResponse:

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from starlette.types import Message, Receive
 
 from netrun_ws.codes import CloseCode, ErrorCode
-from netrun_ws.identity import AuthenticationError
+from netrun_ws.identity import AuthenticationError, Identity
 from netrun_ws.plugins.hooks import HookError, run_plan
 from netrun_ws.protocol import ProtocolError
 from netrun_ws.runtime.auth_messages import AuthMessage, RefreshMessage
@@ -149,12 +149,21 @@ class MessageLoop:
             except HookError as error:
                 await self._handler_failed(connection, error)
                 continue
-            if send_hooked:
-                for reply in replies:
-                    await delivery.send(connection, reply)
-            else:  # no before_send/after_send: nothing to await
-                for reply in replies:
-                    connection.enqueue(encode_message(reply))
+            try:
+                if send_hooked:
+                    for reply in replies:
+                        await delivery.send(connection, reply)
+                else:  # no before_send/after_send: nothing to await
+                    for reply in replies:
+                        connection.enqueue(encode_message(reply))
+            except TypeError as exc:  # not strict JSON: the handler's failure, not a bad frame
+                await self._handler_failed(
+                    connection, HookError(self._replier(), "on_message", exc)
+                )
+
+    def _replier(self) -> str:
+        """The plugin a reply came from (one ``on_message`` implementation), else every one."""
+        return ", ".join(step.plugin for step in self._on_message_plan)
 
     async def _handler_failed(self, connection: Connection, error: HookError) -> None:
         logger.error("%s", error, exc_info=error.error)
@@ -178,9 +187,11 @@ class MessageLoop:
             identity, reason = None, "refresh failed"
         else:
             reason = "invalid token"
-        if identity is None or identity.user_id != connection.user_id:
-            if identity is not None:
-                reason = "token is for another user"
+        if identity is not None and identity.user_id != connection.user_id:
+            identity, reason = None, "token is for another user"
+        elif identity is not None and _removes_expiry(connection, identity):
+            identity, reason = None, "token has no expiry"
+        if identity is None:
             await host.send(connection, error_reply(ErrorCode.INVALID_TOKEN, reason))
             return
         connection.metadata["identity"] = identity
@@ -189,3 +200,10 @@ class MessageLoop:
 
     async def _already_authenticated(self, connection: Connection, message: BaseModel) -> None:
         await self._host.send(connection, error_reply(ErrorCode.FORBIDDEN, "already authenticated"))
+
+
+def _removes_expiry(connection: Connection, identity: Identity) -> bool:
+    """A refresh may move a connection's expiry, never remove it (a token without ``exp``)."""
+    current = connection.metadata.get("identity")
+    had_expiry = isinstance(current, Identity) and current.expires_at is not None
+    return had_expiry and identity.expires_at is None
