@@ -240,6 +240,19 @@ def test_session_state_record() -> None:
     }  # fmt: skip
 
 
+async def test_session_state_round_trips_through_the_session_manager() -> None:
+    """docs/library.md: ``save_connection_state(cid, state.to_dict())``, then
+    ``SessionState(**restored)``."""
+    sessions = netrun_ws.WebSocketSessionManager()
+    cid = await sessions.create_connection("s1", "u1", "Ann")
+    state = SessionState(conversation_id="conv-9", voice_session_config={"voice": "low"})
+    state.emotion_history.append({"emotion": "calm", "score": 0.5})
+    assert await sessions.save_connection_state(cid, state.to_dict()) is True
+    restored = await sessions.restore_connection_state(cid)
+    assert restored is not None and SessionState(**restored) == state
+    await sessions.close()
+
+
 # -- metrics --------------------------------------------------------------------------------------
 
 
