@@ -10,7 +10,7 @@ read-only mapping with netrun-ws's documented dict (``record["connected_at"]`` i
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,6 +83,14 @@ class WebSocketConnection(_EpochTimes, Mapping[str, Any]):
         object.__setattr__(made, "_epochs", (connected_at, last_heartbeat))
         return made
 
+    # Copies and pickles keep the exact times too (a slots dataclass's own state has fields only).
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (*(getattr(self, name) for name in _FIELD_NAMES), self._epochs)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        for name, value in zip((*_FIELD_NAMES, "_epochs"), state, strict=True):
+            object.__setattr__(self, name, value)
+
     def __getitem__(self, key: str) -> Any:
         if key in _TIME_KEYS:
             epochs = self._epochs or (_epoch(self.connected_at), _epoch(self.last_heartbeat))
@@ -102,6 +110,9 @@ class WebSocketConnection(_EpochTimes, Mapping[str, Any]):
     def to_dict(self) -> dict[str, Any]:
         """The mapping view as a plain dict (for ``json.dumps``; ``metadata`` copied)."""
         return {**self, "metadata": dict(self.metadata)}
+
+
+_FIELD_NAMES = tuple(item.name for item in fields(WebSocketConnection))
 
 
 @dataclass(slots=True)

@@ -8,10 +8,12 @@ test_readme_patterns_compat.py runs them inside real apps.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 import inspect
 import json
+import pickle
 import time
 import typing
 from datetime import UTC, datetime, timedelta
@@ -178,6 +180,20 @@ def test_reconnection_tracker_signatures_are_1_0s() -> None:
     assert ReconnectionTracker().connections == {}
 
 
+def test_heartbeat_config_and_auth_signatures_are_1_0s() -> None:
+    assert [(item.name, item.default) for item in dataclasses.fields(HeartbeatConfig)] == [
+        ("interval", 30), ("timeout", 90), ("max_missed", 3), ("enabled", True),
+    ]  # fmt: skip
+    assert inspect.iscoroutinefunction(netrun_ws.authenticate_websocket)
+    assert list(inspect.signature(netrun_ws.authenticate_websocket).parameters) == [
+        "websocket", "token", "auth_service",
+    ]  # fmt: skip
+    assert list(inspect.signature(netrun_ws.TokenAuthMiddleware).parameters) == ["auth_service"]
+    authenticate = netrun_ws.TokenAuthMiddleware.authenticate
+    assert inspect.iscoroutinefunction(authenticate)
+    assert list(inspect.signature(authenticate).parameters) == ["self", "websocket", "token"]
+
+
 # -- ConnectionMetadata ---------------------------------------------------------------------------
 
 
@@ -228,6 +244,9 @@ def test_websocket_connection_attributes_and_dict_view() -> None:
     )  # fmt: skip
     assert exact.connected_at == "1970-01-01T00:00:01.000000+00:00"
     assert (exact["connected_at"], exact["last_heartbeat"]) == (1.0000001, 2.5)  # not rounded
+    for twin in (copy.copy(exact), copy.deepcopy(exact), pickle.loads(pickle.dumps(exact))):
+        assert twin == exact and twin.connected_at == exact.connected_at
+        assert twin["connected_at"] == 1.0000001
 
 
 def test_session_state_record() -> None:
