@@ -1,15 +1,16 @@
 """``ConnectionMetadata``: netrun-websocket 1.0's per-connection record, read from a ``Connection``.
 
 netrun-ws keeps a connection's live state on :class:`netrun_ws.connection.Connection` (slots,
-counters updated by its writer). 1.0 code reads a ``ConnectionMetadata`` with its own field
-names; :meth:`WebSocketConnectionManager.get_connection_metadata` builds one on demand, so the
-connect and send paths pay nothing for it.
+counters updated by its writer, epoch-second floats). 1.0 code reads a ``ConnectionMetadata``
+with 1.0's attribute names and types (datetimes in UTC);
+:meth:`WebSocketConnectionManager.get_connection_metadata` builds one on demand, so the connect
+and send paths pay nothing for it.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -46,67 +47,109 @@ class ConnectionOrigin:
 _DEFAULT_ORIGIN = ConnectionOrigin()
 
 
-@dataclass(slots=True)
-class ConnectionMetadata:
-    """One connection: who, where from, since when, and its traffic.
+def _utc(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, UTC)
 
-    Times are epoch seconds (floats), as everywhere in netrun-ws. ``message_count`` counts
-    messages in both directions; ``last_ping`` stays None unless the application sets it (the
-    manager does not ping: :class:`netrun_ws.heartbeat.HeartbeatMonitor` does).
+
+class ConnectionMetadata:
+    """One connection: who, where from, since when, and its traffic (1.0's record).
+
+    The constructor takes 1.0's arguments in 1.0's order; ``state`` starts CONNECTED and the
+    times (timezone-aware UTC datetimes) start at now. ``message_count`` counts messages in
+    both directions.
     """
 
-    connection_id: str
-    user_id: str
-    websocket: WebSocket | None = None
-    session_id: str | None = None
-    state: ConnectionState = ConnectionState.CONNECTED
-    connected_at: float = field(default_factory=time.time)
-    last_activity: float = field(default_factory=time.time)
-    last_ping: float | None = None
-    message_count: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    ip_address: str | None = None
-    user_agent: str | None = None
-    endpoint: str = DEFAULT_ENDPOINT
-    metadata: dict[str, Any] = field(default_factory=dict)
+    __slots__ = (
+        "bytes_received",
+        "bytes_sent",
+        "connected_at",
+        "connection_id",
+        "endpoint",
+        "ip_address",
+        "last_activity",
+        "last_ping",
+        "message_count",
+        "metadata",
+        "session_id",
+        "state",
+        "user_agent",
+        "user_id",
+        "websocket",
+    )
+
+    def __init__(
+        self,
+        connection_id: str,
+        user_id: str,
+        websocket: WebSocket,
+        session_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        endpoint: str = DEFAULT_ENDPOINT,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.connection_id = connection_id
+        self.user_id = user_id
+        self.session_id = session_id
+        self.websocket = websocket
+        self.state = ConnectionState.CONNECTED
+        now = datetime.now(UTC)
+        self.connected_at = self.last_activity = self.last_ping = now
+        self.message_count = self.bytes_sent = self.bytes_received = 0
+        self.ip_address = ip_address
+        self.user_agent = user_agent
+        self.endpoint = endpoint
+        self.metadata: dict[str, Any] = metadata or {}
+
+    def __repr__(self) -> str:
+        return (
+            f"ConnectionMetadata(connection_id={self.connection_id!r}, "
+            f"user_id={self.user_id!r}, state={self.state.value!r})"
+        )
 
     @classmethod
     def of(cls, connection: Connection, origin: ConnectionOrigin | None) -> ConnectionMetadata:
-        """A snapshot of ``connection`` (``metadata`` is a shallow copy)."""
+        """A snapshot of ``connection`` (``metadata`` is a shallow copy).
+
+        The manager does not ping (a ``HeartbeatMonitor`` does), so ``last_ping`` keeps 1.0's
+        initial value: the connect time.
+        """
         origin = origin or _DEFAULT_ORIGIN
-        return cls(
-            connection_id=connection.connection_id,
-            user_id=connection.user_id,
-            websocket=connection.websocket,
-            session_id=connection.session_id,
-            state=ConnectionState.DISCONNECTED if connection.closed else ConnectionState.CONNECTED,
-            connected_at=connection.connected_at,
-            last_activity=connection.last_activity,
-            message_count=connection.messages_sent + connection.messages_received,
-            bytes_sent=connection.bytes_sent,
-            bytes_received=connection.bytes_received,
-            ip_address=origin.ip_address,
-            user_agent=origin.user_agent,
-            endpoint=origin.endpoint,
-            metadata=dict(connection.metadata),
+        record = cls(
+            connection.connection_id,
+            connection.user_id,
+            connection.websocket,
+            connection.session_id,
+            origin.ip_address,
+            origin.user_agent,
+            origin.endpoint,
+            dict(connection.metadata),
         )
+        if connection.closed:
+            record.state = ConnectionState.DISCONNECTED
+        record.connected_at = record.last_ping = _utc(connection.connected_at)
+        record.last_activity = _utc(connection.last_activity)
+        record.message_count = connection.messages_sent + connection.messages_received
+        record.bytes_sent = connection.bytes_sent
+        record.bytes_received = connection.bytes_received
+        return record
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field but ``websocket``, JSON-ready (``state`` as its string value)."""
+        """Every attribute but ``websocket``, JSON-ready: ``state`` as its value, times as ISO
+        8601 strings; 1.0's keys in 1.0's order."""
         return {
             "connection_id": self.connection_id,
             "user_id": self.user_id,
             "session_id": self.session_id,
             "state": self.state.value,
-            "connected_at": self.connected_at,
-            "last_activity": self.last_activity,
-            "last_ping": self.last_ping,
+            "endpoint": self.endpoint,
+            "connected_at": self.connected_at.isoformat(),
+            "last_activity": self.last_activity.isoformat(),
+            "last_ping": self.last_ping.isoformat(),
             "message_count": self.message_count,
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
             "ip_address": self.ip_address,
             "user_agent": self.user_agent,
-            "endpoint": self.endpoint,
             "metadata": dict(self.metadata),
         }

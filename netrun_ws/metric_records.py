@@ -1,42 +1,50 @@
 """netrun-websocket 1.0's metric records: ``ConnectionMetrics`` and ``LatencyMetrics``.
 
 ``ConnectionMetrics`` is one connection's counters with rate helpers; ``LatencyMetrics`` a
-bounded window of latency samples with average, min, max and nearest-rank percentiles.
-``MetricsCollector`` keeps its latency window in a ``LatencyMetrics``.
+bounded window of latency samples with average, min, max and nearest-rank percentiles. Both have
+1.0's fields, methods and ``to_dict()`` keys. ``MetricsCollector`` builds its latency statistics
+with a ``LatencyMetrics``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ConnectionMetrics", "LatencyMetrics"]
+__all__ = ["ConnectionMetrics", "LatencyMetrics", "check_latency"]
 
 
 @dataclass(slots=True)
 class ConnectionMetrics:
-    """Counters of one connection. Times are epoch seconds; rates are per second of its life."""
+    """Counters of one connection. Times are epoch seconds; rates are per second of its life.
+
+    Every method takes an optional ``now`` (epoch seconds; default: the current time) so a
+    caller can read several values for one instant.
+    """
 
     connection_id: str
     user_id: str
-    connected_at: float = field(default_factory=time.time)
-    last_activity: float | None = None
+    connected_at: float
     messages_sent: int = 0
     messages_received: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
     errors: int = 0
+    last_activity: float = field(default_factory=time.time)
 
     def get_duration(self, now: float | None = None) -> float:
         """Seconds since ``connected_at`` (never negative)."""
         return max(0.0, (time.time() if now is None else now) - self.connected_at)
 
-    def get_message_rate(self, now: float | None = None) -> float:
-        """Messages (both directions) per second; 0.0 for a connection with no age yet."""
-        return self._per_second(self.messages_sent + self.messages_received, now)
+    def get_send_rate(self, now: float | None = None) -> float:
+        """Messages sent per second; 0.0 for a connection with no age yet."""
+        return self._per_second(self.messages_sent, now)
+
+    def get_receive_rate(self, now: float | None = None) -> float:
+        """Messages received per second."""
+        return self._per_second(self.messages_received, now)
 
     def get_bandwidth_sent(self, now: float | None = None) -> float:
         """Bytes sent per second."""
@@ -50,48 +58,68 @@ class ConnectionMetrics:
         duration = self.get_duration(now)
         return count / duration if duration > 0 else 0.0
 
-    def counters(self) -> dict[str, Any]:
-        """Every field, as a dict."""
-        return {name: getattr(self, name) for name in _METRIC_FIELDS}
-
     def to_dict(self, now: float | None = None) -> dict[str, Any]:
-        """The counters, the duration and the rates."""
+        """The counters, the duration and the rates, under 1.0's keys and in 1.0's order."""
+        now = time.time() if now is None else now
         return {
-            **self.counters(),
+            "connection_id": self.connection_id,
+            "user_id": self.user_id,
+            "connected_at": self.connected_at,
             "duration_seconds": self.get_duration(now),
-            "message_rate": self.get_message_rate(now),
-            "bandwidth_sent": self.get_bandwidth_sent(now),
-            "bandwidth_received": self.get_bandwidth_received(now),
+            "messages_sent": self.messages_sent,
+            "messages_received": self.messages_received,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "errors": self.errors,
+            "send_rate_per_sec": self.get_send_rate(now),
+            "receive_rate_per_sec": self.get_receive_rate(now),
+            "bandwidth_sent_per_sec": self.get_bandwidth_sent(now),
+            "bandwidth_received_per_sec": self.get_bandwidth_received(now),
+            "last_activity": self.last_activity,
         }
 
 
-_METRIC_FIELDS = tuple(item.name for item in fields(ConnectionMetrics))
-
-
 def _nearest_rank(ordered: list[float], percent: float) -> float:
-    """Nearest-rank percentile of an ascending, non-empty list."""
+    """Nearest-rank percentile of an ascending list; 0.0 for an empty one."""
+    if not ordered:
+        return 0.0
     rank = max(1, math.ceil(percent / 100 * len(ordered)))
     return ordered[rank - 1]
 
 
+def check_latency(latency_ms: float) -> float:
+    """``latency_ms`` as a float, or ValueError unless it is finite and >= 0."""
+    if not 0.0 <= latency_ms < math.inf:  # also rejects NaN
+        raise ValueError(f"latency_ms must be a finite number >= 0, got {latency_ms!r}")
+    return float(latency_ms)
+
+
+#: The percentiles ``LatencyMetrics.to_dict`` reports, as in 1.0.
+_REPORTED_PERCENTILES = (50, 75, 90, 95, 99)
+
+
+@dataclass(slots=True)
 class LatencyMetrics:
-    """The last ``max_samples`` latencies (milliseconds); 0.0 for every statistic when empty."""
+    """The last ``max_samples`` latencies (milliseconds); 0.0 for every statistic when empty.
 
-    __slots__ = ("max_samples", "samples", "total_samples")
+    Samples must be finite and >= 0 and ``max_samples`` a positive integer (ValueError
+    otherwise): a metric that silently absorbs garbage hides bugs.
+    """
 
-    def __init__(self, max_samples: int = 1000) -> None:
-        if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1:
-            raise ValueError(f"max_samples must be a positive integer, got {max_samples!r}")
-        self.max_samples = max_samples
-        self.samples: deque[float] = deque(maxlen=max_samples)
-        self.total_samples = 0  # every sample ever added, not only the window
+    samples: list[float] = field(default_factory=list)
+    max_samples: int = 1000
 
-    def add_sample(self, latency_ms: float) -> None:
-        """Add one sample (ValueError unless finite and >= 0); the oldest leaves a full window."""
-        if not 0.0 <= latency_ms < math.inf:  # also rejects NaN
-            raise ValueError(f"latency_ms must be a finite number >= 0, got {latency_ms!r}")
-        self.samples.append(float(latency_ms))
-        self.total_samples += 1
+    def __post_init__(self) -> None:
+        limit = self.max_samples
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"max_samples must be a positive integer, got {limit!r}")
+        self.samples = [check_latency(sample) for sample in self.samples[-limit:]]
+
+    def record(self, latency_ms: float) -> None:
+        """Add one sample; the oldest leaves a full window."""
+        self.samples.append(check_latency(latency_ms))
+        if len(self.samples) > self.max_samples:
+            del self.samples[0]
 
     def get_average(self) -> float:
         return math.fsum(self.samples) / len(self.samples) if self.samples else 0.0
@@ -106,21 +134,17 @@ class LatencyMetrics:
         """Nearest-rank ``percentile`` (0-100) of the window; ValueError outside 0-100."""
         if not 0 <= percentile <= 100:
             raise ValueError(f"percentile must be between 0 and 100, got {percentile!r}")
-        return _nearest_rank(sorted(self.samples), percentile) if self.samples else 0.0
+        return _nearest_rank(sorted(self.samples), percentile)
 
-    def summary(self) -> dict[str, float]:
-        """avg, min, max, p50, p95 and p99 from one sort of the window."""
+    def to_dict(self) -> dict[str, Any]:
+        """Count, average, min, max and p50/p75/p90/p95/p99 (ms), from one sort of the window."""
         ordered = sorted(self.samples)
-        if not ordered:
-            return dict.fromkeys(("avg", "min", "max", "p50", "p95", "p99"), 0.0)
-        return {
-            "avg": math.fsum(ordered) / len(ordered),
-            "min": ordered[0],
-            "max": ordered[-1],
-            "p50": _nearest_rank(ordered, 50),
-            "p95": _nearest_rank(ordered, 95),
-            "p99": _nearest_rank(ordered, 99),
+        stats: dict[str, Any] = {
+            "sample_count": len(ordered),
+            "average_ms": self.get_average(),
+            "min_ms": ordered[0] if ordered else 0.0,
+            "max_ms": ordered[-1] if ordered else 0.0,
         }
-
-    def __len__(self) -> int:
-        return len(self.samples)
+        for percent in _REPORTED_PERCENTILES:
+            stats[f"p{percent}_ms"] = _nearest_rank(ordered, percent)
+        return stats

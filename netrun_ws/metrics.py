@@ -9,11 +9,12 @@ an unknown connection id never raises; it is counted in the global totals only.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from netrun_ws.metric_records import ConnectionMetrics, LatencyMetrics
+from netrun_ws.metric_records import ConnectionMetrics, LatencyMetrics, check_latency
 
 __all__ = ["MetricsCollector"]
 
@@ -22,11 +23,15 @@ __all__ = ["MetricsCollector"]
 class _ConnectionCounters(ConnectionMetrics):
     """A registered connection's counters; ``started`` is on the collector's monotonic clock."""
 
-    last_activity: float = 0.0  # the wall clock of the last message, or connected_at
     started: float = 0.0
 
     def snapshot(self, now: float) -> dict[str, Any]:
-        return {**self.counters(), "duration_seconds": now - self.started}
+        """Every counter field, and the duration on the collector's clock."""
+        counters = {name: getattr(self, name) for name in _COUNTER_FIELDS}
+        return {**counters, "duration_seconds": now - self.started}
+
+
+_COUNTER_FIELDS = tuple(item.name for item in fields(ConnectionMetrics))
 
 
 def _check_size(size_bytes: int) -> None:
@@ -57,7 +62,9 @@ class MetricsCollector:
         self._started = clock()
         self._connections: dict[str, _ConnectionCounters] = {}
         self._user_connections: dict[str, set[str]] = {}
-        self._latency = LatencyMetrics(latency_window)
+        # A ring buffer keeps recording O(1); reads build a LatencyMetrics from it.
+        self._latency: deque[float] = deque(maxlen=latency_window)
+        self._latency_recorded = 0
         self.total_connections = 0
         self.peak_connections = 0
         self.messages_sent = 0
@@ -155,12 +162,13 @@ class MetricsCollector:
 
     def record_latency(self, latency_ms: float) -> None:
         """Add a latency sample in milliseconds (ValueError unless finite and >= 0)."""
-        self._latency.add_sample(latency_ms)
+        self._latency.append(check_latency(latency_ms))
+        self._latency_recorded += 1
 
     @property
     def latency_samples(self) -> int:
         """Every latency sample ever recorded (the window keeps the last ``latency_window``)."""
-        return self._latency.total_samples
+        return self._latency_recorded
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -197,10 +205,17 @@ class MetricsCollector:
         Percentiles use the nearest-rank method. ``samples`` is the window size in use,
         ``total_samples`` every sample ever recorded.
         """
-        stats: dict[str, float | int] = dict(self._latency.summary())
-        stats["samples"] = len(self._latency)
-        stats["total_samples"] = self.latency_samples
-        return stats
+        window = LatencyMetrics(list(self._latency), self._latency.maxlen or 1).to_dict()
+        return {
+            "avg": window["average_ms"],
+            "min": window["min_ms"],
+            "max": window["max_ms"],
+            "p50": window["p50_ms"],
+            "p95": window["p95_ms"],
+            "p99": window["p99_ms"],
+            "samples": window["sample_count"],
+            "total_samples": self.latency_samples,
+        }
 
     def get_stats(self) -> dict[str, Any]:
         """Everything at once: connections, totals, latency (``latency_*_ms``) and uptime."""

@@ -1,7 +1,8 @@
 """``ReconnectionTracker``: reconnection attempts counted per connection id (netrun-websocket 1.0).
 
 A server (or a client managing several sockets) records each attempt a connection makes and
-reads per-connection and overall success rates. Entries live until ``clear_connection``.
+reads per-connection and overall success rates. ``connections`` holds 1.0's per-connection stats
+dicts; entries live until ``clear_connection``, and the global stats sum the tracked ones.
 """
 
 from __future__ import annotations
@@ -13,30 +14,17 @@ from typing import Any
 __all__ = ["ReconnectionTracker"]
 
 
-class _Attempts:
-    __slots__ = ("failed", "first_attempt", "last_attempt", "last_error", "last_success", "total")
-
-    def __init__(self, now: float) -> None:
-        self.total = 0
-        self.failed = 0
-        self.first_attempt = now
-        self.last_attempt = now
-        self.last_success: float | None = None
-        self.last_error: str | None = None
-
-
-def _rate(successes: int, total: int) -> float:
-    return successes / total if total else 0.0
-
-
 class ReconnectionTracker:
-    """Attempts per connection id. ``clock`` (epoch seconds) is injectable for tests."""
+    """Attempts per connection id. ``clock`` (epoch seconds) is injectable for tests.
+
+    ``connections[connection_id]`` is a dict with ``total_attempts``, ``successful_attempts``,
+    ``failed_attempts``, ``last_attempt`` and ``last_success`` (epoch seconds or None).
+    """
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._connections: dict[str, _Attempts] = {}
-        self.total_attempts = 0  # also counts connections cleared since
-        self.successful_attempts = 0
+        self.connections: dict[str, dict[str, Any]] = {}
+        self._last_errors: dict[str, str | None] = {}
 
     def record_attempt(
         self, connection_id: str, success: bool, error: str | BaseException | None = None
@@ -45,49 +33,50 @@ class ReconnectionTracker:
         if not isinstance(connection_id, str) or not connection_id:
             raise ValueError(f"connection_id must be a non-empty string, got {connection_id!r}")
         now = self._clock()
-        entry = self._connections.get(connection_id)
-        if entry is None:
-            entry = self._connections[connection_id] = _Attempts(now)
-        entry.total += 1
-        entry.last_attempt = now
-        self.total_attempts += 1
+        stats = self.connections.setdefault(
+            connection_id,
+            {
+                "total_attempts": 0,
+                "successful_attempts": 0,
+                "failed_attempts": 0,
+                "last_attempt": None,
+                "last_success": None,
+            },
+        )
+        stats["total_attempts"] += 1
+        stats["last_attempt"] = now
         if success:
-            entry.last_success = now
-            self.successful_attempts += 1
+            stats["successful_attempts"] += 1
+            stats["last_success"] = now
         else:
-            entry.failed += 1
+            stats["failed_attempts"] += 1
             if isinstance(error, BaseException):
                 error = f"{type(error).__name__}: {error}"
-            entry.last_error = error
+            self._last_errors[connection_id] = error
 
     def get_connection_stats(self, connection_id: str) -> dict[str, Any] | None:
-        """Attempts of one connection id, or None if none were recorded (or it was cleared)."""
-        entry = self._connections.get(connection_id)
-        if entry is None:
-            return None
-        successful = entry.total - entry.failed
-        return {
-            "connection_id": connection_id,
-            "total_attempts": entry.total,
-            "successful_attempts": successful,
-            "failed_attempts": entry.failed,
-            "success_rate": _rate(successful, entry.total),
-            "first_attempt": entry.first_attempt,
-            "last_attempt": entry.last_attempt,
-            "last_success": entry.last_success,
-            "last_error": entry.last_error,
-        }
+        """The stats dict of one connection id (see the class), or None if none were recorded
+        (or it was cleared)."""
+        return self.connections.get(connection_id)
+
+    def get_last_error(self, connection_id: str) -> str | None:
+        """netrun-ws's addition: the error of the connection's last failed attempt, if given."""
+        return self._last_errors.get(connection_id)
 
     def get_global_stats(self) -> dict[str, Any]:
-        """Totals over every attempt recorded, and how many connection ids are tracked."""
+        """Totals over the tracked connections; ``success_rate`` is text such as ``"75.00%"``."""
+        tracked = self.connections.values()
+        total = sum(stats["total_attempts"] for stats in tracked)
+        successful = sum(stats["successful_attempts"] for stats in tracked)
         return {
-            "tracked_connections": len(self._connections),
-            "total_attempts": self.total_attempts,
-            "successful_attempts": self.successful_attempts,
-            "failed_attempts": self.total_attempts - self.successful_attempts,
-            "success_rate": _rate(self.successful_attempts, self.total_attempts),
+            "total_connections": len(self.connections),
+            "total_attempts": total,
+            "successful_attempts": successful,
+            "failed_attempts": total - successful,
+            "success_rate": f"{successful / total * 100 if total else 0.0:.2f}%",
         }
 
-    def clear_connection(self, connection_id: str) -> bool:
-        """Forget ``connection_id``'s attempts (the global totals keep them); False if unknown."""
-        return self._connections.pop(connection_id, None) is not None
+    def clear_connection(self, connection_id: str) -> None:
+        """Forget ``connection_id``'s attempts (an unknown id is ignored)."""
+        self.connections.pop(connection_id, None)
+        self._last_errors.pop(connection_id, None)

@@ -77,8 +77,6 @@ __all__ = ["SessionState", "SessionStoreError", "WebSocketConnection", "WebSocke
 
 logger = logging.getLogger(__name__)
 
-#: The ``state`` value of every registered connection returned by ``get_connection``.
-CONNECTED = "connected"
 #: Longest accepted session/user/connection id, username or client field.
 MAX_ID_LENGTH = 512
 
@@ -239,10 +237,10 @@ class WebSocketSessionManager:
     async def get_connection(self, connection_id: str) -> WebSocketConnection | None:
         """The connection, or None if unknown, disconnected or expired.
 
-        A :class:`WebSocketConnection`: attributes as in netrun-websocket 1.0, and also a
-        read-only mapping with the same keys (connection_id, session_id, user_id, username,
-        metadata, connected_at, last_heartbeat, state (always ``"connected"``), client_ip,
-        user_agent, tab_id), so ``record["user_id"]`` works too.
+        A :class:`WebSocketConnection`: attributes as in netrun-websocket 1.0 (times as ISO 8601
+        strings), and also a read-only mapping of netrun-ws's dict (connection_id, session_id,
+        user_id, username, metadata, connected_at, last_heartbeat (epoch seconds), state (always
+        ``"connected"``), client_ip, user_agent, tab_id), so ``record["user_id"]`` works too.
         """
         _require_id("connection_id", connection_id)
         await self._ready()
@@ -250,7 +248,7 @@ class WebSocketSessionManager:
         if found is None:
             return None
         record, last_heartbeat = found
-        return WebSocketConnection(
+        return WebSocketConnection.from_epochs(
             connection_id=record.connection_id,
             session_id=record.session_id,
             user_id=record.user_id,
@@ -258,7 +256,6 @@ class WebSocketSessionManager:
             metadata=copy.deepcopy(record.metadata),
             connected_at=record.connected_at,
             last_heartbeat=last_heartbeat,
-            state=CONNECTED,
             client_ip=record.client_ip,
             user_agent=record.user_agent,
             tab_id=record.tab_id,
@@ -279,7 +276,7 @@ class WebSocketSessionManager:
                 record = await self.get_connection(connection_id)
                 if record is not None:  # gone since the snapshot
                     found.append(record)
-        return sorted(found, key=lambda record: (record.connected_at, record.connection_id))
+        return sorted(found, key=lambda record: (record["connected_at"], record.connection_id))
 
     async def update_heartbeat(self, connection_id: str) -> bool:
         """Record a heartbeat now and restart the TTLs; False if the connection is unknown."""

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -179,6 +180,7 @@ async def test_connect_with_1_0_arguments_and_connection_metadata() -> None:
         assert record["user_id"] == "alice" and record["endpoint"] == "/chat"
         assert record["ip_address"] == "127.0.0.1" and record["user_agent"] == "compat-client/1.0"
         assert record["state"] == "connected" and record["message_count"] == 1
+        assert datetime.fromisoformat(record["connected_at"]).utcoffset() == timedelta(0)
         assert record["bytes_received"] > 0 and record["session_id"] is not None
         assert reply["session"] == {"username": "Alice", "ip": "127.0.0.1"}
         assert reply["session_connections"] == 1
@@ -218,7 +220,7 @@ async def test_readme_reconnection_example_with_one_argument_on_failure(
             2,
             1,
         )
-        assert "403" in (stats["last_error"] or "")
+        assert "403" in (tracker.get_last_error("bob") or "")
         await opened[0].close()
 
 

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +193,10 @@ async def test_get_connection_is_a_websocket_connection_with_dict_access(store: 
     assert (record.connection_id, record.session_id, record.user_id) == (cid, "sess-1", "u")
     assert (record.username, record.client_ip, record.tab_id) == ("Ann", "10.0.0.2", "t")
     assert record.user_agent is None and record.metadata == {"room": "a"}
-    assert record.connected_at == record.last_heartbeat == clock.now
+    # 1.0's times are ISO 8601 strings in UTC; the dict view keeps netrun-ws's exact epochs.
+    iso_now = datetime.fromtimestamp(clock.now, UTC).isoformat(timespec="microseconds")
+    assert record.connected_at == record.last_heartbeat == iso_now
+    assert record["connected_at"] == record["last_heartbeat"] == clock.now
     # ... and netrun-ws's dict access, on the same object.
     assert record["user_id"] == "u" and record.get("tab_id") == "t" and "state" in record
     assert record.to_dict() == dict(record) and json.loads(json.dumps(record.to_dict()))
