@@ -75,20 +75,18 @@ def encode_message(message: Any, binary: bool = False) -> Frame:
     Raises ``TypeError`` for any other type or for a value JSON cannot represent, including a
     NaN or infinite float (what is sent is strict JSON; a ``str`` is sent as given).
     """
-    frame: Frame
     if isinstance(message, str):
-        frame = message
-    elif isinstance(message, bytes | bytearray):
+        return message.encode() if binary else message  # sent as given
+    if isinstance(message, bytes | bytearray):
         return bytes(message)
-    elif isinstance(message, BaseModel):
+    frame: str
+    if isinstance(message, BaseModel):
         if type(message).model_dump_json is _MODEL_DUMP_JSON:
             # What model_dump_json() does with its defaults, minus its keyword plumbing (a third
             # of a small model's encoding time); a model that overrides it is still honoured.
             frame = message.__pydantic_serializer__.to_json(message).decode()
         else:
             frame = message.model_dump_json()
-        if ("N" in frame or "I" in frame) and _may_be_loose(frame):
-            _check_strict(frame)
     elif isinstance(message, dict | list | tuple):
         try:
             encoded = to_json(message)
@@ -99,15 +97,14 @@ def encode_message(message: Any, binary: bool = False) -> Frame:
                 _check_strict(encoded)
             return encoded
         frame = encoded.decode()
-        # The one-character searches inline: this is the per-message path.
-        if ("N" in frame or "I" in frame) and _may_be_loose(frame):
-            _check_strict(frame)
-        return frame
     else:
         raise TypeError(
             "message must be a dict, list, pydantic model, str or bytes, "
             f"not {type(message).__name__}"
         )
+    # Strict JSON out. The one-character searches come first, inline: per-message path.
+    if ("N" in frame or "I" in frame) and _may_be_loose(frame):
+        _check_strict(frame)
     return frame.encode() if binary else frame
 
 

@@ -16,7 +16,7 @@ from netrun_ws.plugins.hooks import HookError, Hooks, UnknownHookError
 from netrun_ws.plugins.relay import HookRelay
 from tests.host.helpers import base_config
 
-_HELPERS = {"has", "refresh"}
+_HELPERS = {"has"}
 
 
 def _relay_methods() -> dict[str, Any]:

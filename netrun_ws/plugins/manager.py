@@ -79,7 +79,6 @@ class PluginSet:
         except HookError as error:
             raise self.error(error) from error
         self.hooks.refresh()
-        relay.refresh()
         try:
             self.plugin_manager.check_pending()
         except pluggy.PluginValidationError as exc:

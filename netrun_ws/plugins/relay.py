@@ -37,11 +37,6 @@ class HookRelay:
     def __init__(self, hooks: Hooks, host: Host) -> None:
         self._hooks = hooks
         self._host = host
-        self.refresh()
-
-    def refresh(self) -> None:
-        """Re-bind the per-message callers (after :meth:`Hooks.refresh`)."""
-        self._on_message = self._hooks.bind("on_message", "host", "connection", "message")
 
     def has(self, hook: str) -> bool:
         """True when a plugin implements ``hook`` (UnknownHookError for a name with no spec)."""
@@ -112,8 +107,11 @@ class HookRelay:
         )
 
     async def on_message(self, connection: Connection, message: BaseModel) -> list[Any]:
-        """The replies (non-None results); bound once, this is the per-message path."""
-        return await self._on_message(self._host, connection, message)
+        """The replies (non-None results). The host's message loop runs this hook's plan
+        directly (``Hooks.plan``), without this method's keyword arguments."""
+        return await self._hooks.call(
+            "on_message", host=self._host, connection=connection, message=message
+        )
 
     async def on_invalid_message(
         self, connection: Connection, raw: str | bytes, error: ProtocolError
