@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from netrun_ws.codes import CloseCode, ErrorCode
 from netrun_ws.contracts.catalog import Catalog, MessageEntry
+from netrun_ws.contracts.code_tables import close_codes, error_codes
 
 REF_PREFIX = "#/$defs/"
 _IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
@@ -150,12 +150,12 @@ def _union_alias(name: str, members: list[str], doc: str) -> list[str]:
 
 
 def _codes() -> list[str]:
-    close = [f"  {member.name}: {int(member)};" for member in CloseCode]
-    errors = [
-        f"  {name}: {json.dumps(value)};"
-        for name, value in vars(ErrorCode).items()
-        if name.isupper() and isinstance(value, str)
-    ]
+    close: list[str] = []
+    for name, code, note in close_codes():
+        close.extend([*_doc(note, "  "), f"  {name}: {code};"])
+    errors: list[str] = []
+    for name, value, note in error_codes():
+        errors.extend([*_doc(note, "  "), f"  {name}: {json.dumps(value)};"])
     return [
         "/** WebSocket close codes the server uses (docs/protocol.md, netrun_ws/codes.py). */",
         "export interface CloseCodes {",
