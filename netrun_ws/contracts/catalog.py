@@ -45,13 +45,14 @@ class Catalog:
     """The schema of the ``pos`` key a channel delivery carries (on registered types)."""
 
 
-def registered_models(config: Any, env: str | None) -> list[type[BaseModel]]:
-    """The message models the plugins of ``config`` (a path or a dict) register, in order."""
+def configured_server(config: Any, env: str | None) -> tuple[Any, list[type[BaseModel]]]:
+    """The loaded config (a path or a dict) and the message models its plugins register."""
     from netrun_ws.app import load_app_config
     from netrun_ws.host import Host
 
-    host = Host(load_app_config(config, env=env))
-    return list(dict.fromkeys(host.registry.types().values()))
+    loaded = load_app_config(config, env=env)
+    host = Host(loaded)
+    return loaded, list(dict.fromkeys(host.registry.types().values()))
 
 
 def schema_name(name: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from pydantic import BaseModel
 
 from netrun_ws.config.slot_table import SLOTS
@@ -23,6 +24,22 @@ from netrun_ws.plugins.loading import (
     resolve,
 )
 from netrun_ws.plugins.slots import options_model
+
+
+def plugins_dir_of(config: Path) -> Path | None:
+    """The plugins folder a config file names (default ``plugins`` beside it), if it exists.
+
+    Read from the raw YAML, so that a config with other mistakes still gets its schema.
+    """
+    directory: object = "plugins"
+    if config.is_file():
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            directory = data.get("plugins_dir", "plugins")
+    if not isinstance(directory, str) or "${" in directory:
+        return None
+    path = (config.absolute().parent / directory).resolve()
+    return path if path.is_dir() else None
 
 
 @dataclass(frozen=True, slots=True)
