@@ -37,7 +37,7 @@ class Catalog:
     """The messages of both directions; ``schemas`` holds every schema they refer to, by name."""
 
     server: tuple[MessageEntry, ...]
-    """Server to client: the host's messages, then the registered types."""
+    """Server to client: the host's messages, then the registered types of other ``type``s."""
     client: tuple[MessageEntry, ...]
     """Client to server: the host's own (auth, refresh), then the registered types."""
     schemas: dict[str, dict[str, Any]]
@@ -91,8 +91,13 @@ def build_catalog(registered: list[type[BaseModel]], ref_prefix: str) -> Catalog
     host_own = set(messages.CLIENT_MESSAGES)
     plugin_entries = tuple(entry(model) for model in registered if model not in host_own)
     position = entry(messages.ChannelPosition)
+    host_sent = tuple(entry(m) for m in messages.SERVER_MESSAGES)
+    # The host owns the types it sends: a registered model of the same type (the library's
+    # ConnectMessage, ErrorMessage...) is what a client may send, not what it receives.
+    taken = {tag for sent in host_sent for tag in sent.tags}
+    relayed = tuple(e for e in plugin_entries if not taken.intersection(e.tags))
     return Catalog(
-        server=(*(entry(m) for m in messages.SERVER_MESSAGES), *plugin_entries),
+        server=(*host_sent, *relayed),
         client=(*(entry(m) for m in messages.CLIENT_MESSAGES), *plugin_entries),
         schemas=schemas,
         position_schema=position.schema,
