@@ -1,10 +1,11 @@
-"""``netrun-ws asyncapi``: an AsyncAPI 3.0 document of the websocket protocol of a configured server.
+"""``netrun-ws asyncapi``: an AsyncAPI 3.0 document of a configured server's websocket protocol.
 
 One channel (the websocket endpoint, ``server.path``) and two operations from the server's point of
 view: ``send`` (every message it may send) and ``receive`` (every message it accepts). Payloads are
 the messages' JSON schemas under ``components.schemas``; a registered type the server relays has a
 second schema, ``<Name>_delivered``, with the optional ``pos`` of a channel delivery. The close
-and error codes are schemas of their own (``CloseCode``, ``ErrorCode``), one titled constant per code.
+and error codes are schemas of their own (``CloseCode``, ``ErrorCode``), one titled constant
+per code.
 """
 
 from __future__ import annotations
@@ -107,7 +108,11 @@ def render_asyncapi(
 
     return {
         "asyncapi": ASYNCAPI_VERSION,
-        "info": {"title": "netrun-ws websocket protocol", "version": version, "description": _DESCRIPTION},
+        "info": {
+            "title": "netrun-ws websocket protocol",
+            "version": version,
+            "description": _DESCRIPTION,
+        },
         "defaultContentType": "application/json",
         "servers": {
             "configured": {
@@ -121,9 +126,7 @@ def render_asyncapi(
             "websocket": {
                 "address": path,
                 "title": "The websocket endpoint",
-                "messages": {
-                    name: {"$ref": f"#/components/messages/{name}"} for name in messages
-                },
+                "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in messages},
                 "bindings": {"ws": {"method": "GET", "query": _QUERY, "bindingVersion": "0.1.0"}},
             }
         },

@@ -71,7 +71,7 @@ def build_catalog(registered: list[type[BaseModel]], ref_prefix: str) -> Catalog
     """The catalog of the host's messages and ``registered``; refs read ``<ref_prefix><name>``."""
     builtin = [*messages.SERVER_MESSAGES, *messages.CLIENT_MESSAGES, messages.ChannelPosition]
     models = list(dict.fromkeys([*builtin, *registered]))
-    keys, top = models_json_schema([(model, "validation") for model in models])
+    keys, top = models_json_schema([(model, "validation") for model in models])  # type: ignore[misc]
     raw_defs: dict[str, dict[str, Any]] = top.get("$defs", {})
     renamed = {name: schema_name(name) for name in raw_defs}
     schemas = _rewrite_refs(

@@ -75,7 +75,9 @@ def _rewrite(value: Any, renamed: dict[str, str]) -> Any:
     return value
 
 
-def _models_defs(models: list[type[BaseModel]]) -> tuple[dict[type[BaseModel], str], dict[str, Any]]:
+def _models_defs(
+    models: list[type[BaseModel]],
+) -> tuple[dict[type[BaseModel], str], dict[str, Any]]:
     """One ``$defs`` for every model (pydantic names same-named models apart), made interpolable."""
     if not models:
         return {}, {}
@@ -83,11 +85,15 @@ def _models_defs(models: list[type[BaseModel]]) -> tuple[dict[type[BaseModel], s
     raw: dict[str, Any] = top.get("$defs", {})
     renamed = {name: schema_name(name) for name in raw}
     defs = {renamed[name]: interpolable(_rewrite(s, renamed)) for name, s in raw.items()}
-    names = {model: renamed[keys[(model, "validation")]["$ref"].removeprefix(REF)] for model in models}
+    names = {
+        model: renamed[keys[(model, "validation")]["$ref"].removeprefix(REF)] for model in models
+    }
     return names, defs
 
 
-def _variant(slot: Slot, plugin: Found, names: dict[type[BaseModel], str], defs: dict[str, Any]) -> Any:
+def _variant(
+    slot: Slot, plugin: Found, names: dict[type[BaseModel], str], defs: dict[str, Any]
+) -> Any:
     properties: dict[str, Any] = {"plugin": {"const": plugin.name}}
     variant: dict[str, Any] = {"type": "object", "title": f"{slot.name}: {plugin.name}"}
     if plugin.options is None:
@@ -113,7 +119,9 @@ def _variant(slot: Slot, plugin: Found, names: dict[type[BaseModel], str], defs:
     return variant
 
 
-def _slot_def(slot: Slot, found: list[Found], names: dict[type[BaseModel], str], defs: dict[str, Any]) -> Any:
+def _slot_def(
+    slot: Slot, found: list[Found], names: dict[type[BaseModel], str], defs: dict[str, Any]
+) -> Any:
     known = [plugin.name for plugin in found]
     plugin_name: dict[str, Any] = {"type": "string", "minLength": 1}
     unknown = {

@@ -19,9 +19,7 @@ from netrun_ws.contracts.code_tables import close_codes, error_codes
 
 REF_PREFIX = "#/$defs/"
 _IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
-_JSON_VALUE = (
-    "string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }"
-)
+_JSON_VALUE = "string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }"
 
 
 def _literal(value: object) -> str:

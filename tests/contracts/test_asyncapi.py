@@ -79,7 +79,9 @@ def test_close_and_error_codes_are_documented(document: dict[str, Any]) -> None:
     assert {"invalid_json", "validation_failed", "rate_limited"} <= errors
 
 
-def test_the_server_comes_from_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_server_comes_from_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "netrun_ws.yaml"
     config.write_text("server: {port: 9123, path: /socket}\nplugins_dir: null\n")
     assert main(["asyncapi", "--config", str(config)]) == 0
@@ -103,6 +105,13 @@ def test_a_broken_config_is_exit_2_without_a_document(
 def test_the_builtin_models_describe_every_message_the_host_lists() -> None:
     tags = {m.model_fields["type"].annotation.__args__[0] for m in messages.SERVER_MESSAGES}  # type: ignore[union-attr]
     assert tags == {
-        "connect", "ping", "pong", "error", "refreshed", "disconnect", "delivery_gap", "gap",
+        "connect",
+        "ping",
+        "pong",
+        "error",
+        "refreshed",
+        "disconnect",
+        "delivery_gap",
+        "gap",
         "recovered",
     }

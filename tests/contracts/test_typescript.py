@@ -58,8 +58,9 @@ const auth: ClientMessage = { type: "auth", token: "t" };
 const broken: ClientMessage = { type: "say", room: "lobby" };
 // @ts-expect-error: the server never sends a message of this type
 const unknown: ServerMessage = { type: "nosuch" };
+const pos = { channel: "c", offset: 1, epoch: "e" };
 // @ts-expect-error: a client may not send a channel position
-const positioned: Say = { type: "say", room: "r", text: "t", pos: { channel: "c", offset: 1, epoch: "e" } };
+const positioned: Say = { type: "say", room: "r", text: "t", pos };
 const said: MessageOf<ServerMessage, "say"> = { type: "say", room: "r", text: "t" };
 const restart: CloseCode = 1012;
 // @ts-expect-error: not a close code the server uses
@@ -84,10 +85,23 @@ def test_the_declarations_compile_strictly_with_a_usage_file(
     (tmp_path / "netrun_ws.ts").write_text(capsys.readouterr().out)
     (tmp_path / "usage.ts").write_text(USAGE)
     result = subprocess.run(
-        ["node", str(compiler), "--strict", "--noEmit", "--target", "es2020",
-         "--module", "esnext", "--moduleResolution", "bundler",
-         str(tmp_path / "netrun_ws.ts"), str(tmp_path / "usage.ts")],
-        capture_output=True, text=True, timeout=300,
+        [
+            "node",
+            str(compiler),
+            "--strict",
+            "--noEmit",
+            "--target",
+            "es2020",
+            "--module",
+            "esnext",
+            "--moduleResolution",
+            "bundler",
+            str(tmp_path / "netrun_ws.ts"),
+            str(tmp_path / "usage.ts"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -98,12 +112,21 @@ def test_a_wrong_usage_does_not_compile(tmp_path: Path, capsys: pytest.CaptureFi
     (tmp_path / "netrun_ws.ts").write_text(capsys.readouterr().out)
     (tmp_path / "usage.ts").write_text(
         'import type { Gap } from "./netrun_ws";\n'
-        'export const gap: Gap = { type: "gap", channel: "c", reason: "lost", offset: 1, epoch: "e" };\n'
+        "export const gap: Gap = "
+        '{ type: "gap", channel: "c", reason: "lost", offset: 1, epoch: "e" };\n'
     )
     result = subprocess.run(
-        ["node", str(compiler), "--strict", "--noEmit", str(tmp_path / "netrun_ws.ts"),
-         str(tmp_path / "usage.ts")],
-        capture_output=True, text=True, timeout=300,
+        [
+            "node",
+            str(compiler),
+            "--strict",
+            "--noEmit",
+            str(tmp_path / "netrun_ws.ts"),
+            str(tmp_path / "usage.ts"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode != 0 and '"lost"' in result.stdout
 
@@ -117,17 +140,30 @@ def test_a_wrong_usage_does_not_compile(tmp_path: Path, capsys: pytest.CaptureFi
         ({"enum": ["a", "b", 3]}, '"a" | "b" | 3'),
         ({"anyOf": [{"type": "string"}, {"type": "null"}]}, "string | null"),
         ({"type": ["integer", "null"]}, "number | null"),
-        ({"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
-         "(string | number)[]"),
-        ({"type": "array", "prefixItems": [{"type": "string"}, {"type": "boolean"}]},
-         "[string, boolean]"),
-        ({"type": "object", "additionalProperties": {"$ref": "#/$defs/Position"}},
-         "{ [key: string]: Position }"),
+        (
+            {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+            "(string | number)[]",
+        ),
+        (
+            {"type": "array", "prefixItems": [{"type": "string"}, {"type": "boolean"}]},
+            "[string, boolean]",
+        ),
+        (
+            {"type": "object", "additionalProperties": {"$ref": "#/$defs/Position"}},
+            "{ [key: string]: Position }",
+        ),
         ({"type": "object"}, "{ [key: string]: unknown }"),
         ({}, "unknown"),
         ({"$ref": "#/components/schemas/Elsewhere"}, "unknown"),
-        ({"type": "object", "properties": {"a-b": {"type": "string"}}, "required": ["a-b"],
-          "additionalProperties": False}, '{\n  "a-b": string;\n}'),
+        (
+            {
+                "type": "object",
+                "properties": {"a-b": {"type": "string"}},
+                "required": ["a-b"],
+                "additionalProperties": False,
+            },
+            '{\n  "a-b": string;\n}',
+        ),
         ({"type": "object", "properties": {"x": {"type": "number"}}}, "{\n  x?: number;\n}"),
         ({"not": {"type": "string"}}, "unknown"),
     ],
