@@ -2,3 +2,7 @@
 AsyncAPI document of the websocket protocol (``netrun-ws asyncapi``) and TypeScript declarations
 of every message (``netrun-ws typescript``). Private: the commands are the interface.
 """
+
+from __future__ import annotations
+
+__all__: list[str] = []
