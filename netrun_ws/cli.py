@@ -13,6 +13,7 @@ import gc
 import importlib.util
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -427,6 +428,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as error:  # a missing extra, e.g. PyJWT for auth: jwt
         return _fail(EXIT_CONFIG, f"error: {error}")
     except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:  # `netrun-ws schema | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail
         return EXIT_OK
 
 
