@@ -67,19 +67,41 @@ def _tags(schema: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(value) for value in tag.get("enum", ()))
 
 
+def model_schemas(
+    models: list[type[BaseModel]], ref_prefix: str
+) -> tuple[dict[type[BaseModel], str], dict[str, dict[str, Any]]]:
+    """One set of named JSON schemas for ``models`` and every model they use (pydantic names
+    same-named models apart), names made identifiers, refs reading ``<ref_prefix><name>``.
+
+    Returns each model's schema name, and the schemas by name.
+    """
+    if not models:
+        return {}, {}
+    pairs = [(model, "validation") for model in models]
+    keys, top = models_json_schema(pairs)  # type: ignore[arg-type]
+    raw: dict[str, dict[str, Any]] = top.get("$defs", {})
+    renamed = {name: schema_name(name) for name in raw}
+    schemas = {
+        renamed[name]: _rewrite_refs(schema, renamed, ref_prefix) for name, schema in raw.items()
+    }
+    names = {
+        model: renamed[keys[(model, "validation")]["$ref"].removeprefix("#/$defs/")]
+        for model in models
+    }
+    return names, schemas
+
+
 def build_catalog(registered: list[type[BaseModel]], ref_prefix: str) -> Catalog:
     """The catalog of the host's messages and ``registered``; refs read ``<ref_prefix><name>``."""
-    builtin = [*messages.SERVER_MESSAGES, *messages.CLIENT_MESSAGES, messages.ChannelPosition]
-    models = list(dict.fromkeys([*builtin, *registered]))
-    keys, top = models_json_schema([(model, "validation") for model in models])  # type: ignore[misc]
-    raw_defs: dict[str, dict[str, Any]] = top.get("$defs", {})
-    renamed = {name: schema_name(name) for name in raw_defs}
-    schemas = _rewrite_refs(
-        {renamed[name]: schema for name, schema in raw_defs.items()}, renamed, ref_prefix
-    )
+    builtin: list[type[BaseModel]] = [
+        *messages.SERVER_MESSAGES,
+        *messages.CLIENT_MESSAGES,
+        messages.ChannelPosition,
+    ]
+    names, schemas = model_schemas(list(dict.fromkeys([*builtin, *registered])), ref_prefix)
 
     def entry(model: type[BaseModel]) -> MessageEntry:
-        name = renamed[keys[(model, "validation")]["$ref"].rsplit("/", 1)[-1]]
+        name = names[model]
         schema = schemas[name]
         # The wire always carries "type": a default does not make it optional for a reader.
         required = schema.setdefault("required", [])

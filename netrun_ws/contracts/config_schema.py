@@ -18,11 +18,10 @@ import copy
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
 
 from netrun_ws.config.models import ConfigFile
 from netrun_ws.config.slot_table import SLOTS, Slot
-from netrun_ws.contracts.catalog import schema_name
+from netrun_ws.contracts.catalog import model_schemas
 from netrun_ws.contracts.plugin_options import Found, PluginCatalog
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -60,35 +59,12 @@ def interpolable(schema: Any) -> Any:
     return out
 
 
-def _rewrite(value: Any, renamed: dict[str, str]) -> Any:
-    if isinstance(value, dict):
-        return {
-            key: (
-                REF + renamed[item.removeprefix(REF)]
-                if key == "$ref" and isinstance(item, str) and item.startswith(REF)
-                else _rewrite(item, renamed)
-            )
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [_rewrite(item, renamed) for item in value]
-    return value
-
-
 def _models_defs(
     models: list[type[BaseModel]],
 ) -> tuple[dict[type[BaseModel], str], dict[str, Any]]:
-    """One ``$defs`` for every model (pydantic names same-named models apart), made interpolable."""
-    if not models:
-        return {}, {}
-    keys, top = models_json_schema([(model, "validation") for model in models])
-    raw: dict[str, Any] = top.get("$defs", {})
-    renamed = {name: schema_name(name) for name in raw}
-    defs = {renamed[name]: interpolable(_rewrite(s, renamed)) for name, s in raw.items()}
-    names = {
-        model: renamed[keys[(model, "validation")]["$ref"].removeprefix(REF)] for model in models
-    }
-    return names, defs
+    """The options models' schemas, made interpolable."""
+    names, defs = model_schemas(models, REF)
+    return names, {name: interpolable(schema) for name, schema in defs.items()}
 
 
 def _variant(

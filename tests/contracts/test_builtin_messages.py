@@ -25,7 +25,7 @@ async def test_welcome_error_pong_and_resumed_welcome_match_their_models() -> No
         plugins=["chat"],
     )
     async with serve(create_app(config)) as addr:
-        async with connect(f"ws://{addr}/ws?user_id=ann&session_id=s-1") as client:
+        async with connect(f"ws://{addr}/ws?user_id=ann") as client:
             first = Welcome.model_validate(await recv_json(client), strict=True)
             await client.send("not json")
             ErrorReply.model_validate(await recv_json(client), strict=True)
@@ -33,7 +33,8 @@ async def test_welcome_error_pong_and_resumed_welcome_match_their_models() -> No
             Pong.model_validate(await recv_until(client, "pong"), strict=True)
             await client.send(json.dumps({"type": "join", "room": "lobby"}))
             await recv_until(client, "joined")
-        async with connect(f"ws://{addr}/ws?user_id=ann&session_id=s-1") as client:
+        resume = f"ws://{addr}/ws?user_id=ann&session_id={first.session_id}"
+        async with connect(resume) as client:
             again = Welcome.model_validate(await recv_json(client), strict=True)
     assert first.heartbeat is not None and first.reconnect is not None and not first.resumed
     assert again.resumed and again.rooms == ["lobby"] and again.state is not None
