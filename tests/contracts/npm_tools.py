@@ -20,7 +20,8 @@ ASYNCAPI_SPECS = "@asyncapi/specs@6.11.1"
 TYPESCRIPT = "typescript@5.9.3"
 
 
-def _missing(message: str) -> None:
+def missing_tool(message: str) -> None:
+    """Skip (fail under CI): a tool the test needs is not there."""
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
@@ -34,7 +35,7 @@ def npm_package(spec: str) -> Path:
     if not installed.is_file():
         npm = shutil.which("npm")
         if npm is None:
-            _missing(f"npm is not installed (apt-get install npm): cannot fetch {spec}")
+            missing_tool(f"npm is not installed (apt-get install npm): cannot fetch {spec}")
         prefix.mkdir(parents=True, exist_ok=True)
         command = [npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix"]
         result = subprocess.run(
@@ -42,5 +43,5 @@ def npm_package(spec: str) -> Path:
         )
         if result.returncode != 0 or not installed.is_file():
             tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-            _missing(f"npm install {spec} failed: {' / '.join(tail)}")
+            missing_tool(f"npm install {spec} failed: {' / '.join(tail)}")
     return prefix / "node_modules"

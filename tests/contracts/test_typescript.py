@@ -13,7 +13,7 @@ import pytest
 
 from netrun_ws.cli import main
 from netrun_ws.contracts.typescript import ts_type
-from tests.contracts.npm_tools import TYPESCRIPT, npm_package
+from tests.contracts.npm_tools import TYPESCRIPT, missing_tool, npm_package
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,9 +71,7 @@ export const used = [join, auth, broken, unknown, positioned, said, restart, bog
 
 def tsc() -> Path:
     if shutil.which("node") is None:
-        pytest.skip("node is not installed") if not __import__("os").environ.get("CI") else (
-            pytest.fail("node is not installed")
-        )
+        missing_tool("node is not installed (apt-get install nodejs): cannot run tsc")
     return npm_package(TYPESCRIPT) / "typescript" / "bin" / "tsc"
 
 
