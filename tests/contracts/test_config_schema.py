@@ -25,6 +25,8 @@ HINT = "# yaml-language-server: $schema=netrun_ws.schema.json"
 DOCUMENTED = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 DOCUMENTED.append(ROOT / "plugins" / "netrun-ws-example" / "README.md")
 _YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
+#: On the line before a yaml block that is another tool's file (a Traefik config, say).
+OTHER_TOOL = re.compile(r"<!-- example: other tool: [^>]+ -->\n\Z")
 
 
 def validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
@@ -71,9 +73,17 @@ def test_the_default_config_carries_the_editor_hint_and_is_valid() -> None:
 def documented_examples() -> list[tuple[str, str]]:
     found = []
     for path in DOCUMENTED:
-        for index, block in enumerate(_YAML_BLOCK.findall(path.read_text())):
-            found.append((f"{path.relative_to(ROOT)}#{index}", block))
+        text = path.read_text()
+        for index, match in enumerate(_YAML_BLOCK.finditer(text)):
+            if OTHER_TOOL.search(text[: match.start()]):
+                continue
+            found.append((f"{path.relative_to(ROOT)}#{index}", match[1]))
     return found
+
+
+def test_few_yaml_blocks_are_marked_as_another_tools() -> None:
+    marked = sum(len(re.findall(OTHER_TOOL.pattern[:-4], p.read_text())) for p in DOCUMENTED)
+    assert marked <= 3, "a yaml block in the docs is a netrun_ws.yaml unless it says otherwise"
 
 
 def documents(block: str) -> list[Any]:
