@@ -6,10 +6,10 @@ Every worker binds the port itself with ``SO_REUSEPORT``, so the kernel spreads 
 over the workers that are listening (a dead worker's share goes to the others until it is back);
 the supervisor only holds a bound, non-listening socket to reserve the port and fail early when it
 is taken. Workers run in their own process group: the supervisor alone gets the terminal's
-Ctrl+C and forwards one SIGTERM per signal, so each worker drains exactly as a single server does
-(a second signal forces, as it does there). A worker that dies while the supervisor is not
-stopping is started again (one log line); one that exits with a configuration, plugin or
-start-up error code stops them all, with that code.
+Ctrl+C and forwards each SIGINT/SIGTERM it gets to every worker once, so each worker drains
+exactly as a single server does (and a second Ctrl+C forces, as it does there). A worker that dies
+while the supervisor is not stopping is started again (one log line); one that exits with a
+configuration, plugin or start-up error code stops them all, with that code.
 """
 
 from __future__ import annotations
@@ -157,13 +157,13 @@ class Supervisor:
         process.start()
         self._workers[slot] = _Worker(slot, process)
 
-    def _stop_all(self) -> None:
-        """Forward one SIGTERM to every worker: the first drains, a second one forces."""
+    def _stop_all(self, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig`` to every worker: the first signal drains, a second SIGINT forces."""
         if self._stopping_since is None:
             self._stopping_since = time.monotonic()
         for worker in self._workers.values():
             if worker.process.pid is not None and worker.process.exitcode is None:
-                os.kill(worker.process.pid, signal.SIGTERM)
+                os.kill(worker.process.pid, sig)
 
     def _supervise(self) -> int:
         code = 0
@@ -171,8 +171,7 @@ class Supervisor:
             sentinels = [worker.process.sentinel for worker in self._workers.values()]
             wait(sentinels, timeout=0.2)
             while self._signals:
-                self._signals.pop()
-                self._stop_all()
+                self._stop_all(self._signals.pop(0))
             for worker in [w for w in self._workers.values() if w.process.exitcode is not None]:
                 del self._workers[worker.slot]
                 exitcode = worker.process.exitcode
