@@ -57,6 +57,8 @@ FULL = Plan(3, 4.0, 1.0, "100,1000,1000s,1000,1000s,1000,5000", 2.0, 3.0, 5000, 
 QUICK = Plan(1, 2.0, 0.5, "100,1000,1000s,1000", 1.5, 1.5, 1000, 1, 3.0)
 
 ECHO_KINDS = ["picows", "netrun", "raw_asgi", "starlette", "websockets", "socketio"]
+# netrun-ws with 1 and 3 extra plugins handling other types: the cost of each (dispatch by type).
+ECHO_KINDS += ["netrun_plus1", "netrun_plus3"]
 FANOUT_KINDS = ["picows", "netrun", "websockets", "socketio"]
 # (label, server kind, server deflate, client offers deflate)
 CONNECT_CASES = [
@@ -83,13 +85,13 @@ def url_for(kind: str, port: int) -> tuple[str, str]:
     if kind == "socketio":
         return f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket", "socketio"
     # starlette_jwt speaks as netrun-ws does at connect: bearer token in, welcome message out.
-    proto = "netrun" if kind in ("netrun", "starlette_jwt") else "plain"
+    proto = "netrun" if kind.startswith("netrun") or kind == "starlette_jwt" else "plain"
     return f"ws://127.0.0.1:{port}/ws", proto
 
 
 def default_deflate(kind: str) -> str:
     """netrun-ws runs as its CLI does (deflate off); peers keep uvicorn's default (on)."""
-    return "off" if kind == "netrun" else "on"
+    return "off" if kind.startswith("netrun") else "on"
 
 
 def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

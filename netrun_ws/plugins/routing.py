@@ -109,7 +109,9 @@ def _accepted(
     if parameter is None or parameter.annotation is inspect.Parameter.empty:
         return None
     annotation = parameter.annotation
-    if isinstance(annotation, str):
+    for _ in range(2):  # a quoted annotation under `from __future__ import annotations` is twice
+        if not isinstance(annotation, str):
+            break
         try:
             annotation = _resolve(function, annotation)
         except Exception as exc:  # NameError for a name imported under TYPE_CHECKING, mostly

@@ -14,6 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from netrun_ws import create_app
 from netrun_ws.plugins import PluginLoadError
 from tests.host.helpers import base_config, recv_json, recv_until
+from tests.host.routing.types_plugin import Say, Shout, Whisper
 from tests.support.server import serve
 
 ROUTING = "tests.host.routing"
@@ -96,10 +97,10 @@ def test_a_handler_of_an_unregistered_type_stops_start_up_in_one_line(
     assert message.endswith(f"on_message {function}: {cause}")
 
 
-def test_the_relay_routes_like_the_message_loop() -> None:
+async def test_the_relay_calls_the_handlers_of_the_type_only() -> None:
     app = create_app(base_config(plugins=PLUGINS))
-    routes = app.state.host.message_loop.routes
-    from tests.host.routing.types_plugin import Say, Shout, Whisper
+    host = app.state.host
+    routes = host.message_loop.routes
 
     def plugins_for(model: type[BaseModel]) -> list[str]:
         return [step.plugin.rsplit(".", 1)[-1] for step in routes.plan_for(model)]
@@ -107,3 +108,10 @@ def test_the_relay_routes_like_the_message_loop() -> None:
     assert plugins_for(Say) == ["untyped_plugin", "loud_plugin", "say_plugin", "types_plugin"]
     assert plugins_for(Shout) == ["untyped_plugin", "loud_plugin", "types_plugin"]
     assert plugins_for(Whisper) == ["untyped_plugin", "named_plugin", "types_plugin"]
+    replies = await host.fire.on_message(None, Whisper(type="whisper"))
+    assert replies == [{"type": "whispered"}]
+    assert host.state["seen"] == [
+        ("untyped", "whisper"),
+        ("named", "whisper"),
+        ("catch_all", "whisper"),
+    ]
