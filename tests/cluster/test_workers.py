@@ -152,13 +152,14 @@ async def test_a_killed_worker_is_restarted_and_its_clients_reconnect(
     assert server.text().count("restarting it") == 1
 
 
-async def test_sigterm_drains_every_worker_with_1012(
-    tmp_path: Path, redis_server: RedisServer
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_drains_every_worker_with_1012(
+    tmp_path: Path, redis_server: RedisServer, sig: signal.Signals
 ) -> None:
     async with workers(tmp_path, redis_server) as server:
         one, two = await worker_pids(server, 2)
         clients = [await on_worker(server, f"u{pid}", pid) for pid in (one, two)]
-        server.process.send_signal(signal.SIGTERM)
+        server.process.send_signal(sig)
         for websocket in clients:
             hint = await recv_until(websocket, "disconnect", timeout=10)
             assert hint["code"] == 1012
@@ -170,6 +171,25 @@ async def test_sigterm_drains_every_worker_with_1012(
         assert await asyncio.wait_for(server.process.wait(), 20) == 0
     assert "Traceback" not in server.text()
     assert "restarting" not in server.text()
+
+
+async def test_workers_leave_with_a_killed_supervisor(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    async with workers(tmp_path, redis_server) as server:
+        pids = await worker_pids(server, 2)
+        server.process.send_signal(signal.SIGKILL)
+        async with asyncio.timeout(20):
+            while any(_alive(pid) for pid in pids):  # noqa: ASYNC110 - other processes
+                await asyncio.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -185,6 +205,13 @@ def test_the_memory_store_with_two_workers_is_refused_in_one_line(tmp_path: Path
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "server.workers is 2 but store.plugin is 'memory'" in lines[0]
+
+
+def test_workers_that_cannot_start_stop_the_supervisor_with_their_code(tmp_path: Path) -> None:
+    unreachable = '{plugin: redis, url: "redis://127.0.0.1:1/0", operation_timeout: 1}'
+    done = _run(write_config(tmp_path, unreachable), "--workers", "2")
+    assert done.returncode == 4
+    assert "restarting" not in done.stderr
 
 
 @pytest.mark.parametrize("value", ["0", "many"])
