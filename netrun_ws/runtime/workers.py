@@ -41,10 +41,12 @@ _RESTART_BACKOFF = 1.0
 _STOP_MARGIN = 10.0
 
 
-def configure_logging(log_level: str) -> None:
-    """Root logging as ``netrun-ws run`` sets it (``trace`` is level 5)."""
+def configure_logging(log_level: str, *, worker: bool = False) -> None:
+    """Root logging as ``netrun-ws run`` sets it (``trace`` is level 5); a worker's lines say
+    which process wrote them."""
     level = logging.getLevelName(log_level.upper()) if log_level != "trace" else 5
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    source = "%(name)s[%(process)d]" if worker else "%(name)s"
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s {source}: %(message)s")
 
 
 def worker_count(setting: int | str) -> int:
@@ -104,7 +106,7 @@ def _serve_worker(spec: WorkerSpec, parent: int) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     from netrun_ws.cli import serve_loaded
 
-    configure_logging(spec.log_level)
+    configure_logging(spec.log_level, worker=True)
     sys.exit(serve_loaded(spec.config, spec.env, spec.overrides, _reuseport_socket))
 
 
