@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -101,6 +102,9 @@ async def test_clients_spread_over_two_workers_which_act_as_one_cluster(
     async with workers(tmp_path, redis_server, per_user=2) as server:
         one, two = await worker_pids(server, 2)
         assert server.process.pid not in (one, two)
+        async with httpx.AsyncClient() as http:  # each worker is a node of the cluster
+            nodes = (await http.get(f"http://{server.addr}/readyz")).json()["nodes"]
+        assert len(nodes) == 2
         alice, bob = await on_worker(server, "alice", one), await on_worker(server, "bob", two)
         # send_to_user across workers
         await send(alice, {"type": "direct", "to": "bob", "text": "hi bob"})
