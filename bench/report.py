@@ -17,6 +17,7 @@ NAMES = {
     "netrun": "netrun-ws (whole pipeline)",
     "netrun_plus1": "netrun-ws + 1 plugin handling another type",
     "netrun_plus3": "netrun-ws + 3 plugins handling other types",
+    "netrun_plus3_catchall": "netrun-ws + the same 3 as catch-alls (no dispatch by type)",
     "raw_asgi": "raw ASGI echo (uvicorn)",
     "raw_asgi_netrun_protocol": (
         "raw ASGI echo on netrun-ws's websocket and HTTP protocols (uvicorn)"
@@ -309,6 +310,12 @@ def targets(
                 f"| each extra plugin handling another type costs the echo < 5% ({extra} extra) "
                 f"| {cost:+.1%} per plugin | {_verdict(cost < 0.05)} |"
             )
+    if "netrun_plus3_catchall" in echo:
+        cost = 1 - (echo["netrun_plus3_catchall"] / netrun) ** (1 / 3)
+        rows.append(
+            "| (no target; context) the same 3 plugins as catch-alls, as before dispatch by type "
+            f"| {cost:+.1%} per plugin | - |"
+        )
     if ("1000", "netrun") in fan and ("1000", "websockets") in fan:
         ratio = fan[("1000", "netrun")] / fan[("1000", "websockets")]
         miss = "" if ratio >= 1 else f" (short by {1 - ratio:.0%})"

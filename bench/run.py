@@ -58,7 +58,8 @@ QUICK = Plan(1, 2.0, 0.5, "100,1000,1000s,1000", 1.5, 1.5, 1000, 1, 3.0)
 
 ECHO_KINDS = ["picows", "netrun", "raw_asgi", "starlette", "websockets", "socketio"]
 # netrun-ws with 1 and 3 extra plugins handling other types: the cost of each (dispatch by type).
-ECHO_KINDS += ["netrun_plus1", "netrun_plus3"]
+# The same 3 as catch-alls that ignore the echo, as plugins were called before (for comparison).
+ECHO_KINDS += ["netrun_plus1", "netrun_plus3", "netrun_plus3_catchall"]
 FANOUT_KINDS = ["picows", "netrun", "websockets", "socketio"]
 # (label, server kind, server deflate, client offers deflate)
 CONNECT_CASES = [

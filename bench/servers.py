@@ -25,8 +25,14 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Shared by the load generator, which signs one token per connection with it.
 JWT_SECRET = "netrun-ws-benchmark-secret-0123456789-abcdefghij"
-#: netrun-ws with 1 or 3 extra plugins whose on_message handles another type (other_plugin.py).
-EXTRA_PLUGINS = {"netrun": 0, "netrun_plus1": 1, "netrun_plus3": 3}
+#: netrun-ws with 1 or 3 extra plugins whose on_message handles another type (other_plugin.py):
+#: kind -> (how many, their module prefix); the catch-all ones are for comparison.
+EXTRA_PLUGINS = {
+    "netrun": (0, ""),
+    "netrun_plus1": (1, "bench.other_plugin_"),
+    "netrun_plus3": (3, "bench.other_plugin_"),
+    "netrun_plus3_catchall": (3, "bench.catchall_plugin_"),
+}
 UVICORN_KINDS = (
     *EXTRA_PLUGINS,
     "raw_asgi",
@@ -47,7 +53,7 @@ UVICORN_SETTINGS: dict[str, Any] = {
 }
 
 
-def netrun_config(deflate: bool, extra_plugins: int = 0) -> dict[str, Any]:
+def netrun_config(deflate: bool, extra_plugins: tuple[int, str] = (0, "")) -> dict[str, Any]:
     """The whole pipeline: JWT auth, validation, metrics (prometheus + json), heartbeat; and
     ``extra_plugins`` app plugins that handle other message types than the echo's."""
     return {
@@ -68,7 +74,7 @@ def netrun_config(deflate: bool, extra_plugins: int = 0) -> dict[str, Any]:
         "plugins_dir": None,
         "plugins": [
             "bench.echo_plugin",
-            *(f"bench.other_plugin_{n}" for n in range(1, extra_plugins + 1)),
+            *(f"{extra_plugins[1]}{n}" for n in range(1, extra_plugins[0] + 1)),
         ],
     }
 
