@@ -115,3 +115,27 @@ async def test_the_relay_calls_the_handlers_of_the_type_only() -> None:
         ("named", "whisper"),
         ("catch_all", "whisper"),
     ]
+
+
+async def test_the_heartbeat_plugin_answers_ping_only_and_starts_without_it() -> None:
+    heartbeat = {"plugin": "ping", "interval": 30, "timeout": 90, "max_missed": 3}
+    app = create_app(base_config(heartbeat=heartbeat, plugins=[f"{ROUTING}.types_plugin"]))
+    routes = app.state.host.message_loop.routes
+    handled = {
+        model.__name__
+        for model, plan in routes.table.items()
+        if any(step.plugin == "heartbeat" for step in plan)
+    }
+    assert handled == {"PingMessage"}
+    async with serve(app) as addr, connect(f"ws://{addr}/ws") as client:
+        await recv_until(client, "connect")
+        await _send(client, {"type": "say"})
+        await _send(client, {"type": "ping"})
+        assert await recv_json(client) == {"type": "pong"}
+    # A protocol without "ping": handles("ping", optional=True) routes nothing, start-up goes on.
+    no_ping = {"plugin": "json", "schemas": []}
+    app = create_app(
+        base_config(heartbeat=heartbeat, protocol=no_ping, plugins=[f"{ROUTING}.types_plugin"])
+    )
+    tables = app.state.host.message_loop.routes.table.values()
+    assert not any(step.plugin == "heartbeat" for plan in tables for step in plan)
