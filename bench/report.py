@@ -15,6 +15,9 @@ from bench.profile_summary import Profile
 
 NAMES = {
     "netrun": "netrun-ws (whole pipeline)",
+    "netrun_plus1": "netrun-ws + 1 plugin handling another type",
+    "netrun_plus3": "netrun-ws + 3 plugins handling other types",
+    "netrun_plus3_catchall": "netrun-ws + the same 3 as catch-alls (no dispatch by type)",
     "raw_asgi": "raw ASGI echo (uvicorn)",
     "raw_asgi_netrun_protocol": (
         "raw ASGI echo on netrun-ws's websocket and HTTP protocols (uvicorn)"
@@ -322,6 +325,20 @@ def targets(
         miss = "" if ratio >= want else f" (short by {1 - ratio / want:.0%})"
         rows.append(
             f"| echo >= {want:g}x {NAMES[peer]} | {ratio:.2f}x | {_verdict(ratio >= want)}{miss} |"
+        )
+    for kind, extra in (("netrun_plus1", 1), ("netrun_plus3", 3)):
+        if kind in echo:
+            # Per plugin, compounded: (plus_n / netrun) = (1 - cost) ** n.
+            cost = 1 - (echo[kind] / netrun) ** (1 / extra)
+            rows.append(
+                f"| each extra plugin handling another type costs the echo < 5% ({extra} extra) "
+                f"| {cost:+.1%} per plugin | {_verdict(cost < 0.05)} |"
+            )
+    if "netrun_plus3_catchall" in echo:
+        cost = 1 - (echo["netrun_plus3_catchall"] / netrun) ** (1 / 3)
+        rows.append(
+            "| (no target; context) the same 3 plugins as catch-alls, as before dispatch by type "
+            f"| {cost:+.1%} per plugin | - |"
         )
     if ("1000", "netrun") in fan and ("1000", "websockets") in fan:
         ratio = fan[("1000", "netrun")] / fan[("1000", "websockets")]

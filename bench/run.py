@@ -63,6 +63,9 @@ ECHO_KINDS = [
     "node_socketio",
 ]  # fmt: skip
 FANOUT_KINDS = ["picows", "netrun", "websockets", "socketio", "node_ws", "node_socketio"]
+# netrun-ws with 1 and 3 extra plugins handling other types: the cost of each (dispatch by type).
+# The same 3 as catch-alls that ignore the echo, as plugins were called before (for comparison).
+ECHO_KINDS += ["netrun_plus1", "netrun_plus3", "netrun_plus3_catchall"]
 # (label, server kind, server deflate, client offers deflate)
 CONNECT_CASES = [
     ("picows", "picows", "off", False),  # the load generator's ceiling
@@ -89,13 +92,13 @@ def url_for(kind: str, port: int) -> tuple[str, str]:
     if kind in ("socketio", "node_socketio"):
         return f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket", "socketio"
     # starlette_jwt speaks as netrun-ws does at connect: bearer token in, welcome message out.
-    proto = "netrun" if kind in ("netrun", "starlette_jwt") else "plain"
+    proto = "netrun" if kind.startswith("netrun") or kind == "starlette_jwt" else "plain"
     return f"ws://127.0.0.1:{port}/ws", proto
 
 
 def default_deflate(kind: str) -> str:
     """netrun-ws runs as its CLI does (deflate off); peers keep uvicorn's default (on)."""
-    return "off" if kind == "netrun" else "on"
+    return "off" if kind.startswith("netrun") else "on"
 
 
 def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

@@ -12,10 +12,9 @@ import asyncio
 import gc
 import importlib.util
 import json
-import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ __all__ = [
     "build_server",
     "http_protocol_class",
     "main",
+    "serve_loaded",
     "ws_protocol_class",
 ]
 
@@ -74,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--host", help="bind address (overrides server.host)")
     run.add_argument("--port", type=int, help="port (overrides server.port)")
     run.add_argument("--log-level", choices=LOG_LEVELS, help="overrides server.log_level")
+    run.add_argument(
+        "--workers",
+        metavar="N",
+        help="processes serving the port, each a node of the cluster (a number or auto: one per "
+        "core; overrides server.workers; more than one needs the redis store)",
+    )
 
     check = commands.add_parser(
         "check",
@@ -156,24 +162,82 @@ def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> 
     return load_app_config(args.config, env=args.env, overrides=overrides)
 
 
+def _workers_override(value: str | None) -> int | str | None:
+    # A number stays a string when it is not one, so the config names it as server.workers.
+    return int(value) if value is not None and value.isdigit() else value
+
+
 def _run(args: argparse.Namespace) -> int:
+    from netrun_ws.runtime.workers import (
+        Supervisor,
+        WorkerSpec,
+        configure_logging,
+        memory_store_refusal,
+        worker_count,
+    )
+
     server_overrides = {
         key: value
-        for key, value in (("host", args.host), ("port", args.port), ("log_level", args.log_level))
+        for key, value in (
+            ("host", args.host),
+            ("port", args.port),
+            ("log_level", args.log_level),
+            ("workers", _workers_override(args.workers)),
+        )
         if value is not None
     }
-    loaded = _load(args, {"server": server_overrides} if server_overrides else None)
+    overrides = {"server": server_overrides} if server_overrides else None
+    loaded = _load(args, overrides)
     server = loaded.config.server
-    logging.basicConfig(
-        level=logging.getLevelName(server.log_level.upper()) if server.log_level != "trace" else 5,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    configure_logging(server.log_level)
+    workers = worker_count(server.workers)
+    if workers == 1:
+        return _serve(loaded)
+    refusal = memory_store_refusal(loaded.config.store.plugin, workers)
+    if refusal is not None:
+        return _fail(EXIT_CONFIG, refusal)
+    from netrun_ws.host import Host
+
+    Host(loaded)  # plugin errors once, here, rather than once per worker
+    spec = WorkerSpec(
+        config=str(loaded.path),
+        env=args.env,
+        overrides=overrides,
+        host=server.host,
+        port=server.port,
+        log_level=server.log_level,
+        drain_timeout=server.drain_timeout,
     )
+    return Supervisor(spec, workers).run()
+
+
+def _serve(loaded: Any, sockets: list[Any] | None = None) -> int:
     uvicorn_server = build_server(loaded)
     try:
-        uvicorn_server.run()
+        uvicorn_server.run(sockets=sockets)
     except SystemExit:  # uvicorn exits with its own code when start-up fails
         return EXIT_START
     return EXIT_OK if uvicorn_server.started else EXIT_START
+
+
+def serve_loaded(
+    config: str, env: str | None, overrides: Any, bind: Callable[[str, int], Any]
+) -> int:
+    """One worker of `netrun-ws run --workers N`: load the config as the command did and serve
+    it on the socket ``bind(host, port)`` returns; returns the exit code, as `main` does."""
+
+    def serve() -> int:
+        from netrun_ws.app import load_app_config
+
+        loaded = load_app_config(config, env=env, overrides=overrides)
+        server = loaded.config.server
+        try:
+            sock = bind(server.host, server.port)
+        except OSError as error:
+            return _fail(EXIT_START, f"error: cannot bind {server.host}:{server.port}: {error}")
+        return _serve(loaded, [sock])
+
+    return _guarded(serve)
 
 
 def build_server(loaded: Any, **uvicorn_settings: Any) -> Any:
@@ -415,12 +479,17 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``netrun-ws`` script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    return _guarded(lambda: COMMANDS[args.command](args))
+
+
+def _guarded(command: Callable[[], int]) -> int:
+    """Run ``command``; the errors a user can fix become one line and their exit code."""
     from netrun_ws.config import ConfigError
     from netrun_ws.plugins.loading import PluginLoadError
 
-    args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return command()
     except ConfigError as error:
         return _fail(EXIT_CONFIG, str(error))
     except PluginLoadError as error:
