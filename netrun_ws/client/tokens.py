@@ -27,8 +27,9 @@ def token_expiry(token: str) -> float | None:
 def refresh_delay(expires_at: float, now: float, margin: float) -> float:
     """Seconds from ``now`` until a token expiring at ``expires_at`` should be refreshed.
 
-    ``margin`` seconds before expiry, but never later than two thirds into the remaining time
-    (a short-lived token is refreshed with room to spare), and never negative.
+    ``margin`` seconds before expiry, but not before half the remaining time has passed: a token
+    that lives less than ``2 * margin`` is refreshed halfway, not at once (a refresh that returns
+    another short token must not turn into a tight loop). Never negative.
     """
     remaining = expires_at - now
-    return max(0.0, min(remaining - margin, remaining * 2 / 3))
+    return max(0.0, remaining - margin, remaining / 2)
