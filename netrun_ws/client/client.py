@@ -253,12 +253,8 @@ class Client:
         attempt = 0
         error: ClientClosed | None = None
         try:
+            await self._set_state(StateChange(State.CONNECTING))
             while not self._closing:
-                await self._set_state(
-                    StateChange(
-                        State.CONNECTING if attempt == 0 else State.RECONNECTING, attempt=attempt
-                    )
-                )
                 try:
                     await self._connect_once()
                     raise AssertionError("_connect_once returns only by raising _Ended")
@@ -269,13 +265,10 @@ class Client:
                 if self._welcomed:
                     attempt = 0  # a connection that got as far as the welcome resets the count
                     self._welcomed = False
-                retry = await self._decide(ended)
-                first_failed = self._first_outcome is not None and not self._first_outcome.done()
-                if (
-                    retry is Retry.NEVER
-                    or (first_failed and not self._retry_first)
-                    or not self._reconnects
-                ):
+                first = self._first_outcome is not None and not self._first_outcome.done()
+                stop = (first and not self._retry_first) or not self._reconnects
+                retry = Retry.NEVER if stop else await self._decide(ended)
+                if retry is Retry.NEVER:
                     error = ClientClosed(ended.code, ended.text)
                     break
                 attempt += 1

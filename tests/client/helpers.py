@@ -86,6 +86,8 @@ async def next_of(client: Client, type_: str, timeout: float = 5.0) -> Message:
     async with asyncio.timeout(timeout):
         while True:
             message = await client.recv()
-            kind = message.get("type") if isinstance(message, dict) else getattr(message, "type", None)
+            kind = (
+                message.get("type") if isinstance(message, dict) else getattr(message, "type", None)
+            )
             if kind == type_:
                 return message
