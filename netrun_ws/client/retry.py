@@ -59,6 +59,7 @@ CLOSE_CODE_RULES: Mapping[int, RetryRule] = {
     1013: RetryRule(Retry.BACKOFF, "try again later (a connection limit)"),
     1014: RetryRule(Retry.BACKOFF, "bad gateway"),
     1015: RetryRule(Retry.NEVER, "TLS handshake failed"),
+    4000: RetryRule(Retry.NEVER, "too many invalid messages in a row: a client bug"),
     4100: RetryRule(Retry.BACKOFF, "heartbeat timeout"),
     4101: RetryRule(Retry.BACKOFF, "slow consumer"),
     4102: RetryRule(Retry.BACKOFF, "rate limited"),
