@@ -287,3 +287,24 @@ async def test_a_bad_since_is_refused_with_400(since: str, why: str) -> None:
         assert response.status_code == 400
         body = json.loads(response.body or b"")
         assert body["error"].startswith("invalid since: ") and why in body["error"], body
+
+
+async def test_a_bad_since_under_first_message_auth_closes_1008() -> None:
+    import time
+
+    import jwt
+    from websockets.exceptions import ConnectionClosed
+
+    secret = "history-test-secret-0123456789-abcdef"
+    config = chat_config()
+    config["auth"] = {"plugin": "jwt", "secret": secret}
+    config["server"] = {**config["server"], "first_message_auth": True}
+    token = jwt.encode({"sub": "ann", "exp": int(time.time()) + 60}, secret, algorithm="HS256")
+    async with serve(create_app(config)) as addr:
+        url = f"ws://{addr}/ws?session_id=s1&since=%7Bnope"
+        async with connect(url) as client:
+            await client.send(json.dumps({"type": "auth", "token": token}))
+            with pytest.raises(ConnectionClosed):
+                await client.recv()
+            assert client.close_code == 1008
+            assert client.close_reason == "invalid since: not JSON"
