@@ -181,6 +181,12 @@ class Recovery:
         await self._send(connection, encode_message({"type": "recovered", "channels": recovered}))
         await self._flush(connection, holds, last)
 
+    async def finish(self, connection: Connection, positions: dict[str, Position]) -> None:
+        """No recovery after all: release what was held after the welcome's positions."""
+        connection.metadata.pop("since", None)
+        connection.metadata.pop("joins", None)
+        await self._flush(connection, connection.metadata.get("holds", set()), positions)
+
     async def _flush(
         self, connection: Connection, holds: set[str], last: dict[str, Position]
     ) -> None:
