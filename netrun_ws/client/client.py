@@ -400,24 +400,30 @@ class Client:
     async def _on_welcome(self, welcome: dict[str, Any]) -> None:
         self.welcome = welcome
         self._reauthed = False
-        resumed = welcome.get("resumed") is True
-        if self._resuming and not resumed:
-            await self._lose_all("session_lost")
         session_id = welcome.get("session_id")
         self._session_id = session_id if isinstance(session_id, str) else None
         self._policy = policy_from_welcome(welcome, self._fallback_policy)
-        positions = welcome.get("positions")
-        if resumed:
-            self._positions.keep_only(positions)
-        elif isinstance(positions, Mapping):
-            for channel, raw in positions.items():
-                position = Position.parse(raw)
-                if isinstance(channel, str) and position is not None:
-                    self._positions.set(channel, position)
+        raw_positions = welcome.get("positions")
+        listed = raw_positions if isinstance(raw_positions, Mapping) else {}
+        if self._resuming:
+            # The server recovers the channels its welcome lists (replay, or a gap). Any other
+            # channel we tracked went with the session: a room of a session that was not
+            # resumed is a loss to report; one a resumed session left is simply forgotten.
+            gone = self._positions.forget_all_but(listed)
+            if welcome.get("resumed") is not True:
+                for channel in gone:
+                    message = {"type": "gap", "channel": channel, "reason": "session_lost"}
+                    await self._gap(Gap(channel, "session_lost"), message)
+            return
+        # A new session: the channels start where the server stands now.
+        for channel, raw in listed.items():
+            position = Position.parse(raw)
+            if isinstance(channel, str) and position is not None:
+                self._positions.set(channel, position)
 
     async def _lose_all(self, reason: str) -> None:
         """Every tracked channel may have lost messages: one gap each, then forget them."""
-        for channel in self._positions.clear():
+        for channel in self._positions.forget_all_but({}):
             await self._gap(
                 Gap(channel, reason), {"type": "gap", "channel": channel, "reason": reason}
             )

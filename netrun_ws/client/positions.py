@@ -43,17 +43,12 @@ class Positions:
     def set(self, channel: str, position: Position) -> None:
         self._last[channel] = position
 
-    def clear(self) -> list[str]:
-        """Forget every channel; return the ones that were tracked."""
-        channels = sorted(self._last)
-        self._last.clear()
-        return channels
-
-    def keep_only(self, channels: object) -> None:
-        """Forget channels the session is no longer in (the welcome lists those it is in)."""
-        if isinstance(channels, Mapping):
-            for channel in [c for c in self._last if c not in channels]:
-                del self._last[channel]
+    def forget_all_but(self, channels: Mapping[str, object]) -> list[str]:
+        """Forget every channel not in ``channels``; return those forgotten, sorted."""
+        gone = sorted(c for c in self._last if c not in channels)
+        for channel in gone:
+            del self._last[channel]
+        return gone
 
     def accept(self, message: Mapping[str, Any]) -> tuple[bool, Position | None]:
         """Whether ``message`` is new, and the previous position when its epoch changed.

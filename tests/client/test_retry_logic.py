@@ -138,9 +138,9 @@ def test_the_since_parameter_lists_every_tracked_channel() -> None:
         "room:a": {"offset": 7, "epoch": "e1"},
         "user:alice": {"offset": 0, "epoch": "u"},
     }
-    positions.keep_only({"room:a": {}})
+    assert positions.forget_all_but({"room:a": {}}) == ["user:alice"]
     assert list(positions.snapshot()) == ["room:a"]
-    assert positions.clear() == ["room:a"]
+    assert positions.forget_all_but({}) == ["room:a"]
     assert positions.snapshot() == {}
 
 
