@@ -185,3 +185,45 @@ async def test_a_client_of_a_drained_redis_node_recovers_what_another_node_publi
 
 def test_gap_is_a_plain_record() -> None:
     assert Gap("room:a", "out_of_history", 3, "e") == Gap("room:a", "out_of_history", 3, "e")
+
+
+async def test_a_delivery_gap_reaches_the_callback_and_the_stream() -> None:
+    recorder = Recorder()
+    async with served(chat_config(store={"plugin": "tests.host.gap_store"})) as (app, addr):
+        async with client_for(addr, recorder, params={"user_id": "ann"}) as client:
+            await next_of(client, "connect")
+            await app.state.host.store.simulate_gap(2.0)
+            notice = await next_of(client, "delivery_gap")
+    (gap,) = recorder.gaps
+    assert isinstance(notice, dict)
+    assert (gap.channel, gap.reason, gap.since, gap.until) == (
+        None,
+        "delivery_gap",
+        notice["since"],
+        notice["until"],
+    )
+
+
+async def test_a_refused_resume_request_starts_a_new_session_and_reports_the_loss() -> None:
+    recorder = Recorder()
+    config = chat_config(history={"max_since_channels": 1})
+    async with served(config) as (app, addr):
+        host = app.state.host
+        async with client_for(addr, recorder, params={"user_id": "ann"}) as client:
+            first = await next_of(client, "connect")
+            await joined(client, "lobby")
+            await host.publish_room("lobby", {"type": "tick", "n": 1})
+            await next_of(client, "tick")
+            (connection,) = host.manager.connections()
+            await host.disconnect(connection, 1011, "dropped by the test")
+            # user:ann and room:lobby in `since`: one channel too many, refused with 400.
+            welcome = await next_of(client, "connect")
+            assert isinstance(welcome, dict) and isinstance(first, dict)
+            assert welcome["session_id"] != first["session_id"]
+            assert welcome["resumed"] is False
+    assert {(gap.channel, gap.reason) for gap in recorder.gaps} == {
+        ("room:lobby", "resume_refused"),
+        ("user:ann", "resume_refused"),
+    }
+    refused = [s for s in recorder.states if s.state is State.RECONNECTING and s.code == 400]
+    assert len(refused) == 1
