@@ -127,6 +127,7 @@ class Client:
         self._session_id: str | None = None
         self._ws: ClientConnection | None = None
         self._connected = asyncio.Event()
+        self._stopped = asyncio.Event()
         self._first_outcome: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -187,10 +188,10 @@ class Client:
         await self._finish(None)
 
     async def wait_closed(self) -> None:
-        """Wait until the client stopped for good (the error, if any, is raised by iteration)."""
+        """Wait until the client stopped for good (the error, if any, is raised by iteration);
+        at once when it was never started."""
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._task)
+            await self._stopped.wait()
 
     # ------------------------------------------------------------------ messages
 
@@ -201,13 +202,13 @@ class Client:
         while True:
             await self._wait_connected()
             ws = self._ws
-            if ws is None:
-                continue
-            try:
-                await ws.send(frame)
-                return
-            except ConnectionClosed:
-                await asyncio.sleep(0.01)  # the run task notices the close and reconnects
+            if ws is not None:
+                try:
+                    await ws.send(frame)
+                    return
+                except ConnectionClosed:
+                    pass
+            await asyncio.sleep(0.01)  # the run task notices the close and reconnects
 
     async def recv(self) -> Message:
         """The next message; raises StopAsyncIteration after close(), ClientClosed on failure."""
@@ -232,20 +233,20 @@ class Client:
         raise StopAsyncIteration
 
     async def _wait_connected(self) -> None:
+        if self._task is None:
+            raise RuntimeError("the client is not started (use `async with Client(...)`)")
         while not self._connected.is_set():
             if self._ended is not None:
                 raise self._ended.error or ClientClosed(None, "client closed")
-            waiter = asyncio.ensure_future(self._connected.wait())
-            done = self._done_future()
+            waiters = {
+                asyncio.ensure_future(self._connected.wait()),
+                asyncio.ensure_future(self._stopped.wait()),
+            }
             try:
-                await asyncio.wait({waiter, done}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                waiter.cancel()
-
-    def _done_future(self) -> asyncio.Future[Any]:
-        if self._task is None:
-            raise RuntimeError("the client is not started (use `async with Client(...)`)")
-        return asyncio.ensure_future(asyncio.shield(self._task))
+                for waiter in waiters:
+                    waiter.cancel()
 
     # ------------------------------------------------------------------ the run loop
 
@@ -559,6 +560,7 @@ class Client:
             return
         self._ended = _End(error)
         self._connected.clear()
+        self._stopped.set()
         self._settle_first(error or ClientClosed(None, "client closed"))
         code, reason = (error.code, error.reason) if error else (None, "")
         await self._set_state(StateChange(State.CLOSED, code, reason))
