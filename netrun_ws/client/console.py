@@ -100,17 +100,19 @@ class _Lines:
                 pass  # the loop is already closed: the session is over anyway
 
 
-def _describe(change: StateChange, url: str) -> str:
+def _describe(change: StateChange, url: str, user: object) -> str:
     if change.state is State.CONNECTING:
         return f"# connecting to {url}"
     if change.state is State.CONNECTED:
-        return "# connected" + (" (session resumed)" if change.resumed else "")
+        who = f" as {user}" if isinstance(user, str) else ""
+        return f"# connected{who}" + (" (session resumed)" if change.resumed else "")
     if change.state is State.RECONNECTING:
-        if change.delay == 0 and change.code is None:
-            return f"# reconnecting (attempt {change.attempt})"
-        lost = (
-            f"{change.code} {change.reason}".strip() if change.code is not None else change.reason
-        )
+        if change.code is None:
+            lost = change.reason
+        elif change.code < 1000:  # a refused handshake: an HTTP status
+            lost = f"refused with HTTP {change.code} {change.reason}".rstrip()
+        else:
+            lost = f"{change.code} {change.reason}".rstrip()
         wait = f"reconnecting in {change.delay:.1f} s (attempt {change.attempt})"
         return f"# connection lost ({lost}); {wait}"
     return "# closed" + (f": {change.reason}" if change.reason else "")
@@ -131,7 +133,8 @@ async def run_console(
 
     def show_state(change: StateChange) -> None:
         if change.state is not State.CLOSED:
-            print(_describe(change, shown), file=err, flush=True)
+            user = (client.welcome or {}).get("user_id")
+            print(_describe(change, shown, user), file=err, flush=True)
 
     client = Client(url, on_state=show_state, **options)
     lines = _Lines(stdin or sys.stdin)
