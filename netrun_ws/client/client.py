@@ -313,6 +313,7 @@ class Client:
 
     async def _connect_once(self) -> None:
         """One connection from handshake to close; raises _Ended saying how it ended."""
+        await self._renew_if_expired()
         url, headers, subprotocols = self._handshake()
         options: dict[str, Any] = {"open_timeout": self._open_timeout, **self._connect_options}
         try:
@@ -517,6 +518,19 @@ class Client:
             return message
 
     # ------------------------------------------------------------------ tokens
+
+    async def _renew_if_expired(self) -> None:
+        """Ask for a new token before connecting with one already expired (a long outage), not
+        after the server refused it."""
+        if self._refresh_token is None or self._token is None:
+            return
+        expires_at = token_expiry(self._token)
+        if expires_at is None or expires_at > time.time():
+            return
+        try:
+            self._token = await _call_token_source(self._refresh_token)
+        except Exception as exc:  # the app's callback: try with the old token, as without one
+            logger.warning("refresh_token callback failed: %r", exc)
 
     async def _refresh_loop(self, ws: ClientConnection) -> None:
         source = self._refresh_token

@@ -260,3 +260,36 @@ async def test_close_ends_iteration_and_send_then_raises() -> None:
         with pytest.raises(ClientClosed):
             await client.send({"type": "join", "room": "x"})
         await wait_for(lambda: not app.state.host.manager.connections())
+
+
+async def test_an_expired_token_without_a_refresh_callback_ends_the_client() -> None:
+    recorder = Recorder()
+    async with served(chat_config(auth=JWT)) as (_, addr):
+        async with client_for(addr, recorder, token=token("alice", 1)) as client:
+            with pytest.raises(ClientClosed) as ended:
+                async with asyncio.timeout(10):
+                    async for _message in client:
+                        pass
+    assert (ended.value.code, ended.value.reason) == (1008, "closed with 1008 (token expired)")
+    assert recorder.kinds() == [State.CONNECTING, State.CONNECTED, State.CLOSED]
+
+
+async def test_an_expired_token_is_renewed_before_reconnecting() -> None:
+    issued: list[str] = []
+
+    def fresh_token() -> str:
+        issued.append(token("alice", 300))
+        return issued[-1]
+
+    recorder = Recorder()
+    slow = {**FAST_RECONNECT, "initial_delay": 2.5, "max_delay": 5.0, "jitter": False}
+    async with served(chat_config(auth=JWT, reconnect=slow)) as (app, addr):
+        short = token("alice", 2)  # expires within 2 s: before the 2.5 s reconnect delay ends
+        client = client_for(addr, recorder, token=short, refresh_token=fresh_token)
+        async with client:
+            (connection,) = app.state.host.manager.connections()
+            await app.state.host.disconnect(connection, 1011, "dropped by the test")
+            await recorder.wait_state(State.CONNECTED, count=2)
+    # Asked once, before the reconnect; the server never refused the expired token.
+    assert len(issued) == 1
+    assert [s.code for s in recorder.states if s.state is State.RECONNECTING] == [1011]
