@@ -1,4 +1,4 @@
-"""The ``netrun-ws`` command: run, check, plugins, token, connect.
+"""The ``netrun-ws`` command: run, check, plugins, token, schema, asyncapi, typescript, connect.
 
 Exit codes (docs/cli.md): 0 success; 1 unexpected failure; 2 usage or configuration error (one
 ``file:line key.path: message`` line per mistake); 3 plugin error (import, setup, unknown hook);
@@ -14,6 +14,7 @@ import gc
 import importlib.util
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -113,6 +114,37 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra claim (repeatable; VALUE parsed as JSON when it can be)",
     )
+    schema = commands.add_parser(
+        "schema",
+        help="print the JSON Schema of netrun_ws.yaml, with every plugin's options",
+        description="Built-ins, entry points and the config's plugins_dir; for editors and CI.",
+    )
+    schema.add_argument(
+        "--config",
+        "-c",
+        default="netrun_ws.yaml",
+        metavar="PATH",
+        help="config whose plugins_dir is searched (default: ./netrun_ws.yaml; may be absent)",
+    )
+    schema.add_argument(
+        "--no-entry-points",
+        action="store_true",
+        help="leave out plugins installed as entry points (for a schema file kept in a repository)",
+    )
+    asyncapi = commands.add_parser(
+        "asyncapi",
+        help="print an AsyncAPI 3.0 document (JSON) of the configured server's websocket protocol",
+        description="Built-in messages, every type the configured plugins register, close and "
+        "error codes.",
+    )
+    with_config(asyncapi)
+    typescript = commands.add_parser(
+        "typescript",
+        help="print TypeScript declarations of every message of the configured server",
+        description="Built-in and plugin-registered messages, ServerMessage and ClientMessage "
+        "unions, close and error codes.",
+    )
+    with_config(typescript)
 
     connect = commands.add_parser(
         "connect",
@@ -354,6 +386,54 @@ def _token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _schema(args: argparse.Namespace) -> int:
+    import yaml
+
+    from netrun_ws.contracts.config_schema import config_schema
+    from netrun_ws.contracts.plugin_options import find_plugins, plugins_dir_of
+
+    try:
+        plugins_dir = plugins_dir_of(Path(args.config))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return _fail(EXIT_CONFIG, f"{args.config}: cannot read plugins_dir: {first}")
+    plugins = find_plugins(plugins_dir, with_entry_points=not args.no_entry_points)
+    for note in plugins.notes:
+        print(note, file=sys.stderr)
+    print(json.dumps(config_schema(plugins), indent=2))
+    return EXIT_OK
+
+
+def _asyncapi(args: argparse.Namespace) -> int:
+    from netrun_ws import __version__
+    from netrun_ws.contracts.asyncapi import REF_PREFIX, render_asyncapi
+    from netrun_ws.contracts.catalog import build_catalog, configured_server
+
+    loaded, registered = configured_server(args.config, args.env)
+    server = loaded.config.server
+    document = render_asyncapi(
+        build_catalog(registered, REF_PREFIX),
+        version=__version__,
+        host=server.host,
+        port=server.port,
+        path=server.path,
+    )
+    print(json.dumps(document, indent=2))
+    return EXIT_OK
+
+
+def _typescript(args: argparse.Namespace) -> int:
+    from netrun_ws.contracts.catalog import build_catalog, configured_server
+    from netrun_ws.contracts.typescript import REF_PREFIX, render_typescript
+
+    loaded, registered = configured_server(args.config, args.env)
+    source = Path(loaded.path).name if loaded.path else "a config"
+    if loaded.env:
+        source += f" (environment {loaded.env})"
+    print(render_typescript(build_catalog(registered, REF_PREFIX), source), end="")
+    return EXIT_OK
+
+
 def _connect(args: argparse.Namespace) -> int:
     from netrun_ws.client.console import UsageError, client_options, run_console
 
@@ -375,6 +455,9 @@ COMMANDS = {
     "check": _check,
     "plugins": _plugins,
     "token": _token,
+    "schema": _schema,
+    "asyncapi": _asyncapi,
+    "typescript": _typescript,
     "connect": _connect,
 }
 
@@ -394,6 +477,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as error:  # a missing extra, e.g. PyJWT for auth: jwt
         return _fail(EXIT_CONFIG, f"error: {error}")
     except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:  # `netrun-ws schema | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail
         return EXIT_OK
 
 
