@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from netrun_ws import create_app
 from tests.history.helpers import (
@@ -308,3 +308,31 @@ async def test_a_bad_since_under_first_message_auth_closes_1008() -> None:
                 await client.recv()
             assert client.close_code == 1008
             assert client.close_reason == "invalid since: not JSON"
+
+
+async def test_live_messages_held_past_the_bound_close_1013_and_the_next_resume_recovers() -> None:
+    config = chat_config(max_replay_messages=3)
+    config["plugins"] = ["chat", "tests.history.burst_plugin"]
+    app = create_app(config)
+    host = app.state.host
+    async with serve(app) as addr:
+        ann, welcome = await open_client(addr, "ann")
+        await join(ann, "news")
+        await host.publish_room("news", {"type": "story"})
+        seen = [await next_message(ann)]
+        await ann.close()
+        await wait_for(lambda: len(host.manager) == 0)
+        # The rejoin publishes 5 bursts while ann recovers: more than 3 held -> closed, 1013.
+        ann, _ = await open_client(addr, "ann", welcome["session_id"], last_positions(seen))
+        got: list[dict[str, Any]] = []
+        with pytest.raises(ConnectionClosed):
+            while True:
+                got.append(await next_message(ann))
+        assert ann.close_code == 1013 and ann.close_reason == "recovery overflow"
+        # 7 missed (user_left, user_joined, 5 bursts) > 3: a replay_limit gap, then recovered;
+        # the held bursts are all covered by the gap's offset, so none follows.
+        assert [(m["type"], m.get("reason")) for m in got] == [
+            ("gap", "replay_limit"),
+            ("recovered", None),
+        ]
+        assert got[0]["offset"] == seen[0]["pos"]["offset"] + 7
