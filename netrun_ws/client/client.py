@@ -15,7 +15,7 @@ import json
 import logging
 import random as _random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -71,7 +71,8 @@ class _Ended(Exception):
 class Client:
     """A netrun-ws connection that reconnects, resumes and recovers by itself.
 
-    ``async with Client(url, token=...) as client:`` connects (raising :class:`ClientClosed`
+    ``async with Client(url, token=...) as client:`` (``url``: one URL, or a list of the
+    nodes of a cluster, tried in turn on reconnects) connects (raising :class:`ClientClosed`
     when the first connection is refused for good); ``await client.send(...)`` sends a dict or
     a pydantic model, waiting while reconnecting; ``async for message in client`` yields every
     message but pings, as dicts or, when ``registry`` knows the type, as its model; it ends after
@@ -81,7 +82,7 @@ class Client:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         token: str | None = None,
         token_transport: Literal["header", "subprotocol"] = "header",
@@ -103,7 +104,12 @@ class Client:
             raise ValueError(
                 f"token_transport must be 'header' or 'subprotocol', got {token_transport!r}"
             )
-        self.url = url
+        #: The server's URLs (several: nodes of one cluster); each reconnect attempt takes the
+        #: next one, so a client whose node died or drained lands on another.
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("Client needs at least one URL")
+        self._url_index = 0
         self._token = token
         self._token_transport = token_transport
         self._refresh_token = refresh_token
@@ -150,6 +156,11 @@ class Client:
     def positions(self) -> dict[str, Position]:
         """The last position received per channel."""
         return self._positions.snapshot()
+
+    @property
+    def url(self) -> str:
+        """The URL the client is connected to, or will try next."""
+        return self.urls[self._url_index]
 
     @property
     def connected(self) -> bool:
@@ -277,6 +288,7 @@ class Client:
                     text = f"gave up after {attempt - 1} attempts; last: {ended.text}"
                     error = ClientClosed(ended.code, text)
                     break
+                self._url_index = (self._url_index + 1) % len(self.urls)
                 delay = retry_delay(self._policy, attempt, retry, self._random)
                 await self._set_state(
                     StateChange(State.RECONNECTING, ended.code, ended.reason, attempt, delay)
