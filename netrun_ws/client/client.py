@@ -85,7 +85,7 @@ class Client:
         url: str | Sequence[str],
         *,
         token: str | None = None,
-        token_transport: Literal["header", "subprotocol"] = "header",
+        token_transport: Literal["header", "subprotocol", "message"] = "header",
         refresh_token: TokenSource | None = None,
         refresh_margin: float = 30.0,
         params: Mapping[str, str] | None = None,
@@ -100,9 +100,10 @@ class Client:
         random: Callable[[], float] = _random.random,
         **connect_options: Any,
     ) -> None:
-        if token_transport not in ("header", "subprotocol"):
+        if token_transport not in ("header", "subprotocol", "message"):
             raise ValueError(
-                f"token_transport must be 'header' or 'subprotocol', got {token_transport!r}"
+                "token_transport must be 'header', 'subprotocol' or 'message', "
+                f"got {token_transport!r}"
             )
         #: The server's URLs (several: nodes of one cluster); each reconnect attempt takes the
         #: next one, so a client whose node died or drained lands on another.
@@ -344,6 +345,9 @@ class Client:
             raise _Ended(NETWORK_ERROR, None, str(exc), f"cannot connect: {exc}") from None
         refresher: asyncio.Task[None] | None = None
         try:
+            if self._token is not None and self._token_transport == "message":
+                # server.first_message_auth: the token is the first message, before the welcome.
+                await ws.send(json.dumps({"type": "auth", "token": self._token}))
             welcome = await self._read_welcome(ws)
             self._ws = ws
             await self._on_welcome(welcome)
@@ -394,7 +398,7 @@ class Client:
         if self._token is not None:
             if self._token_transport == "header":
                 headers["Authorization"] = f"Bearer {self._token}"
-            else:
+            elif self._token_transport == "subprotocol":
                 subprotocols = [Subprotocol("netrun-ws"), Subprotocol(f"bearer.{self._token}")]
         return url, headers, subprotocols
 

@@ -25,9 +25,10 @@ from tests.client.helpers import (
 from tests.host.helpers import wait_for
 
 
-@pytest.mark.parametrize("transport", ["header", "subprotocol"])
-async def test_a_token_authenticates_through_either_transport(transport: str) -> None:
-    async with served(chat_config(auth=JWT)) as (_, addr):
+@pytest.mark.parametrize("transport", ["header", "subprotocol", "message"])
+async def test_a_token_authenticates_through_each_transport(transport: str) -> None:
+    server = {"path": "/ws", "first_message_auth": transport == "message"}
+    async with served(chat_config(auth=JWT, server=server)) as (_, addr):
         client = client_for(addr, token=token("alice"), token_transport=transport)
         async with client:
             welcome = await next_of(client, "connect")
