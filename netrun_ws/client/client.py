@@ -279,8 +279,13 @@ class Client:
                     attempt = 0  # a connection that got as far as the welcome resets the count
                     self._welcomed = False
                 first = self._first_outcome is not None and not self._first_outcome.done()
-                stop = (first and not self._retry_first) or not self._reconnects
-                retry = Retry.NEVER if stop else await self._decide(ended)
+                # A first connection that fails is reported at once (unless retry_first), but a
+                # refused token still gets its one retry with a new one.
+                plain_retry = ended.rule.retry is not Retry.REAUTH
+                if not self._reconnects or (first and not self._retry_first and plain_retry):
+                    retry = Retry.NEVER
+                else:
+                    retry = await self._decide(ended)
                 if retry is Retry.NEVER:
                     error = ClientClosed(ended.code, ended.text)
                     break
@@ -297,6 +302,9 @@ class Client:
                 await asyncio.sleep(delay)
         except asyncio.CancelledError:
             pass
+        except Exception as exc:  # a bug here must end iteration loudly, not quietly
+            logger.exception("netrun-ws client failed")
+            error = ClientClosed(None, f"client failed: {exc!r}")
         finally:
             await self._finish(error)
 

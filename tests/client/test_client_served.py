@@ -70,9 +70,8 @@ async def test_a_refused_token_is_retried_once_with_the_refresh_callbacks_token(
 
     recorder = Recorder()
     async with served(chat_config(auth=JWT)) as (_, addr):
-        client = client_for(
-            addr, recorder, token="forged", retry_first=True, refresh_token=fresh_token
-        )
+        # Even the first connection: a refused token gets one retry with a new one.
+        client = client_for(addr, recorder, token="forged", refresh_token=fresh_token)
         with pytest.raises(ClientClosed) as refused:
             await client.start()
     assert refused.value.code == 1008
