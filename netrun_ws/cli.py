@@ -1,8 +1,9 @@
-"""The ``netrun-ws`` command: run, check, plugins, token, schema, asyncapi, typescript.
+"""The ``netrun-ws`` command: run, check, plugins, token, schema, asyncapi, typescript, connect.
 
 Exit codes (docs/cli.md): 0 success; 1 unexpected failure; 2 usage or configuration error (one
 ``file:line key.path: message`` line per mistake); 3 plugin error (import, setup, unknown hook);
-4 the server could not start (port in use, store unreachable, a startup hook failed).
+4 the server could not start (port in use, store unreachable, a startup hook failed); 5 `connect`:
+the server refused the connection or ended it for good.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "EXIT_CLOSED",
     "EXIT_CONFIG",
     "EXIT_FAILURE",
     "EXIT_OK",
@@ -36,6 +38,7 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_PLUGIN = 3
 EXIT_START = 4
+EXIT_CLOSED = 5
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
@@ -45,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="netrun-ws",
         description="A config-driven WebSocket server: netrun_ws.yaml selects the plugins.",
         epilog="Exit codes: 0 ok, 1 unexpected error, 2 config/usage error, 3 plugin error, "
-        "4 server failed to start. Docs: docs/cli.md",
+        "4 server failed to start, 5 connection refused or ended for good. Docs: docs/cli.md",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -148,6 +151,35 @@ def _parser() -> argparse.ArgumentParser:
         "unions, close and error codes.",
     )
     with_config(typescript)
+
+    connect = commands.add_parser(
+        "connect",
+        help="an interactive session: send JSON lines, print what the server sends",
+        description="Type one JSON message per line; received messages are printed one per "
+        "line, connection states on stderr (lines starting with #). Pings are answered and the "
+        "client reconnects by the server's policy, resuming its session. Ctrl-D or Ctrl-C ends.",
+    )
+    connect.add_argument("url", metavar="URL", help="e.g. 'ws://127.0.0.1:8000/ws?user_id=alice'")
+    credentials = connect.add_mutually_exclusive_group()
+    credentials.add_argument("--token", metavar="T", help="a token (visible to other local users)")
+    credentials.add_argument(
+        "--token-file",
+        metavar="F",
+        help="read the token from F; read again to refresh it before it expires",
+    )
+    connect.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="extra handshake header (repeatable)",
+    )
+    connect.add_argument(
+        "--subprotocol-auth",
+        action="store_true",
+        help="send the token as the bearer.<token> subprotocol (as browsers do) instead of an "
+        "Authorization header",
+    )
     return parser
 
 
@@ -466,6 +498,22 @@ def _typescript(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _connect(args: argparse.Namespace) -> int:
+    from netrun_ws.client.console import UsageError, client_options, run_console
+
+    try:
+        options = client_options(
+            args.url,
+            token=args.token,
+            token_file=args.token_file,
+            headers=args.header,
+            subprotocol_auth=args.subprotocol_auth,
+        )
+    except UsageError as error:
+        return _fail(EXIT_CONFIG, f"error: {error}")
+    return asyncio.run(run_console(args.url, options))
+
+
 COMMANDS = {
     "run": _run,
     "check": _check,
@@ -474,6 +522,7 @@ COMMANDS = {
     "schema": _schema,
     "asyncapi": _asyncapi,
     "typescript": _typescript,
+    "connect": _connect,
 }
 
 
