@@ -1,0 +1,321 @@
+// netrun-ws browser client: a dependency-free ES module.
+// Connects with a token in the `bearer.<token>` subprotocol, answers the server's pings, follows the
+// welcome's reconnect policy, resumes its session and recovers missed channel messages, and reports
+// messages, gaps and connection state as events. See docs/clients.md ("Browser client").
+
+export const VERSION = "0.1.0";
+
+/** Subprotocol the server selects; the token travels beside it as `bearer.<token>`. */
+export const SUBPROTOCOL = "netrun-ws";
+
+// Used until a welcome brings the server's own policy (same values as the server's defaults).
+const DEFAULT_POLICY = Object.freeze({
+  initial_delay: 1.0,
+  max_delay: 60.0,
+  max_attempts: 10,
+  backoff_multiplier: 2.0,
+  jitter: "equal",
+});
+
+// What to do after each close code: "stop" (final, state "closed"), "fail" (final, state
+// "failed"), "backoff" (reconnect by the policy) or "prompt" (the server restarts: reconnect at
+// once, then by the policy). Codes not listed: 4000-4099 fail, anything else backs off.
+export const CLOSE_ACTIONS = Object.freeze({
+  1000: "stop", // normal close, or "session replaced" by a newer connection of the same session
+  1001: "prompt", // going away: the server is shutting down
+  1002: "fail", // protocol error: a client bug, retrying repeats it
+  1003: "fail",
+  1006: "backoff", // no close frame (network lost); before any open see `maxRefusals`
+  1007: "fail", // invalid UTF-8: a client bug
+  1008: "fail", // authentication refused or revoked: needs a new token, never retried
+  1009: "backoff", // a frame too big: the frame is not resent, the connection is
+  1011: "backoff", // server error
+  1012: "prompt", // service restart (drain)
+  1013: "backoff", // try again later
+  4100: "backoff", // heartbeat timeout
+  4101: "backoff", // slow consumer
+  4102: "backoff", // rate limited
+});
+
+/** The action for a close code (see CLOSE_ACTIONS). */
+export function closeAction(code) {
+  if (Object.hasOwn(CLOSE_ACTIONS, code)) return CLOSE_ACTIONS[code];
+  if (code >= 4000 && code <= 4099) return "fail";
+  return "backoff";
+}
+
+/** Seconds before reconnect attempt `attempt` (1-based) under `policy`, jittered like the server's. */
+export function backoffDelay(policy, attempt, random = Math.random) {
+  const grown = policy.initial_delay * policy.backoff_multiplier ** (attempt - 1);
+  const delay = Math.min(policy.max_delay, grown);
+  return policy.jitter === "none" ? delay : delay * (0.5 + 0.5 * random());
+}
+
+export class NetrunClient extends EventTarget {
+  /**
+   * @param {string} url ws:// or wss:// URL of the server's WebSocket endpoint.
+   * @param {import("./netrun-ws").ClientOptions} [options]
+   */
+  constructor(url, options = {}) {
+    super();
+    this.url = url;
+    this.options = options;
+    this.state = "idle";
+    this.sessionId = options.sessionId ?? null;
+    this.welcome = null;
+    /** Last position received per channel: {channel: {offset, epoch}}. */
+    this.positions = new Map();
+    this.policy = { ...DEFAULT_POLICY, ...(options.reconnect ?? {}) };
+    this._socket = null;
+    this._attempt = 0; // consecutive failed attempts since the last welcome
+    this._refusals = 0; // consecutive sockets closed before they opened
+    this._timer = null;
+    this._watchdog = null;
+    this._lastFrame = 0;
+    this._onOnline = () => this._online();
+  }
+
+  /** Subscribe to an event; returns a function that unsubscribes. The listener gets `event.detail`. */
+  on(type, listener) {
+    const wrapped = (event) => listener(event.detail);
+    this.addEventListener(type, wrapped);
+    return () => this.removeEventListener(type, wrapped);
+  }
+
+  /** Open the connection (and keep it open until close() or a final close code). */
+  connect() {
+    if (this.state !== "idle" && this.state !== "closed" && this.state !== "failed") return this;
+    this._attempt = 0;
+    this._refusals = 0;
+    if (typeof window !== "undefined") window.addEventListener("online", this._onOnline);
+    this._open();
+    return this;
+  }
+
+  /** Send a message (an object, sent as JSON). Returns false when not connected. */
+  send(message) {
+    if (this.state !== "open") return false;
+    this._socket.send(JSON.stringify(message));
+    return true;
+  }
+
+  /** Close for good: no reconnect. */
+  close(code = 1000, reason = "") {
+    this._clearTimers();
+    if (typeof window !== "undefined") window.removeEventListener("online", this._onOnline);
+    const socket = this._detach();
+    if (socket) socket.close(code, reason);
+    this._setState("closed", { code, reason, final: true });
+  }
+
+  async _open() {
+    this._clearTimers();
+    if (this.state !== "reconnecting") this._setState("connecting");
+    let token = this.options.token;
+    try {
+      if (typeof token === "function") token = await token();
+    } catch (error) {
+      this._emit("error", { error });
+      this._fail({ code: 1008, reason: "token callback failed", final: true });
+      return;
+    }
+    if (this.state === "closed") return; // close() during the token callback
+    const protocols = [...(this.options.protocols ?? [SUBPROTOCOL])];
+    if (token) protocols.push(`bearer.${token}`);
+    const Impl = this.options.WebSocket ?? globalThis.WebSocket;
+    let socket;
+    try {
+      socket = new Impl(this._connectUrl(), protocols);
+    } catch (error) {
+      this._emit("error", { error });
+      this._fail({ code: 0, reason: String(error), final: true });
+      return;
+    }
+    this._socket = socket;
+    let opened = false;
+    socket.onopen = () => {
+      opened = true;
+      this._refusals = 0;
+      this._seen();
+    };
+    socket.onmessage = (event) => this._frame(event.data);
+    socket.onclose = (event) => {
+      if (this._socket !== socket) return;
+      this._detach();
+      this._closed(event.code, event.reason, opened);
+    };
+    socket.onerror = () => {}; // always followed by close
+  }
+
+  _connectUrl() {
+    const url = new URL(this.url, typeof location === "undefined" ? undefined : location.href);
+    for (const [key, value] of Object.entries(this.options.params ?? {})) {
+      url.searchParams.set(key, String(value));
+    }
+    if (this.sessionId) {
+      url.searchParams.set("session_id", this.sessionId);
+      if (this.positions.size > 0) {
+        url.searchParams.set("since", JSON.stringify(Object.fromEntries(this.positions)));
+      }
+    }
+    return url.href;
+  }
+
+  _frame(data) {
+    this._seen();
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return; // the server sends JSON only; anything else is not ours to handle
+    }
+    if (message === null || typeof message !== "object") return;
+    switch (message.type) {
+      case "connect":
+        return this._welcomed(message);
+      case "ping":
+        return void this._socket?.send('{"type":"pong"}');
+      case "gap":
+        this.positions.set(message.channel, { offset: message.offset, epoch: message.epoch });
+        return this._emit("gap", message);
+      case "delivery_gap":
+        return this._emit("gap", { ...message, channel: null, reason: "delivery_gap" });
+      case "recovered":
+        for (const [channel, { offset, epoch }] of Object.entries(message.channels ?? {})) {
+          this.positions.set(channel, { offset, epoch });
+        }
+        return this._emit("recovered", message);
+      case "disconnect":
+        return this._emit("disconnect", message);
+    }
+    if (message.pos && !this._track(message)) return; // already received
+    this._emit("message", message);
+  }
+
+  /** Record a channel message's position; false when it is a duplicate (offset not ahead). */
+  _track(message) {
+    const { channel, offset, epoch } = message.pos;
+    const known = this.positions.get(channel);
+    if (known && known.epoch === epoch && offset <= known.offset) return false;
+    if (known && known.epoch !== epoch) {
+      // The server announces a lost history with a gap first; this guards an unannounced one.
+      this._emit("gap", { type: "gap", channel, reason: "epoch_changed", offset, epoch });
+    }
+    this.positions.set(channel, { offset, epoch });
+    return true;
+  }
+
+  _welcomed(welcome) {
+    const resumed = welcome.resumed === true;
+    if (this.sessionId && !resumed && this.positions.size > 0) {
+      // The server no longer knows the session (it expired, or a memory store restarted): what
+      // was published meanwhile on its channels is lost, and the app must rejoin its rooms.
+      for (const [channel, known] of this.positions) {
+        this._emit("gap", { type: "gap", channel, reason: "session_lost", ...known });
+      }
+      this.positions.clear();
+    }
+    if (!resumed) {
+      // The starting point of a new session; a resumed one recovers from where it was.
+      for (const [channel, position] of Object.entries(welcome.positions ?? {})) {
+        this.positions.set(channel, { offset: position.offset, epoch: position.epoch });
+      }
+    }
+    this.sessionId = welcome.session_id ?? this.sessionId;
+    this.welcome = welcome;
+    if (welcome.reconnect) this.policy = { ...this.policy, ...welcome.reconnect };
+    this._attempt = 0;
+    this._startWatchdog(welcome.heartbeat);
+    this._setState("open", { resumed, sessionId: this.sessionId });
+    this._emit("welcome", welcome);
+  }
+
+  _closed(code, reason, opened) {
+    this._clearTimers();
+    let action = closeAction(code);
+    if (!opened && code === 1006) {
+      // A browser shows a refused handshake (401/403/429/503) as 1006 before open, with no way
+      // to tell it from a network error: after `maxRefusals` in a row, stop as for 1008.
+      this._refusals += 1;
+      if (this._refusals >= (this.options.maxRefusals ?? 3)) action = "fail";
+    }
+    if (action === "stop" || action === "fail") {
+      const state = action === "stop" ? "closed" : "failed";
+      return this._fail({ code, reason, final: true }, state);
+    }
+    this._attempt += 1;
+    const max = this.policy.max_attempts;
+    if (max > 0 && this._attempt > max) {
+      return this._fail({ code, reason, final: true, attempts: this._attempt - 1 });
+    }
+    const delay =
+      action === "prompt" && this._attempt === 1
+        ? Math.random() * Math.min(1, this.policy.initial_delay) // spread a whole drain's clients
+        : backoffDelay(this.policy, this._attempt);
+    this._setState("reconnecting", { code, reason, delay, attempt: this._attempt });
+    this._timer = setTimeout(() => this._open(), delay * 1000);
+  }
+
+  _fail(detail, state = "failed") {
+    this._clearTimers();
+    if (typeof window !== "undefined") window.removeEventListener("online", this._onOnline);
+    this._setState(state, detail);
+  }
+
+  _online() {
+    // Back online while waiting to reconnect: no point in waiting out the backoff.
+    if (this.state === "reconnecting" && this._socket === null) this._open();
+  }
+
+  _seen() {
+    this._lastFrame = Date.now();
+  }
+
+  _startWatchdog(heartbeat) {
+    // Without a frame for the server's heartbeat timeout the network is gone, even if the
+    // browser has not noticed: drop the socket and reconnect instead of waiting for TCP.
+    const timeout = this.options.livenessTimeout ?? heartbeat?.timeout;
+    if (!timeout) return;
+    const every = Math.max(250, (timeout * 1000) / 4);
+    this._watchdog = setInterval(() => {
+      if (Date.now() - this._lastFrame > timeout * 1000) {
+        const socket = this._detach();
+        if (socket) socket.close(4000, "no frame from the server");
+        this._closed(1006, "liveness timeout", true);
+      }
+    }, every);
+  }
+
+  _detach() {
+    const socket = this._socket;
+    this._socket = null;
+    if (socket) socket.onopen = socket.onmessage = socket.onclose = null;
+    return socket;
+  }
+
+  _clearTimers() {
+    clearTimeout(this._timer);
+    clearInterval(this._watchdog);
+    this._timer = this._watchdog = null;
+  }
+
+  _setState(state, detail = {}) {
+    const previous = this.state;
+    this.state = state;
+    this._emit("state", { ...detail, state, previous });
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+/** Message types the client handles itself; they are not emitted as "message" events. */
+export const HANDLED_TYPES = Object.freeze([
+  "connect",
+  "ping",
+  "gap",
+  "recovered",
+  "delivery_gap",
+  "disconnect",
+]);
