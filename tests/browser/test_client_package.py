@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CLIENT_DIR = ROOT / "netrun_ws" / "static" / "client"
 
 USAGE = """
-import { NetrunClient, backoffDelay, closeAction, type Gap, type ServerMessage } from "netrun-ws-client";
+import { NetrunClient, backoffDelay, closeAction } from "netrun-ws-client";
+import type { Gap, ServerMessage } from "netrun-ws-client";
 
 const client = new NetrunClient("ws://127.0.0.1:8000/ws", {
   token: async () => "a.jwt.token",

@@ -18,8 +18,9 @@ default_ws_protocol: str | None = None
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any, **config: Any) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 and a free port; yield ``"127.0.0.1:PORT"``.
+async def serve(app: Any, port: int = 0, **config: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 and a free port (or ``port``, to restart a server
+    where its clients reconnect); yield ``"127.0.0.1:PORT"``.
 
     Extra keyword arguments go to :class:`uvicorn.Config` (e.g. ``ws_max_size``). A netrun-ws app
     gets the websocket and HTTP protocols and the deflate setting its config names
@@ -37,7 +38,7 @@ async def serve(app: Any, **config: Any) -> AsyncIterator[str]:
         config.setdefault("ws_per_message_deflate", server_config.permessage_deflate)
     config.setdefault("log_level", "warning")
     config.setdefault("lifespan", "auto")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, **config))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **config))
     # _serve() skips uvicorn's signal capture: the test process owns its signals.
     task = asyncio.create_task(server._serve())
     try:
@@ -46,8 +47,8 @@ async def serve(app: Any, **config: Any) -> AsyncIterator[str]:
                 task.result()  # re-raise the start-up failure
                 raise RuntimeError("uvicorn exited before it started")
             await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"127.0.0.1:{port}"
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        yield f"127.0.0.1:{bound}"
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
