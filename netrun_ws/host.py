@@ -35,9 +35,10 @@ from netrun_ws.runtime.admission import Admission
 from netrun_ws.runtime.delivery import Delivery
 from netrun_ws.runtime.expiry import Expiry
 from netrun_ws.runtime.message_loop import MessageLoop
+from netrun_ws.runtime.recovery import Recovery
 from netrun_ws.runtime.rooms import Rooms
 from netrun_ws.stats import HostStats, collect_stats
-from netrun_ws.store import Envelope, PublishResult, Store
+from netrun_ws.store import Envelope, HistoryStore, PublishResult, Store
 from netrun_ws.wire import encode_message
 from netrun_ws.wire import error_reply as error_reply
 
@@ -73,6 +74,7 @@ class Host:
         self.delivery = Delivery(self)
         self.expiry = Expiry(self.manager)
         self.admission = Admission(self)
+        self.recovery = Recovery(self)
         self.message_loop = MessageLoop(self)
         self.manager.on_disconnect = self.admission.closed
         self._plugin_set = PluginSet(loaded)
@@ -153,6 +155,8 @@ class Host:
         if store is None:
             raise RuntimeError(f"store plugin {self.config.store.plugin!r} provided no store")
         self._store = store
+        if isinstance(store, HistoryStore):
+            store.configure_history(self.config.history)
         await store.start(self.delivery.deliver_local, self.delivery.delivery_gap)
         try:
             await self.fire.startup()

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from netrun_ws.config import HistoryConfig
 from netrun_ws.session import WebSocketSessionManager
 from netrun_ws.wire import Frame
 
@@ -21,12 +22,28 @@ __all__ = [
     "Envelope",
     "EnvelopeKind",
     "GapCallback",
+    "HistoryRead",
+    "HistoryStatus",
+    "HistoryStore",
+    "Position",
     "PublishResult",
     "Store",
 ]
 
 # "revoke": close every connection of the target user (payload: the public reason).
 EnvelopeKind = Literal["user", "room", "broadcast", "connection", "revoke"]
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a message sits in its channel's history: ``offset`` grows by 1 per message within
+    ``epoch``; a new epoch means the history behind the channel was lost."""
+
+    offset: int
+    epoch: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"offset": self.offset, "epoch": self.epoch}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +55,26 @@ class Envelope:
     payload: Frame  # the encoded message sent to each recipient (JSON text unless binary)
     exclude_users: frozenset[str] = field(default_factory=frozenset)
     exclude_connections: frozenset[str] = field(default_factory=frozenset)
+    #: Set by a history store when it gave the message a position (already in ``payload``).
+    pos: Position | None = None
+
+
+HistoryStatus = Literal["ok", "out_of_history", "epoch_changed"]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRead:
+    """What ``history_since`` found: the messages after the given position (payloads exactly as
+    delivered, ``pos`` included), the channel's current top, and whether the range was whole.
+
+    ``truncated`` is True when more messages were missed than ``max_messages``/``max_bytes``
+    allowed; ``messages`` is then empty.
+    """
+
+    status: HistoryStatus
+    top: Position
+    messages: tuple[str, ...] = ()
+    truncated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +147,37 @@ class Store(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """Counters for metrics (published, received, gaps, publish failures, ...)."""
+
+
+@runtime_checkable
+class HistoryStore(Protocol):
+    """What a store adds to keep channel history (optional: a store without it gives no ``pos``
+    and no recovery). ``MemoryStore`` and ``RedisStore`` implement it.
+
+    Channels are ``"room:<room>"`` and ``"user:<user_id>"``. When history is on for a kind,
+    ``publish`` gives each room/user envelope with a JSON object payload the channel's next
+    offset, splices ``"pos"`` into the payload once and sets ``Envelope.pos``, so every node
+    delivers the same bytes in offset order.
+    """
+
+    def configure_history(self, config: HistoryConfig) -> None:
+        """Called once by the host before ``start`` with the ``history`` config section."""
+
+    async def history_top(self, channel: str) -> Position:
+        """The channel's last assigned offset (0 if none) and its epoch."""
+
+    async def history_since(
+        self, channel: str, since: Position, max_messages: int, max_bytes: int
+    ) -> HistoryRead:
+        """The messages after ``since`` in offset order, reading at most ``max_messages`` + 1
+        entries: never an unbounded range."""
+
+    async def record_join(self, session_id: str, channel: str) -> Position:
+        """Remember (until the session expires) that ``session_id`` joined ``channel`` now;
+        returns the channel's top, the position recovery starts from when the client has none."""
+
+    async def forget_join(self, session_id: str, channel: str) -> None:
+        """The session left ``channel``."""
+
+    async def session_channels(self, session_id: str) -> dict[str, Position]:
+        """The channels ``session_id`` joined and has not left, with their join positions."""

@@ -13,8 +13,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from netrun_ws import hookimpl
+from netrun_ws.config import HistoryConfig
+from netrun_ws.history import MemoryHistory
 from netrun_ws.session import WebSocketSessionManager
-from netrun_ws.store import Deliver, Envelope, GapCallback, PublishResult
+from netrun_ws.store import Deliver, Envelope, GapCallback, HistoryRead, Position, PublishResult
 
 
 class Options(BaseModel):
@@ -24,10 +26,14 @@ class Options(BaseModel):
 
 
 class MemoryStore:
-    """A single-node Store: the reference behaviour the Redis store matches."""
+    """A single-node Store (and HistoryStore): the reference behaviour the Redis store matches.
+
+    History lives in this process: a restart starts a new epoch.
+    """
 
     def __init__(self, connection_ttl: float = 3600) -> None:
         self.sessions = WebSocketSessionManager(connection_ttl=connection_ttl)
+        self.history = MemoryHistory(HistoryConfig(), connection_ttl)
         self.node_id = f"memory-{uuid.uuid4().hex[:12]}"
         self._deliver: Deliver | None = None
         self._rooms: dict[str, dict[str, str]] = {}
@@ -51,7 +57,31 @@ class MemoryStore:
         if self._deliver is None:
             raise RuntimeError("the memory store is not started")
         self._published += 1
+        if envelope.pos is None:
+            envelope = self.history.position(envelope)
         return PublishResult(local=await self._deliver(envelope))
+
+    # ---------------------------------------------------------------- history
+
+    def configure_history(self, config: HistoryConfig) -> None:
+        self.history.config = config
+
+    async def history_top(self, channel: str) -> Position:
+        return self.history.top(channel)
+
+    async def history_since(
+        self, channel: str, since: Position, max_messages: int, max_bytes: int
+    ) -> HistoryRead:
+        return self.history.since(channel, since, max_messages, max_bytes)
+
+    async def record_join(self, session_id: str, channel: str) -> Position:
+        return self.history.record_join(session_id, channel)
+
+    async def forget_join(self, session_id: str, channel: str) -> None:
+        self.history.forget_join(session_id, channel)
+
+    async def session_channels(self, session_id: str) -> dict[str, Position]:
+        return self.history.session_channels(session_id)
 
     async def add_connection(
         self, connection_id: str, user_id: str, max_per_user: int | None

@@ -22,6 +22,7 @@ from netrun_ws.config.loader import (
 from netrun_ws.config.models import (
     Config,
     ConfigFile,
+    HistoryConfig,
     LimitsConfig,
     ServerConfig,
     SlotConfig,
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigError",
     "ConfigFile",
     "ConfigIssue",
+    "HistoryConfig",
     "LimitsConfig",
     "LoadedConfig",
     "ServerConfig",

@@ -259,6 +259,64 @@ class LimitsConfig(BaseModel):
     )
 
 
+class HistoryConfig(BaseModel):
+    """Per-channel message history, so a client that reconnects recovers what it missed."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    rooms_enabled: bool = Field(
+        default=True,
+        description=(
+            "Give room messages (publish_room, the publish API's room target) a position and keep "
+            "them for recovery. Off: no `pos`, no replay for rooms."
+        ),
+    )
+    rooms_size: int = Field(
+        default=200, gt=0, le=100000, description="Messages kept per room for recovery."
+    )
+    rooms_ttl: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        description="Seconds a room message is kept for recovery; older ones are not replayed.",
+    )
+    users_enabled: bool = Field(
+        default=True,
+        description=(
+            "Give user messages (send_to_user, the publish API's user target) a position and keep "
+            "them for recovery. Off: no `pos`, no replay for users."
+        ),
+    )
+    users_size: int = Field(
+        default=200, gt=0, le=100000, description="Messages kept per user for recovery."
+    )
+    users_ttl: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        description="Seconds a user message is kept for recovery; older ones are not replayed.",
+    )
+    max_replay_messages: int = Field(
+        default=1000,
+        gt=0,
+        description=(
+            "Most messages one resume replays over all its channels; a channel that does not fit "
+            "gets a `gap` with reason `replay_limit`."
+        ),
+    )
+    max_replay_bytes: int = Field(
+        default=1048576,
+        gt=0,
+        description="Most bytes one resume replays over all its channels (same rule).",
+    )
+    max_since_channels: int = Field(
+        default=100,
+        gt=0,
+        le=10000,
+        description="Most channels a resume's `since` may name; more is refused with HTTP 400.",
+    )
+
+
 class SlotConfig(BaseModel):
     """A plugin chosen for a slot, with its options.
 
@@ -371,8 +429,12 @@ class ConfigSections(BaseModel):
     limits: LimitsConfig = Field(
         default_factory=LimitsConfig, description="Connection, size, queue and rate limits."
     )
+    history: HistoryConfig = Field(
+        default_factory=HistoryConfig,
+        description="Room and user message history kept for recovery after a reconnect.",
+    )
 
-    @field_validator("server", "limits", mode="before")
+    @field_validator("server", "limits", "history", mode="before")
     @classmethod
     def _empty_section_means_defaults(cls, value: object) -> object:
         # `server:` with nothing after it is YAML null; the author meant "all defaults".

@@ -30,7 +30,14 @@ from pydantic.fields import FieldInfo
 
 from netrun_ws.config.errors import ConfigError
 from netrun_ws.config.loader import DEFAULT_CONFIG_PATH, ENV_VARIABLE, OVERRIDES_SOURCE, load_config
-from netrun_ws.config.models import SLOT_KEYS, ConfigFile, LimitsConfig, ServerConfig, SlotConfig
+from netrun_ws.config.models import (
+    SLOT_KEYS,
+    ConfigFile,
+    HistoryConfig,
+    LimitsConfig,
+    ServerConfig,
+    SlotConfig,
+)
 from netrun_ws.config.secrets import MASK, SECRET_WORDS
 from netrun_ws.config.slot_table import SLOTS
 
@@ -38,7 +45,11 @@ REGENERATE_COMMAND = "python -m netrun_ws.config.reference > docs/configuration.
 
 TOP_LEVEL_HEADING = "Top-level keys"
 SLOTS_HEADING = "Plugin slots"
-SECTION_MODELS: dict[str, type[BaseModel]] = {"server": ServerConfig, "limits": LimitsConfig}
+SECTION_MODELS: dict[str, type[BaseModel]] = {
+    "server": ServerConfig,
+    "limits": LimitsConfig,
+    "history": HistoryConfig,
+}
 """Top-level keys whose value is a mapping documented in a section of its own."""
 
 _PLAIN_YAML = re.compile(r"[A-Za-z0-9_./:+-]+")

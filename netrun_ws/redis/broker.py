@@ -8,7 +8,14 @@ Wire format of a message on ``P:bus``::
 
     <header> "\\n" <payload>
     header  = JSON array [1, origin_node, kind, target, binary, exclude_users, exclude_connections]
-    payload = the envelope's payload: UTF-8 text (binary = 0) or raw bytes (binary = 1)
+              or, for a message with a history position, the same + [offset, epoch]
+    payload = the envelope's payload: UTF-8 text (binary = 0) or raw bytes (binary = 1); for a
+              positioned message, the JSON object WITHOUT ``pos``: each node splices it in once
+
+A positioned message is published by the history script (:mod:`netrun_ws.redis.history`) in the
+same call that assigned its offset, and every node, the origin included, delivers it from the
+subscription: the bus order is the offset order, so delivery order agrees with it everywhere.
+The origin's ``publish`` waits (up to ``probe_timeout``) for its own copy to learn the local count.
 
 ``1`` is the format version; a message of an unknown version or shape is counted as malformed
 and dropped. A probe is ``[1, node, "probe", "<monotonic send time>", 0, [], []]`` with an empty
@@ -40,6 +47,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from netrun_ws.history import ROOM_PREFIX, USER_PREFIX, splice_position
 from netrun_ws.reconnection import ReconnectionConfig, ReconnectionManager
 from netrun_ws.redis.calls import (
     REDIS_FAILURES,
@@ -49,10 +57,17 @@ from netrun_ws.redis.calls import (
     bounded,
     describe_failure,
 )
-from netrun_ws.store import Deliver, DeliveryGap, Envelope, EnvelopeKind, GapCallback
+from netrun_ws.store import Deliver, DeliveryGap, Envelope, EnvelopeKind, GapCallback, Position
 from netrun_ws.wire import Frame
 
-__all__ = ["WIRE_VERSION", "RedisBroker", "WireMessage", "decode_message", "encode_envelope"]
+__all__ = [
+    "WIRE_VERSION",
+    "RedisBroker",
+    "WireMessage",
+    "decode_message",
+    "encode_envelope",
+    "encode_header_prefix",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +81,7 @@ _KINDS: dict[str, EnvelopeKind] = {
     "revoke": "revoke",
     "connection": "connection",
 }
+_MAX_OWN_PENDING = 10000
 # Payload text may hold lone surrogates; they cross the wire unchanged.
 _TEXT_ERRORS = "surrogatepass"
 
@@ -86,8 +102,14 @@ class WireMessage:
 def encode_envelope(origin: str, envelope: Envelope) -> bytes:
     """The bytes PUBLISHed for ``envelope`` sent by node ``origin``."""
     payload = envelope.payload
-    binary = isinstance(payload, bytes)
     body = payload if isinstance(payload, bytes) else payload.encode("utf-8", _TEXT_ERRORS)
+    return encode_header_prefix(origin, envelope) + b"]\n" + body
+
+
+def encode_header_prefix(origin: str, envelope: Envelope) -> bytes:
+    """The header of ``envelope`` without its closing ``]`` (the history script appends the
+    position there)."""
+    binary = isinstance(envelope.payload, bytes)
     header = _header(
         [
             WIRE_VERSION,
@@ -99,7 +121,7 @@ def encode_envelope(origin: str, envelope: Envelope) -> bytes:
             sorted(envelope.exclude_connections),
         ]
     )
-    return header + b"\n" + body
+    return header[:-1]
 
 
 def encode_probe(origin: str, sent_at: float) -> bytes:
@@ -115,9 +137,9 @@ def decode_message(data: bytes) -> WireMessage:
         header = json.loads(data[:end])
     except ValueError:
         raise ValueError("the header is not JSON") from None
-    if not isinstance(header, list) or len(header) != 7:
-        raise ValueError("the header is not a 7-element array")
-    version, origin, kind, target, binary, exclude_users, exclude_connections = header
+    if not isinstance(header, list) or len(header) not in (7, 9):
+        raise ValueError("the header is not a 7- or 9-element array")
+    version, origin, kind, target, binary, exclude_users, exclude_connections = header[:7]
     if version != WIRE_VERSION:
         raise ValueError(f"wire format version {version!r:.20} (this node speaks {WIRE_VERSION})")
     if not isinstance(origin, str) or not origin:
@@ -136,7 +158,23 @@ def decode_message(data: bytes) -> WireMessage:
     excluded = (_strings(exclude_users), _strings(exclude_connections))
     body = data[end + 1 :]
     payload: Frame = body if binary else body.decode("utf-8", _TEXT_ERRORS)
-    return WireMessage(origin, Envelope(envelope_kind, target, payload, *excluded))
+    if len(header) == 7:
+        return WireMessage(origin, Envelope(envelope_kind, target, payload, *excluded))
+    offset, epoch = header[7], header[8]
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 1:
+        raise ValueError("the position's offset is not a positive integer")
+    if not isinstance(epoch, str) or not epoch or not isinstance(payload, str):
+        raise ValueError("a position without an epoch, or on a binary payload")
+    if envelope_kind not in ("room", "user") or target is None or not payload.startswith("{"):
+        raise ValueError("a position on a message that is not a room or user JSON object")
+    prefix = ROOM_PREFIX if envelope_kind == "room" else USER_PREFIX
+    payload = splice_position(payload, prefix + target, offset, epoch)
+    position = Position(offset, epoch)
+    return WireMessage(origin, Envelope(envelope_kind, target, payload, *excluded, pos=position))
+
+
+def _pos_key(pos: Position) -> tuple[int, str]:
+    return pos.offset, pos.epoch
 
 
 def _strings(value: object) -> frozenset[str]:
@@ -240,6 +278,9 @@ class RedisBroker:
         self.resubscribes = 0
         self.malformed = 0
         self.delivery_errors = 0
+        #: (kind, target, offset, epoch) of this node's positioned publishes -> a future for the
+        #: local delivery count, resolved when the message comes back through the subscription.
+        self._own: dict[tuple[str, str, int, str], asyncio.Future[int]] = {}
 
     @property
     def subscribed(self) -> bool:
@@ -306,6 +347,16 @@ class RedisBroker:
             self._publish_outage.failed(str(exc))
             return 0
         return max(0, receivers - (1 if self._subscribed else 0))
+
+    @property
+    def in_publish_outage(self) -> bool:
+        """True while publishes are dropped (Redis did not take the last one)."""
+        return self._publish_outage.in_outage
+
+    def publish_failed(self, error: str) -> None:
+        """A publish made elsewhere (the history script) failed: count it, mark the outage."""
+        self.publish_failures += 1
+        self._publish_outage.failed(error)
 
     async def _publish(self, message: bytes, operation: str) -> int:
         receivers = await bounded(
@@ -434,11 +485,28 @@ class RedisBroker:
             if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
                 await self._handle(reply[2])
 
+    def own_delivery(self, key: tuple[str, str, int, str]) -> asyncio.Future[int]:
+        """The future of this node's own positioned message ``key``'s local delivery count."""
+        future = self._own.get(key)
+        if future is None:
+            if len(self._own) >= _MAX_OWN_PENDING:  # late copies nobody waits for any more
+                del self._own[next(iter(self._own))]
+            future = self._own[key] = asyncio.get_running_loop().create_future()
+        return future
+
+    def forget_own(self, key: tuple[str, str, int, str]) -> None:
+        self._own.pop(key, None)
+
     async def _handle(self, data: bytes) -> None:
-        if data.startswith(self._own_prefix):
+        own = data.startswith(self._own_prefix)
+        if own:
             if data.startswith(self._own_probe_prefix):
                 self._probe_returned(data)
-            return  # our own envelope: delivered locally when it was published
+                return
+            # A plain header ends with its exclusion list (`]]`), a positioned one with the
+            # epoch (`"]`): a plain envelope of ours was delivered locally when published.
+            if not data[: data.find(b"\n")].endswith(b'"]'):
+                return
         try:
             message = decode_message(data)
         except ValueError as exc:
@@ -451,11 +519,18 @@ class RedisBroker:
                     self._malformed_log.take_suppressed(),
                 )
             return
-        if message.envelope is None or self._deliver is None:
+        envelope = message.envelope
+        if envelope is None or self._deliver is None:
             return  # another node's probe
-        self.received += 1
+        if not own:
+            self.received += 1
         try:
-            await self._deliver(message.envelope)
+            local = await self._deliver(envelope)
+            if own and envelope.pos is not None:
+                key = (envelope.kind, envelope.target or "", *_pos_key(envelope.pos))
+                future = self.own_delivery(key)
+                if not future.done():
+                    future.set_result(local)
         except Exception:
             self.delivery_errors += 1
             if self._delivery_log.allow():

@@ -7,7 +7,11 @@ and ``key_prefix``:
 - ``sessions``: a :class:`~netrun_ws.session.WebSocketSessionManager` on the same Redis, so a
   state saved on one node is restored on another;
 - ``publish``: local delivery, then ONE ``PUBLISH`` for the cluster
-  (:mod:`netrun_ws.redis.broker`); other nodes deliver to their own connections;
+  (:mod:`netrun_ws.redis.broker`); other nodes deliver to their own connections. A room or
+  user message with history on is instead ONE script call that assigns its position, keeps it
+  and publishes it (:mod:`netrun_ws.redis.history`); every node, this one included, delivers it
+  from the subscription, in offset order. While Redis does not take it, it is delivered locally
+  without a position;
 - presence (connections per user, rooms, online users, nodes): :mod:`netrun_ws.redis.presence`,
   where a node that died without saying goodbye drops out within ``node_ttl`` seconds.
 
@@ -42,13 +46,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from netrun_ws.config import HistoryConfig
+from netrun_ws.history import envelope_channel
 from netrun_ws.reconnection import ReconnectionConfig
-from netrun_ws.redis.broker import RedisBroker
+from netrun_ws.redis.broker import RedisBroker, encode_header_prefix
 from netrun_ws.redis.calls import RedisStoreError, RedisTarget, bounded
+from netrun_ws.redis.history import RedisHistory
 from netrun_ws.redis.presence import RedisPresence
 from netrun_ws.session import WebSocketSessionManager
 from netrun_ws.session_backends import SessionStoreError
-from netrun_ws.store import Deliver, Envelope, GapCallback, PublishResult
+from netrun_ws.store import Deliver, Envelope, GapCallback, HistoryRead, Position, PublishResult
 
 __all__ = ["DEFAULT_RECONNECT", "RedisStore", "RedisStoreError"]
 
@@ -126,6 +133,9 @@ class RedisStore:
         self._presence: RedisPresence | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._published = 0
+        self._connection_ttl = connection_ttl
+        self._history_config = HistoryConfig()
+        self._history: RedisHistory | None = None
 
     @property
     def location(self) -> str:
@@ -182,6 +192,15 @@ class RedisStore:
                 raise RedisStoreError(f"cannot start the Redis store: {exc}") from None
             raise
         self._client, self._presence, self._broker = client, presence, broker
+        self._history = RedisHistory(
+            client,
+            target=self._target,
+            key_prefix=self.key_prefix,
+            bus=self.channel,
+            timeout=self.operation_timeout,
+            session_ttl=self._connection_ttl,
+            config=self._history_config,
+        )
         self._heartbeat = asyncio.create_task(presence.run(), name="redis-presence")
         self._deliver = deliver
         logger.info(
@@ -241,8 +260,59 @@ class RedisStore:
         if deliver is None or broker is None:
             raise RuntimeError("the redis store is not started")
         self._published += 1
-        local = await deliver(envelope)
-        return PublishResult(local=local, remote_nodes=await broker.send(envelope))
+        history = self._history
+        channel = None
+        if history is not None and envelope.pos is None:
+            channel = envelope_channel(envelope, self._history_config)
+        if channel is None or broker.in_publish_outage:
+            local = await deliver(envelope)
+            return PublishResult(local=local, remote_nodes=await broker.send(envelope))
+        assert history is not None and isinstance(envelope.payload, str)  # by envelope_channel
+        header = encode_header_prefix(self.node_id, envelope)
+        try:
+            pos, receivers = await history.publish(channel, header, envelope.payload)
+        except RedisStoreError as exc:
+            broker.publish_failed(str(exc))
+            return PublishResult(local=await deliver(envelope))  # no position: none was given
+        key = (envelope.kind, envelope.target or "", pos.offset, pos.epoch)
+        delivered = broker.own_delivery(key)
+        try:
+            # Delivered here from the subscription, in offset order with the other nodes'.
+            local = await asyncio.wait_for(asyncio.shield(delivered), self.probe_timeout)
+        except TimeoutError:
+            local = 0  # the subscription is down: its gap is reported when it is back
+        finally:
+            broker.forget_own(key)
+        return PublishResult(local=local, remote_nodes=max(0, receivers - 1))
+
+    # ---------------------------------------------------------------- history
+
+    def configure_history(self, config: HistoryConfig) -> None:
+        self._history_config = config
+        if self._history is not None:
+            self._history.config = config
+
+    def _require_history(self) -> RedisHistory:
+        if self._deliver is None or self._history is None:
+            raise RuntimeError("the redis store is not started")
+        return self._history
+
+    async def history_top(self, channel: str) -> Position:
+        return await self._require_history().top(channel)
+
+    async def history_since(
+        self, channel: str, since: Position, max_messages: int, max_bytes: int
+    ) -> HistoryRead:
+        return await self._require_history().since(channel, since, max_messages, max_bytes)
+
+    async def record_join(self, session_id: str, channel: str) -> Position:
+        return await self._require_history().top(channel, session_id)
+
+    async def forget_join(self, session_id: str, channel: str) -> None:
+        await self._require_history().forget_join(session_id, channel)
+
+    async def session_channels(self, session_id: str) -> dict[str, Position]:
+        return await self._require_history().session_channels(session_id)
 
     # ---------------------------------------------------------------- presence
 

@@ -21,11 +21,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from netrun_ws.codes import CloseCode
 from netrun_ws.connection import uuid4_hex
+from netrun_ws.history import ROOM_PREFIX, room_channel, user_channel
 from netrun_ws.identity import AuthenticationError, Identity, Rejection
 from netrun_ws.plugins.hooks import HookError
 from netrun_ws.plugins.loading import describe_exception
 from netrun_ws.runtime.auth_messages import AuthMessage
 from netrun_ws.runtime.deadlines import Deadlines
+from netrun_ws.runtime.recovery import SinceError, parse_since
+from netrun_ws.store import Position
 
 if TYPE_CHECKING:
     from netrun_ws.connection import Connection
@@ -217,6 +220,14 @@ class Admission:
         session_id = requested if requested and resuming else uuid4_hex()
         user_id = identity.user_id
         store = host.store
+        since: dict[str, Position] | None = None
+        raw_since = websocket.query_params.get("since") if query else None
+        if raw_since is not None:
+            try:
+                since = parse_since(raw_since, host.config.history.max_since_channels)
+            except SinceError as error:
+                await self.refuse(websocket, 400, f"invalid since: {error}", accepted=accepted)
+                return None
         if resuming and not self._local_holder_is(session_id, user_id):
             await self.refuse(websocket, 403, SESSION_NOT_YOURS, accepted=accepted)
             return None
@@ -246,6 +257,18 @@ class Admission:
             "resuming": resuming,
             "ip": ip,
         }
+        recovery = host.recovery
+        # Live messages of a resuming session wait until its replay is sent (runtime.recovery),
+        # from before the connection is registered and can receive them.
+        recovering = resuming and recovery.history is not None
+        user_hold = None
+        if recovering:
+            metadata["recovering"] = True
+            metadata["since"] = since
+            if host.config.history.users_enabled:
+                user_hold = user_channel(user_id)
+                metadata["holds"] = {user_hold}
+                recovery.hold(session_id, user_hold)
         try:
             # A client resuming its session id replaces a connection that has not noticed yet.
             connection_id = await host.manager.connect(
@@ -259,6 +282,8 @@ class Admission:
             )
         except ValueError as error:
             logger.info("refused connection: %s", error)
+            if user_hold is not None:
+                recovery.release(session_id, user_hold)
             await self._forget(store_id, user_id)
             if websocket.application_state == WebSocketState.CONNECTING:  # never left hanging
                 await self.refuse(websocket, 503, "connection refused")
@@ -285,6 +310,8 @@ class Admission:
     async def welcome(self, connection: Connection, identity: Identity) -> None:
         """Resume a returning session (state, rooms), then send the welcome."""
         resumed = await self._resume(connection)
+        recovery = self._host.recovery
+        positions = await recovery.welcome_positions(connection)
         welcome: dict[str, Any] = {}
         for payload in await self._host.fire.welcome_payload(connection):
             welcome.update(payload)
@@ -298,26 +325,47 @@ class Admission:
         if resumed:
             welcome["state"] = connection.metadata["state"]
             welcome["rooms"] = sorted(self._host.rooms.of(connection))
+        if positions:
+            welcome["positions"] = {
+                channel: position.as_dict() for channel, position in positions.items()
+            }
         await self._host.send(connection, welcome)
+        if connection.metadata.get("recovering"):
+            await recovery.recover(connection, positions)
 
     async def _resume(self, connection: Connection) -> bool:
-        """A client returning with its session id gets its saved state back and rejoins rooms."""
+        """A client returning with its session id gets its saved state back and rejoins rooms:
+        those saved at its last disconnect and those its history join records name (kept at
+        each join and leave, so they survive a node killed without a disconnect)."""
         if not connection.metadata.get("resuming"):
             return False
+        host = self._host
+        history = host.recovery.history
         try:
-            state = await self._host.store.sessions.restore_connection_state(
+            state = await host.store.sessions.restore_connection_state(
                 connection.metadata["store_connection_id"]
             )
+            joins: dict[str, Position] = {}
+            if history is not None and connection.session_id is not None:
+                joins = await history.session_channels(connection.session_id)
         except Exception as exc:
             logger.error("session store failed on resume: %s", describe_exception(exc))
             return False
-        if not state:
+        connection.metadata["joins"] = joins
+        rooms = [room for room in (state or {}).get("rooms", ()) if isinstance(room, str)]
+        rooms += [
+            channel[len(ROOM_PREFIX) :] for channel in joins if channel.startswith(ROOM_PREFIX)
+        ]
+        if not state and not rooms:
             return False
-        data = state.get("data")
+        data = (state or {}).get("data")
         connection.metadata["state"] = data if isinstance(data, dict) else {}
-        for room in state.get("rooms", ()):
-            if isinstance(room, str):
-                await self._host.rooms.join(connection, room)
+        recovering = connection.metadata.get("recovering") and host.config.history.rooms_enabled
+        for room in dict.fromkeys(rooms):
+            if recovering:
+                host.recovery.start_holding(connection, room_channel(room))
+            if not await host.rooms.join(connection, room, record=False) and recovering:
+                host.recovery.release(connection.session_id or "", room_channel(room))
         return True
 
     # ----------------------------------------------------------------- release
@@ -327,6 +375,7 @@ class Admission:
         session (so the client can resume on any node), release the limits, ``on_disconnect``."""
         host = self._host
         host.expiry.cancel(connection)
+        host.recovery.release_all(connection)
         ip = connection.metadata.get("ip")
         if ip is not None:
             self._release_ip(ip)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from netrun_ws.codes import CloseCode
+from netrun_ws.history import ROOM_PREFIX, USER_PREFIX, check_no_position
 from netrun_ws.plugins.hooks import DROP
 from netrun_ws.store import DeliveryGap, Envelope, PublishResult
 from netrun_ws.wire import encode_message, wire_frame
@@ -38,6 +39,11 @@ class Delivery:
         self.delivery_gaps = 0
         self._has_before_send = False
         self._has_after_send = False
+        #: channel -> session id -> positioned envelopes held back from a connection while it
+        #: recovers that channel (runtime.recovery); empty almost always: one test per envelope.
+        self.holding: dict[str, dict[str, list[Envelope]]] = {}
+        #: Sessions whose hold buffer filled up (closed, to resume again).
+        self.overflowed: set[str] = set()
 
     def hooks_ready(self) -> None:
         """Read once which send hooks are implemented (after plugins are set up)."""
@@ -73,6 +79,7 @@ class Delivery:
         return await self._host.store.publish(envelope)
 
     async def send_to_user(self, user_id: str, message: Any) -> int:
+        check_no_position(message)
         result = await self.publish(Envelope("user", user_id, encode_message(message)))
         return result.local
 
@@ -83,6 +90,7 @@ class Delivery:
     async def publish_room(
         self, room: str, message: Any, exclude_connections: Iterable[str] = ()
     ) -> int:
+        check_no_position(message)
         envelope = Envelope(
             "room",
             room,
@@ -122,6 +130,8 @@ class Delivery:
             text = reason.decode(errors="replace") if isinstance(reason, bytes) else reason
             return await self._revoke_local(envelope.target or "", text)
         targets = self._local_targets(envelope)
+        if self.holding and envelope.pos is not None:
+            targets = self._hold(envelope, targets)
         if not targets:
             return 0
         delivered = 0
@@ -138,6 +148,25 @@ class Delivery:
             if connection.enqueue(payload, wire):
                 delivered += 1
         return delivered
+
+    def _hold(self, envelope: Envelope, targets: list[Connection]) -> list[Connection]:
+        """Keep ``envelope`` for the targets recovering its channel; return the others."""
+        prefix = ROOM_PREFIX if envelope.kind == "room" else USER_PREFIX
+        held = self.holding.get(prefix + (envelope.target or ""))
+        if not held:
+            return targets
+        live: list[Connection] = []
+        for connection in targets:
+            session_id = connection.session_id or ""
+            buffer = held.get(session_id)
+            if buffer is None:
+                live.append(connection)
+            elif len(buffer) < self._host.config.history.max_replay_messages:
+                buffer.append(envelope)
+            elif session_id not in self.overflowed:
+                self.overflowed.add(session_id)
+                self._host.recovery.overflowed(connection)
+        return live
 
     async def _revoke_local(self, user_id: str, reason: str) -> int:
         await self._host.fire.on_user_revoked(user_id, reason)

@@ -7,7 +7,8 @@ Body: ``{"user": ID, "data": {...}}``, ``{"room": NAME, "data": {...}}`` or
 is (a JSON object; give it a ``type``). The answer says how many connections on this node were
 reached and to how many other nodes the message was sent: ``{"local": 3, "remote_nodes": 2}``.
 401 without the right key, 413 for a body over ``limits.max_message_bytes``, 422 with details for a
-bad body (also for ``data`` holding ``NaN``/``Infinity`` or a number too large for a float: what
+bad body (also for a room or user ``data`` holding the reserved key ``pos``, for ``data``
+holding ``NaN``/``Infinity`` or a number too large for a float: what
 clients get is strict JSON).
 """
 
@@ -49,6 +50,8 @@ class PublishRequest(BaseModel):
             raise ValueError("give exactly one of 'user', 'room' or 'broadcast': true")
         if self.exclude_users and not self.broadcast:
             raise ValueError("'exclude_users' only applies to 'broadcast'")
+        if "pos" in self.data and not self.broadcast:
+            raise ValueError("'data' may not hold 'pos': the server writes the position there")
         return self
 
     def envelope(self) -> Envelope:

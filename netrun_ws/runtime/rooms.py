@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from netrun_ws.history import room_channel
+
 if TYPE_CHECKING:
     from netrun_ws.connection import Connection
     from netrun_ws.host import Host
@@ -24,8 +26,12 @@ class Rooms:
         rooms: set[str] = connection.metadata.setdefault("rooms", set())
         return rooms
 
-    async def join(self, connection: Connection, room: str) -> bool:
-        """Add a connection to a room if no ``authorize_room`` implementation says False."""
+    async def join(self, connection: Connection, room: str, *, record: bool = True) -> bool:
+        """Add a connection to a room if no ``authorize_room`` implementation says False.
+
+        ``record``: remember in the store's history where the session joined (the position a
+        resume recovers from); False when a resumed session rejoins (its first join counts).
+        """
         host = self._host
         if not await host.fire.authorize_room(connection, room):
             return False
@@ -35,6 +41,10 @@ class Rooms:
         rooms.add(room)
         self.members.setdefault(room, set()).add(connection.connection_id)
         await host.store.join_room(room, connection.connection_id, connection.user_id)
+        history = host.recovery.history
+        if record and history is not None and connection.session_id is not None:
+            if host.config.history.rooms_enabled:
+                await history.record_join(connection.session_id, room_channel(room))
         await host.fire.on_room_join(connection, room)
         return True
 
@@ -43,6 +53,9 @@ class Rooms:
         if room not in self.of(connection):
             return False
         await self.remove(connection, room)
+        history = self._host.recovery.history
+        if history is not None and connection.session_id is not None:
+            await history.forget_join(connection.session_id, room_channel(room))
         return True
 
     async def remove(self, connection: Connection, room: str) -> None:

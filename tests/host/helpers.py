@@ -27,17 +27,25 @@ def base_config(**overrides: Any) -> dict[str, Any]:
     return config
 
 
+def without_pos(message: Any) -> Any:
+    """``message`` without its history position (tests/history checks those)."""
+    if isinstance(message, dict):
+        message.pop("pos", None)
+    return message
+
+
 async def recv_json(client: ClientConnection, timeout: float = 5.0) -> Any:
-    return json.loads(await asyncio.wait_for(client.recv(), timeout))
+    """The next message, without its history ``pos``."""
+    return without_pos(json.loads(await asyncio.wait_for(client.recv(), timeout)))
 
 
 async def recv_until(client: ClientConnection, type_: str, timeout: float = 5.0) -> dict[str, Any]:
-    """Skip messages (e.g. pings) until one of ``type_`` arrives."""
+    """Skip messages (e.g. pings) until one of ``type_`` arrives (returned without ``pos``)."""
     async with asyncio.timeout(timeout):
         while True:
             message = json.loads(await client.recv())
             if message.get("type") == type_:
-                return dict(message)
+                return dict(without_pos(message))
 
 
 async def wait_for(predicate: Any, timeout: float = 5.0) -> None:

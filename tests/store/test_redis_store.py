@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 
 from netrun_ws.builtin.store_redis import Options, Plugin
+from netrun_ws.config import HistoryConfig
 from netrun_ws.reconnection import ReconnectionConfig
 from netrun_ws.redis.broker import decode_message, encode_envelope
 from netrun_ws.redis.calls import RedisStoreError
@@ -43,8 +44,9 @@ Cluster = Callable[[str, int], Awaitable[list[tuple[RedisStore, Recorder]]]]
 
 
 def fast_store(url: str, key_prefix: str = "netrun_ws") -> RedisStore:
-    """A node with short timings, so faults show within a second."""
-    return RedisStore(
+    """A node with short timings, so faults show within a second; history off (these tests are
+    about the plain bus: tests/history covers positioned messages)."""
+    store = RedisStore(
         url,
         key_prefix=key_prefix,
         node_ttl=NODE_TTL,
@@ -54,6 +56,8 @@ def fast_store(url: str, key_prefix: str = "netrun_ws") -> RedisStore:
         operation_timeout=OPERATION_TIMEOUT,
         reconnect=RECONNECT,
     )
+    store.configure_history(HistoryConfig(rooms_enabled=False, users_enabled=False))
+    return store
 
 
 @pytest.fixture

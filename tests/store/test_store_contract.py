@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from netrun_ws.builtin.store_memory import MemoryStore
+from netrun_ws.config import HistoryConfig
 from netrun_ws.redis.store import RedisStore
 from netrun_ws.store import Envelope, PublishResult, Store
 from tests.store import Recorder
@@ -21,16 +22,22 @@ BACKENDS = ["memory", "redis"]
 
 
 def make_store(backend: str, request: pytest.FixtureRequest) -> Store:
+    """A store with history off: these tests are about plain delivery (tests/history and
+    tests/store/test_history_contract.py cover positions)."""
+    store: MemoryStore | RedisStore
     if backend == "memory":
-        return MemoryStore()
-    server: RedisServer = request.getfixturevalue("shared_redis")
-    return RedisStore(
-        server.url,
-        key_prefix=f"contract-{uuid.uuid4().hex[:10]}",
-        probe_interval=0.2,
-        probe_timeout=1.0,
-        operation_timeout=2.0,
-    )
+        store = MemoryStore()
+    else:
+        server: RedisServer = request.getfixturevalue("shared_redis")
+        store = RedisStore(
+            server.url,
+            key_prefix=f"contract-{uuid.uuid4().hex[:10]}",
+            probe_interval=0.2,
+            probe_timeout=1.0,
+            operation_timeout=2.0,
+        )
+    store.configure_history(HistoryConfig(rooms_enabled=False, users_enabled=False))
+    return store
 
 
 @pytest.fixture(params=BACKENDS)

@@ -1,0 +1,238 @@
+"""Channel history in Redis: positions assigned atomically with the cluster PUBLISH.
+
+Keys, per channel ``C`` (``room:<room>`` / ``user:<user_id>``) under the store's prefix ``P``:
+
+- ``P:h:C`` (hash): ``epoch`` and ``top`` (the last offset). Created with a fresh random epoch
+  when missing (first use, expiry, FLUSHALL, a restart without persistence), which also empties
+  the stream: positions of a lost history are never mistaken for current ones. It expires
+  ``max(ttl, session ttl)`` after the channel's last use, so a quiet channel keeps its epoch as
+  long as a session could resume.
+- ``P:h:C:s`` (stream): one entry per message, id ``<offset>-1``, fields ``t`` (unix ms) and
+  ``p`` (the payload without ``pos``); trimmed to ``size`` entries; expires ``ttl`` after the last
+  message (every entry is older than ``ttl`` by then).
+- ``P:hj:<session_id>`` (hash): channel -> ``"<offset> <epoch>"``, where the session joined;
+  expires with the session.
+
+Publishing is ONE script call: HINCRBY top, XADD (+MAXLEN trim), PUBLISH on the cluster bus with
+the position in the header. Redis runs scripts one at a time, so the bus carries every channel's
+messages in offset order, and every node (the origin included) delivers them from the bus in
+that order.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from netrun_ws.config import HistoryConfig
+from netrun_ws.history import new_epoch, splice_position
+from netrun_ws.redis.calls import RedisTarget, bounded
+from netrun_ws.store import HistoryRead, Position
+
+__all__ = ["RedisHistory"]
+
+# Creates the channel's epoch if it is missing (emptying a leftover stream). KEYS[1] meta,
+# KEYS[2] stream; ARGV[1] new epoch, ARGV[2] meta ttl (s).
+_ENSURE = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+"""
+
+_PUBLISH = (
+    _ENSURE
+    + """
+-- ARGV[3] size, ARGV[4] stream ttl (s), ARGV[5] now (ms), ARGV[6] bus header without its
+-- closing bracket, ARGV[7] payload, ARGV[8] bus channel
+local top = redis.call('HINCRBY', KEYS[1], 'top', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], top .. '-1', 't', ARGV[5], 'p', ARGV[7])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+local receivers = redis.call(
+  'PUBLISH', ARGV[8], ARGV[6] .. ',' .. top .. ',"' .. epoch .. '"]\\n' .. ARGV[7])
+return {top, epoch, receivers}
+"""
+)
+
+# KEYS[3] (optional) the session's join hash: ARGV[3] channel, ARGV[4] session ttl (s).
+_TOP = (
+    _ENSURE
+    + """
+local top = redis.call('HGET', KEYS[1], 'top')
+if KEYS[3] then
+  redis.call('HSET', KEYS[3], ARGV[3], top .. ' ' .. epoch)
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+end
+return {tonumber(top), epoch}
+"""
+)
+
+# ARGV[3] since offset, ARGV[4] since epoch, ARGV[5] max messages.
+_SINCE = (
+    _ENSURE
+    + """
+local top = tonumber(redis.call('HGET', KEYS[1], 'top'))
+local since = tonumber(ARGV[3])
+if epoch ~= ARGV[4] then return {'epoch_changed', top, epoch} end
+if since > top then return {'out_of_history', top, epoch} end
+if top - since > tonumber(ARGV[5]) then return {'truncated', top, epoch} end
+if since == top then return {'ok', top, epoch} end
+local entries = redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+', 'COUNT', top - since)
+return {'ok', top, epoch, entries}
+"""
+)
+
+
+class RedisHistory:
+    """History for :class:`~netrun_ws.redis.store.RedisStore` (one per store)."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        target: RedisTarget,
+        key_prefix: str,
+        bus: str,
+        timeout: float,
+        session_ttl: float,
+        config: HistoryConfig,
+    ) -> None:
+        self._client = client
+        self._target = target
+        self._prefix = key_prefix
+        self._bus = bus
+        self._timeout = timeout
+        self._session_ttl = max(1, round(session_ttl))
+        self.config = config
+        self._publish = client.register_script(_PUBLISH)
+        self._top = client.register_script(_TOP)
+        self._since = client.register_script(_SINCE)
+
+    def _keys(self, channel: str) -> list[str]:
+        meta = f"{self._prefix}:h:{channel}"
+        return [meta, meta + ":s"]
+
+    def _meta_ttl(self, channel: str) -> int:
+        return max(self._session_ttl, round(self._ttl(channel)))
+
+    def _ttl(self, channel: str) -> float:
+        config = self.config
+        return config.rooms_ttl if channel.startswith("room:") else config.users_ttl
+
+    async def _run(self, script: AsyncScript, keys: list[str], args: list[Any], what: str) -> Any:
+        return await bounded(
+            script(keys=keys, args=args),
+            timeout=self._timeout,
+            operation=what,
+            target=self._target,
+        )
+
+    async def publish(self, channel: str, header: bytes, payload: str) -> tuple[Position, int]:
+        """Assign the next offset, keep the message and PUBLISH it on the bus with its position
+        (one round trip). Returns the position and how many subscribers got it."""
+        size = self.config.rooms_size if channel.startswith("room:") else self.config.users_size
+        args: list[Any] = [
+            new_epoch(),
+            self._meta_ttl(channel),
+            size,
+            max(1, round(self._ttl(channel))),
+            round(time.time() * 1000),
+            header,
+            payload.encode("utf-8", "surrogatepass"),
+            self._bus,
+        ]
+        top, epoch, receivers = await self._run(
+            self._publish, self._keys(channel), args, "history PUBLISH"
+        )
+        return Position(int(top), str(epoch)), int(receivers)
+
+    async def top(self, channel: str, session_id: str | None = None) -> Position:
+        """The channel's top; with ``session_id``, also record it as that session's join."""
+        keys = self._keys(channel)
+        args: list[Any] = [new_epoch(), self._meta_ttl(channel)]
+        if session_id is not None:
+            keys.append(self._joins_key(session_id))
+            args += [channel, self._session_ttl]
+        top, epoch = await self._run(self._top, keys, args, "history top")
+        return Position(int(top), str(epoch))
+
+    async def since(
+        self, channel: str, since: Position, max_messages: int, max_bytes: int
+    ) -> HistoryRead:
+        args: list[Any] = [
+            new_epoch(),
+            self._meta_ttl(channel),
+            since.offset,
+            since.epoch,
+            max_messages,
+        ]
+        reply = await self._run(self._since, self._keys(channel), args, "history read")
+        status, top = str(reply[0]), Position(int(reply[1]), str(reply[2]))
+        if status == "truncated":
+            return HistoryRead("ok", top, truncated=True)
+        if status != "ok":
+            return HistoryRead(
+                "out_of_history" if status == "out_of_history" else "epoch_changed", top
+            )
+        entries = reply[3] if len(reply) > 3 else []
+        if top.offset > since.offset and (
+            not entries or _offset(entries[0][0]) != since.offset + 1
+        ):
+            return HistoryRead("out_of_history", top)  # trimmed, or expired with the stream
+        oldest_kept = (time.time() - self._ttl(channel)) * 1000
+        messages: list[str] = []
+        size = 0
+        for entry_id, fields in entries:
+            values = _fields(fields)
+            if not messages and float(values.get("t", 0)) < oldest_kept:
+                return HistoryRead("out_of_history", top)
+            payload = splice_position(values.get("p", "{}"), channel, _offset(entry_id), top.epoch)
+            size += len(payload)
+            if size > max_bytes:
+                return HistoryRead("ok", top, truncated=True)
+            messages.append(payload)
+        if len(messages) != top.offset - since.offset:
+            return HistoryRead("out_of_history", top)
+        return HistoryRead("ok", top, tuple(messages))
+
+    def _joins_key(self, session_id: str) -> str:
+        return f"{self._prefix}:hj:{session_id}"
+
+    async def forget_join(self, session_id: str, channel: str) -> None:
+        await bounded(
+            self._client.hdel(self._joins_key(session_id), channel),
+            timeout=self._timeout,
+            operation="HDEL history join",
+            target=self._target,
+        )
+
+    async def session_channels(self, session_id: str) -> dict[str, Position]:
+        found: dict[Any, Any] = await bounded(
+            self._client.hgetall(self._joins_key(session_id)),
+            timeout=self._timeout,
+            operation="HGETALL history joins",
+            target=self._target,
+        )
+        channels: dict[str, Position] = {}
+        for channel, value in found.items():
+            offset, _, epoch = str(value).partition(" ")
+            if offset.isdigit() and epoch:
+                channels[str(channel)] = Position(int(offset), epoch)
+        return channels
+
+
+def _offset(entry_id: Any) -> int:
+    return int(str(entry_id).partition("-")[0])
+
+
+def _fields(fields: Any) -> dict[str, str]:
+    """A stream entry's fields (a flat list or a mapping, depending on the client's parser)."""
+    if isinstance(fields, dict):
+        return {str(key): str(value) for key, value in fields.items()}
+    return {str(fields[i]): str(fields[i + 1]) for i in range(0, len(fields) - 1, 2)}
