@@ -4,7 +4,7 @@ export declare const VERSION: string;
 export declare const SUBPROTOCOL: "netrun-ws";
 
 /** What the client does after a close code. */
-export type CloseAction = "stop" | "fail" | "backoff" | "prompt";
+export type CloseAction = "stop" | "fail" | "reauth" | "backoff" | "prompt";
 export declare const CLOSE_ACTIONS: Readonly<Record<number, CloseAction>>;
 export declare function closeAction(code: number): CloseAction;
 
@@ -20,6 +20,7 @@ export declare function backoffDelay(
   policy: ReconnectPolicy,
   attempt: number,
   random?: () => number,
+  action?: CloseAction,
 ): number;
 
 export declare const HANDLED_TYPES: readonly string[];
@@ -105,7 +106,10 @@ export interface ClientEvents {
 }
 
 export interface ClientOptions {
-  /** A JWT, or a function returning one (called before every attempt, so it can refresh). */
+  /**
+   * A JWT, or a function returning one: called before every attempt, so it can refresh; after a
+   * 1008 close it gets one more call and one more attempt (a plain string is never retried).
+   */
   token?: string | null | (() => string | null | Promise<string | null>);
   /** Extra query parameters (e.g. `{user_id: "alice"}` under anonymous auth). */
   params?: Record<string, string | number>;
@@ -117,6 +121,11 @@ export interface ClientOptions {
   reconnect?: Partial<ReconnectPolicy>;
   /** Sockets closed before they opened (1006) in a row that count as a refusal; default 3. */
   maxRefusals?: number;
+  /**
+   * Probe the server with a plain HTTP request after a socket closed before it opened, so that
+   * only a server that answers counts as a refusal (default true). False: every such close counts.
+   */
+  probe?: boolean;
   /** Seconds without any frame before the connection is dropped; default the welcome's heartbeat.timeout. */
   livenessTimeout?: number;
   /** A WebSocket implementation (default `globalThis.WebSocket`). */

@@ -17,21 +17,26 @@ const DEFAULT_POLICY = Object.freeze({
   jitter: "equal",
 });
 
-// What to do after each close code: "stop" (final, state "closed"), "fail" (final, state
-// "failed"), "backoff" (reconnect by the policy) or "prompt" (the server restarts: reconnect at
-// once, then by the policy). Codes not listed: 4000-4099 fail, anything else backs off.
+// What to do after each close code (the Python client's table, docs/clients.md): "stop" (final,
+// state "closed"), "fail" (final, state "failed"), "reauth" (once more with a fresh token from a
+// token function, else fail), "backoff" (reconnect by the policy) or "prompt" (the server
+// restarts: reconnect soon, then by the policy). Not listed: 4000-4099 fail, others back off.
 export const CLOSE_ACTIONS = Object.freeze({
   1000: "stop", // normal close, or "session replaced" by a newer connection of the same session
   1001: "prompt", // going away: the server is shutting down
   1002: "fail", // protocol error: a client bug, retrying repeats it
-  1003: "fail",
+  1003: "fail", // unsupported data: a client bug
+  1005: "backoff", // closed without a status code
   1006: "backoff", // no close frame (network lost); before any open see `maxRefusals`
   1007: "fail", // invalid UTF-8: a client bug
-  1008: "fail", // authentication refused or revoked: needs a new token, never retried
-  1009: "backoff", // a frame too big: the frame is not resent, the connection is
+  1008: "reauth", // authentication refused or revoked
+  1009: "fail", // a message too big: resending it would fail again
+  1010: "fail", // a required extension is missing
   1011: "backoff", // server error
   1012: "prompt", // service restart (drain)
   1013: "backoff", // try again later
+  1014: "backoff", // bad gateway
+  1015: "fail", // TLS handshake failed
   4100: "backoff", // heartbeat timeout
   4101: "backoff", // slow consumer
   4102: "backoff", // rate limited
@@ -44,11 +49,19 @@ export function closeAction(code) {
   return "backoff";
 }
 
-/** Seconds before reconnect attempt `attempt` (1-based) under `policy`, jittered like the server's. */
-export function backoffDelay(policy, attempt, random = Math.random) {
+/**
+ * Seconds before reconnect attempt `attempt` (1-based) under `policy`: the server's schedule,
+ * jittered into [delay / 2, delay]; a "prompt" first attempt waits random() * initial_delay / 2.
+ */
+export function backoffDelay(policy, attempt, random = Math.random, action = "backoff") {
+  if (action === "prompt" && attempt <= 1) return (random() * policy.initial_delay) / 2;
   const grown = policy.initial_delay * policy.backoff_multiplier ** (attempt - 1);
   const delay = Math.min(policy.max_delay, grown);
   return policy.jitter === "none" ? delay : delay * (0.5 + 0.5 * random());
+}
+
+function isObject(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
 export class NetrunClient extends EventTarget {
@@ -68,7 +81,9 @@ export class NetrunClient extends EventTarget {
     this.policy = { ...DEFAULT_POLICY, ...(options.reconnect ?? {}) };
     this._socket = null;
     this._attempt = 0; // consecutive failed attempts since the last welcome
-    this._refusals = 0; // consecutive sockets closed before they opened
+    this._refusals = 0; // consecutive handshakes refused (closed before open, server reachable)
+    this._reauthed = false; // a 1008 already got its one retry with a fresh token
+    this._resuming = false; // this attempt asked for the session back
     this._timer = null;
     this._watchdog = null;
     this._lastFrame = 0;
@@ -87,6 +102,7 @@ export class NetrunClient extends EventTarget {
     if (this.state !== "idle" && this.state !== "closed" && this.state !== "failed") return this;
     this._attempt = 0;
     this._refusals = 0;
+    this._reauthed = false;
     if (typeof window !== "undefined") window.addEventListener("online", this._onOnline);
     this._open();
     return this;
@@ -125,7 +141,8 @@ export class NetrunClient extends EventTarget {
     const Impl = this.options.WebSocket ?? globalThis.WebSocket;
     let socket;
     try {
-      socket = new Impl(this._connectUrl(), protocols);
+      this._lastUrl = this._connectUrl();
+      socket = new Impl(this._lastUrl, protocols);
     } catch (error) {
       this._emit("error", { error });
       this._fail({ code: 0, reason: String(error), final: true });
@@ -152,6 +169,7 @@ export class NetrunClient extends EventTarget {
     for (const [key, value] of Object.entries(this.options.params ?? {})) {
       url.searchParams.set(key, String(value));
     }
+    this._resuming = Boolean(this.sessionId);
     if (this.sessionId) {
       url.searchParams.set("session_id", this.sessionId);
       if (this.positions.size > 0) {
@@ -199,7 +217,8 @@ export class NetrunClient extends EventTarget {
     if (known && known.epoch === epoch && offset <= known.offset) return false;
     if (known && known.epoch !== epoch) {
       // The server announces a lost history with a gap first; this guards an unannounced one.
-      this._emit("gap", { type: "gap", channel, reason: "epoch_changed", offset, epoch });
+      const gap = { type: "gap", channel, reason: "epoch_changed", offset: offset - 1, epoch };
+      this._emit("gap", gap);
     }
     this.positions.set(channel, { offset, epoch });
     return true;
@@ -207,37 +226,50 @@ export class NetrunClient extends EventTarget {
 
   _welcomed(welcome) {
     const resumed = welcome.resumed === true;
-    if (this.sessionId && !resumed && this.positions.size > 0) {
+    const positions = isObject(welcome.positions) ? welcome.positions : null;
+    if (this._resuming && !resumed) {
       // The server no longer knows the session (it expired, or a memory store restarted): what
-      // was published meanwhile on its channels is lost, and the app must rejoin its rooms.
+      // its channels carried meanwhile may be lost, and the app must rejoin its rooms.
       for (const [channel, known] of this.positions) {
         this._emit("gap", { type: "gap", channel, reason: "session_lost", ...known });
       }
       this.positions.clear();
     }
-    if (!resumed) {
-      // The starting point of a new session; a resumed one recovers from where it was.
-      for (const [channel, position] of Object.entries(welcome.positions ?? {})) {
-        this.positions.set(channel, { offset: position.offset, epoch: position.epoch });
+    if (resumed) {
+      // Recovery continues from what was received; only channels the session left are dropped.
+      if (positions) for (const channel of [...this.positions.keys()]) {
+        if (!Object.hasOwn(positions, channel)) this.positions.delete(channel);
+      }
+    } else if (positions) {
+      // A new session starts from the channels' current tops.
+      for (const [channel, { offset, epoch }] of Object.entries(positions)) {
+        this.positions.set(channel, { offset, epoch });
       }
     }
     this.sessionId = welcome.session_id ?? this.sessionId;
     this.welcome = welcome;
     if (welcome.reconnect) this.policy = { ...this.policy, ...welcome.reconnect };
     this._attempt = 0;
+    this._reauthed = false;
     this._startWatchdog(welcome.heartbeat);
     this._setState("open", { resumed, sessionId: this.sessionId });
     this._emit("welcome", welcome);
   }
 
-  _closed(code, reason, opened) {
+  async _closed(code, reason, opened) {
     this._clearTimers();
     let action = closeAction(code);
-    if (!opened && code === 1006) {
-      // A browser shows a refused handshake (401/403/429/503) as 1006 before open, with no way
-      // to tell it from a network error: after `maxRefusals` in a row, stop as for 1008.
+    if (!opened && code === 1006 && (await this._refused())) {
+      // A browser shows a refused handshake (HTTP 4xx/5xx) as 1006 before open, like a network
+      // error; a server that answers plain HTTP refused it. `maxRefusals` of them in a row: fail.
       this._refusals += 1;
       if (this._refusals >= (this.options.maxRefusals ?? 3)) action = "fail";
+    }
+    if (this.state === "closed") return; // close() while the probe ran
+    if (action === "reauth") {
+      // A refused token is retried once, and only with a new one from the token function.
+      action = typeof this.options.token === "function" && !this._reauthed ? "prompt" : "fail";
+      this._reauthed = true;
     }
     if (action === "stop" || action === "fail") {
       const state = action === "stop" ? "closed" : "failed";
@@ -248,12 +280,23 @@ export class NetrunClient extends EventTarget {
     if (max > 0 && this._attempt > max) {
       return this._fail({ code, reason, final: true, attempts: this._attempt - 1 });
     }
-    const delay =
-      action === "prompt" && this._attempt === 1
-        ? Math.random() * Math.min(1, this.policy.initial_delay) // spread a whole drain's clients
-        : backoffDelay(this.policy, this._attempt);
+    const delay = backoffDelay(this.policy, this._attempt, Math.random, action);
     this._setState("reconnecting", { code, reason, delay, attempt: this._attempt });
     this._timer = setTimeout(() => this._open(), delay * 1000);
+  }
+
+  /** Whether the server answers plain HTTP: then a socket closed before open was refused. */
+  async _refused() {
+    if (this.options.probe === false) return true;
+    const url = new URL(this._lastUrl);
+    url.protocol = url.protocol === "wss:" ? "https:" : "http:";
+    url.search = ""; // nothing of the query (user id, session) goes into the probe
+    try {
+      await fetch(url, { mode: "no-cors", cache: "no-store", credentials: "omit" });
+      return true;
+    } catch {
+      return false; // offline, or nothing listens: a network error, retried by the policy
+    }
   }
 
   _fail(detail, state = "failed") {
@@ -281,7 +324,7 @@ export class NetrunClient extends EventTarget {
       if (Date.now() - this._lastFrame > timeout * 1000) {
         const socket = this._detach();
         if (socket) socket.close(4000, "no frame from the server");
-        this._closed(1006, "liveness timeout", true);
+        this._closed(4100, "no frame from the server", true);
       }
     }, every);
   }
