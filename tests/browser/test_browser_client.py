@@ -5,69 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import HTMLResponse
-from starlette.routing import Route
-
-from netrun_ws import create_app
 from netrun_ws.auth import JWTAuthService
-from tests.host.helpers import base_config
+from tests.browser.client_page import allow, app_with_page, open_page, start, wait_state
 from tests.support.server import serve
 
 SECRET = "browser-client-secret-0123456789abcdef"
 FAST_RETRIES = {"initial_delay": 0.05, "max_delay": 0.2, "max_attempts": 10}
-
-# The client's events, recorded for the test to read: window.seen.
-PAGE = """<!doctype html><title>netrun-ws client test</title>
-<script type="module">
-import * as netrun from "/client/netrun-ws.js";
-window.start = (url, options) => {
-  const client = new netrun.NetrunClient(url, options);
-  const seen = {states: [], messages: [], gaps: [], welcomes: [], recovered: []};
-  client.on("state", (change) => seen.states.push(change));
-  client.on("message", (message) => seen.messages.push(message));
-  client.on("gap", (gap) => seen.gaps.push(gap));
-  client.on("welcome", (welcome) => seen.welcomes.push(welcome));
-  client.on("recovered", (recovered) => seen.recovered.push(recovered));
-  window.client = client;
-  window.seen = seen;
-  client.connect();
-};
-window.ready = true;
-</script>"""
-
-
-async def page_route(request: Request) -> HTMLResponse:
-    return HTMLResponse(PAGE)
-
-
-def app_with_page(**overrides: Any) -> Any:
-    app = create_app(base_config(**overrides))
-    app.router.routes.append(Route("/page", page_route))
-    return app
-
-
-def allow(app: Any, addr: str) -> str:
-    origin = f"http://{addr}"
-    app.state.host.config.server.allowed_origins[:] = [origin]
-    return origin
-
-
-async def open_page(browser: Any, url: str) -> Any:
-    page = await browser.new_page()
-    await page.goto(url)
-    await page.wait_for_function("window.ready === true")
-    return page
-
-
-async def start(page: Any, url: str, options: dict[str, Any]) -> None:
-    await page.evaluate("([url, options]) => window.start(url, options)", [url, options])
-
-
-async def wait_state(page: Any, state: str, timeout: float = 10.0) -> None:
-    await page.wait_for_function(
-        "(state) => window.client.state === state", arg=state, timeout=timeout * 1000
-    )
 
 
 async def test_the_client_authenticates_with_a_token_and_answers_pings(browser: Any) -> None:
