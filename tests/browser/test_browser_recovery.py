@@ -31,15 +31,23 @@ class Publisher:
     def __init__(self) -> None:
         self.app: Any = None
         self.published = 0
+        self._turn = asyncio.Lock()  # a switch waits for the publish under way
+
+    async def switch(self, app: Any) -> int:
+        """Publish through ``app`` from now on (None: pause); return how many were published."""
+        async with self._turn:
+            self.app = app
+            return self.published
 
     async def run(self) -> None:
         while True:
-            if self.app is not None and self.app.state.host.started:
-                with contextlib.suppress(Exception):  # a draining host may refuse; retry
-                    await self.app.state.host.publish_room(
-                        ROOM, {"type": "tick", "n": self.published + 1}
-                    )
-                    self.published += 1
+            async with self._turn:
+                if self.app is not None and self.app.state.host.started:
+                    with contextlib.suppress(Exception):  # a draining host may refuse; retry
+                        await self.app.state.host.publish_room(
+                            ROOM, {"type": "tick", "n": self.published + 1}
+                        )
+                        self.published += 1
             await asyncio.sleep(0.01)
 
 
@@ -85,21 +93,20 @@ async def restart(browser: Any, config: dict[str, Any]) -> tuple[list[int], list
     async with publishing() as publisher:
         async with serve(first) as addr:
             page = await join_stream(browser, first, addr)
-            publisher.app = first
+            await publisher.switch(first)
             await wait_ticks(page, 30)
             await first.state.host.drain(timeout=5)
-            # Published while the page is away, before the server exits.
-            await asyncio.sleep(0.3)
-            publisher.app = None
-        before = publisher.published
+            # Published while the page is away, before the server exits; meanwhile the draining
+            # server refuses the page's attempts (which must not count as auth refusals).
+            await asyncio.sleep(1.0)
+            before = await publisher.switch(None)
         second = app_with_page(**config)
         async with serve(second, port=int(addr.rsplit(":", 1)[1])):
             allow(second, addr)
-            publisher.app = second
+            await publisher.switch(second)
             await wait_state(page, "open")
             await wait_ticks(page, before + 30)
-            publisher.app = None
-            last = publisher.published
+            last = await publisher.switch(None)
             await wait_ticks(page, last)
         return await ticks(page), await page.evaluate("window.seen.gaps"), last
 
@@ -133,7 +140,7 @@ async def test_a_page_offline_and_back_recovers_what_it_missed(browser: Any) -> 
     try:
         async with publishing() as publisher, serve(app) as addr:
             page = await join_stream(browser, app, addr, context)
-            publisher.app = app
+            await publisher.switch(app)
             await wait_ticks(page, 30)
             await context.set_offline(True)
             # Offline long enough for the page to notice (no frame for the heartbeat timeout).
@@ -142,8 +149,7 @@ async def test_a_page_offline_and_back_recovers_what_it_missed(browser: Any) -> 
             await asyncio.sleep(0.5)
             await context.set_offline(False)
             await wait_ticks(page, missed_from + 60)
-            publisher.app = None
-            last = publisher.published
+            last = await publisher.switch(None)
             await wait_ticks(page, last)
             received = await ticks(page)
             gaps = await page.evaluate("window.seen.gaps")

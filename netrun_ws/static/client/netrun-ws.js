@@ -84,6 +84,7 @@ export class NetrunClient extends EventTarget {
     this._refusals = 0; // consecutive handshakes refused (closed before open, server reachable)
     this._reauthed = false; // a 1008 already got its one retry with a fresh token
     this._resuming = false; // this attempt asked for the session back
+    this._draining = false; // this outage began with a drain: refusals are the restart's
     this._timer = null;
     this._watchdog = null;
     this._lastFrame = 0;
@@ -251,6 +252,7 @@ export class NetrunClient extends EventTarget {
     if (welcome.reconnect) this.policy = { ...this.policy, ...welcome.reconnect };
     this._attempt = 0;
     this._reauthed = false;
+    this._draining = false;
     this._startWatchdog(welcome.heartbeat);
     this._setState("open", { resumed, sessionId: this.sessionId });
     this._emit("welcome", welcome);
@@ -259,9 +261,11 @@ export class NetrunClient extends EventTarget {
   async _closed(code, reason, opened) {
     this._clearTimers();
     let action = closeAction(code);
-    if (!opened && code === 1006 && (await this._refused())) {
+    if (action === "prompt") this._draining = true;
+    if (!opened && code === 1006 && !this._draining && (await this._refused())) {
       // A browser shows a refused handshake (HTTP 4xx/5xx) as 1006 before open, like a network
       // error; a server that answers plain HTTP refused it. `maxRefusals` of them in a row: fail.
+      // After a drain the draining server itself refuses (503) for a while: max_attempts bounds.
       this._refusals += 1;
       if (this._refusals >= (this.options.maxRefusals ?? 3)) action = "fail";
     }
