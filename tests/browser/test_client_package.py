@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tomllib
@@ -172,3 +173,70 @@ def test_the_type_declarations_catch_a_misuse(typescript: Path) -> None:
     compiled = tsc(typescript, USAGE.replace("// @ts-expect-error: there is no such event\n", ""))
     assert compiled.returncode != 0
     assert "nonsense" in compiled.stdout
+
+
+def node() -> str:
+    path = shutil.which("node")
+    if path is None:
+        message = "node is not installed (apt-get install nodejs): the module cannot be imported"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def evaluate_module(expression: str) -> Any:
+    """``expression`` evaluated by Node with the module imported as ``netrun``."""
+    script = (
+        f"import * as netrun from {json.dumps((CLIENT_DIR / 'netrun-ws.js').as_uri())};\n"
+        f"console.log(JSON.stringify({expression}));"
+    )
+    done = run([node(), "--input-type=module", "-e", script], ROOT)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def documented_close_actions() -> dict[int, str]:
+    """docs/clients.md's close-code table: code -> action (ranges expanded)."""
+    text = (ROOT / "docs" / "clients.md").read_text()
+    section = text.split("### Reconnecting: the close-code table", 1)[1].split("\n\n**", 1)[0]
+    actions: dict[int, str] = {}
+    for row in section.splitlines():
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        if len(cells) != 2 or not cells[0][:1].isdigit():
+            continue
+        action = cells[1].split(":")[0].split(" ")[0]
+        for low, high in re.findall(r"\b(\d{4})(?:-(\d{4}))?\b", cells[0]):
+            for code in range(int(low), int(high or low) + 1):
+                actions[code] = action
+    return actions
+
+
+def test_the_documented_close_code_table_is_the_modules() -> None:
+    documented = documented_close_actions()
+    codes = [*sorted(documented), 1004, 4200, 4999]  # and some undocumented ones: backoff
+    actual = evaluate_module(f"{codes}.map((code) => netrun.closeAction(code))")
+    assert dict(zip(codes, actual, strict=True)) == {
+        **documented,
+        1004: "backoff",
+        4200: "backoff",
+        4999: "backoff",
+    }
+    assert len(documented) > 100  # the 4000-4099 range was read
+
+
+def test_the_backoff_schedule_follows_the_policy() -> None:
+    policy = {
+        "initial_delay": 1,
+        "max_delay": 5,
+        "max_attempts": 0,
+        "backoff_multiplier": 2,
+        "jitter": "none",
+    }
+    delays = evaluate_module(
+        f"[1, 2, 3, 4, 10].map((n) => netrun.backoffDelay({json.dumps(policy)}, n))"
+        f".concat([netrun.backoffDelay({{...{json.dumps(policy)}, jitter: 'equal'}}, 2, () => 0),"
+        f" netrun.backoffDelay({json.dumps(policy)}, 1, () => 0.5, 'prompt'),"
+        f" netrun.backoffDelay({json.dumps(policy)}, 2, () => 0.5, 'prompt')])"
+    )
+    assert delays == [1, 2, 4, 5, 5, 1, 0.25, 2]

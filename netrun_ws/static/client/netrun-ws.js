@@ -311,7 +311,7 @@ export class NetrunClient extends EventTarget {
 
   _online() {
     // Back online while waiting to reconnect: no point in waiting out the backoff.
-    if (this.state === "reconnecting" && this._socket === null) this._open();
+    if (this.state === "reconnecting" && this._timer !== null) this._open();
   }
 
   _seen() {
