@@ -260,7 +260,8 @@ class LimitsConfig(BaseModel):
 
 
 class HistoryConfig(BaseModel):
-    """Per-channel message history, so a client that reconnects recovers what it missed."""
+    """Per-channel message history, so a client that reconnects recovers what it missed (see
+    docs/protocol.md, "Positions" and "Recovery")."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 

@@ -319,7 +319,7 @@ lists the defined names.
 
 The overlay is deep-merged over the rest of the file:
 
-- mappings (`server`, `limits`, a slot's options) merge key by key;
+- mappings (`server`, `limits`, `history`, a slot's options) merge key by key;
 - lists (`metrics`, `plugins`, `allowed_origins`, ...), scalars and `null` replace the value;
 - a single-plugin slot whose overlay names a different `plugin` (or is a bare plugin name) is
   **replaced whole**: none of the old plugin's options are kept. An overlay without `plugin`

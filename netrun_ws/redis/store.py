@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -47,7 +48,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from netrun_ws.config import HistoryConfig
-from netrun_ws.history import envelope_channel
+from netrun_ws.history import envelope_channel, splice_position
 from netrun_ws.reconnection import ReconnectionConfig
 from netrun_ws.redis.broker import RedisBroker, encode_header_prefix
 from netrun_ws.redis.calls import RedisStoreError, RedisTarget, bounded
@@ -274,6 +275,12 @@ class RedisStore:
         except RedisStoreError as exc:
             broker.publish_failed(str(exc))
             return PublishResult(local=await deliver(envelope))  # no position: none was given
+        if not broker.subscribed:
+            # Our copy will not come back: deliver here at once (in order, since nothing else
+            # arrives from the bus meanwhile); the outage is reported as a delivery gap.
+            spliced = splice_position(envelope.payload, channel, pos.offset, pos.epoch)
+            local = await deliver(dataclasses.replace(envelope, payload=spliced, pos=pos))
+            return PublishResult(local=local, remote_nodes=receivers)
         key = (envelope.kind, envelope.target or "", pos.offset, pos.epoch)
         delivered = broker.own_delivery(key)
         try:

@@ -331,7 +331,11 @@ class Admission:
             }
         await self._host.send(connection, welcome)
         if connection.metadata.get("recovering"):
-            await recovery.recover(connection, positions)
+            # Recovery when there is something to recover from: a resumed session or a `since`.
+            if resumed or connection.metadata.get("since") is not None:
+                await recovery.recover(connection, positions)
+            else:
+                await recovery.finish(connection, positions)
 
     async def _resume(self, connection: Connection) -> bool:
         """A client returning with its session id gets its saved state back and rejoins rooms:

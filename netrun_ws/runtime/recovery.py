@@ -76,6 +76,7 @@ class Recovery:
 
     def __init__(self, host: Host) -> None:
         self._host = host
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def history(self) -> HistoryStore | None:
@@ -181,6 +182,12 @@ class Recovery:
         await self._send(connection, encode_message({"type": "recovered", "channels": recovered}))
         await self._flush(connection, holds, last)
 
+    async def finish(self, connection: Connection, positions: dict[str, Position]) -> None:
+        """No recovery after all: release what was held after the welcome's positions."""
+        connection.metadata.pop("since", None)
+        connection.metadata.pop("joins", None)
+        await self._flush(connection, connection.metadata.get("holds", set()), positions)
+
     async def _flush(
         self, connection: Connection, holds: set[str], last: dict[str, Position]
     ) -> None:
@@ -219,6 +226,8 @@ class Recovery:
         logger.info(
             "connection %s: too many live messages during recovery", connection.connection_id
         )
-        asyncio.get_running_loop().create_task(
+        task = asyncio.get_running_loop().create_task(
             self._host.disconnect(connection, CloseCode.TRY_AGAIN_LATER, "recovery overflow")
         )
+        self._closing.add(task)  # a reference until it is done
+        task.add_done_callback(self._closing.discard)

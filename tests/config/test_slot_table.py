@@ -39,7 +39,7 @@ def plugin_names(value: SlotConfig | list[SlotConfig] | None) -> tuple[str, ...]
 def test_the_table_builtins_and_config_fields_agree() -> None:
     names = [row.name for row in SLOTS]
     assert names == [name for name in Config.model_fields if name in names]
-    assert set(Config.model_fields) - set(names) == {"server", "limits", "plugins_dir"}
+    assert set(Config.model_fields) - set(names) == {"server", "limits", "history", "plugins_dir"}
     defaults = Config()
     for row in SLOTS:
         field = Config.model_fields[row.name]

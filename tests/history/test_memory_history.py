@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from netrun_ws import create_app
 from tests.history.helpers import (
@@ -287,3 +287,52 @@ async def test_a_bad_since_is_refused_with_400(since: str, why: str) -> None:
         assert response.status_code == 400
         body = json.loads(response.body or b"")
         assert body["error"].startswith("invalid since: ") and why in body["error"], body
+
+
+async def test_a_bad_since_under_first_message_auth_closes_1008() -> None:
+    import time
+
+    import jwt
+    from websockets.exceptions import ConnectionClosed
+
+    secret = "history-test-secret-0123456789-abcdef"
+    config = chat_config()
+    config["auth"] = {"plugin": "jwt", "secret": secret}
+    config["server"] = {**config["server"], "first_message_auth": True}
+    token = jwt.encode({"sub": "ann", "exp": int(time.time()) + 60}, secret, algorithm="HS256")
+    async with serve(create_app(config)) as addr:
+        url = f"ws://{addr}/ws?session_id=s1&since=%7Bnope"
+        async with connect(url) as client:
+            await client.send(json.dumps({"type": "auth", "token": token}))
+            with pytest.raises(ConnectionClosed):
+                await client.recv()
+            assert client.close_code == 1008
+            assert client.close_reason == "invalid since: not JSON"
+
+
+async def test_live_messages_held_past_the_bound_close_1013_and_the_next_resume_recovers() -> None:
+    config = chat_config(max_replay_messages=3)
+    config["plugins"] = ["chat", "tests.history.burst_plugin"]
+    app = create_app(config)
+    host = app.state.host
+    async with serve(app) as addr:
+        ann, welcome = await open_client(addr, "ann")
+        await join(ann, "news")
+        await host.publish_room("news", {"type": "story"})
+        seen = [await next_message(ann)]
+        await ann.close()
+        await wait_for(lambda: len(host.manager) == 0)
+        # The rejoin publishes 5 bursts while ann recovers: more than 3 held -> closed, 1013.
+        ann, _ = await open_client(addr, "ann", welcome["session_id"], last_positions(seen))
+        got: list[dict[str, Any]] = []
+        with pytest.raises(ConnectionClosed):
+            while True:
+                got.append(await next_message(ann))
+        assert ann.close_code == 1013 and ann.close_reason == "recovery overflow"
+        # 7 missed (user_left, user_joined, 5 bursts) > 3: a replay_limit gap, then recovered;
+        # the held bursts are all covered by the gap's offset, so none follows.
+        assert [(m["type"], m.get("reason")) for m in got] == [
+            ("gap", "replay_limit"),
+            ("recovered", None),
+        ]
+        assert got[0]["offset"] == seen[0]["pos"]["offset"] + 7

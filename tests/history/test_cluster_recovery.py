@@ -1,0 +1,129 @@
+"""Recovery across real `netrun-ws run` nodes sharing a private redis-server: a client resumes on
+another node than it left, also after its node was killed with SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from tests.cluster.test_cluster import API_KEY, cluster
+from tests.history.helpers import last_positions, next_message, open_client, read_until
+from tests.support.cli_server import RunningServer
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.timeout(120)
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+async def say(node: RunningServer, room: str, n: int) -> None:
+    async with httpx.AsyncClient(base_url=f"http://{node.addr}") as http:
+        body = {"room": room, "data": {"type": "tick", "n": n}}
+        answer = await http.post("/api/publish", headers=AUTH, json=body)
+        assert answer.status_code == 200, answer.text
+
+
+async def join(websocket: Any, room: str) -> None:
+    await websocket.send(json.dumps({"type": "join", "room": room}))
+    await read_until(websocket, "joined")
+
+
+def ticks(messages: list[dict[str, Any]]) -> list[int]:
+    return [m["n"] for m in messages if m.get("type") == "tick"]
+
+
+async def test_a_client_leaves_node_a_and_recovers_on_node_b(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    async with cluster(tmp_path, redis_server, nodes=2) as (a, b):
+        ann, welcome = await open_client(a.addr, "ann")
+        await join(ann, "feed")
+        await say(b, "feed", 1)
+        seen = [await next_message(ann)]
+        assert seen[0]["n"] == 1 and seen[0]["pos"]["channel"] == "room:feed"
+        await ann.close()
+        for n in range(2, 6):
+            await say(a, "feed", n)
+        ann, again = await open_client(b.addr, "ann", welcome["session_id"], last_positions(seen))
+        assert again["resumed"] is True and again["rooms"] == ["feed"]
+        recovery = await read_until(ann, "recovered")
+        assert ticks(recovery) == [2, 3, 4, 5]
+        room = [m["pos"]["offset"] for m in recovery if "pos" in m]
+        assert room == list(range(seen[0]["pos"]["offset"] + 1, room[-1] + 1))
+        await say(a, "feed", 6)
+        live = await next_message(ann)
+        assert live["n"] == 6 and live["pos"]["offset"] == room[-1] + 1
+        await ann.close()
+
+
+async def test_a_client_of_a_sigkilled_node_recovers_on_another(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    async with cluster(tmp_path, redis_server, nodes=2) as (a, b):
+        ann, welcome = await open_client(a.addr, "ann")
+        await join(ann, "feed")  # recorded in Redis at join time, not at disconnect
+        stop = asyncio.Event()
+        sent = 0
+
+        async def publisher() -> None:
+            nonlocal sent
+            while not stop.is_set():
+                sent += 1
+                await say(b, "feed", sent)
+                await asyncio.sleep(0.005)
+
+        task = asyncio.create_task(publisher())
+        received: list[dict[str, Any]] = []
+        while len(ticks(received)) < 30:
+            received.append(await next_message(ann))
+        a.process.send_signal(signal.SIGKILL)
+        await a.process.wait()
+        try:
+            while True:  # what was already on the wire before the kill
+                received.append(await next_message(ann, timeout=1))
+        except Exception:
+            pass
+        await asyncio.sleep(0.2)
+        ann, again = await open_client(
+            b.addr, "ann", welcome["session_id"], last_positions(received)
+        )
+        assert again["rooms"] == ["feed"]
+        received += await read_until(ann, "recovered")
+        stop.set()
+        await task
+        while ticks(received)[-1] != sent:
+            received.append(await next_message(ann))
+        assert ticks(received) == list(range(1, sent + 1))
+        assert [m for m in received if m.get("type") == "gap"] == []
+        await ann.close()
+
+
+async def test_flushed_redis_keys_give_an_epoch_changed_gap(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    async with cluster(tmp_path, redis_server, nodes=1) as (a,):
+        ann, welcome = await open_client(a.addr, "ann")
+        await ann.close()
+        raw = aioredis.Redis.from_url(redis_server.url)
+        try:
+            await raw.flushall()
+        finally:
+            await raw.aclose()
+        old = welcome["positions"]
+        ann, again = await open_client(a.addr, "ann", welcome["session_id"], old)
+        recovery = await read_until(ann, "recovered")
+        new = again["positions"]["user:ann"]
+        assert new["epoch"] != old["user:ann"]["epoch"]
+        assert recovery[0] == {
+            "type": "gap",
+            "channel": "user:ann",
+            "reason": "epoch_changed",
+            **new,
+        }
+        await ann.close()

@@ -1,0 +1,167 @@
+"""The HistoryStore contract, the same for the memory and the Redis store: positions, reads
+since a position, epochs, join records; and, on Redis, one order for every node."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from netrun_ws.builtin.store_memory import MemoryStore
+from netrun_ws.config import HistoryConfig
+from netrun_ws.redis.store import RedisStore
+from netrun_ws.store import Envelope, HistoryStore, Position
+from tests.store import Recorder, eventually
+from tests.support.redis_server import RedisServer
+
+BACKENDS = ["memory", "redis"]
+
+
+def redis_store(url: str, prefix: str) -> RedisStore:
+    return RedisStore(url, key_prefix=prefix, probe_interval=0.2, probe_timeout=1.0)
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[MemoryStore | RedisStore, Recorder]]:
+    made: MemoryStore | RedisStore
+    if request.param == "memory":
+        made = MemoryStore()
+    else:
+        server: RedisServer = request.getfixturevalue("shared_redis")
+        made = redis_store(server.url, f"hist-{uuid.uuid4().hex[:10]}")
+    made.configure_history(HistoryConfig(rooms_size=3, max_replay_messages=10))
+    recorder = Recorder()
+    await made.start(recorder.deliver, recorder.on_gap)
+    try:
+        yield made, recorder
+    finally:
+        await made.stop()
+
+
+def room(n: int) -> Envelope:
+    return Envelope("room", "lobby", json.dumps({"type": "say", "n": n}))
+
+
+async def test_room_and_user_messages_get_consecutive_positions_once(
+    store: tuple[MemoryStore | RedisStore, Recorder],
+) -> None:
+    history, recorder = store
+    assert isinstance(history, HistoryStore)
+    for n in range(3):
+        await history.publish(room(n))
+    await history.publish(Envelope("user", "ann", "{}"))
+    await history.publish(Envelope("broadcast", None, '{"type":"all"}'))
+    await history.publish(Envelope("room", "lobby", b"\x00binary"))
+    await history.publish(Envelope("room", "lobby", "plain text"))
+    await eventually(lambda: len(recorder.envelopes) == 7, what="seven deliveries")
+    positions = [envelope.pos for envelope in recorder.envelopes]
+    epoch = (await history.history_top("room:lobby")).epoch  # per channel on Redis
+    user_epoch = (await history.history_top("user:ann")).epoch
+    assert positions == [
+        Position(1, epoch),
+        Position(2, epoch),
+        Position(3, epoch),
+        Position(1, user_epoch),
+        None,
+        None,
+        None,
+    ]
+    first = json.loads(recorder.envelopes[0].payload)
+    pos = {"channel": "room:lobby", "offset": 1, "epoch": epoch}
+    assert first == {"pos": pos, "type": "say", "n": 0}
+    assert json.loads(recorder.envelopes[3].payload) == {
+        "pos": {"channel": "user:ann", "offset": 1, "epoch": user_epoch}
+    }
+    assert await history.history_top("room:lobby") == Position(3, epoch)
+    empty = await history.history_top("room:empty")
+    assert empty.offset == 0 and await history.history_top("room:empty") == empty
+
+
+async def test_reads_since_a_position_are_exact_and_bounded(
+    store: tuple[MemoryStore | RedisStore, Recorder],
+) -> None:
+    history, recorder = store
+    for n in range(5):
+        await history.publish(room(n))
+    await eventually(lambda: len(recorder.envelopes) == 5, what="five deliveries")
+    top = await history.history_top("room:lobby")
+    epoch = top.epoch
+    read = await history.history_since("room:lobby", Position(3, epoch), 10, 10_000)
+    assert (read.status, read.truncated, read.top) == ("ok", False, Position(5, epoch))
+    assert list(read.messages) == [e.payload for e in recorder.envelopes[3:]]
+    assert (await history.history_since("room:lobby", Position(5, epoch), 10, 1)).messages == ()
+    # size 3 keeps offsets 3..5: offset 1 missed 2, which is gone
+    gone = await history.history_since("room:lobby", Position(1, epoch), 10, 10_000)
+    assert gone.status == "out_of_history" and gone.messages == ()
+    future = await history.history_since("room:lobby", Position(9, epoch), 10, 10_000)
+    assert future.status == "out_of_history"
+    other = await history.history_since("room:lobby", Position(3, "other-epoch"), 10, 10_000)
+    assert (other.status, other.top) == ("epoch_changed", top)
+    few = await history.history_since("room:lobby", Position(2, epoch), 2, 10_000)
+    assert few.truncated and few.messages == ()
+    small = await history.history_since("room:lobby", Position(2, epoch), 10, 50)
+    assert small.truncated and small.messages == ()
+
+
+async def test_join_records_are_kept_per_session_until_left(
+    store: tuple[MemoryStore | RedisStore, Recorder],
+) -> None:
+    history, _recorder = store
+    await history.publish(room(0))
+    joined = await history.record_join("s1", "room:lobby")
+    assert joined.offset == 1
+    await history.record_join("s1", "user:ann")
+    channels = await history.session_channels("s1")
+    assert set(channels) == {"room:lobby", "user:ann"} and channels["room:lobby"] == joined
+    await history.forget_join("s1", "room:lobby")
+    assert set(await history.session_channels("s1")) == {"user:ann"}
+    assert await history.session_channels("nobody") == {}
+
+
+async def test_every_redis_node_delivers_in_offset_order(shared_redis: RedisServer) -> None:
+    prefix = f"order-{uuid.uuid4().hex[:10]}"
+    nodes = [redis_store(shared_redis.url, prefix) for _ in range(3)]
+    recorders = [Recorder() for _ in nodes]
+    for node, recorder in zip(nodes, recorders, strict=True):
+        await node.start(recorder.deliver, recorder.on_gap)
+    try:
+        # Concurrent publishes from every node to one channel.
+        await asyncio.gather(*(node.publish(room(n)) for n in range(60) for node in nodes))
+        for recorder in recorders:
+            await eventually(lambda r=recorder: len(r.envelopes) == 180, what="180 deliveries")
+            offsets = [e.pos.offset for e in recorder.envelopes if e.pos is not None]
+            assert offsets == list(range(1, 181))
+        assert [e.payload for e in recorders[0].envelopes] == [
+            e.payload for e in recorders[2].envelopes
+        ]
+    finally:
+        for node in nodes:
+            await node.stop()
+
+
+async def test_lost_redis_keys_start_a_new_epoch(shared_redis: RedisServer) -> None:
+    prefix = f"epoch-{uuid.uuid4().hex[:10]}"
+    node = redis_store(shared_redis.url, prefix)
+    recorder = Recorder()
+    await node.start(recorder.deliver, recorder.on_gap)
+    try:
+        await node.publish(room(0))
+        before = await node.history_top("room:lobby")
+        raw = aioredis.Redis.from_url(shared_redis.url)
+        try:
+            keys = [key async for key in raw.scan_iter(f"{prefix}:h:*")]
+            await raw.delete(*keys)  # what FLUSHALL or a restart without persistence does
+        finally:
+            await raw.aclose()
+        after = await node.history_top("room:lobby")
+        assert after.offset == 0 and after.epoch != before.epoch
+        read = await node.history_since("room:lobby", before, 10, 10_000)
+        assert read.status == "epoch_changed" and read.top == after
+    finally:
+        await node.stop()
