@@ -240,3 +240,11 @@ def test_the_backoff_schedule_follows_the_policy() -> None:
         f" netrun.backoffDelay({json.dumps(policy)}, 2, () => 0.5, 'prompt')])"
     )
     assert delays == [1, 2, 4, 5, 5, 1, 0.25, 2]
+
+
+def test_the_client_logic_against_a_fake_socket() -> None:
+    # Resume URLs, duplicate drops, gaps and the close-code table without a browser or server:
+    # tests/browser/client_logic.test.mjs under Node's test runner.
+    done = run([node(), "--test", "tests/browser/client_logic.test.mjs"], ROOT)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "# fail 0" in done.stdout and "# pass 5" in done.stdout

@@ -64,6 +64,12 @@ function isObject(value) {
   return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
+/** `{offset, epoch}` of a well-formed position, else null (a malformed one is ignored). */
+function positionOf(value) {
+  if (!isObject(value) || !Number.isSafeInteger(value.offset)) return null;
+  return typeof value.epoch === "string" ? { offset: value.offset, epoch: value.epoch } : null;
+}
+
 export class NetrunClient extends EventTarget {
   /**
    * @param {string} url ws:// or wss:// URL of the server's WebSocket endpoint.
@@ -194,26 +200,34 @@ export class NetrunClient extends EventTarget {
         return this._welcomed(message);
       case "ping":
         return void this._socket?.send('{"type":"pong"}');
-      case "gap":
-        this.positions.set(message.channel, { offset: message.offset, epoch: message.epoch });
+      case "gap": {
+        const position = positionOf(message);
+        if (typeof message.channel === "string" && position) {
+          this.positions.set(message.channel, position); // the channel continues from here
+        }
         return this._emit("gap", message);
+      }
       case "delivery_gap":
         return this._emit("gap", { ...message, channel: null, reason: "delivery_gap" });
       case "recovered":
-        for (const [channel, { offset, epoch }] of Object.entries(message.channels ?? {})) {
-          this.positions.set(channel, { offset, epoch });
+        for (const [channel, value] of Object.entries(message.channels ?? {})) {
+          const position = positionOf(value);
+          if (position) this.positions.set(channel, position);
         }
         return this._emit("recovered", message);
       case "disconnect":
         return this._emit("disconnect", message);
     }
-    if (message.pos && !this._track(message)) return; // already received
+    if (!this._track(message)) return; // already received
     this._emit("message", message);
   }
 
   /** Record a channel message's position; false when it is a duplicate (offset not ahead). */
   _track(message) {
-    const { channel, offset, epoch } = message.pos;
+    const position = positionOf(message.pos);
+    const channel = message.pos?.channel;
+    if (!position || typeof channel !== "string") return true; // no channel: always new
+    const { offset, epoch } = position;
     const known = this.positions.get(channel);
     if (known && known.epoch === epoch && offset <= known.offset) return false;
     if (known && known.epoch !== epoch) {
@@ -243,8 +257,9 @@ export class NetrunClient extends EventTarget {
       }
     } else if (positions) {
       // A new session starts from the channels' current tops.
-      for (const [channel, { offset, epoch }] of Object.entries(positions)) {
-        this.positions.set(channel, { offset, epoch });
+      for (const [channel, value] of Object.entries(positions)) {
+        const position = positionOf(value);
+        if (position) this.positions.set(channel, position);
       }
     }
     this.sessionId = welcome.session_id ?? this.sessionId;
