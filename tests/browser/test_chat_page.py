@@ -12,6 +12,7 @@ import pytest
 
 from netrun_ws import create_app
 from netrun_ws.app import load_app_config
+from tests.support.cli_server import free_port, run_cli
 from tests.support.server import serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,3 +117,17 @@ async def test_the_page_imports_the_served_client_and_is_off_without_it() -> Non
     assert script.status_code == 200
     async with serve(off) as addr, httpx.AsyncClient() as http:
         assert (await http.get(f"http://{addr}/")).status_code == 404
+
+
+async def test_netrun_ws_run_with_the_default_config_serves_a_working_chat(browser: Any) -> None:
+    # The README's promise, as a user meets it: `netrun-ws run` in the checkout, two tabs on /.
+    port = free_port()
+    env = {"NETRUN_WS_PORT": str(port)}  # the shipped allowed_origins follow the port
+    async with run_cli(ROOT / "netrun_ws.yaml", cwd=ROOT, env=env, port=port):
+        url = f"http://127.0.0.1:{port}/"
+        alice = await sign_in(browser, url, "alice")
+        bob = await sign_in(browser, url.replace("127.0.0.1", "localhost"), "bob")
+        await join(alice, "lobby")
+        await join(bob, "lobby")
+        await say(bob, "hi from the other tab")
+        await alice.locator("#log .msg", has_text="hi from the other tab").wait_for()
