@@ -20,6 +20,7 @@ from netrun_ws.host import Host
 from netrun_ws.plugins.loading import PluginLoadError, describe_exception
 from netrun_ws.plugins.slots import plugin_config_issues
 from netrun_ws.runtime.admission import deny
+from netrun_ws.runtime.client_files import client_routes
 from netrun_ws.runtime.http_api import publish_routes
 
 __all__ = ["NetrunApp", "create_app", "load_app_config"]
@@ -121,6 +122,7 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *publish_routes(host),
+        *client_routes(host),
         *host.routes,
     ]
     app = NetrunApp(routes=routes)

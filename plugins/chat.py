@@ -12,20 +12,34 @@ Client -> server, and what the server sends:
   "text"}
 - {"type": "direct", "to": "bob", "text": "psst"}: bob gets {"type": "direct", "from", "text"},
   the sender gets {"type": "ack", "delivered": N}
+
+It also serves the chat page (chat.html, next to this file) at ``/``, built on the browser client
+that the server serves at ``server.client_path`` (no page when that is null).
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import BaseRoute, Route
 
 from netrun_ws import ErrorCode, hookimpl
 from netrun_ws.connection import Connection
 from netrun_ws.host import Host
 from netrun_ws.wire import error_reply
 
+PAGE = Path(__file__).with_name("chat.html")
 RoomName = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+def js_string(value: str) -> str:
+    """A JavaScript string literal of ``value`` that cannot end the page's <script> element."""
+    return json.dumps(value).replace("<", "\\u003c")
 
 
 class Options(BaseModel):
@@ -71,6 +85,22 @@ class Plugin:
     @hookimpl
     def register_message_types(self) -> list[type[BaseModel]]:
         return [Join, Leave, Say, Direct]
+
+    @hookimpl
+    def register_routes(self, host: Host) -> list[BaseRoute]:
+        server = host.config.server
+        if server.client_path is None:
+            return []
+        client_module = server.client_path.rstrip("/") + "/netrun-ws.js"
+        page = PAGE.read_text(encoding="utf-8")
+        for name, value in (("client_module", client_module), ("ws_path", server.path)):
+            page = page.replace("{{" + name + "}}", js_string(value))
+        body = page.encode()
+
+        async def chat_page(request: Request) -> HTMLResponse:
+            return HTMLResponse(body, headers={"Cache-Control": "no-cache"})
+
+        return [Route("/", chat_page, methods=["GET"])]
 
     @hookimpl
     def authorize_room(self, host: Host, connection: Connection, room: str) -> bool:

@@ -134,6 +134,13 @@ class ServerConfig(BaseModel):
             "${VAR}; it is masked in output."
         ),
     )
+    client_path: str | None = Field(
+        default="/client",
+        description=(
+            "URL prefix the browser client is served at: <client_path>/netrun-ws.js and "
+            "<client_path>/netrun-ws.d.ts (see docs/clients.md); null: not served."
+        ),
+    )
     permessage_deflate: bool = Field(
         default=False,
         description=(
@@ -191,10 +198,10 @@ class ServerConfig(BaseModel):
     def _lowercase_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("path", "api_prefix")
+    @field_validator("path", "api_prefix", "client_path")
     @classmethod
-    def _check_url_path(cls, value: str) -> str:
-        if not _URL_PATH.match(value):
+    def _check_url_path(cls, value: str | None) -> str | None:
+        if value is not None and not _URL_PATH.match(value):
             raise PydanticCustomError(
                 "url_path", "must be a URL path starting with '/' (no spaces, '?' or '#')"
             )

@@ -1,20 +1,14 @@
 """Browser-facing features in a real headless Chromium: the bearer subprotocol transport (browsers
 cannot set an Authorization header) and the Origin allowlist (cross-site WebSocket hijacking).
 
-Chromium comes from the system (`/usr/bin/chromium`, Debian package `chromium`), driven by
-Playwright with that executable. Missing Chromium is a loud skip on a developer box and a failure
-under CI (`CI` set), like a missing redis-server.
+The `browser` fixture (tests/browser/conftest.py) launches the system's Chromium.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
@@ -25,17 +19,6 @@ from tests.host.helpers import base_config
 from tests.support.server import serve
 
 SECRET = "browser-test-secret-0123456789abcdef0123"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 PAGE = """<!doctype html><title>netrun-ws browser test</title>
 <script>
 window.connect = (url, protocols) => new Promise((resolve) => {
@@ -49,29 +32,6 @@ window.connect = (url, protocols) => new Promise((resolve) => {
   ws.onclose = (event) => { seen.code = event.code; seen.reason = event.reason; resolve(seen); };
 });
 </script>"""
-
-
-def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        message = "chromium is not installed (apt-get install chromium): browser tests cannot run"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    executable = chromium()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def page_route(request: Request) -> HTMLResponse:

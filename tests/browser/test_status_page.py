@@ -17,7 +17,6 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from netrun_ws import create_app
-from tests.browser.test_browser_auth import browser  # noqa: F401  (the Chromium fixture)
 from tests.host.helpers import ECHO, base_config, recv_json
 from tests.support.cli_server import run_cli
 from tests.support.redis_server import RedisServer
@@ -70,7 +69,7 @@ async def traffic(addr: str, seconds: float) -> None:
 
 
 async def test_the_status_page_is_live_and_follows_the_cluster(
-    browser: Any,  # noqa: F811
+    browser: Any,
     tmp_path: Path,
 ) -> None:
     async with RedisServer() as redis:

@@ -55,9 +55,11 @@ async def run_cli(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     ready_timeout: float = 20.0,
+    port: int | None = None,
 ) -> AsyncIterator[RunningServer]:
-    """Start ``python -m netrun_ws run --config CONFIG --port FREE``; yield once /readyz is 200."""
-    port = free_port()
+    """Start ``python -m netrun_ws run --config CONFIG --port FREE`` (or ``port``); yield once
+    /readyz is 200."""
+    port = port or free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

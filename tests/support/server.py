@@ -47,8 +47,8 @@ async def serve(app: Any, port: int = 0, **config: Any) -> AsyncIterator[str]:
                 task.result()  # re-raise the start-up failure
                 raise RuntimeError("uvicorn exited before it started")
             await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"127.0.0.1:{port}"
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        yield f"127.0.0.1:{bound}"
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,157 @@
+// Pure logic of the browser client against a fake WebSocket (node --test; run by
+// tests/browser/test_client_package.py): resume URLs, duplicate drops, gaps, the close-code table.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { NetrunClient } from "../../netrun_ws/static/client/netrun-ws.js";
+
+class FakeSocket {
+  static made = [];
+  constructor(url, protocols) {
+    this.url = new URL(url);
+    this.protocols = protocols;
+    this.sent = [];
+    this.closed = null;
+    FakeSocket.made.push(this);
+  }
+  send(data) { this.sent.push(JSON.parse(data)); }
+  close(code, reason) { this.closed = { code, reason }; }
+  open() { this.onopen?.(); }
+  receive(message) { this.onmessage?.({ data: JSON.stringify(message) }); }
+  end(code, reason = "") { this.onclose?.({ code, reason }); }
+}
+
+const NOW = { initial_delay: 0, max_delay: 0, max_attempts: 5, backoff_multiplier: 2, jitter: "none" };
+const settle = () => new Promise((resolve) => setTimeout(resolve, 5));
+
+function client(options = {}) {
+  FakeSocket.made = [];
+  const events = [];
+  const made = new NetrunClient("ws://example.test/ws", {
+    WebSocket: FakeSocket, reconnect: NOW, probe: false, ...options,
+  });
+  for (const type of ["state", "message", "gap", "welcome", "recovered"]) {
+    made.on(type, (detail) => events.push([type, detail]));
+  }
+  return { client: made, events, of: (type) => events.filter(([t]) => t === type).map(([, d]) => d) };
+}
+
+const welcome = (extra = {}) => ({
+  type: "connect", session_id: "s1", user_id: "alice", reconnect: NOW, ...extra,
+});
+const said = (offset, epoch = "e1") => ({ type: "said", pos: { channel: "room:lobby", offset, epoch } });
+
+test("a resume asks for the session from the last positions, and duplicates are dropped", async () => {
+  const { client: c, of } = client({ token: "t0k", params: { user_id: "alice" } });
+  c.connect();
+  await settle();
+  let socket = FakeSocket.made[0];
+  assert.deepEqual(socket.protocols, ["netrun-ws", "bearer.t0k"]);
+  assert.equal(socket.url.searchParams.get("session_id"), null);
+  socket.open();
+  socket.receive(welcome({ positions: { "user:alice": { offset: 3, epoch: "u1" } } }));
+  socket.receive({ type: "ping" });
+  assert.deepEqual(socket.sent, [{ type: "pong" }]);
+  socket.receive(said(1));
+  socket.receive(said(2));
+  socket.end(1006);
+  await settle();
+  socket = FakeSocket.made[1];
+  assert.equal(socket.url.searchParams.get("session_id"), "s1");
+  assert.equal(socket.url.searchParams.get("user_id"), "alice");
+  assert.deepEqual(JSON.parse(socket.url.searchParams.get("since")), {
+    "user:alice": { offset: 3, epoch: "u1" },
+    "room:lobby": { offset: 2, epoch: "e1" },
+  });
+  socket.open();
+  socket.receive(welcome({ resumed: true, positions: { "user:alice": { offset: 3, epoch: "u1" }, "room:lobby": { offset: 4, epoch: "e1" } } }));
+  socket.receive(said(2)); // replay overlapping what arrived: dropped
+  socket.receive(said(3));
+  socket.receive(said(4));
+  socket.receive({ type: "recovered", channels: { "room:lobby": { offset: 4, epoch: "e1", replayed: 2 } } });
+  socket.receive(said(4)); // live duplicate of the replay: dropped
+  socket.receive({ type: "said", pos: "not a position" }); // malformed: delivered, not tracked
+  assert.deepEqual(of("message").map((m) => m.pos?.offset ?? null), [1, 2, 3, 4, null]);
+  assert.equal(of("recovered").length, 1);
+  assert.deepEqual(of("gap"), []);
+});
+
+test("a new session where one was asked for reports every tracked channel as lost", async () => {
+  const { client: c, of } = client();
+  c.connect();
+  await settle();
+  let socket = FakeSocket.made[0];
+  socket.open();
+  socket.receive(welcome());
+  socket.receive(said(7));
+  socket.end(1012);
+  await settle();
+  socket = FakeSocket.made[1];
+  socket.open();
+  socket.receive(welcome({ session_id: "s2", resumed: false, positions: { "user:alice": { offset: 0, epoch: "new" } } }));
+  assert.deepEqual(of("gap"), [{ type: "gap", channel: "room:lobby", reason: "session_lost", offset: 7, epoch: "e1" }]);
+  assert.equal(c.sessionId, "s2");
+  assert.deepEqual([...c.positions.keys()], ["user:alice"]);
+});
+
+test("the server's gap moves the position; an unannounced new epoch is a gap too", async () => {
+  const { client: c, of } = client();
+  c.connect();
+  await settle();
+  const socket = FakeSocket.made[0];
+  socket.open();
+  socket.receive(welcome());
+  socket.receive(said(5));
+  socket.receive({ type: "gap", channel: "room:lobby", reason: "out_of_history", offset: 9, epoch: "e1" });
+  socket.receive(said(9)); // covered by the gap's position
+  socket.receive(said(10));
+  socket.receive(said(1, "e2"));
+  assert.deepEqual(of("message").map((m) => m.pos.offset), [5, 10, 1]);
+  assert.deepEqual(of("gap").map((g) => g.reason), ["out_of_history", "epoch_changed"]);
+  assert.deepEqual(c.positions.get("room:lobby"), { offset: 1, epoch: "e2" });
+});
+
+test("1008 is retried once with a fresh token from a token function, never with a string", async () => {
+  let calls = 0;
+  const fresh = client({ token: () => `token-${++calls}` });
+  fresh.client.connect();
+  await settle();
+  FakeSocket.made[0].end(1008, "token expired");
+  await settle();
+  assert.deepEqual(FakeSocket.made[1].protocols, ["netrun-ws", "bearer.token-2"]);
+  FakeSocket.made[1].end(1008, "invalid token");
+  await settle();
+  assert.equal(FakeSocket.made.length, 2);
+  assert.equal(fresh.client.state, "failed");
+
+  const fixed = client({ token: "expired" });
+  fixed.client.connect();
+  await settle();
+  FakeSocket.made[0].end(1008, "token expired");
+  await settle();
+  assert.equal(FakeSocket.made.length, 1);
+  assert.deepEqual(fixed.of("state").at(-1), { code: 1008, reason: "token expired", final: true, state: "failed", previous: "connecting" });
+});
+
+test("closes before open count as refusals; terminal codes and 1000 stop", async () => {
+  const refused = client({ maxRefusals: 2 });
+  refused.client.connect();
+  await settle();
+  FakeSocket.made[0].end(1006);
+  await settle();
+  FakeSocket.made[1].end(1006);
+  await settle();
+  assert.equal(FakeSocket.made.length, 2);
+  assert.equal(refused.client.state, "failed");
+
+  for (const [code, state] of [[4000, "failed"], [1002, "failed"], [1000, "closed"]]) {
+    const ended = client();
+    ended.client.connect();
+    await settle();
+    FakeSocket.made[0].open();
+    FakeSocket.made[0].receive(welcome());
+    FakeSocket.made[0].end(code);
+    await settle();
+    assert.equal(FakeSocket.made.length, 1, `code ${code}`);
+    assert.equal(ended.client.state, state, `code ${code}`);
+  }
+});
