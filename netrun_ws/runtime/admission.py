@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from netrun_ws.codes import CloseCode
 from netrun_ws.connection import uuid4_hex
+from netrun_ws.handshake import SUBPROTOCOL, Handshake, answered_subprotocol
 from netrun_ws.identity import AuthenticationError, Identity, Rejection
 from netrun_ws.plugins.hooks import HookError
 from netrun_ws.plugins.loading import describe_exception
@@ -35,9 +36,6 @@ __all__ = ["SUBPROTOCOL", "Admission", "deny"]
 
 logger = logging.getLogger("netrun_ws")
 
-#: The WebSocket subprotocol the server answers when a client offers it (e.g. next to a
-#: "bearer.<token>" entry, which is never echoed).
-SUBPROTOCOL = "netrun-ws"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 #: The refusal of a session id bound to another user (docs/protocol.md, "Connecting").
 SESSION_NOT_YOURS = "session_id belongs to another user"
@@ -78,10 +76,7 @@ class Admission:
         # Non-browser clients send no Origin; browsers always do, so a page cannot omit it.
         return origin is None or origin in allowed
 
-    @staticmethod
-    def subprotocol(websocket: WebSocket) -> str | None:
-        # Answer only the non-secret protocol name, never an offered "bearer.<token>" entry.
-        return SUBPROTOCOL if SUBPROTOCOL in websocket.scope.get("subprotocols", ()) else None
+    subprotocol = staticmethod(answered_subprotocol)
 
     async def refuse(
         self, websocket: WebSocket, status: int, reason: str, *, accepted: bool = False
@@ -144,6 +139,10 @@ class Admission:
             return identity, accepted
         except AuthenticationError as error:
             reason, code = error.reason, CloseCode.POLICY_VIOLATION
+            if error.status is not None and not accepted:
+                await self.refuse(websocket, error.status, reason)
+                await host.fire.on_auth_refused(Handshake.of(websocket), reason, error.status)
+                return None
         except TimeoutError:
             reason, code = "authentication timeout", CloseCode.POLICY_VIOLATION
         except (HookError, TypeError) as error:
@@ -154,6 +153,7 @@ class Admission:
         if not accepted:
             await websocket.accept(subprotocol=self.subprotocol(websocket))
         await websocket.close(code=code, reason=reason[:120])
+        await host.fire.on_auth_refused(Handshake.of(websocket), reason, code)
         return None
 
     async def _first_message_auth(self, websocket: WebSocket) -> Identity | None:
@@ -263,7 +263,10 @@ class Admission:
             if websocket.application_state == WebSocketState.CONNECTING:  # never left hanging
                 await self.refuse(websocket, 503, "connection refused")
             return None
-        return host.manager.get_connection(connection_id)
+        connection = host.manager.get_connection(connection_id)
+        if connection is not None:
+            connection.hold()  # the welcome goes first (welcome() releases what waits behind it)
+        return connection
 
     def _local_holder_is(self, session_id: str, user_id: str) -> bool:
         """False when a live connection of another user holds ``session_id`` on this node."""
@@ -298,7 +301,7 @@ class Admission:
         if resumed:
             welcome["state"] = connection.metadata["state"]
             welcome["rooms"] = sorted(self._host.rooms.of(connection))
-        await self._host.send(connection, welcome)
+        await self._host.delivery.send_first(connection, welcome)
 
     async def _resume(self, connection: Connection) -> bool:
         """A client returning with its session id gets its saved state back and rejoins rooms."""
