@@ -267,7 +267,18 @@ def _check(args: argparse.Namespace) -> int:
     for pm_name, plugin in host.plugins.items():
         if pm_name not in host.slots.values():
             print(f"  {'app':<10} {plugin.name:<12} {plugin.origin}")
+    _warn_unmarked_hooks(host)
     return EXIT_OK
+
+
+def _warn_unmarked_hooks(host: Any) -> None:
+    """One warning line per function named like a hook but not marked ``@hookimpl``."""
+    from netrun_ws.plugins.lint import lint_plugin
+
+    for pm_name, plugin in host.plugins.items():
+        registered = host.plugin_manager.get_plugin(pm_name)
+        for problem in lint_plugin(registered, host.hooks.names, check_unknown=False):
+            print(f"warning: plugin {plugin.name!r} ({plugin.origin}): {problem}")
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -277,10 +288,14 @@ def _plugins(args: argparse.Namespace) -> int:
     for plugin in discover(plugins_dir.resolve() if plugins_dir.is_dir() else None):
         slot = plugin.slot or "app"
         print(f"{plugin.name} [{slot}] {plugin.origin}")
-        if plugin.error:
+        if plugin.needs:
+            print(f"    needs: {plugin.needs}")
+        elif plugin.error:
             print(f"    error: {plugin.error}")
         else:
             print(f"    hooks: {', '.join(plugin.hooks) or '(none)'}")
+        for warning in plugin.warnings:
+            print(f"    warning: {warning}")
     return EXIT_OK
 
 
