@@ -93,6 +93,20 @@ def _parser() -> argparse.ArgumentParser:
         help="plugins folder to list (default: ./plugins)",
     )
 
+    new_plugin = commands.add_parser(
+        "new-plugin",
+        help="create a plugin distribution (entry point, options, a hook, a test) to start from",
+        description="Write a plugin distribution that passes its own test: pip install -e "
+        "'.[test]' && pytest in it.",
+    )
+    new_plugin.add_argument("name", metavar="NAME", help="plugin name, as a config writes it")
+    new_plugin.add_argument(
+        "--dir",
+        default=None,
+        metavar="DIR",
+        help="where to create it (default: ./netrun-ws-NAME); must not exist or be empty",
+    )
+
     token = commands.add_parser(
         "token",
         help="print a JWT for local testing, signed with the configured auth secret",
@@ -337,7 +351,24 @@ def _token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": _run, "check": _check, "plugins": _plugins, "token": _token}
+def _new_plugin(args: argparse.Namespace) -> int:
+    from netrun_ws._scaffold import ScaffoldError, scaffold
+
+    try:
+        target = scaffold(args.name, Path(args.dir) if args.dir else None)
+    except ScaffoldError as error:
+        return _fail(EXIT_CONFIG, f"error: {error}")
+    print(f"created {target}: cd {target} && pip install -e '.[test]' && pytest")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": _run,
+    "check": _check,
+    "plugins": _plugins,
+    "new-plugin": _new_plugin,
+    "token": _token,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
