@@ -1,10 +1,10 @@
-'''``netrun-ws new-plugin NAME``: a plugin distribution that passes its own test out of the box.
+"""``netrun-ws new-plugin NAME``: a plugin distribution that passes its own test out of the box.
 
 It holds a ``pyproject.toml`` with the ``netrun_ws`` entry point (config names the plugin NAME),
 the plugin module (an ``Options`` model, a message type, a ``Plugin`` class with two hooks), a
 README and a test built on :mod:`netrun_ws.testing`. The files are templates below, filled by
 plain replacement of ``__NAME__`` and ``__MODULE__`` (no brace escaping to get wrong).
-'''
+"""
 
 from __future__ import annotations
 

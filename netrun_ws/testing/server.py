@@ -62,11 +62,32 @@ Serve = Callable[..., Awaitable["ServedApp"]]
 class ServedApp:
     """An app being served: ``app``, ``host``, ``addr`` (``"127.0.0.1:PORT"``), ``http_url``."""
 
-    def __init__(self, app: NetrunApp, addr: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        app: NetrunApp,
+        addr: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        server: uvicorn.Server | None = None,
+        task: asyncio.Task[None] | None = None,
+    ) -> None:
         self.app = app
         self.addr = addr
         self.timeout = timeout
         self.clients: list[Client] = []
+        self._server = server
+        self._task = task
+
+    async def stop(self) -> None:
+        """Close the clients and stop the server (the lifespan's shutdown runs: connections are
+        closed, ``shutdown`` hooks run). Done at the end of :func:`serve` if not before."""
+        await self.close_clients()
+        server, task = self._server, self._task
+        self._server = self._task = None
+        if server is None or task is None:
+            return
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, self.timeout * 2)
 
     @property
     def host(self) -> Host:
@@ -159,7 +180,8 @@ async def serve(
     uvicorn_settings.setdefault("lifespan", "on")
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, **uvicorn_settings))
     task = asyncio.create_task(server.serve())
-    served: ServedApp | None = None
+    # Stops the server however this ends (a start-up failure, the test failing, or done).
+    served = ServedApp(app, "", timeout, server, task)
     try:
         async with asyncio.timeout(timeout):
             while not server.started:
@@ -167,12 +189,7 @@ async def serve(
                     task.result()  # re-raise why start-up failed
                     raise RuntimeError("the server stopped before it started (see its log)")
                 await asyncio.sleep(0.005)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        served = ServedApp(app, f"127.0.0.1:{port}", timeout)
+        served.addr = f"127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
         yield served
     finally:
-        if served is not None:
-            await served.close_clients()
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout * 2)
+        await served.stop()
