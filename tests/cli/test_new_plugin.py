@@ -12,7 +12,7 @@ import pytest
 
 from netrun_ws.cli import EXIT_CONFIG, EXIT_OK, main
 from tests.cli.test_check_and_errors import netrun_ws
-from tests.cli.test_entry_point_plugin import PIP_TIMEOUT
+from tests.cli.test_entry_point_plugin import PIP_TIMEOUT, run_pytest
 from tests.support.cli_server import cli_env
 
 
@@ -23,18 +23,6 @@ def install(distribution: Path, target: Path) -> None:
     command += ["--disable-pip-version-check", "--target", str(target), str(distribution)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT)
     assert result.returncode == 0, f"pip install failed:\n{result.stdout}\n{result.stderr}"
-
-
-def run_pytest(directory: Path, site: Path) -> subprocess.CompletedProcess[str]:
-    env = cli_env({"PYTHONPATH": str(site)})
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        capture_output=True,
-        text=True,
-        cwd=directory,
-        env=env,
-        timeout=120,
-    )
 
 
 def test_the_scaffold_passes_its_own_test(tmp_path: Path) -> None:
