@@ -53,7 +53,7 @@ testpaths = ["tests"]
 _README = """\
 # netrun-ws-__NAME__
 
-A [netrun-ws](https://github.com/) plugin: answers `{"type": "__NAME__.hello", "name": ...}`
+A netrun-ws plugin: answers `{"type": "__NAME__.hello", "name": ...}`
 with `{"type": "__NAME__.greeting", "text": "<greeting>, <name>"}`.
 
 ```sh

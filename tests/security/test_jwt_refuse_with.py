@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from websockets.asyncio.client import connect
 
+from netrun_ws.identity import AuthenticationError
 from netrun_ws.testing import Serve
 from tests.security import claims, sign
 
@@ -27,7 +29,9 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def test_http_refuses_a_bad_header_token_with_401(netrun_serve: Serve) -> None:
-    server = await netrun_serve({"auth": jwt_auth(refuse_with="http")})
+    server = await netrun_serve(
+        {"auth": jwt_auth(refuse_with="http"), "metrics": [{"plugin": "json"}]}
+    )
     with pytest.raises(websockets.InvalidStatus) as refused:
         async with connect(server.ws_url(), additional_headers=bearer("not.a.jwt")):
             pass
@@ -39,6 +43,16 @@ async def test_http_refuses_a_bad_header_token_with_401(netrun_serve: Serve) -> 
     good = sign(SECRET, "HS256", claims("alice"))
     welcomed = await server.connect(headers=bearer(good))
     assert welcomed.welcome["user_id"] == "alice"
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        counted = (await http.get("/metrics.json")).json()["auth_refused"]
+    assert counted == {"401": 3}  # on_auth_refused fired for each refusal
+
+
+def test_authentication_error_takes_only_401_or_403() -> None:
+    assert AuthenticationError("no", status=403).status == 403
+    assert AuthenticationError("no").status is None
+    with pytest.raises(ValueError, match="status must be 401 or 403"):
+        AuthenticationError("no", status=500)
 
 
 async def test_http_keeps_1008_for_first_message_tokens(netrun_serve: Serve) -> None:
