@@ -277,28 +277,28 @@ class Connection:
 
         The host holds a connection from its registration until its welcome is sent, so that
         nothing (an ``on_connect`` send, a broadcast) reaches the client before the welcome.
+        Call it before anything was sent. The queue's bound (``maxsize``) applies meanwhile.
         """
         if not self._holding:
             self._holding = True
             self._held_direct, self.direct = self.direct, None
 
     def release(self, first: Frame | None = None) -> None:
-        """Stop holding: write ``first`` (the welcome), then the frames queued meanwhile."""
+        """Stop holding: send ``first`` (the welcome), then the frames queued meanwhile, in
+        order (written at once where the direct channel allows, as :meth:`enqueue` does)."""
         if not self._holding:
             if first is not None:
                 self.enqueue(first)
             return
         self._holding = False
         self.direct, self._held_direct = self._held_direct, None
-        if self.closed:
+        # No writer ran while holding (hold() comes before any send), so the queue is all ours.
+        held, self._queue = self._queue, None
+        if first is not None and not self.enqueue(first):
             return
-        queue = self._queue
-        if first is not None:
-            if queue is None:
-                queue = self._queue = deque()
-            queue.appendleft(first)
-        if queue and self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write())
+        while held:
+            if not self.enqueue(held.popleft()):
+                return
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued frame was written (or ``timeout`` seconds passed).
