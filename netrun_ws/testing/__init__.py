@@ -11,13 +11,21 @@ Installed with netrun-ws as a pytest plugin (entry point ``pytest11``: fixtures 
 from __future__ import annotations
 
 from netrun_ws.testing.client import DEFAULT_TIMEOUT, Client, assert_error_reply
-from netrun_ws.testing.server import Serve, ServedApp, base_config, build_app, serve
+from netrun_ws.testing.server import (
+    Serve,
+    ServedApp,
+    ServerStartError,
+    base_config,
+    build_app,
+    serve,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "Client",
     "Serve",
     "ServedApp",
+    "ServerStartError",
     "assert_error_reply",
     "base_config",
     "build_app",

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import uvicorn
+from starlette.types import Message, Receive, Scope, Send
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
@@ -20,7 +21,7 @@ from netrun_ws.cli import http_protocol_class, ws_protocol_class
 from netrun_ws.host import Host
 from netrun_ws.testing.client import DEFAULT_TIMEOUT, Client
 
-__all__ = ["Serve", "ServedApp", "base_config", "build_app", "serve"]
+__all__ = ["Serve", "ServedApp", "ServerStartError", "base_config", "build_app", "serve"]
 
 #: What a test config starts from: anonymous auth (``?user_id=`` picks the user), the memory
 #: store, no heartbeat pings, no metrics sink, no plugins_dir.
@@ -55,6 +56,11 @@ def build_app(config: Mapping[str, Any] | str | os.PathLike[str], **overrides: A
     return create_app(config)
 
 
+class ServerStartError(RuntimeError):
+    """The served app did not start: ``str()`` is its one line (``start-up failed: plugin
+    'NAME' (ORIGIN): failed in startup: ...``, as ``netrun-ws run`` prints it)."""
+
+
 #: The ``netrun_serve`` fixture: ``await netrun_serve(config, **overrides)`` serves another app.
 Serve = Callable[..., Awaitable["ServedApp"]]
 
@@ -86,7 +92,7 @@ class ServedApp:
         if server is None or task is None:
             return
         server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, ServerStartError):
             await asyncio.wait_for(task, self.timeout * 2)
 
     @property
@@ -168,7 +174,8 @@ async def serve(
     """Serve ``app`` (or the app of a config dict/file, see :func:`build_app`) on 127.0.0.1 and a
     free port, with the ASGI lifespan (the store and ``startup`` hooks run), as ``netrun-ws run``
     serves it (its ``server.ws_protocol`` unless ``ws_protocol`` is given). On exit the clients
-    are closed and the server stops (``shutdown`` hooks run)."""
+    are closed and the server stops (``shutdown`` hooks run). Raises :class:`ServerStartError`
+    when the app fails to start (a ``startup`` hook or the store)."""
     if not isinstance(app, NetrunApp):
         app = build_app(app)
     server_config = app.state.host.config.server
@@ -178,8 +185,31 @@ async def serve(
     uvicorn_settings.setdefault("ws_per_message_deflate", server_config.permessage_deflate)
     uvicorn_settings.setdefault("log_level", "warning")
     uvicorn_settings.setdefault("lifespan", "on")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, **uvicorn_settings))
-    task = asyncio.create_task(server.serve())
+    failures: list[str] = []
+
+    async def watched(scope: Scope, receive: Receive, send: Send) -> None:
+        """The app, with its start-up failure kept to raise it here, not only logged."""
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def watching(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                failures.append(str(message.get("message", "")))
+            await send(message)
+
+        await app(scope, receive, watching)
+
+    server = uvicorn.Server(uvicorn.Config(watched, host="127.0.0.1", port=0, **uvicorn_settings))
+
+    async def serving() -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn's exit when start-up fails: the loop must not see it
+            reason = failures[0] if failures else "the server stopped before it started"
+            raise ServerStartError(reason) from None
+
+    task = asyncio.create_task(serving())
     # Stops the server however this ends (a start-up failure, the test failing, or done).
     served = ServedApp(app, "", timeout, server, task)
     try:
@@ -187,7 +217,7 @@ async def serve(
             while not server.started:
                 if task.done():
                     task.result()  # re-raise why start-up failed
-                    raise RuntimeError("the server stopped before it started (see its log)")
+                    raise ServerStartError("the server stopped before it started")
                 await asyncio.sleep(0.005)
         served.addr = f"127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
         yield served

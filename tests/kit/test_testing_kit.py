@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from netrun_ws.testing import Client, Serve, ServedApp, assert_error_reply, base_config, serve
+from netrun_ws.testing import (
+    Client,
+    Serve,
+    ServedApp,
+    ServerStartError,
+    assert_error_reply,
+    base_config,
+    serve,
+)
 from tests.host.helpers import ECHO, RECORDING
 
 
@@ -70,3 +78,18 @@ async def test_stop_runs_the_shutdown_hooks_and_leaves_no_task() -> None:
         assert [name for name, _ in events][-2:] == ["on_disconnect", "shutdown"]
         await server.stop()  # idempotent
     assert asyncio.all_tasks() == before
+
+
+async def test_a_failing_startup_is_raised_with_its_one_line(
+    tmp_path: Path, netrun_serve: Serve
+) -> None:
+    (tmp_path / "nodb.py").write_text(
+        "from netrun_ws import hookimpl\n\n@hookimpl\nasync def startup():\n"
+        "    raise ConnectionError('database unreachable')\n"
+    )
+    with pytest.raises(ServerStartError) as failed:
+        await netrun_serve({"plugins_dir": str(tmp_path), "plugins": ["nodb"]})
+    assert str(failed.value).startswith(
+        f"start-up failed: plugin 'nodb' (file {tmp_path / 'nodb.py'}): failed in startup: "
+        "ConnectionError: database unreachable"
+    )
