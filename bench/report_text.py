@@ -32,6 +32,7 @@ hand: re-run the suite. Raw results: `bench/results/latest.json`._
 
 ```sh
 pip install -r bench/requirements.txt      # picows, python-socketio, psutil, py-spy, ...
+# Node.js peers: bench/run.py runs `npm ci` in bench/node itself (ws, socket.io; locked)
 python bench/run.py                        # full suite, 11-12 minutes on 2 cores -> this file
 python bench/run.py --quick                # ~2 minute smoke run (1 repetition, smaller N)
 python bench/run.py --only echo,profile    # a subset (echo, fanout, connect, profile)
@@ -44,12 +45,18 @@ Every repetition visits every server once, in a rotated order, so peers are inte
 time; tables give the median over repetitions and the range (min-max). Ratios are netrun-ws
 divided by the peer (above 1.0x: netrun-ws is faster).
 
+The Node.js peers (`bench/node/server.mjs`, dependencies locked in `bench/node/package-lock.json`
+and installed by the suite's own `npm ci`) run on the same core (`taskset`) with the same load
+generator: the `ws` package's `WebSocketServer` with its defaults (no permessage-deflate, no
+optional `bufferutil`/`utf-8-validate` add-ons), echoing with `socket.send` and fanning out with a
+loop over `wss.clients`; socket.io on Node with the same events as the python-socketio peer.
+
 ## Machine
 
 {machine}
 Plan: `{plan}`
 
-## Targets (issue 6), from this run
+## Targets (issues 6 and 18), from this run
 
 {targets}
 ## 1. Echo
@@ -65,7 +72,7 @@ the heartbeat (ping) plugin, the metrics plugins (prometheus + json; they read t
 own counters when scraped, so they add no per-message hook), the reconnect plugin, the
 token-bucket rate limiter (set to 1,000,000 msg/s per connection instead of the default 50 so it
 does not throttle the benchmark; it still runs on every frame), the bounded outbound queue per
-connection. The peers echo the text frame back untouched.
+connection. The peers echo the text frame back untouched (socket.io peers re-emit the event).
 
 {echo}
 {ceiling}
@@ -77,7 +84,8 @@ every counted receiver has it (or after 2 s, its missing deliveries counted as l
 netrun-ws: the publisher's `publish` message is validated and sent with `host.broadcast(...,
 exclude_users=[publisher])` (memory store, encoded and framed once). `websockets` uses
 `websockets.broadcast`, python-socketio `emit(skip_sid=...)`, picows a loop of
-`transport.send`. Receivers are added to the same server between phases.
+`transport.send`, Node's `ws` a loop of `socket.send` over `wss.clients`, socket.io on Node
+`socket.broadcast.emit`. Receivers are added to the same server between phases.
 
 {fanout}
 **One stalled receiver** (N = 1,000 counted receivers plus one that stopped reading, with a

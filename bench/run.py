@@ -56,11 +56,20 @@ class Plan:
 FULL = Plan(3, 4.0, 1.0, "100,1000,1000s,1000,1000s,1000,5000", 2.0, 3.0, 5000, 3, 8.0)
 QUICK = Plan(1, 2.0, 0.5, "100,1000,1000s,1000", 1.5, 1.5, 1000, 1, 3.0)
 
-ECHO_KINDS = ["picows", "netrun", "raw_asgi", "starlette", "websockets", "socketio"]
-FANOUT_KINDS = ["picows", "netrun", "websockets", "socketio"]
+#: Node.js peers (bench/node/server.mjs), installed by ``npm ci`` in bench/node at start-up.
+NODE_KINDS = ("node_ws", "node_socketio")
+ECHO_KINDS = [
+    "picows", "netrun", "raw_asgi", "starlette", "websockets", "socketio", "node_ws",
+    "node_socketio",
+]  # fmt: skip
+FANOUT_KINDS = ["picows", "netrun", "websockets", "socketio", "node_ws", "node_socketio"]
+# netrun-ws with 1 and 3 extra plugins handling other types: the cost of each (dispatch by type).
+# The same 3 as catch-alls that ignore the echo, as plugins were called before (for comparison).
+ECHO_KINDS += ["netrun_plus1", "netrun_plus3", "netrun_plus3_catchall"]
 # (label, server kind, server deflate, client offers deflate)
 CONNECT_CASES = [
     ("picows", "picows", "off", False),  # the load generator's ceiling
+    ("node_ws", "node_ws", "off", False),  # ws's default: no permessage-deflate
     ("netrun", "netrun", "off", False),
     ("raw_asgi", "raw_asgi", "on", False),
     ("raw_asgi_netrun_protocol", "raw_asgi_netrun_protocol", "on", False),
@@ -80,16 +89,16 @@ def log(text: str) -> None:
 
 
 def url_for(kind: str, port: int) -> tuple[str, str]:
-    if kind == "socketio":
+    if kind in ("socketio", "node_socketio"):
         return f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket", "socketio"
     # starlette_jwt speaks as netrun-ws does at connect: bearer token in, welcome message out.
-    proto = "netrun" if kind in ("netrun", "starlette_jwt") else "plain"
+    proto = "netrun" if kind.startswith("netrun") or kind == "starlette_jwt" else "plain"
     return f"ws://127.0.0.1:{port}/ws", proto
 
 
 def default_deflate(kind: str) -> str:
     """netrun-ws runs as its CLI does (deflate off); peers keep uvicorn's default (on)."""
-    return "off" if kind == "netrun" else "on"
+    return "off" if kind.startswith("netrun") else "on"
 
 
 def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -109,8 +118,13 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.
 def server(kind: str, mode: str, deflate: str) -> Iterator[tuple[int, int]]:
     """Start a server process pinned to SERVER_CPU; yields (port, pid)."""
     port = next(_ports)
-    command = [PYTHON, str(ROOT / "bench/servers.py"), kind, "--port", str(port)]
-    command += ["--mode", mode, "--deflate", deflate, "--cpu", str(SERVER_CPU)]
+    if kind in NODE_KINDS:
+        # Pinned by taskset (node has no affinity call); the peers run with their defaults.
+        command = ["taskset", "-c", str(SERVER_CPU), "node", str(ROOT / "bench/node/server.mjs")]
+        command += [kind.removeprefix("node_"), str(port), mode]
+    else:
+        command = [PYTHON, str(ROOT / "bench/servers.py"), kind, "--port", str(port)]
+        command += ["--mode", mode, "--deflate", deflate, "--cpu", str(SERVER_CPU)]
     with server_process(command, port) as pid:
         yield port, pid
 
@@ -131,6 +145,17 @@ def server_process(command: list[str], port: int) -> Iterator[int]:
             process.kill()
             process.wait()
         stderr.close()
+
+
+def install_node_peers() -> None:
+    """Install bench/node's locked dependencies (ws, socket.io) once: the bench's own set-up."""
+    folder = ROOT / "bench/node"
+    marker = folder / "node_modules/.package-lock.json"
+    lock = folder / "package-lock.json"
+    if marker.exists() and marker.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    log("installing the Node.js peers: npm ci in bench/node")
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=folder, check=True)
 
 
 def loadgen(args: list[str]) -> subprocess.Popen[str]:
@@ -338,6 +363,8 @@ def main() -> None:
     (ROOT / "bench/results").mkdir(exist_ok=True)
     (ROOT / "bench/results/server.log").write_bytes(b"")
     only = set(args.only.split(","))
+    if only & {"echo", "fanout", "connect"}:
+        install_node_peers()
     started = time.monotonic()
     results: dict[str, Any] = {"plan": plan.__dict__, "quick": args.quick}
     if "echo" in only:

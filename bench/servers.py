@@ -25,8 +25,16 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Shared by the load generator, which signs one token per connection with it.
 JWT_SECRET = "netrun-ws-benchmark-secret-0123456789-abcdefghij"
+#: netrun-ws with 1 or 3 extra plugins whose on_message handles another type (other_plugin.py):
+#: kind -> (how many, their module prefix); the catch-all ones are for comparison.
+EXTRA_PLUGINS = {
+    "netrun": (0, ""),
+    "netrun_plus1": (1, "bench.other_plugin_"),
+    "netrun_plus3": (3, "bench.other_plugin_"),
+    "netrun_plus3_catchall": (3, "bench.catchall_plugin_"),
+}
 UVICORN_KINDS = (
-    "netrun",
+    *EXTRA_PLUGINS,
     "raw_asgi",
     "raw_asgi_netrun_protocol",
     "starlette",
@@ -45,8 +53,9 @@ UVICORN_SETTINGS: dict[str, Any] = {
 }
 
 
-def netrun_config(deflate: bool) -> dict[str, Any]:
-    """The whole pipeline: JWT auth, validation, metrics (prometheus + json), heartbeat."""
+def netrun_config(deflate: bool, extra_plugins: tuple[int, str] = (0, "")) -> dict[str, Any]:
+    """The whole pipeline: JWT auth, validation, metrics (prometheus + json), heartbeat; and
+    ``extra_plugins`` app plugins that handle other message types than the echo's."""
     return {
         "server": {"path": "/ws", "log_level": "warning", "permessage_deflate": deflate},
         "limits": {
@@ -63,7 +72,10 @@ def netrun_config(deflate: bool) -> dict[str, Any]:
         "protocol": {"plugin": "json", "schemas": ["netrun_ws.protocol"]},
         "metrics": [{"plugin": "prometheus"}, {"plugin": "json"}],
         "plugins_dir": None,
-        "plugins": ["bench.echo_plugin"],
+        "plugins": [
+            "bench.echo_plugin",
+            *(f"{extra_plugins[1]}{n}" for n in range(1, extra_plugins[0] + 1)),
+        ],
     }
 
 
@@ -264,13 +276,13 @@ def main() -> None:
     import uvicorn
 
     deflate = args.deflate == "on"
-    if args.kind == "netrun":
+    if args.kind in EXTRA_PLUGINS:
         # Built as `netrun-ws run` builds it: its websocket protocol (server.ws_protocol) and its
         # garbage-collector settings (server.gc_threshold, server.gc_freeze), all defaults.
         from netrun_ws.app import load_app_config
         from netrun_ws.cli import build_server
 
-        loaded = load_app_config(netrun_config(deflate))
+        loaded = load_app_config(netrun_config(deflate, EXTRA_PLUGINS[args.kind]))
         build_server(loaded, port=args.port, **UVICORN_SETTINGS).run()
         return
     builders: dict[str, Callable[[], ASGIApp]] = {

@@ -25,6 +25,7 @@ from netrun_ws.identity import AuthenticationError, Identity, Rejection
 from netrun_ws.metric_records import ConnectionMetrics, LatencyMetrics
 from netrun_ws.metrics import MetricsCollector
 from netrun_ws.plugins.hooks import DROP
+from netrun_ws.plugins.routing import handles
 from netrun_ws.protocol import (
     ConnectionInfo,
     ConnectionState,
@@ -103,6 +104,7 @@ __all__ = [
     "__version__",
     "authenticate_websocket",
     "create_app",
+    "handles",
     "hookimpl",
     "hookspec",
     "parse_message",

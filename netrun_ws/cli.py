@@ -1,4 +1,4 @@
-"""The ``netrun-ws`` command: run, check, plugins, token.
+"""The ``netrun-ws`` command: run, check, plugins, token, schema, asyncapi, typescript.
 
 Exit codes (docs/cli.md): 0 success; 1 unexpected failure; 2 usage or configuration error (one
 ``file:line key.path: message`` line per mistake); 3 plugin error (import, setup, unknown hook);
@@ -12,9 +12,9 @@ import asyncio
 import gc
 import importlib.util
 import json
-import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "build_server",
     "http_protocol_class",
     "main",
+    "serve_loaded",
     "ws_protocol_class",
 ]
 
@@ -73,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--host", help="bind address (overrides server.host)")
     run.add_argument("--port", type=int, help="port (overrides server.port)")
     run.add_argument("--log-level", choices=LOG_LEVELS, help="overrides server.log_level")
+    run.add_argument(
+        "--workers",
+        metavar="N",
+        help="processes serving the port, each a node of the cluster (a number or auto: one per "
+        "core; overrides server.workers; more than one needs the redis store)",
+    )
 
     check = commands.add_parser(
         "check",
@@ -124,6 +131,37 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra claim (repeatable; VALUE parsed as JSON when it can be)",
     )
+    schema = commands.add_parser(
+        "schema",
+        help="print the JSON Schema of netrun_ws.yaml, with every plugin's options",
+        description="Built-ins, entry points and the config's plugins_dir; for editors and CI.",
+    )
+    schema.add_argument(
+        "--config",
+        "-c",
+        default="netrun_ws.yaml",
+        metavar="PATH",
+        help="config whose plugins_dir is searched (default: ./netrun_ws.yaml; may be absent)",
+    )
+    schema.add_argument(
+        "--no-entry-points",
+        action="store_true",
+        help="leave out plugins installed as entry points (for a schema file kept in a repository)",
+    )
+    asyncapi = commands.add_parser(
+        "asyncapi",
+        help="print an AsyncAPI 3.0 document (JSON) of the configured server's websocket protocol",
+        description="Built-in messages, every type the configured plugins register, close and "
+        "error codes.",
+    )
+    with_config(asyncapi)
+    typescript = commands.add_parser(
+        "typescript",
+        help="print TypeScript declarations of every message of the configured server",
+        description="Built-in and plugin-registered messages, ServerMessage and ClientMessage "
+        "unions, close and error codes.",
+    )
+    with_config(typescript)
     return parser
 
 
@@ -138,24 +176,82 @@ def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> 
     return load_app_config(args.config, env=args.env, overrides=overrides)
 
 
+def _workers_override(value: str | None) -> int | str | None:
+    # A number stays a string when it is not one, so the config names it as server.workers.
+    return int(value) if value is not None and value.isdigit() else value
+
+
 def _run(args: argparse.Namespace) -> int:
+    from netrun_ws.runtime.workers import (
+        Supervisor,
+        WorkerSpec,
+        configure_logging,
+        memory_store_refusal,
+        worker_count,
+    )
+
     server_overrides = {
         key: value
-        for key, value in (("host", args.host), ("port", args.port), ("log_level", args.log_level))
+        for key, value in (
+            ("host", args.host),
+            ("port", args.port),
+            ("log_level", args.log_level),
+            ("workers", _workers_override(args.workers)),
+        )
         if value is not None
     }
-    loaded = _load(args, {"server": server_overrides} if server_overrides else None)
+    overrides = {"server": server_overrides} if server_overrides else None
+    loaded = _load(args, overrides)
     server = loaded.config.server
-    logging.basicConfig(
-        level=logging.getLevelName(server.log_level.upper()) if server.log_level != "trace" else 5,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    configure_logging(server.log_level)
+    workers = worker_count(server.workers)
+    if workers == 1:
+        return _serve(loaded)
+    refusal = memory_store_refusal(loaded.config.store.plugin, workers)
+    if refusal is not None:
+        return _fail(EXIT_CONFIG, refusal)
+    from netrun_ws.host import Host
+
+    Host(loaded)  # plugin errors once, here, rather than once per worker
+    spec = WorkerSpec(
+        config=str(loaded.path),
+        env=args.env,
+        overrides=overrides,
+        host=server.host,
+        port=server.port,
+        log_level=server.log_level,
+        drain_timeout=server.drain_timeout,
     )
+    return Supervisor(spec, workers).run()
+
+
+def _serve(loaded: Any, sockets: list[Any] | None = None) -> int:
     uvicorn_server = build_server(loaded)
     try:
-        uvicorn_server.run()
+        uvicorn_server.run(sockets=sockets)
     except SystemExit:  # uvicorn exits with its own code when start-up fails
         return EXIT_START
     return EXIT_OK if uvicorn_server.started else EXIT_START
+
+
+def serve_loaded(
+    config: str, env: str | None, overrides: Any, bind: Callable[[str, int], Any]
+) -> int:
+    """One worker of `netrun-ws run --workers N`: load the config as the command did and serve
+    it on the socket ``bind(host, port)`` returns; returns the exit code, as `main` does."""
+
+    def serve() -> int:
+        from netrun_ws.app import load_app_config
+
+        loaded = load_app_config(config, env=env, overrides=overrides)
+        server = loaded.config.server
+        try:
+            sock = bind(server.host, server.port)
+        except OSError as error:
+            return _fail(EXIT_START, f"error: cannot bind {server.host}:{server.port}: {error}")
+        return _serve(loaded, [sock])
+
+    return _guarded(serve)
 
 
 def build_server(loaded: Any, **uvicorn_settings: Any) -> Any:
@@ -362,23 +458,79 @@ def _new_plugin(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _schema(args: argparse.Namespace) -> int:
+    import yaml
+
+    from netrun_ws.contracts.config_schema import config_schema
+    from netrun_ws.contracts.plugin_options import find_plugins, plugins_dir_of
+
+    try:
+        plugins_dir = plugins_dir_of(Path(args.config))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return _fail(EXIT_CONFIG, f"{args.config}: cannot read plugins_dir: {first}")
+    plugins = find_plugins(plugins_dir, with_entry_points=not args.no_entry_points)
+    for note in plugins.notes:
+        print(note, file=sys.stderr)
+    print(json.dumps(config_schema(plugins), indent=2))
+    return EXIT_OK
+
+
+def _asyncapi(args: argparse.Namespace) -> int:
+    from netrun_ws import __version__
+    from netrun_ws.contracts.asyncapi import REF_PREFIX, render_asyncapi
+    from netrun_ws.contracts.catalog import build_catalog, configured_server
+
+    loaded, registered = configured_server(args.config, args.env)
+    server = loaded.config.server
+    document = render_asyncapi(
+        build_catalog(registered, REF_PREFIX),
+        version=__version__,
+        host=server.host,
+        port=server.port,
+        path=server.path,
+    )
+    print(json.dumps(document, indent=2))
+    return EXIT_OK
+
+
+def _typescript(args: argparse.Namespace) -> int:
+    from netrun_ws.contracts.catalog import build_catalog, configured_server
+    from netrun_ws.contracts.typescript import REF_PREFIX, render_typescript
+
+    loaded, registered = configured_server(args.config, args.env)
+    source = Path(loaded.path).name if loaded.path else "a config"
+    if loaded.env:
+        source += f" (environment {loaded.env})"
+    print(render_typescript(build_catalog(registered, REF_PREFIX), source), end="")
+    return EXIT_OK
+
+
 COMMANDS = {
     "run": _run,
     "check": _check,
     "plugins": _plugins,
     "new-plugin": _new_plugin,
     "token": _token,
+    "schema": _schema,
+    "asyncapi": _asyncapi,
+    "typescript": _typescript,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``netrun-ws`` script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    return _guarded(lambda: COMMANDS[args.command](args))
+
+
+def _guarded(command: Callable[[], int]) -> int:
+    """Run ``command``; the errors a user can fix become one line and their exit code."""
     from netrun_ws.config import ConfigError
     from netrun_ws.plugins.loading import PluginLoadError
 
-    args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return command()
     except ConfigError as error:
         return _fail(EXIT_CONFIG, str(error))
     except PluginLoadError as error:
@@ -386,6 +538,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as error:  # a missing extra, e.g. PyJWT for auth: jwt
         return _fail(EXIT_CONFIG, f"error: {error}")
     except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:  # `netrun-ws schema | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail
         return EXIT_OK
 
 

@@ -29,6 +29,7 @@ from netrun_ws.plugins.hooks import HookError, Hooks
 from netrun_ws.plugins.loading import LoadedPlugin, describe_exception
 from netrun_ws.plugins.manager import PluginSet
 from netrun_ws.plugins.relay import HookRelay
+from netrun_ws.plugins.routing import RouteError
 from netrun_ws.protocol import MessageRegistry
 from netrun_ws.redact import Redactions
 from netrun_ws.runtime.admission import Admission
@@ -103,7 +104,10 @@ class Host:
             self.redactions.append(answer)
         # Hot-path flags: a hook nobody implements costs one attribute test per message.
         self.delivery.hooks_ready()
-        self.message_loop.hooks_ready()
+        try:
+            self.message_loop.hooks_ready()
+        except RouteError as error:  # a handler of a type nobody registered
+            raise self._plugin_set.failed(error.plugin, error.cause) from error
 
     # ------------------------------------------------------------------ plugins
 

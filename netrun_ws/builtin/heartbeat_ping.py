@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from netrun_ws import hookimpl
+from netrun_ws import handles, hookimpl
 from netrun_ws.codes import CloseCode
 from netrun_ws.connection import Connection
 from netrun_ws.heartbeat import HeartbeatConfig, HeartbeatMonitor
@@ -84,10 +84,9 @@ class Plugin:
         }
 
     @hookimpl
-    def on_message(self, message: BaseModel) -> str | None:
-        if getattr(message, "type", None) == "ping":
-            return _PONG
-        return None
+    @handles("ping", optional=True)  # no other message reaches it; no "ping" registered, none
+    def on_message(self) -> str:
+        return _PONG
 
     @hookimpl
     def on_disconnect(self, connection: Connection) -> None:

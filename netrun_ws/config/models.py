@@ -115,6 +115,13 @@ class ServerConfig(BaseModel):
         gt=0,
         description="Seconds to wait on shutdown for connections to close before forcing them.",
     )
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        default=1,
+        description=(
+            "Processes `netrun-ws run` serves the port with, each a node of the cluster through "
+            "the store (auto: one per CPU core). More than one needs a shared store (redis)."
+        ),
+    )
     api_prefix: str = Field(
         default="/api",
         description="URL prefix of the HTTP API (POST <api_prefix>/publish); starts with '/'.",

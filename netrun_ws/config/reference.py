@@ -278,6 +278,33 @@ The file is processed in this order:
 6. when the app is built (`netrun-ws run`, `netrun-ws check`, `create_app`), each plugin is
    found and its options are validated against that plugin's own `Options` model.
 
+## Editor support: the JSON Schema
+
+`netrun-ws schema` prints the JSON Schema (draft 2020-12) of this file: every key below, and the
+options of every plugin it finds (the built-ins, the entry points installed, the files in the
+`plugins_dir` of `--config`), each slot a choice on its `plugin` key. `${{VAR}}` is accepted
+wherever YAML could hold a string. The repository ships it as `netrun_ws.schema.json` beside the
+default config, whose first line points editors at it:
+
+```
+# yaml-language-server: $schema=netrun_ws.schema.json
+```
+
+VS Code (with Red Hat's YAML extension) and other editors built on yaml-language-server then
+complete and check keys and plugin options as you type; in JetBrains IDEs map the file under
+Settings > Languages & Frameworks > Schemas and DTDs > JSON Schema Mappings. For your own
+project, write the schema next to your config and put the same comment at its top:
+
+```sh
+netrun-ws schema --config netrun_ws.yaml > netrun_ws.schema.json
+```
+
+`--no-entry-points` leaves out the plugins installed as entry points, for a schema file kept in
+a repository that should not depend on what happens to be installed (the repository's own file
+is made this way, and a test keeps it fresh). The schema checks names, types and bounds; what it
+cannot know (whether a variable is set, a module path imports, a plugin's own validators) is
+`netrun-ws check`'s job.
+
 ## Environment variables: `${{VAR}}`
 
 Any string value may refer to environment variables:

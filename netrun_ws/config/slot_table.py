@@ -148,11 +148,13 @@ class SlotTable(Generic[One, OneOrNull, Many]):
         default="json",
     )
     metrics: Many = slot(
-        "Metrics sinks, any of 'log', 'json', 'prometheus'. [] (or null) for none.",
+        "Metrics sinks, any of 'log', 'json', 'prometheus', 'status' (a live page). "
+        "[] (or null) for none.",
         builtins={
             "log": "netrun_ws.builtin.metrics_log",
             "json": "netrun_ws.builtin.metrics_json",
             "prometheus": "netrun_ws.builtin.metrics_prometheus",
+            "status": "netrun_ws.builtin.metrics_status",
         },
         default=("log",),
     )

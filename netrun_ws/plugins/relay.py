@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from netrun_ws.plugins.hooks import HookError, Hooks
+from netrun_ws.plugins.hooks import HookError, Hooks, run_plan
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -117,11 +117,10 @@ class HookRelay:
         )
 
     async def on_message(self, connection: Connection, message: BaseModel) -> list[Any]:
-        """The replies (non-None results). The host's message loop runs this hook's plan
-        directly (``Hooks.plan``), without this method's keyword arguments."""
-        return await self._hooks.call(
-            "on_message", host=self._host, connection=connection, message=message
-        )
+        """The replies (non-None results) of the implementations that handle ``message``'s type
+        (netrun_ws.plugins.routing). The host's message loop runs the same plans directly."""
+        plan = self._host.message_loop.routes.plan_for(message.__class__)
+        return await run_plan(plan, "on_message", (self._host, connection, message))
 
     async def on_invalid_message(
         self, connection: Connection, raw: str | bytes, error: ProtocolError

@@ -3,8 +3,10 @@
 Per frame: activity and counters, the size limit (1009), ``on_message_received``, the token bucket
 (``rate_limited`` replies, then 4102), one pydantic validation against the union of registered
 types (errors get a reply, ``on_invalid_message``, and 4000 after too many in a row), then the
-host's own messages (``refresh``, a second ``auth``) or ``on_message``, whose results are the
-replies. Hooks nobody implements are not called; which ones are implemented is read once.
+host's own messages (``refresh``, a second ``auth``) or the ``on_message`` implementations that
+handle the message's type (:mod:`netrun_ws.plugins.routing`), whose results are the replies. Hooks
+nobody implements are not called; which ones are implemented, and who handles which type, is read
+once.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from starlette.types import Message, Receive
 
 from netrun_ws.codes import CloseCode, ErrorCode
 from netrun_ws.identity import AuthenticationError, Identity
-from netrun_ws.plugins.hooks import HookError, run_plan
+from netrun_ws.plugins.hooks import HookError, Plan, run_plan
+from netrun_ws.plugins.routing import MessageRoutes
 from netrun_ws.protocol import ProtocolError
 from netrun_ws.runtime.auth_messages import AuthMessage, RefreshMessage
 from netrun_ws.wire import encode_message, error_reply
@@ -51,14 +54,18 @@ class MessageLoop:
         }
 
     def hooks_ready(self) -> None:
-        """Read once which per-message hooks are implemented (after plugins are set up)."""
-        fire = self._host.fire
+        """Read once which per-message hooks are implemented and which ``on_message``
+        implementations handle which message type (after plugins are set up).
+
+        Raises :class:`~netrun_ws.plugins.routing.RouteError` for a handler of a type that is
+        not registered.
+        """
+        host = self._host
+        fire = host.fire
         self._has_received = fire.has("on_message_received")
-        self._has_on_message = fire.has("on_message")
         self._has_invalid = fire.has("on_invalid_message")
-        self._on_message_plan = self._host.hooks.plan(
-            "on_message", ("host", "connection", "message")
-        )
+        plan = host.hooks.plan("on_message", ("host", "connection", "message"))
+        self.routes = MessageRoutes(plan, host.registry.types())
 
     async def run(self, receive: Receive, connection: Connection) -> tuple[int, str]:
         """Receive frames until the peer leaves; returns the close code and reason to record."""
@@ -74,8 +81,9 @@ class MessageLoop:
         registry_parse = host.registry.parse
         # Fixed once the host is set up: read once per connection, not once per frame.
         has_received, has_invalid = self._has_received, self._has_invalid
-        has_on_message, core_handlers = self._has_on_message, self._core_handlers
-        on_message_plan = self._on_message_plan
+        core_handlers = self._core_handlers
+        routes = self.routes
+        route_table, plan_for = routes.table, routes.plan_for
         send_hooked = delivery.hooked
         # netrun-ws's uvicorn protocol: frames already received are taken without an await, and
         # an idle connection waits on a bare future (no coroutine frames kept per connection).
@@ -137,15 +145,20 @@ class MessageLoop:
                     return CloseCode.TOO_MANY_INVALID_MESSAGES, "too many invalid messages"
                 continue
             errors = 0
-            core = core_handlers.get(message.__class__)
+            model = message.__class__
+            core = core_handlers.get(model)
             if core is not None:
                 await core(connection, message)
                 continue
-            if not has_on_message:
+            # on_message: only the implementations that handle this type, through their plan
+            # directly (this is the per-message path); a type nobody handles costs no call.
+            plan = route_table.get(model)
+            if plan is None:  # a model registered after set-up
+                plan = plan_for(model)
+            if not plan:
                 continue
-            # on_message, called through its plan directly: this is the per-message path.
             try:
-                replies = await run_plan(on_message_plan, "on_message", (host, connection, message))
+                replies = await run_plan(plan, "on_message", (host, connection, message))
             except HookError as error:
                 await self._handler_failed(connection, error)
                 continue
@@ -157,13 +170,7 @@ class MessageLoop:
                     for reply in replies:
                         connection.enqueue(encode_message(reply))
             except TypeError as exc:  # not strict JSON: the handler's failure, not a bad frame
-                await self._handler_failed(
-                    connection, HookError(self._replier(), "on_message", exc)
-                )
-
-    def _replier(self) -> str:
-        """The plugin a reply came from (one ``on_message`` implementation), else every one."""
-        return ", ".join(step.plugin for step in self._on_message_plan)
+                await self._handler_failed(connection, HookError(_replier(plan), "on_message", exc))
 
     async def _handler_failed(self, connection: Connection, error: HookError) -> None:
         logger.error("%s", error, exc_info=error.error)
@@ -200,6 +207,11 @@ class MessageLoop:
 
     async def _already_authenticated(self, connection: Connection, message: BaseModel) -> None:
         await self._host.send(connection, error_reply(ErrorCode.FORBIDDEN, "already authenticated"))
+
+
+def _replier(plan: Plan) -> str:
+    """The plugin a reply came from (one ``on_message`` implementation), else every one."""
+    return ", ".join(step.plugin for step in plan)
 
 
 def _removes_expiry(connection: Connection, identity: Identity) -> bool:

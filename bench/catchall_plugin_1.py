@@ -1,0 +1,5 @@
+"""Extra plugin 1 of the echo scenario, as a catch-all (see bench/other_plugin.py)."""
+
+from bench.other_plugin import plugin_class
+
+Plugin = plugin_class("other_1", routed=False)

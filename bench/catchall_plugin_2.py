@@ -1,0 +1,5 @@
+"""Extra plugin 2 of the echo scenario, as a catch-all (see bench/other_plugin.py)."""
+
+from bench.other_plugin import plugin_class
+
+Plugin = plugin_class("other_2", routed=False)

@@ -1,0 +1,143 @@
+"""metrics: status - the live status page's data and access rules, on a real served app.
+
+The page itself (charts moving, nodes disappearing) is driven in Chromium by
+tests/browser/test_status_page.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from netrun_ws import create_app
+from netrun_ws.auth import JWTAuthService
+from tests.host.helpers import ECHO, base_config, recv_json
+from tests.support.server import serve
+
+API_KEY = "status-page-api-key-0123456789"
+
+
+def status_app(**server: Any) -> Any:
+    return create_app(
+        base_config(
+            server={"path": "/ws", **server},
+            auth={"plugin": "jwt", "secret": "status-secret-0123456789abcdefghij"},
+            metrics=[{"plugin": "status", "interval": 0.1, "window": 10}],
+            plugins=[ECHO],
+        )
+    )
+
+
+def sink(app: Any) -> Any:
+    host = app.state.host
+    return host.plugin_manager.get_plugin(host.slots["metrics.0"])
+
+
+async def test_the_data_counts_traffic_closes_and_errors() -> None:
+    app = create_app(
+        base_config(metrics=[{"plugin": "status", "interval": 0.1, "window": 10}], plugins=[ECHO])
+    )
+    async with serve(app) as addr, httpx.AsyncClient(base_url=f"http://{addr}") as http:
+        async with connect(f"ws://{addr}/ws?user_id=alice") as client:
+            await recv_json(client)
+            for n in range(20):
+                await client.send(json.dumps({"type": "echo", "seq": n}))
+                await recv_json(client)
+            await client.send("not json")
+            await recv_json(client)
+            await asyncio.sleep(0.35)
+            data = (await http.get("/status/data")).json()
+        assert max(data["series"]["connections"]) == 1
+        assert sum(data["series"]["messages_in"]) > 0 and sum(data["series"]["messages_out"]) > 0
+        assert max(data["series"]["errors"]) > 0  # the frame that was not JSON
+        await asyncio.sleep(0.35)
+        data = (await http.get("/status/data")).json()
+    assert data["close_codes"] == {"1000": 1}
+    assert data["series"]["connections"][-1] == 0
+    assert [n["node_id"] for n in data["nodes"]] == [data["node_id"]]
+    slots = {row["slot"]: row for row in data["plugins"]}
+    assert slots["store"]["plugin"] == "memory" and slots["store"]["origin"].startswith("built-in")
+    assert slots["store"]["version"] != "-"
+
+
+async def test_messages_in_per_second_is_a_rate_not_a_total() -> None:
+    app = create_app(base_config(metrics=[{"plugin": "status"}], plugins=[ECHO]))
+    async with serve(app) as addr, connect(f"ws://{addr}/ws?user_id=alice") as client:
+        await recv_json(client)
+        status = sink(app)
+        status.sample()  # the first reading only sets the baseline
+        for n in range(10):
+            await client.send(json.dumps({"type": "echo", "seq": n}))
+            await recv_json(client)
+        status.sample()
+        rate = status.samples[-1].messages_in
+        status.sample()  # no traffic since: the rate drops back to 0
+        assert rate > 0 and status.samples[-1].messages_in == 0
+
+
+async def test_the_busiest_rooms_and_the_masked_config_are_shown() -> None:
+    app = status_app()
+    host = app.state.host
+    async with serve(app) as addr, httpx.AsyncClient(base_url=f"http://{addr}") as http:
+        jwt = JWTAuthService("status-secret-0123456789abcdefghij").generate_token("bob")
+        bearer = {"Authorization": f"Bearer {jwt}"}
+        async with connect(f"ws://{addr}/ws", additional_headers=bearer):
+            await asyncio.sleep(0.05)
+            connection = host.stats().open_connections[0]
+            await host.join_room(connection, "lobby")
+            data = (await http.get("/status/data")).json()
+    assert data["rooms"] == [{"room": "lobby", "members": 1}]
+    text = json.dumps(data["config"])
+    assert "status-secret-0123456789abcdefghij" not in text
+
+
+@pytest.mark.parametrize("path", ["/status", "/status/data"])
+async def test_a_remote_client_needs_the_api_key(path: str) -> None:
+    # The served app sees loopback clients; the ASGI transport below reports another address.
+    app = status_app(api_key=API_KEY)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 40000))
+    # Served, so that the app has started; requests go through the ASGI transport.
+    async with (
+        serve(app),
+        httpx.AsyncClient(transport=transport, base_url="http://status.example") as http,
+    ):
+        refused = await http.get(path)
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith("Basic")
+        wrong = await http.get(path, headers={"Authorization": "Bearer not-the-key-0123456789"})
+        assert wrong.status_code == 401
+        bearer = await http.get(path, headers={"Authorization": f"Bearer {API_KEY}"})
+        basic = base64.b64encode(f"anyone:{API_KEY}".encode()).decode()
+        prompted = await http.get(path, headers={"Authorization": f"Basic {basic}"})
+        broken = await http.get(path, headers={"Authorization": "Basic !!!"})
+    assert bearer.status_code == prompted.status_code == 200
+    assert broken.status_code == 401
+
+
+async def test_without_an_api_key_the_page_is_loopback_only() -> None:
+    app = status_app()
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 40000))
+    # Served, so that the app has started; requests go through the ASGI transport.
+    async with (
+        serve(app),
+        httpx.AsyncClient(transport=transport, base_url="http://status.example") as http,
+    ):
+        refused = await http.get("/status", headers={"Authorization": "Bearer anything-at-all"})
+    assert refused.status_code == 403
+    assert refused.json() == {"error": "the status page is served to loopback clients only"}
+
+
+async def test_the_page_is_self_contained() -> None:
+    app = status_app()
+    async with serve(app) as addr, httpx.AsyncClient(base_url=f"http://{addr}") as http:
+        page = await http.get("/status")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    # No CDN, no external script, style or font: the server may have no internet access.
+    assert "http://" not in page.text.replace("http://www.w3.org/2000/svg", "")
+    assert "https://" not in page.text and "<svg" in page.text
