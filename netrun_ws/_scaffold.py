@@ -114,10 +114,9 @@ class Plugin:
         return [Hello]
 
     @hookimpl
-    async def on_message(self, connection: Connection, message: BaseModel) -> Any:
-        if isinstance(message, Hello):
-            return {"type": "__NAME__.greeting", "text": f"{self.greeting}, {message.name}"}
-        return None
+    async def on_message(self, connection: Connection, message: Hello) -> dict[str, Any]:
+        # Called only for Hello messages (the annotation routes it); the reply goes to the sender.
+        return {"type": "__NAME__.greeting", "text": f"{self.greeting}, {message.name}"}
 '''
 
 _TEST = '''\
