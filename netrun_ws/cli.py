@@ -103,6 +103,20 @@ def _parser() -> argparse.ArgumentParser:
         help="plugins folder to list (default: ./plugins)",
     )
 
+    new_plugin = commands.add_parser(
+        "new-plugin",
+        help="create a plugin distribution (entry point, options, a hook, a test) to start from",
+        description="Write a plugin distribution that passes its own test: pip install -e "
+        "'.[test]' && pytest in it.",
+    )
+    new_plugin.add_argument("name", metavar="NAME", help="plugin name, as a config writes it")
+    new_plugin.add_argument(
+        "--dir",
+        default=None,
+        metavar="DIR",
+        help="where to create it (default: ./netrun-ws-NAME); must not exist or be empty",
+    )
+
     token = commands.add_parser(
         "token",
         help="print a JWT for local testing, signed with the configured auth secret",
@@ -395,7 +409,18 @@ def _check(args: argparse.Namespace) -> int:
     for pm_name, plugin in host.plugins.items():
         if pm_name not in host.slots.values():
             print(f"  {'app':<10} {plugin.name:<12} {plugin.origin}")
+    _warn_unmarked_hooks(host)
     return EXIT_OK
+
+
+def _warn_unmarked_hooks(host: Any) -> None:
+    """One warning line per function named like a hook but not marked ``@hookimpl``."""
+    from netrun_ws.plugins.lint import lint_plugin
+
+    for pm_name, plugin in host.plugins.items():
+        registered = host.plugin_manager.get_plugin(pm_name)
+        for problem in lint_plugin(registered, host.hooks.names, check_unknown=False):
+            print(f"warning: plugin {plugin.name!r} ({plugin.origin}): {problem}")
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -405,10 +430,14 @@ def _plugins(args: argparse.Namespace) -> int:
     for plugin in discover(plugins_dir.resolve() if plugins_dir.is_dir() else None):
         slot = plugin.slot or "app"
         print(f"{plugin.name} [{slot}] {plugin.origin}")
-        if plugin.error:
+        if plugin.needs:
+            print(f"    needs: {plugin.needs}")
+        elif plugin.error:
             print(f"    error: {plugin.error}")
         else:
             print(f"    hooks: {', '.join(plugin.hooks) or '(none)'}")
+        for warning in plugin.warnings:
+            print(f"    warning: {warning}")
     return EXIT_OK
 
 
@@ -447,6 +476,17 @@ def _token(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError, OSError) as error:  # bad claim/expiry/user, verify-only key
         return _fail(EXIT_CONFIG, f"error: {error}")
     print(token)
+    return EXIT_OK
+
+
+def _new_plugin(args: argparse.Namespace) -> int:
+    from netrun_ws._scaffold import ScaffoldError, scaffold
+
+    try:
+        target = scaffold(args.name, Path(args.dir) if args.dir else None)
+    except ScaffoldError as error:
+        return _fail(EXIT_CONFIG, f"error: {error}")
+    print(f"created {target}: cd {target} && pip install -e '.[test]' && pytest")
     return EXIT_OK
 
 
@@ -518,6 +558,7 @@ COMMANDS = {
     "run": _run,
     "check": _check,
     "plugins": _plugins,
+    "new-plugin": _new_plugin,
     "token": _token,
     "schema": _schema,
     "asyncapi": _asyncapi,

@@ -19,6 +19,8 @@ from typing import Any, Literal, Protocol
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from netrun_ws.handshake import Handshake
+from netrun_ws.identity import Identity
 from netrun_ws.wire import (
     Frame,
     frame_header,
@@ -114,6 +116,7 @@ class Connection:
     Public, read-only for callers (the manager and the writer update them):
 
     - ``connection_id`` (uuid4 hex), ``user_id``, ``session_id``, ``websocket``, ``metadata``;
+    - ``handshake`` (query parameters, headers, client address, subprotocol) and ``identity``;
     - ``connected_at`` and ``last_activity`` (``time.time()``; ``last_activity`` is the last frame
       received from the peer, or the connect time);
     - ``messages_sent`` / ``bytes_sent`` (frames actually written to the socket),
@@ -124,6 +127,9 @@ class Connection:
 
     __slots__ = (
         "_drop_oldest",
+        "_handshake",
+        "_held_direct",
+        "_holding",
         "_owner",
         "_queue",
         "_writer",
@@ -179,6 +185,10 @@ class Connection:
         # Created on first use: under the direct channel most connections never need one.
         self._queue: deque[Frame] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._handshake: Handshake | None = None
+        # While held (see hold()): frames wait in the queue, the direct channel is set aside.
+        self._holding = False
+        self._held_direct: DirectChannel | None = None
         #: The server's raw ASGI ``send``, when the framework host provides it: the writer then
         #: skips Starlette's per-frame wrapper. None: send through the Starlette WebSocket.
         self.asgi_send: Callable[[dict[str, Any]], Awaitable[None]] | None = None
@@ -194,6 +204,23 @@ class Connection:
             f"Connection(connection_id={self.connection_id!r}, user_id={self.user_id!r}, "
             f"session_id={self.session_id!r}, closed={self.closed})"
         )
+
+    @property
+    def handshake(self) -> Handshake:
+        """The upgrade request: query parameters, headers, client address, subprotocol
+        (:class:`~netrun_ws.handshake.Handshake`, built on first use)."""
+        handshake = self._handshake
+        if handshake is None:
+            handshake = self._handshake = Handshake.of(self.websocket)
+        return handshake
+
+    @property
+    def identity(self) -> Identity | None:
+        """The :class:`~netrun_ws.identity.Identity` the auth plugin returned (its ``claims``,
+        ``expires_at``), updated by a ``refresh``; None for a connection made outside the host.
+        The same object as ``metadata["identity"]``, which stays for compatibility."""
+        identity = self.metadata.get("identity")
+        return identity if isinstance(identity, Identity) else None
 
     @property
     def overflow_policy(self) -> OverflowPolicy:
@@ -241,9 +268,37 @@ class Connection:
             queue.popleft()
             self.dropped += 1
         queue.append(frame)
-        if self._writer is None:
+        if self._writer is None and not self._holding:
             self._writer = asyncio.get_running_loop().create_task(self._write())
         return True
+
+    def hold(self) -> None:
+        """Queue every frame without writing it until :meth:`release`.
+
+        The host holds a connection from its registration until its welcome is sent, so that
+        nothing (an ``on_connect`` send, a broadcast) reaches the client before the welcome.
+        Call it before anything was sent. The queue's bound (``maxsize``) applies meanwhile.
+        """
+        if not self._holding:
+            self._holding = True
+            self._held_direct, self.direct = self.direct, None
+
+    def release(self, first: Frame | None = None) -> None:
+        """Stop holding: send ``first`` (the welcome), then the frames queued meanwhile, in
+        order (written at once where the direct channel allows, as :meth:`enqueue` does)."""
+        if not self._holding:
+            if first is not None:
+                self.enqueue(first)
+            return
+        self._holding = False
+        self.direct, self._held_direct = self._held_direct, None
+        # No writer ran while holding (hold() comes before any send), so the queue is all ours.
+        held, self._queue = self._queue, None
+        if first is not None and not self.enqueue(first):
+            return
+        while held:
+            if not self.enqueue(held.popleft()):
+                return
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued frame was written (or ``timeout`` seconds passed).

@@ -9,7 +9,23 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["require_extra"]
+__all__ = ["EXTRAS", "install_hint", "require_extra"]
+
+#: Top-level module -> the netrun-ws extra that installs it.
+EXTRAS = {"jwt": "auth", "cryptography": "auth", "redis": "redis"}
+
+
+def install_hint(exc: BaseException) -> str | None:
+    """``pip install 'netrun-ws[extra]'`` when ``exc`` (or what caused it) is a missing module
+    that an extra of netrun-ws installs, else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ModuleNotFoundError) and seen.name:
+            extra = EXTRAS.get(seen.name.partition(".")[0])
+            if extra is not None:
+                return f"pip install 'netrun-ws[{extra}]'"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def require_extra(

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from starlette.websockets import WebSocket
 
     from netrun_ws.connection import Connection
+    from netrun_ws.handshake import Handshake
     from netrun_ws.host import Host
     from netrun_ws.identity import Identity, Rejection
     from netrun_ws.protocol import ProtocolError
@@ -127,6 +128,17 @@ def authenticate(host: Host, request: WebSocket) -> Identity | None:
     """
 
 
+@hookspec
+def on_auth_refused(host: Host, handshake: Handshake, reason: str, status: int) -> None:
+    """Authentication refused a client (or it did not finish within the handshake timeout).
+
+    ``status`` is the HTTP status (401, 403) when the refusal came before accept, or the close
+    code (1008, or 1011 when an auth plugin failed) when the socket had been accepted to refuse
+    it (the default, and first-message auth). ``reason`` is the public reason the client got.
+    For metrics sinks; every implementation runs even if another one raises.
+    """
+
+
 @hookspec(firstresult=True)
 def verify_token(host: Host, token: str) -> Identity | None:
     """Turn a bearer token sent INSIDE the connection into an ``Identity`` (or None).
@@ -144,7 +156,21 @@ def verify_token(host: Host, token: str) -> Identity | None:
 
 @hookspec
 def on_connect(host: Host, connection: Connection) -> None:
-    """A client was authenticated and accepted; its welcome message has not been sent yet."""
+    """A client was authenticated and accepted; its welcome message has not been sent yet.
+
+    Messages sent to the connection from here (and any broadcast reaching it meanwhile) are held
+    and delivered right after the welcome, in order: the welcome is always the first message.
+    """
+
+
+@hookspec
+def on_ready(host: Host, connection: Connection) -> None:
+    """The welcome was sent (after :func:`on_connect` and :func:`welcome_payload`, and after a
+    resumed session got its state and rooms back); frames from the client are read after this.
+
+    The moment to greet a client or send it initial data, as socket.io's connection handler
+    does. Raising closes the connection with 1011, like :func:`on_connect`.
+    """
 
 
 @hookspec

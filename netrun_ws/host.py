@@ -252,6 +252,7 @@ class Host:
             await self.fire.on_connect(connection)
             await admission.welcome(connection, identity)
             self.expiry.schedule(connection, identity.expires_at)
+            await self.fire.on_ready(connection)
             close_code, close_reason = await self.message_loop.run(
                 receive or websocket.receive, connection
             )

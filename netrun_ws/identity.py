@@ -30,9 +30,15 @@ class AuthenticationError(Exception):
     """Raised by an ``authenticate`` implementation to refuse a client.
 
     ``reason`` is public: it is sent to the client as the close reason (keep it short and never
-    include the credential itself).
+    include the credential itself). By default the host accepts the socket and closes it with
+    1008 and ``reason`` (browsers can read a close reason, not an HTTP status). ``status`` (401
+    or 403) refuses the upgrade itself with that HTTP status and ``{"error": reason}`` instead,
+    where the socket has not been accepted yet (not for first-message auth, nor ``verify_token``).
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
+        if status is not None and status not in (401, 403):
+            raise ValueError(f"status must be 401 or 403, got {status!r}")
         super().__init__(reason)
         self.reason = reason
+        self.status = status

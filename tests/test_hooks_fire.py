@@ -25,6 +25,10 @@ async def test_every_hookspec_fires(monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(websockets.InvalidStatus):
             async with connect(f"ws://{addr}/ws?user_id=mallory"):
                 pass
+        async with connect(f"ws://{addr}/ws?user_id=not%20valid") as refused:
+            with pytest.raises(websockets.ConnectionClosed):
+                await recv_json(refused)
+            assert refused.close_code == 1008
         async with connect(f"ws://{addr}/ws?user_id=alice") as client:
             await recv_until(client, "connect")
             await app.state.host.store.simulate_gap()

@@ -15,7 +15,8 @@ Where the token is read, in this order (the first one present is the one verifie
 
 No token at all gives None (the host then waits for first-message auth, or refuses with
 "authentication required"). A bad token is refused with the public reason "invalid token" or
-"token expired"; the token text never appears in a reason or a log line. ``verify_token``
+"token expired" (accept, then close 1008; with ``refuse_with: http``, HTTP 401 before accept);
+the token text never appears in a reason or a log line. ``verify_token``
 applies the same checks to tokens sent inside the connection (first-message auth, refresh).
 """
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -97,6 +98,14 @@ class Options(BaseModel):
     )
     subprotocol_prefix: str | None = Field(
         "bearer.", description="Subprotocol prefix carrying the token (null: off)."
+    )
+    refuse_with: Literal["close", "http"] = Field(
+        "close",
+        description=(
+            "How a bad token presented at the handshake is refused: `close` accepts then closes "
+            "with 1008 and the reason (browsers can read it), `http` answers HTTP 401 before "
+            "accept. First-message and refresh tokens are always refused with 1008."
+        ),
     )
 
     @field_validator("algorithms")
@@ -294,9 +303,11 @@ class Plugin:
         self.query_param: str | None = None
         self.subprotocol_prefix: str | None = "bearer."
         self.redactions = redact.Redactions()
+        self.refusal_status: int | None = None
 
     @hookimpl
     def configure(self, options: Options) -> None:
+        self.refusal_status = 401 if options.refuse_with == "http" else None
         self.verifier = verifier_from(options)
         self.query_param = options.query_param
         self.subprotocol_prefix = options.subprotocol_prefix
@@ -315,22 +326,23 @@ class Plugin:
     @hookimpl
     async def authenticate(self, request: WebSocket) -> Identity | None:
         token = token_from(request, self.query_param, self.subprotocol_prefix)
-        return None if token is None else await self._identity(token)
+        return None if token is None else await self._identity(token, self.refusal_status)
 
     @hookimpl
     async def verify_token(self, token: str) -> Identity | None:
-        return await self._identity(token)
+        return await self._identity(token, None)  # inside the connection: always 1008
 
-    async def _identity(self, token: str) -> Identity:
+    async def _identity(self, token: str, status: int | None) -> Identity:
         if self.verifier is None:
             raise AuthenticationError("authentication unavailable")
         try:
             claims = await self.verifier.claims(token)
         except TokenValidationError as error:
-            raise AuthenticationError(_PUBLIC_REASONS.get(error.reason, "invalid token")) from None
+            reason = _PUBLIC_REASONS.get(error.reason, "invalid token")
+            raise AuthenticationError(reason, status=status) from None
         user_id = claims.get("user_id") or claims.get("sub")
         if not isinstance(user_id, str) or not user_id:
-            raise AuthenticationError("invalid token")
+            raise AuthenticationError("invalid token", status=status)
         username = claims.get("username")
         expires = claims.get("exp")
         return Identity(

@@ -15,11 +15,14 @@ from netrun_ws.stats import HostStats
 
 
 class CollectorHooks:
-    """Records connections and invalid messages into ``self.collector``; traffic on :meth:`sync`."""
+    """Records connections and invalid messages into ``self.collector`` (and authentication
+    refusals into ``self.auth_refused``); traffic on :meth:`sync`."""
 
     def __init__(self) -> None:
         self.collector = MetricsCollector()
         self.host: Host | None = None
+        #: Clients refused by authentication, by HTTP status or close code (as a str).
+        self.auth_refused: dict[str, int] = {}
 
     def sync(self) -> HostStats | None:
         """Bring the collector's traffic counters up to date with the open connections; returns
@@ -44,6 +47,11 @@ class CollectorHooks:
     @hookimpl
     def on_connect(self, connection: Connection) -> None:
         self.collector.register_connection(connection.connection_id, connection.user_id)
+
+    @hookimpl
+    def on_auth_refused(self, status: int) -> None:
+        key = str(status)
+        self.auth_refused[key] = self.auth_refused.get(key, 0) + 1
 
     @hookimpl
     def on_invalid_message(self, connection: Connection) -> None:

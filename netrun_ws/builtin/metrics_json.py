@@ -39,7 +39,10 @@ class Plugin(CollectorHooks):
 
     async def _endpoint(self, request: Request) -> JSONResponse:
         stats = self.sync()
-        body: dict[str, Any] = {"metrics": self.collector.get_stats()}
+        body: dict[str, Any] = {
+            "metrics": self.collector.get_stats(),
+            "auth_refused": dict(self.auth_refused),
+        }
         if stats is not None:
             body["connections"] = dataclasses.asdict(stats.connections)
             if stats.store is not None:

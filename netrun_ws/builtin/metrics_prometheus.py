@@ -93,6 +93,12 @@ class Plugin:
             ["counter"],
             registry=r,
         )
+        self.auth_refused = Counter(
+            f"{p}_auth_refused",
+            "Clients refused by authentication, by HTTP status (before accept) or close code",
+            ["status"],
+            registry=r,
+        )
         self.gaps = Counter(
             f"{p}_delivery_gaps", "Windows in which cross-node messages may be lost", registry=r
         )
@@ -129,6 +135,10 @@ class Plugin:
     @hookimpl
     def on_error(self) -> None:
         self.errors.inc()
+
+    @hookimpl
+    def on_auth_refused(self, status: int) -> None:
+        self.auth_refused.labels(status=str(status)).inc()
 
     @hookimpl
     def on_delivery_gap(self) -> None:

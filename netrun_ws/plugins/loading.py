@@ -200,11 +200,19 @@ class DiscoveredPlugin:
     origin: PluginOrigin
     hooks: tuple[str, ...]
     error: str | None = None
+    #: ``pip install 'netrun-ws[extra]'`` when the plugin needs an extra that is not installed.
+    needs: str | None = None
+    #: Hooks likely misspelled or missing ``@hookimpl`` (``netrun_ws.plugins.lint``).
+    warnings: tuple[str, ...] = ()
 
 
 def discover(plugins_dir: Path | None) -> list[DiscoveredPlugin]:
     """Every plugin that could be configured, imported to list the hooks it implements."""
-    from netrun_ws.hookspecs import PROJECT_NAME
+    from netrun_ws.extras import install_hint
+    from netrun_ws.hookspecs import PROJECT_NAME, all_hook_names
+    from netrun_ws.plugins.lint import lint_plugin
+
+    hook_names = all_hook_names()
 
     def hooks_of(module: Any) -> tuple[str, ...]:
         plugin_class = getattr(module, "Plugin", None)
@@ -218,9 +226,11 @@ def discover(plugins_dir: Path | None) -> list[DiscoveredPlugin]:
         try:
             module = load()
         except Exception as exc:
-            found.append(DiscoveredPlugin(name, slot, origin, (), describe_exception(exc)))
+            error = describe_exception(exc)
+            found.append(DiscoveredPlugin(name, slot, origin, (), error, install_hint(exc)))
             return
-        found.append(DiscoveredPlugin(name, slot, origin, hooks_of(module)))
+        warnings = tuple(lint_plugin(module, hook_names, check_unknown=True))
+        found.append(DiscoveredPlugin(name, slot, origin, hooks_of(module), warnings=warnings))
 
     for slot, plugins in BUILTINS.items():
         for name, module_path in plugins.items():

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from starlette.websockets import WebSocket
 
     from netrun_ws.connection import Connection
+    from netrun_ws.handshake import Handshake
     from netrun_ws.host import Host
     from netrun_ws.protocol import ProtocolError
     from netrun_ws.store import DeliveryGap, Store
@@ -90,6 +91,12 @@ class HookRelay:
     async def authenticate(self, request: WebSocket) -> Any:
         return await self._hooks.first("authenticate", host=self._host, request=request)
 
+    async def on_auth_refused(self, handshake: Handshake, reason: str, status: int) -> None:
+        """Isolated."""
+        await self._hooks.call_isolated(
+            "on_auth_refused", host=self._host, handshake=handshake, reason=reason, status=status
+        )
+
     async def verify_token(self, token: str) -> Any:
         return await self._hooks.first("verify_token", host=self._host, token=token)
 
@@ -97,6 +104,9 @@ class HookRelay:
 
     async def on_connect(self, connection: Connection) -> None:
         await self._hooks.call("on_connect", host=self._host, connection=connection)
+
+    async def on_ready(self, connection: Connection) -> None:
+        await self._hooks.call("on_ready", host=self._host, connection=connection)
 
     async def welcome_payload(self, connection: Connection) -> list[dict[str, Any]]:
         return await self._hooks.call("welcome_payload", host=self._host, connection=connection)

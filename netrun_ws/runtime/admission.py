@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from netrun_ws.codes import CloseCode
 from netrun_ws.connection import uuid4_hex
+from netrun_ws.handshake import SUBPROTOCOL, Handshake, answered_subprotocol
 from netrun_ws.history import ROOM_PREFIX, room_channel, user_channel
 from netrun_ws.identity import AuthenticationError, Identity, Rejection
 from netrun_ws.plugins.hooks import HookError
@@ -38,9 +39,6 @@ __all__ = ["SUBPROTOCOL", "Admission", "deny"]
 
 logger = logging.getLogger("netrun_ws")
 
-#: The WebSocket subprotocol the server answers when a client offers it (e.g. next to a
-#: "bearer.<token>" entry, which is never echoed).
-SUBPROTOCOL = "netrun-ws"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 #: The refusal of a session id bound to another user (docs/protocol.md, "Connecting").
 SESSION_NOT_YOURS = "session_id belongs to another user"
@@ -81,10 +79,7 @@ class Admission:
         # Non-browser clients send no Origin; browsers always do, so a page cannot omit it.
         return origin is None or origin in allowed
 
-    @staticmethod
-    def subprotocol(websocket: WebSocket) -> str | None:
-        # Answer only the non-secret protocol name, never an offered "bearer.<token>" entry.
-        return SUBPROTOCOL if SUBPROTOCOL in websocket.scope.get("subprotocols", ()) else None
+    subprotocol = staticmethod(answered_subprotocol)
 
     async def refuse(
         self, websocket: WebSocket, status: int, reason: str, *, accepted: bool = False
@@ -147,6 +142,10 @@ class Admission:
             return identity, accepted
         except AuthenticationError as error:
             reason, code = error.reason, CloseCode.POLICY_VIOLATION
+            if error.status is not None and not accepted:
+                await self.refuse(websocket, error.status, reason)
+                await host.fire.on_auth_refused(Handshake.of(websocket), reason, error.status)
+                return None
         except TimeoutError:
             reason, code = "authentication timeout", CloseCode.POLICY_VIOLATION
         except (HookError, TypeError) as error:
@@ -157,6 +156,7 @@ class Admission:
         if not accepted:
             await websocket.accept(subprotocol=self.subprotocol(websocket))
         await websocket.close(code=code, reason=reason[:120])
+        await host.fire.on_auth_refused(Handshake.of(websocket), reason, code)
         return None
 
     async def _first_message_auth(self, websocket: WebSocket) -> Identity | None:
@@ -288,7 +288,10 @@ class Admission:
             if websocket.application_state == WebSocketState.CONNECTING:  # never left hanging
                 await self.refuse(websocket, 503, "connection refused")
             return None
-        return host.manager.get_connection(connection_id)
+        connection = host.manager.get_connection(connection_id)
+        if connection is not None:
+            connection.hold()  # the welcome goes first (welcome() releases what waits behind it)
+        return connection
 
     def _local_holder_is(self, session_id: str, user_id: str) -> bool:
         """False when a live connection of another user holds ``session_id`` on this node."""
@@ -329,7 +332,7 @@ class Admission:
             welcome["positions"] = {
                 channel: position.as_dict() for channel, position in positions.items()
             }
-        await self._host.send(connection, welcome)
+        await self._host.delivery.send_first(connection, welcome)
         if connection.metadata.get("recovering"):
             # Recovery when there is something to recover from: a resumed session or a `since`.
             if resumed or connection.metadata.get("since") is not None:

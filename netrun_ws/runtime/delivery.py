@@ -64,11 +64,27 @@ class Delivery:
             if found is None:
                 return False
             connection = found
+        return await self._send(connection, message, first=False)
+
+    async def send_first(self, connection: Connection, message: Any) -> bool:
+        """Send ``message`` (the welcome) ahead of everything held since the connection was
+        registered, then release the hold (:meth:`Connection.hold`)."""
+        return await self._send(connection, message, first=True)
+
+    async def _send(self, connection: Connection, message: Any, *, first: bool) -> bool:
+        host = self._host
         if self._has_before_send:
             message = await host.fire.before_send(connection, message)
             if message is DROP:
+                if first:
+                    connection.release()
                 return False
-        if not connection.enqueue(encode_message(message)):
+        frame = encode_message(message)
+        if first:
+            connection.release(frame)
+            if connection.closed:
+                return False
+        elif not connection.enqueue(frame):
             return False
         if self._has_after_send:
             await host.fire.after_send(connection, message)

@@ -148,3 +148,22 @@ def test_without_the_distribution_the_name_is_unknown(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert result.stderr.startswith(f"{config}:2 plugins.0.plugin: unknown plugin 'example'")
+
+
+def run_pytest(directory: Path, site: Path) -> subprocess.CompletedProcess[str]:
+    """pytest in ``directory`` (a plugin distribution) with ``site`` on the path: its tests use
+    netrun_ws.testing's fixtures through the pytest11 entry point of the installed netrun-ws."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        cwd=directory,
+        env=cli_env({"PYTHONPATH": str(site)}),
+        timeout=120,
+    )
+
+
+def test_the_example_distributions_own_tests_pass(example_site: Path) -> None:
+    result = run_pytest(DISTRIBUTION, example_site)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 passed" in result.stdout

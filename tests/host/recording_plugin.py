@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket
 
 from netrun_ws import DROP, hookimpl
 from netrun_ws.connection import Connection
+from netrun_ws.handshake import Handshake
 from netrun_ws.host import Host
 from netrun_ws.identity import Identity, Rejection
 from netrun_ws.protocol import ProtocolError
@@ -120,6 +121,14 @@ class Plugin:
     @hookimpl
     async def on_connect(self, connection: Connection) -> None:
         self._record("on_connect", connection.user_id)
+
+    @hookimpl
+    async def on_ready(self, connection: Connection) -> None:
+        self._record("on_ready", connection.user_id)
+
+    @hookimpl
+    def on_auth_refused(self, handshake: Handshake, reason: str, status: int) -> None:
+        self._record("on_auth_refused", (handshake.path, reason, status))
 
     @hookimpl
     def welcome_payload(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from netrun_ws import CloseCode, create_app
+from netrun_ws.testing import Serve
 from tests.host.helpers import RECORDING, base_config, recv_json, recv_until, wait_for
 from tests.host.manual_heartbeat import heartbeat_by_hand, passes_until_gone
 from tests.support.server import serve
@@ -24,39 +25,37 @@ def names(app: Any) -> list[str]:
     return [name for name, _ in events(app)]
 
 
-async def test_welcome_payload_cannot_override_the_hosts_keys() -> None:
+async def test_welcome_payload_cannot_override_the_hosts_keys(netrun_serve: Serve) -> None:
     """hookspecs.welcome_payload and docs/hooks.md name the protected keys: keep them true."""
     protected = ("type", "connection_id", "user_id", "session_id", "resumed", "state", "rooms")
     plugin = {"plugin": RECORDING, "welcome": {key: "forged" for key in protected}}
-    app = create_app(base_config(plugins=[plugin]))
-    async with serve(app) as addr:
-        async with connect(f"ws://{addr}/ws?user_id=alice&session_id=s-1") as client:
-            first = await recv_json(client)
-            await client.send(json.dumps({"type": "shout", "text": "join"}))
-            await recv_json(client)
-        async with connect(f"ws://{addr}/ws?user_id=alice&session_id=s-1") as client:
-            resumed = await recv_json(client)
+    server = await netrun_serve({"plugins": [plugin]})
+    client = await server.connect("alice", session_id="s-1")
+    first = client.welcome
+    await client.request({"type": "shout", "text": "join"}, "joined")
+    await client.close()
+    resumed = (await server.connect("alice", session_id="s-1")).welcome
     assert (first["type"], first["user_id"], first["session_id"]) == ("connect", "alice", "s-1")
     assert first["resumed"] is False and first["connection_id"] != "forged"
     assert resumed["resumed"] is True and resumed["connection_id"] != "forged"
     assert resumed["state"] == {} and isinstance(resumed["rooms"], list)
 
 
-async def test_hooks_fire_in_documented_order() -> None:
-    app = create_app(base_config(plugins=[RECORDING]))
-    async with serve(app) as addr:
-        async with connect(f"ws://{addr}/ws?user_id=alice") as client:
-            welcome = await recv_json(client)
-            await client.send(json.dumps({"type": "shout", "text": "hi"}))
-            assert await recv_json(client) == {"type": "shout", "text": "HI"}
-            await client.send("{not json")
-            error = await recv_json(client)
-        await wait_for(lambda: "on_disconnect" in names(app))
-        assert welcome["type"] == "connect"
-        assert welcome["user_id"] == "alice"
-        assert welcome["recorded"] is True
-        assert welcome["connection_id"]
-        assert error["type"] == "error" and error["code"] == "invalid_json"
+async def test_hooks_fire_in_documented_order(netrun_serve: Serve) -> None:
+    server = await netrun_serve({"plugins": [RECORDING]})
+    app = server.app
+    client = await server.connect("alice")
+    welcome = client.welcome
+    assert await client.request({"type": "shout", "text": "hi"}) == {"type": "shout", "text": "HI"}
+    await client.send("{not json")
+    await client.expect_error("invalid_json")
+    await client.close()
+    await wait_for(lambda: "on_disconnect" in names(app))
+    assert welcome["type"] == "connect"
+    assert welcome["user_id"] == "alice"
+    assert welcome["recorded"] is True
+    assert welcome["connection_id"]
+    await server.stop()
     setup = names(app)[: names(app).index("handshake")]
     assert setup == [
         "add_hookspecs",
@@ -75,6 +74,7 @@ async def test_hooks_fire_in_documented_order() -> None:
         "welcome_payload",
         "before_send",
         "after_send",  # the welcome
+        "on_ready",
         "on_message_received",
         "on_message",
         "before_send",

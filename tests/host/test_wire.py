@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from websockets.asyncio.client import connect
-
-from netrun_ws import ErrorCode, create_app
+from netrun_ws import ErrorCode
+from netrun_ws.testing import Serve
 from netrun_ws.wire import encode_message, error_reply
-from tests.host.helpers import base_config, recv_json
-from tests.support.server import serve
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 
@@ -26,15 +23,14 @@ def test_error_reply_is_the_documented_shape() -> None:
     assert json.loads(encode_message(reply)) == reply
 
 
-async def test_the_chat_plugins_refusal_matches_the_hosts_own_error_reply() -> None:
-    config = base_config(plugins_dir=str(PLUGINS), plugins=["chat"])
-    async with serve(create_app(config)) as addr:
-        async with connect(f"ws://{addr}/ws?user_id=ann") as client:
-            await recv_json(client)  # the welcome
-            await client.send(json.dumps({"type": "no_such_type"}))
-            hosts = await recv_json(client)
-            await client.send(json.dumps({"type": "say", "room": "lobby", "text": "hi"}))
-            plugins = await recv_json(client)
-    assert hosts["type"] == "error" and hosts["code"] == ErrorCode.UNKNOWN_TYPE
+async def test_the_chat_plugins_refusal_matches_the_hosts_own_error_reply(
+    netrun_serve: Serve,
+) -> None:
+    server = await netrun_serve({"plugins_dir": str(PLUGINS), "plugins": ["chat"]})
+    client = await server.connect("ann")
+    await client.send({"type": "no_such_type"})
+    hosts = await client.expect_error(ErrorCode.UNKNOWN_TYPE)
+    await client.send({"type": "say", "room": "lobby", "text": "hi"})
+    plugins = await client.expect_error(ErrorCode.FORBIDDEN)
     assert plugins == error_reply(ErrorCode.FORBIDDEN, "join 'lobby' before saying anything")
     assert plugins.keys() == hosts.keys()
