@@ -158,12 +158,11 @@ class GuardedProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         peer = transport.get_extra_info("peername")
-        ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        if not self.pending.admit(ip):
+        ip = self._ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        self._transport = transport
+        if not self.pending.admit(self, ip):
             transport.abort()  # nothing read, nothing to answer: the excess goes at once
             return
-        self._ip = ip
-        self._transport = transport
         self._arm()
         assert self._settings is not None
         inner = self._inner = self.inner_class(**self._settings)
@@ -175,7 +174,7 @@ class GuardedProtocol(asyncio.Protocol):
         if inner is None:
             return
         if self._timer is None:  # a kept-alive connection's next request begins
-            self.pending.add(self._ip)
+            self.pending.add(self, self._ip)
             self._arm()
         inner.data_received(data)
 
@@ -204,11 +203,17 @@ class GuardedProtocol(asyncio.Protocol):
         if timer is not None:
             timer.cancel()
             self._timer = None
-            self.pending.remove(self._ip)
+            self.pending.remove(self)
+
+    def evict(self) -> None:
+        """Close at once: newer connections need the room (``limits.max_pending_requests``)."""
+        self.settle()
+        if self._transport is not None:
+            self._transport.abort()
 
     def _expired(self) -> None:
         self._timer = None
-        self.pending.remove(self._ip)
+        self.pending.remove(self)
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.write(TIMEOUT_RESPONSE)

@@ -11,8 +11,9 @@ by a client that sends nothing or one byte a second (slowloris), so only they ar
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["PendingRequests", "RequestLimits"]
+__all__ = ["Pending", "PendingRequests", "RequestLimits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,38 +25,54 @@ class RequestLimits:
     max_pending_per_ip: int = 100
 
 
-class PendingRequests:
-    """The pending connections of one server, by client IP."""
+class Pending(Protocol):
+    """A pending connection, as :class:`PendingRequests` keeps it."""
 
-    __slots__ = ("_per_ip", "limits", "total")
+    def evict(self) -> None:
+        """Close the connection now (making room for a newer one); calls ``remove``."""
+
+
+class PendingRequests:
+    """The pending connections of one server, oldest first, and how many each client IP holds.
+
+    From one IP, a connection past ``max_pending_per_ip`` is refused. Past ``max_pending`` in
+    all, the one pending longest is evicted to make room: clients that complete their request
+    in milliseconds keep getting in while slow ones (from many IPs) are cycled out.
+    """
+
+    __slots__ = ("_pending", "_per_ip", "limits")
 
     def __init__(self, limits: RequestLimits) -> None:
         self.limits = limits
+        self._pending: dict[Pending, str] = {}  # insertion order: oldest first
         self._per_ip: dict[str, int] = {}
-        self.total = 0
 
-    def admit(self, ip: str) -> bool:
-        """Count a new connection from ``ip`` as pending, or refuse it (False) when the node or
-        that IP holds as many as allowed: the caller closes it at once."""
-        held = self._per_ip.get(ip, 0)
-        if self.total >= self.limits.max_pending or held >= self.limits.max_pending_per_ip:
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def admit(self, connection: Pending, ip: str) -> bool:
+        """Count a new connection from ``ip`` as pending, or refuse it (False) when that IP
+        holds as many as allowed: the caller closes it at once."""
+        if self._per_ip.get(ip, 0) >= self.limits.max_pending_per_ip:
             return False
-        self.add(ip)
+        while len(self._pending) >= self.limits.max_pending:
+            next(iter(self._pending)).evict()
+        self.add(connection, ip)
         return True
 
-    def add(self, ip: str) -> None:
-        """Count a connection already accepted (its next request) as pending, without a limit:
-        it holds its file descriptor either way."""
+    def add(self, connection: Pending, ip: str) -> None:
+        """Count a connection already accepted (its next request) as pending, without the
+        per-IP limit: it holds its file descriptor either way."""
+        self._pending[connection] = ip
         self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
-        self.total += 1
 
-    def remove(self, ip: str) -> None:
+    def remove(self, connection: Pending) -> None:
+        ip = self._pending.pop(connection)
         held = self._per_ip[ip] - 1
         if held:
             self._per_ip[ip] = held
         else:
             del self._per_ip[ip]
-        self.total -= 1
 
     def held_by(self, ip: str) -> int:
         return self._per_ip.get(ip, 0)

@@ -75,7 +75,7 @@ CORK_LIMIT = 64 * 1024
 READ_LIMIT = 64 * 1024
 #: Bytes of one read handed to websockets' parser at a time: a read of tiny frames (a ping
 #: flood) is parsed a slice at a time, the frame budget checked in between.
-PARSE_SLICE = 64 * 1024
+PARSE_SLICE = 16 * 1024
 
 # RFC 9110 field names (tokens) and values, as websockets' own parser accepts them.
 _FIELD_NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
