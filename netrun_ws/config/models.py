@@ -228,7 +228,12 @@ class LimitsConfig(BaseModel):
     send_queue: int = Field(
         default=256,
         gt=0,
-        description="Outbound messages queued per connection before `overflow` applies.",
+        description=(
+            "Outbound messages queued per connection before `overflow` applies. What the "
+            "transport writes on its own (pongs, close frames) is bounded by the socket's write "
+            "buffer instead: while it is over its high-water mark, the server stops reading "
+            "from that client until it drains."
+        ),
     )
     overflow: Overflow = Field(
         default="disconnect",
