@@ -8,7 +8,8 @@ underneath a :class:`GuardedTransport`. Both use public API only (asyncio's prot
 transports, and uvicorn's ``Config`` taking a protocol class), so they serve under
 ``server.ws_protocol: uvicorn`` and on the fence's fallback as well:
 
-- A connection past ``limits.max_pending_requests`` (or ``_per_ip``) is closed at once.
+- Past ``limits.max_pending_requests`` (or ``_per_ip``) pending connections, the oldest are
+  closed (:class:`netrun_ws.transport.pending.PendingRequests` says when).
 - A pending connection (:mod:`netrun_ws.transport.pending`) that has not completed its request
   within ``limits.request_timeout`` gets ``408 Request Timeout`` and is closed. It stops
   pending when the protocol writes (an answer, or the 101) or upgrades (``set_protocol``).
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from netrun_ws.transport.pending import PendingRequests, RequestLimits
 
@@ -156,12 +157,13 @@ class GuardedProtocol(asyncio.Protocol):
         self.loop: asyncio.AbstractEventLoop = settings.get("_loop") or asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport: asyncio's, or uvloop's (which is no asyncio.Transport subclass).
+        transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         ip = self._ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         self._transport = transport
         if not self.pending.admit(self, ip):
-            transport.abort()  # nothing read, nothing to answer: the excess goes at once
+            transport.abort()  # nothing read, nothing to answer: it goes at once
             return
         self._arm()
         assert self._settings is not None
@@ -206,7 +208,7 @@ class GuardedProtocol(asyncio.Protocol):
             self.pending.remove(self)
 
     def evict(self) -> None:
-        """Close at once: newer connections need the room (``limits.max_pending_requests``)."""
+        """Close at once: newer connections need the room (``limits.max_pending_requests*``)."""
         self.settle()
         if self._transport is not None:
             self._transport.abort()

@@ -10,10 +10,11 @@ by a client that sends nothing or one byte a second (slowloris), so only they ar
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Pending", "PendingRequests", "RequestLimits"]
+__all__ = ["GRACE", "Pending", "PendingRequests", "RequestLimits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,50 +30,75 @@ class Pending(Protocol):
     """A pending connection, as :class:`PendingRequests` keeps it."""
 
     def evict(self) -> None:
-        """Close the connection now (making room for a newer one); calls ``remove``."""
+        """Close the connection now (making room); calls ``remove``."""
+
+
+#: Seconds a burst may stay over the limits before the oldest pending connections are closed.
+#: asyncio accepts up to a backlog of connections in one go, before reading any of them: a burst
+#: of clients (a reconnect storm, many behind one proxy) completes its requests within this.
+GRACE = 0.5
 
 
 class PendingRequests:
-    """The pending connections of one server, oldest first, and how many each client IP holds.
+    """The pending connections of one server, oldest first, overall and per client IP.
 
-    From one IP, a connection past ``max_pending_per_ip`` is refused. Past ``max_pending`` in
-    all, the one pending longest is evicted to make room: clients that complete their request
-    in milliseconds keep getting in while slow ones (from many IPs) are cycled out.
+    Past a limit (``max_pending_per_ip`` for an IP, ``max_pending`` in all) the oldest pending
+    connections, of that IP or overall, are closed :data:`GRACE` seconds later unless they have
+    completed their request by then; past twice ``max_pending``, a new connection is closed at
+    once. Slow clients are cycled out, oldest first, while clients that complete their request
+    in milliseconds keep getting in, and one IP can only ever evict its own connections.
     """
 
-    __slots__ = ("_pending", "_per_ip", "limits")
+    __slots__ = ("_by_ip", "_enforcing", "_loop", "_pending", "limits")
 
     def __init__(self, limits: RequestLimits) -> None:
         self.limits = limits
         self._pending: dict[Pending, str] = {}  # insertion order: oldest first
-        self._per_ip: dict[str, int] = {}
+        self._by_ip: dict[str, dict[Pending, None]] = {}
+        self._enforcing: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def admit(self, connection: Pending, ip: str) -> bool:
-        """Count a new connection from ``ip`` as pending, or refuse it (False) when that IP
-        holds as many as allowed: the caller closes it at once."""
-        if self._per_ip.get(ip, 0) >= self.limits.max_pending_per_ip:
+        """Count a new connection from ``ip`` as pending, or refuse it (False: the caller
+        closes it at once) when the node holds twice ``max_pending``."""
+        if len(self._pending) >= 2 * self.limits.max_pending:
             return False
-        while len(self._pending) >= self.limits.max_pending:
-            next(iter(self._pending)).evict()
         self.add(connection, ip)
         return True
 
     def add(self, connection: Pending, ip: str) -> None:
-        """Count a connection already accepted (its next request) as pending, without the
-        per-IP limit: it holds its file descriptor either way."""
+        """Count a connection as pending (a new one, or a kept-alive one's next request)."""
         self._pending[connection] = ip
-        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+        of_ip = self._by_ip.get(ip)
+        if of_ip is None:
+            of_ip = self._by_ip[ip] = {}
+        of_ip[connection] = None
+        over = (
+            len(of_ip) > self.limits.max_pending_per_ip
+            or len(self._pending) > self.limits.max_pending
+        )
+        if over and self._enforcing is None:
+            loop = self._loop = self._loop or asyncio.get_running_loop()
+            self._enforcing = loop.call_later(GRACE, self._enforce)
 
     def remove(self, connection: Pending) -> None:
         ip = self._pending.pop(connection)
-        held = self._per_ip[ip] - 1
-        if held:
-            self._per_ip[ip] = held
-        else:
-            del self._per_ip[ip]
+        of_ip = self._by_ip[ip]
+        del of_ip[connection]
+        if not of_ip:
+            del self._by_ip[ip]
 
     def held_by(self, ip: str) -> int:
-        return self._per_ip.get(ip, 0)
+        return len(self._by_ip.get(ip, ()))
+
+    def _enforce(self) -> None:
+        self._enforcing = None
+        limit = self.limits.max_pending_per_ip
+        for of_ip in [of_ip for of_ip in self._by_ip.values() if len(of_ip) > limit]:
+            for connection in list(of_ip)[: len(of_ip) - limit]:
+                connection.evict()
+        while len(self._pending) > self.limits.max_pending:
+            next(iter(self._pending)).evict()

@@ -4,9 +4,10 @@ under every way of serving a websocket (tests/security/transports.py):
 - a pending connection gets ``408`` and is closed ``limits.request_timeout`` after accept (or
   after the first byte of a kept-alive connection's next request), whether it sends nothing,
   drips an upgrade request a byte at a time, or stops after the request line;
-- one IP holds at most ``limits.max_pending_requests_per_ip`` pending connections: the excess
-  is closed at once;
-- past ``limits.max_pending_requests`` in all, the one pending longest is closed to make room;
+- one IP holds at most ``limits.max_pending_requests_per_ip`` pending connections: past it, its
+  oldest are closed (after a grace of half a second, within which a burst of real clients from
+  one IP, such as a proxy's, completes its requests and stays);
+- past ``limits.max_pending_requests`` in all, the ones pending longest are closed to make room;
 - meanwhile ``/healthz``, the HTTP API and new websocket clients keep working.
 """
 
@@ -22,13 +23,14 @@ import pytest
 from websockets.asyncio.client import connect
 
 from netrun_ws import create_app
+from netrun_ws.transport.pending import GRACE
 from tests.host.helpers import ECHO, base_config, recv_json
 from tests.security.transports import open_from
 from tests.support.server import serve
 
 pytestmark = pytest.mark.timeout(90)
 
-TIMEOUT = 1.5
+TIMEOUT = 2.5
 PER_IP = 64
 TOTAL = 200
 UPGRADE = (
@@ -101,8 +103,8 @@ async def test_pending_connections_are_closed_after_the_timeout_and_others_are_s
             asyncio.create_task(one.drip(b"GET /healthz HTTP/1.1\r\nHost: x\r\n", 0.2))
             for one in slow[200:]
         ]
-        await asyncio.sleep(0.3)
-        # Past the IP's limit, the excess was closed at once, with nothing answered.
+        await asyncio.sleep(GRACE + 0.2)
+        # Past the IP's limit, the excess was closed, with nothing answered.
         closed_at_once = [one for one in slow if one.closed_at is not None]
         assert len(closed_at_once) >= 300 - PER_IP
         assert all(one.answer == b"" for one in closed_at_once)
@@ -139,7 +141,7 @@ async def test_past_the_total_the_longest_pending_make_room(served: str) -> None
         await asyncio.sleep(0.1)
         second = await open_slow("127.0.0.4", addr, PER_IP)
         watchers += [asyncio.create_task(one.watch()) for one in second]
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(GRACE + 0.2)
         # 128 pending would be over 100: the 28 oldest (the first IP's) made room.
         evicted = [one for one in first if one.closed_at is not None]
         assert len(evicted) == 2 * PER_IP - 100
@@ -177,3 +179,16 @@ async def test_an_upgrade_completed_in_time_is_not_cut_by_the_request_timeout(se
             await asyncio.sleep(TIMEOUT * 1.5)
             await client.send('{"type": "echo", "seq": 7}')
             assert (await recv_json(client))["seq"] == 7
+
+
+async def test_a_burst_of_real_clients_from_one_ip_past_its_limit_gets_in(served: str) -> None:
+    # Pending only until their upgrade is read, real clients complete within the grace.
+    app = create_app(config(served, max_connections_per_ip=10 * PER_IP))
+    async with serve(app) as addr:
+        urls = [f"ws://{addr}/ws?user_id=burst{i}" for i in range(3 * PER_IP)]
+        clients = await asyncio.gather(*(connect(url, open_timeout=10) for url in urls))
+        try:
+            welcomes = await asyncio.gather(*(recv_json(client) for client in clients))
+            assert [welcome["type"] for welcome in welcomes] == ["connect"] * len(clients)
+        finally:
+            await asyncio.gather(*(client.close() for client in clients))
