@@ -42,12 +42,22 @@ class GuardedTransport(asyncio.Transport):
     """The socket's transport as the protocols see it: tells its :class:`GuardedProtocol` when
     the pending request is answered or upgraded, and then holds reading while writes back up."""
 
-    __slots__ = ("_guard", "_held", "_high", "_low", "_protocol_paused", "transport", "write")
+    __slots__ = (
+        "_guard",
+        "_held",
+        "_high",
+        "_loop",
+        "_low",
+        "_protocol_paused",
+        "transport",
+        "write",
+    )
 
     def __init__(self, transport: asyncio.Transport, guard: GuardedProtocol) -> None:
         super().__init__()
         self.transport = transport
-        self._guard = guard
+        self._guard: GuardedProtocol | None = guard
+        self._loop = guard.loop
         self._held = False  # reading held by this guard (writes backed up)
         self._protocol_paused = False  # reading paused by the protocol itself
         self._low, self._high = transport.get_write_buffer_limits()
@@ -56,11 +66,15 @@ class GuardedTransport(asyncio.Transport):
     # -- pending until answered or upgraded
 
     def _write_before_upgrade(self, data: bytes | bytearray | memoryview) -> None:
-        self._guard.settle()
+        if self._guard is not None:
+            self._guard.settle()
         self.transport.write(data)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._guard.settle()
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            # The HTTP protocol is done: nothing here may keep it (and its parser) alive.
+            guard.upgraded()
         self.write = self._write_upgraded  # type: ignore[method-assign]
         self.transport.set_protocol(protocol)
 
@@ -73,14 +87,14 @@ class GuardedTransport(asyncio.Transport):
             self._held = True
             if not self._protocol_paused:
                 transport.pause_reading()
-            self._guard.loop.call_later(DRAIN_POLL, self._check_drained)
+            self._loop.call_later(DRAIN_POLL, self._check_drained)
 
     def _check_drained(self) -> None:
         transport = self.transport
         if transport.is_closing():
             return
         if transport.get_write_buffer_size() > self._low:
-            self._guard.loop.call_later(DRAIN_POLL, self._check_drained)
+            self._loop.call_later(DRAIN_POLL, self._check_drained)
             return
         self._held = False
         if not self._protocol_paused:
@@ -206,6 +220,12 @@ class GuardedProtocol(asyncio.Protocol):
             timer.cancel()
             self._timer = None
             self.pending.remove(self)
+
+    def upgraded(self) -> None:
+        """The connection now belongs to a websocket protocol: let go of the HTTP one."""
+        self.settle()
+        self._inner = None
+        self._transport = None
 
     def evict(self) -> None:
         """Close at once: newer connections need the room (``limits.max_pending_requests*``)."""
