@@ -280,16 +280,19 @@ class LimitsConfig(BaseModel):
         default=1000,
         gt=0,
         description=(
-            "Connections this node holds before their request is read (see request_timeout); "
-            "a connection past it is closed at once, before anything is read from it."
+            "Connections this node holds before their request is read (see request_timeout). "
+            "Past it, the ones pending longest are closed (half a second later, so that a "
+            "burst of real clients can complete its requests first); past twice it, a new "
+            "connection is closed at once."
         ),
     )
     max_pending_requests_per_ip: int = Field(
         default=100,
         gt=0,
         description=(
-            "Connections from one client IP held before their request is read; more from that "
-            "IP are closed at once."
+            "Connections from one client IP held before their request is read; past it, that "
+            "IP's oldest pending ones are closed half a second later. Behind a proxy every "
+            "connection comes from the proxy's IP: raise it to the bursts the proxy forwards."
         ),
     )
 
