@@ -26,11 +26,13 @@ from typing import Any, ClassVar, cast
 
 from netrun_ws.transport.pending import PendingRequests, RequestLimits
 
-__all__ = ["DRAIN_POLL", "GuardedProtocol", "GuardedTransport", "guard_requests"]
+__all__ = ["DRAIN_POLL", "DRAIN_POLL_MAX", "GuardedProtocol", "GuardedTransport", "guard_requests"]
 
-#: Seconds between checks of a held connection's write buffer (asyncio tells only the protocol
-#: when it drains).
+#: Seconds before the first check of a held connection's write buffer (asyncio tells only the
+#: protocol when it drains); each further check waits twice as long, up to DRAIN_POLL_MAX, so a
+#: client that never reads costs little while it lasts.
 DRAIN_POLL = 0.05
+DRAIN_POLL_MAX = 1.0
 
 TIMEOUT_RESPONSE = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -87,14 +89,15 @@ class GuardedTransport(asyncio.Transport):
             self._held = True
             if not self._protocol_paused:
                 transport.pause_reading()
-            self._loop.call_later(DRAIN_POLL, self._check_drained)
+            self._loop.call_later(DRAIN_POLL, self._check_drained, DRAIN_POLL)
 
-    def _check_drained(self) -> None:
+    def _check_drained(self, waited: float) -> None:
         transport = self.transport
         if transport.is_closing():
             return
         if transport.get_write_buffer_size() > self._low:
-            self._loop.call_later(DRAIN_POLL, self._check_drained)
+            delay = min(2 * waited, DRAIN_POLL_MAX)
+            self._loop.call_later(delay, self._check_drained, delay)
             return
         self._held = False
         if not self._protocol_paused:
