@@ -232,6 +232,13 @@ async def test_pongs_to_a_client_that_never_reads_stay_bounded(served: str) -> N
 WRITE_HIGH_WATER = 64 << 10
 
 
+def most_buffered_now() -> int:
+    return max(
+        (o.get_write_buffer_size() for o in gc.get_objects() if type(o) is GuardedTransport),
+        default=0,
+    )
+
+
 async def most_buffered(stop: asyncio.Event) -> int:
     """The most bytes any upgraded connection's transport had waiting to be written, sampled
     until ``stop``."""
@@ -242,3 +249,22 @@ async def most_buffered(stop: asyncio.Event) -> int:
                 most = max(most, transport.get_write_buffer_size())
         await asyncio.sleep(0.2)
     return most
+
+
+async def test_once_the_client_reads_again_reading_from_it_resumes(served: str) -> None:
+    app = create_app(config(served, frames_per_second=0))
+    raw = {"recv_buffer": 1 << 16}
+    async with serve(app) as addr, flooder_and_bystander(addr, **raw) as (flooder, _):
+        await flood(flooder, BIG_PINGS, 0.5)  # held: its pongs back up
+        assert most_buffered_now() > WRITE_HIGH_WATER
+        received = bytearray()
+
+        async def read_until_the_echo() -> None:
+            while b'"seq":9' not in received.replace(b" ", b""):
+                chunk = await flooder.reader.read(1 << 16)
+                assert chunk, "closed"
+                received.extend(chunk)
+
+        reading = asyncio.create_task(read_until_the_echo())
+        await flooder.send_frame(Opcode.TEXT, b'{"type": "echo", "seq": 9}')
+        await asyncio.wait_for(reading, 20)
