@@ -55,7 +55,8 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.
 CONFIG = """
 server: {{log_level: warning}}
 limits: {{messages_per_second: 1000000, max_connections_per_ip: 100000,
-          max_connections_per_user: 1000}}
+          max_connections_per_user: 1000, max_pending_requests: 100000,
+          max_pending_requests_per_ip: 100000}}
 auth: {{plugin: anonymous}}
 store: {{plugin: redis, url: "redis://127.0.0.1:{redis_port}/0"}}
 heartbeat: {{plugin: ping, interval: 30, timeout: 90}}

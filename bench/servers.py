@@ -64,6 +64,9 @@ def netrun_config(deflate: bool, extra_plugins: tuple[int, str] = (0, "")) -> di
             "messages_per_second": 1_000_000,
             # All load comes from this machine; the per-IP default (100) is for the internet.
             "max_connections_per_ip": 100_000,
+            # Thousands of handshakes at once from one IP: pending-request limits to match.
+            "max_pending_requests": 100_000,
+            "max_pending_requests_per_ip": 100_000,
         },
         "auth": {"plugin": "jwt", "secret": JWT_SECRET, "algorithms": ["HS256"]},
         "store": {"plugin": "memory"},

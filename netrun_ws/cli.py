@@ -27,6 +27,7 @@ __all__ = [
     "EXIT_PLUGIN",
     "EXIT_START",
     "build_server",
+    "guard_connections",
     "http_protocol_class",
     "main",
     "serve_loaded",
@@ -306,7 +307,7 @@ def build_server(loaded: Any, **uvicorn_settings: Any) -> Any:
         "lifespan": "on",
         "ws_max_size": loaded.config.limits.max_message_bytes,
         "ws_per_message_deflate": server.permessage_deflate,
-        "ws": ws_protocol_class(server.ws_protocol),
+        "ws": ws_protocol_class(server.ws_protocol, loaded.config.limits),
         "http": http_protocol_class(server.ws_protocol),
         "timeout_graceful_shutdown": server.drain_timeout,
     }
@@ -314,21 +315,42 @@ def build_server(loaded: Any, **uvicorn_settings: Any) -> Any:
     if server.gc_threshold is not None:
         _first, *older = gc.get_threshold()
         gc.set_threshold(server.gc_threshold, *older)
-    return _draining_server_class()(
-        uvicorn.Config(app, **settings), app.state.host, freeze_heap=server.gc_freeze
-    )
+    uvicorn_config = uvicorn.Config(app, **settings)
+    guard_connections(uvicorn_config, loaded.config.limits)
+    return _draining_server_class()(uvicorn_config, app.state.host, freeze_heap=server.gc_freeze)
 
 
-def ws_protocol_class(name: str) -> Any:
+def ws_protocol_class(name: str, limits: Any = None) -> Any:
     """The ``uvicorn.Config(ws=...)`` value for ``server.ws_protocol``: for ``netrun``, uvicorn's
-    own where the internals netrun-ws's builds on are not the tested ones (with a warning)."""
+    own where the internals netrun-ws's builds on are not the tested ones (with a warning).
+    ``limits`` (the config's ``limits`` section) gives netrun-ws's protocol its frame budget."""
     from netrun_ws.transport import netrun_protocols_usable
 
     if name == "netrun" and netrun_protocols_usable():
         from netrun_ws.transport.websocket import NetrunWebSocketProtocol
 
-        return NetrunWebSocketProtocol
+        if limits is None or not limits.frames_per_second:
+            return NetrunWebSocketProtocol
+        budget = max(limits.frames_per_second, 2 * limits.messages_per_second)
+        return NetrunWebSocketProtocol.with_limits(budget)
     return "websockets-sansio"
+
+
+def guard_connections(uvicorn_config: Any, limits: Any) -> None:
+    """Bound, on ``uvicorn_config``'s connections, what a client may hold before its request
+    is read and while it does not read (``limits``: the config's section; see
+    netrun_ws.transport.guard). Loads ``uvicorn_config``."""
+    from netrun_ws.transport.guard import guard_requests
+    from netrun_ws.transport.pending import RequestLimits
+
+    guard_requests(
+        uvicorn_config,
+        RequestLimits(
+            timeout=limits.request_timeout,
+            max_pending=limits.max_pending_requests,
+            max_pending_per_ip=limits.max_pending_requests_per_ip,
+        ),
+    )
 
 
 def http_protocol_class(ws_protocol: str) -> Any:

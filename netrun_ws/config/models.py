@@ -242,7 +242,12 @@ class LimitsConfig(BaseModel):
     send_queue: int = Field(
         default=256,
         gt=0,
-        description="Outbound messages queued per connection before `overflow` applies.",
+        description=(
+            "Outbound messages queued per connection before `overflow` applies. What the "
+            "transport writes on its own (pongs, close frames) is bounded by the socket's write "
+            "buffer instead: while it is over its high-water mark, the server stops reading "
+            "from that client until it drains."
+        ),
     )
     overflow: Overflow = Field(
         default="disconnect",
@@ -262,6 +267,46 @@ class LimitsConfig(BaseModel):
         description=(
             "Invalid messages in a row (each answered with an error reply) before the "
             "connection is closed with 4000."
+        ),
+    )
+    frames_per_second: float = Field(
+        default=2000.0,
+        ge=0,
+        description=(
+            "Incoming frames per second one connection may send, every frame counted: data, "
+            "continuation fragments, pings, pongs and close (a burst of one second's worth is "
+            "allowed). Past it the server stops reading from that connection until its budget "
+            "refills (its frames wait in TCP buffers). At least twice messages_per_second is "
+            "always allowed. 0 disables the budget. Served by server.ws_protocol 'netrun' only."
+        ),
+    )
+    request_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds from TCP accept (or, on a kept-alive connection, from the first byte of the "
+            "next request) until the request's head is read and the server answers it or hands "
+            "the upgrade to the websocket protocol. Slower connections get HTTP 408 and are "
+            "closed (slowloris). An HTTP route must start its answer within this time."
+        ),
+    )
+    max_pending_requests: int = Field(
+        default=1000,
+        gt=0,
+        description=(
+            "Connections this node holds before their request is read (see request_timeout). "
+            "Past it, the ones pending longest are closed (half a second later, so that a "
+            "burst of real clients can complete its requests first); past twice it, a new "
+            "connection is closed at once."
+        ),
+    )
+    max_pending_requests_per_ip: int = Field(
+        default=100,
+        gt=0,
+        description=(
+            "Connections from one client IP held before their request is read; past it, that "
+            "IP's oldest pending ones are closed half a second later. Behind a proxy every "
+            "connection comes from the proxy's IP: raise it to the bursts the proxy forwards."
         ),
     )
 

@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
 from netrun_ws.app import NetrunApp, create_app
-from netrun_ws.cli import http_protocol_class, ws_protocol_class
+from netrun_ws.cli import guard_connections, http_protocol_class, ws_protocol_class
 from netrun_ws.host import Host
 from netrun_ws.testing.client import DEFAULT_TIMEOUT, Client
 
@@ -180,7 +180,8 @@ async def serve(
         app = build_app(app)
     server_config = app.state.host.config.server
     protocol = ws_protocol or server_config.ws_protocol
-    uvicorn_settings.setdefault("ws", ws_protocol_class(protocol))
+    limits = app.state.host.config.limits
+    uvicorn_settings.setdefault("ws", ws_protocol_class(protocol, limits))
     uvicorn_settings.setdefault("http", http_protocol_class(protocol))
     uvicorn_settings.setdefault("ws_per_message_deflate", server_config.permessage_deflate)
     uvicorn_settings.setdefault("log_level", "warning")
@@ -200,7 +201,9 @@ async def serve(
 
         await app(scope, receive, watching)
 
-    server = uvicorn.Server(uvicorn.Config(watched, host="127.0.0.1", port=0, **uvicorn_settings))
+    uvicorn_config = uvicorn.Config(watched, host="127.0.0.1", port=0, **uvicorn_settings)
+    guard_connections(uvicorn_config, limits)  # the request deadlines `netrun-ws run` has
+    server = uvicorn.Server(uvicorn_config)
 
     async def serving() -> None:
         try:

@@ -5,6 +5,10 @@
 parsed. docs/architecture.md says what each changes and why. Both build on uvicorn and
 websockets internals (netrun_ws._upstream); where those are not the tested ones, uvicorn's own
 protocols serve instead (:func:`netrun_protocols_usable`).
+
+Whichever protocols serve, :mod:`netrun_ws.transport.guard` (public API only) bounds every
+connection from TCP accept: request deadlines, pending-connection limits, and reading held while
+an upgraded client's writes back up.
 """
 
 from __future__ import annotations

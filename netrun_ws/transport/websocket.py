@@ -73,6 +73,9 @@ from netrun_ws.wire import OPCODE_BINARY, OPCODE_TEXT, frame_header
 CORK_LIMIT = 64 * 1024
 #: Bytes of received messages waiting for the app past which the socket stops being read.
 READ_LIMIT = 64 * 1024
+#: Bytes of one read handed to websockets' parser at a time: a read of tiny frames (a ping
+#: flood) is parsed a slice at a time, the frame budget checked in between.
+PARSE_SLICE = 16 * 1024
 
 # RFC 9110 field names (tokens) and values, as websockets' own parser accepts them.
 _FIELD_NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
@@ -320,6 +323,16 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
 
     transport: CorkedTransport  # type: ignore[assignment]
 
+    #: Frames per second one connection may send, every frame counted (``limits.frames_per_second``
+    #: and twice ``messages_per_second``, whichever is more; 0: no budget). A subclass made by
+    #: :meth:`with_limits` sets it; past the budget, reading pauses until it refills.
+    frames_per_second: float = 0.0
+
+    @classmethod
+    def with_limits(cls, frames_per_second: float) -> type[NetrunWebSocketProtocol]:
+        """This protocol with a frame budget (what ``netrun-ws run`` gives uvicorn)."""
+        return type(cls.__name__, (cls,), {"frames_per_second": frames_per_second})
+
     def __init__(
         self,
         config: Config,
@@ -359,6 +372,12 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.ping_sent_at = self.last_ping_rtt = 0.0
         self.frames = []
         self.curr_msg_data_type = "bytes"
+        # Reading is paused while received messages wait (queue_full) or the frame budget is
+        # spent (throttled); read_paused says whether it is paused.
+        self.queue_full = self.throttled = False
+        self.frame_tokens = self.frames_per_second
+        self.tokens_at = self.loop.time()
+        self.unparsed = b""  # the rest of a read left while throttled
 
     def _server_protocol(self, kind: type[ServerProtocol]) -> ServerProtocol:
         # uvicorn's settings for websockets' protocol, deflate included when configured.
@@ -392,7 +411,15 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self.handshake_initiated and type(self.conn) is ParsedRequestServerProtocol:
+        if self.handshake_initiated:
+            if self.unparsed:  # throttled: wait behind what is left
+                self.unparsed += data
+            elif len(data) <= PARSE_SLICE:
+                super().data_received(data)
+            else:
+                self._parse(data)
+            return
+        if type(self.conn) is ParsedRequestServerProtocol:
             request = parse_upgrade_request(data)
             if request is not None:
                 self.handle_connect(request)
@@ -407,6 +434,43 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             self.handshake_initiated = self.handshake_complete = self.close_sent = True
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
+
+    def _parse(self, data: bytes) -> None:
+        # A slice at a time, stopping when the frame budget is spent.
+        for start in range(0, len(data), PARSE_SLICE):
+            if self.throttled or self.disconnected:
+                self.unparsed = data[start:]
+                return
+            super().data_received(data[start : start + PARSE_SLICE])
+
+    def _charge(self, frames: int) -> None:
+        """Count ``frames`` received against the frame budget; pause reading when it is spent."""
+        rate = self.frames_per_second
+        now = self.loop.time()
+        tokens = min(rate, self.frame_tokens + (now - self.tokens_at) * rate) - frames
+        self.frame_tokens, self.tokens_at = tokens, now
+        if tokens < 0 and not self.throttled:
+            self.throttled = True
+            self._sync_reading()
+            self.loop.call_later(-tokens / rate, self._unthrottle)
+
+    def _unthrottle(self) -> None:
+        self.throttled = False
+        if self.disconnected:
+            return
+        data, self.unparsed = self.unparsed, b""
+        if data:
+            self._parse(data)
+        self._sync_reading()
+
+    def _sync_reading(self) -> None:
+        paused = self.queue_full or self.throttled
+        if paused is not self.read_paused and not self.close_sent:
+            self.read_paused = paused
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -460,8 +524,10 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_events(self) -> None:
         # uvicorn's dispatch, with a whole text frame (the common case) delivered without the
         # two handler calls and the list uvicorn builds for it.
+        frames = 0
         for event in self.conn.events_received():
             if type(event) is Frame:
+                frames += 1
                 opcode = event.opcode
                 if opcode is Opcode.TEXT and event.fin:
                     self.curr_msg_data_type = "text"
@@ -481,6 +547,8 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
                     self.handle_close(event)
             elif isinstance(event, Request):
                 self.handle_connect(event)
+        if frames and self.frames_per_second:
+            self._charge(frames)
 
     def send_receive_event_to_app(self) -> None:
         frames = self.frames
@@ -500,13 +568,13 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             event = {"type": "websocket.receive", "bytes": data}
         queue = self.queue
         queue.put_nowait(event, len(data))
-        if queue.waiting_bytes > READ_LIMIT and not self.read_paused:
-            self.read_paused = True
-            self.transport.pause_reading()
+        if queue.waiting_bytes > READ_LIMIT and not self.queue_full:
+            self.queue_full = True
+            self._sync_reading()
 
     async def receive(self) -> Any:
         event = await self.queue.get()
-        if self.read_paused:
+        if self.queue_full:
             self._maybe_resume_reading()
         return event
 
@@ -518,14 +586,14 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         """The next ASGI receive event if one is waiting, else None (then await
         :meth:`receive_ready`, or ``receive``)."""
         event = self.queue.get_nowait()
-        if self.read_paused:
+        if self.queue_full:
             self._maybe_resume_reading()
         return event
 
     def _maybe_resume_reading(self) -> None:
         if self.queue.waiting_bytes <= READ_LIMIT // 2:
-            self.read_paused = False
-            self.transport.resume_reading()
+            self.queue_full = False
+            self._sync_reading()
 
     # ------------------------------------------------------------------ the direct path
 
@@ -573,6 +641,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
 
 __all__ = [
     "CORK_LIMIT",
+    "PARSE_SLICE",
     "READ_LIMIT",
     "CorkedTransport",
     "NetrunWebSocketProtocol",

@@ -163,7 +163,8 @@ def test_unknown_key_without_a_close_match_lists_the_known_keys(in_tmp: Path) ->
     assert errors_of("limits:\n  zzz: 1\n", in_tmp) == [
         "netrun_ws.yaml:2 limits.zzz: unknown key 'zzz'; expected one of: max_connections, "
         "max_connections_per_user, max_connections_per_ip, max_message_bytes, send_queue, "
-        "overflow, messages_per_second, max_consecutive_errors"
+        "overflow, messages_per_second, max_consecutive_errors, frames_per_second, "
+        "request_timeout, max_pending_requests, max_pending_requests_per_ip"
     ]
 
 

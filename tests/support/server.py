@@ -9,7 +9,7 @@ from typing import Any
 
 import uvicorn
 
-from netrun_ws.cli import http_protocol_class, ws_protocol_class
+from netrun_ws.cli import guard_connections, http_protocol_class, ws_protocol_class
 
 #: The ``server.ws_protocol`` to serve an app with when its config does not name one (None: the
 #: config's default). The ``served_ws_protocol`` fixture (tests/conftest.py) sets it, so that
@@ -33,12 +33,15 @@ async def serve(app: Any, port: int = 0, **config: Any) -> AsyncIterator[str]:
         ws_protocol = server_config.ws_protocol
         if default_ws_protocol is not None and "ws_protocol" not in server_config.model_fields_set:
             ws_protocol = default_ws_protocol
-        config.setdefault("ws", ws_protocol_class(ws_protocol))
+        config.setdefault("ws", ws_protocol_class(ws_protocol, host.config.limits))
         config.setdefault("http", http_protocol_class(ws_protocol))
         config.setdefault("ws_per_message_deflate", server_config.permessage_deflate)
     config.setdefault("log_level", "warning")
     config.setdefault("lifespan", "auto")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **config))
+    uvicorn_config = uvicorn.Config(app, host="127.0.0.1", port=port, **config)
+    if host is not None:  # the request deadlines and limits `netrun-ws run` serves with
+        guard_connections(uvicorn_config, host.config.limits)
+    server = uvicorn.Server(uvicorn_config)
     # _serve() skips uvicorn's signal capture: the test process owns its signals.
     task = asyncio.create_task(server._serve())
     try:

@@ -185,3 +185,22 @@ async def test_an_upgrade_leaves_no_garbage_cycle_behind() -> None:
                 assert made and all(ref() is None for ref in made)
             finally:
                 gc.enable()
+
+
+@pytest.mark.parametrize("ws_protocol", ["netrun", "uvicorn"])
+async def test_the_connection_guard_sees_accept_and_the_upgrade(ws_protocol: str) -> None:
+    # netrun_ws.transport.guard relies on uvicorn serving with the HTTP protocol class a loaded
+    # Config holds, and on its upgrade calling set_protocol on the transport that protocol was
+    # given: else pending connections would go unbounded, or upgraded ones be cut as pending.
+    config = echo_config(ws_protocol, request_timeout=0.5)
+    async with serve(create_app(config)) as addr:
+        host, _, port = addr.rpartition(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        answer = await asyncio.wait_for(reader.read(), 10)  # sent nothing: 408, then closed
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        writer.close()
+        async with connect(f"ws://{addr}/ws?user_id=u") as client:
+            await client.recv()
+            await asyncio.sleep(1.0)  # twice the request timeout
+            await client.send('{"type": "echo", "seq": 3}')
+            assert '"seq":3' in str(await client.recv()).replace(" ", "")
