@@ -28,6 +28,7 @@ __all__ = [
     "check_no_position",
     "envelope_channel",
     "new_epoch",
+    "position_prefix",
     "room_channel",
     "splice_position",
     "user_channel",
@@ -62,13 +63,21 @@ def envelope_channel(envelope: Envelope, config: HistoryConfig) -> str | None:
     return None
 
 
-def splice_position(payload: str, channel: str, offset: int, epoch: str) -> str:
-    """``payload`` (a JSON object's text) with ``"pos"`` as its first key."""
-    pos = f'{{"pos":{{"channel":{json.dumps(channel)},"offset":{offset},"epoch":"{epoch}"}}'
+def position_prefix(channel: str) -> str:
+    """The start of every ``pos`` of ``channel``, up to its offset."""
+    return f'{{"pos":{{"channel":{json.dumps(channel)},"offset":'
+
+
+def splice_position(
+    payload: str, channel: str, offset: int, epoch: str, prefix: str | None = None
+) -> str:
+    """``payload`` (a JSON object's text) with ``"pos"`` as its first key (``prefix``: the
+    channel's :func:`position_prefix`, when the caller keeps it)."""
+    head = prefix if prefix is not None else position_prefix(channel)
     rest = payload[1:]
     if rest.strip() == "}":
-        return pos + "}"
-    return pos + "," + rest
+        return f'{head}{offset},"epoch":"{epoch}"}}}}'
+    return f'{head}{offset},"epoch":"{epoch}"}},{rest}'
 
 
 def check_no_position(message: Any) -> None:
@@ -87,6 +96,7 @@ def check_no_position(message: Any) -> None:
 
 @dataclasses.dataclass(slots=True)
 class _Channel:
+    prefix: str  # position_prefix(channel), made once
     top: int = 0
     # (offset, unix time, payload) of the last `size` messages, oldest first.
     entries: deque[tuple[int, float, str]] = dataclasses.field(default_factory=deque)
@@ -112,16 +122,25 @@ class MemoryHistory:
             return envelope
         state = self._channels.get(channel)
         if state is None:
-            state = self._channels[channel] = _Channel()
+            state = self._channels[channel] = _Channel(position_prefix(channel))
         state.top += 1
         offset = state.top
-        payload = splice_position(envelope.payload, channel, offset, self.epoch)  # type: ignore[arg-type]
+        epoch = self.epoch
+        text: str = envelope.payload  # type: ignore[assignment]  # a str: envelope_channel said so
+        payload = splice_position(text, channel, offset, epoch, state.prefix)
         entries = state.entries
         entries.append((offset, time.time(), payload))
-        size = self.config.rooms_size if channel[0] == "r" else self.config.users_size
+        size = self.config.rooms_size if envelope.kind == "room" else self.config.users_size
         if len(entries) > size:
             entries.popleft()
-        return dataclasses.replace(envelope, payload=payload, pos=Position(offset, self.epoch))
+        return Envelope(
+            envelope.kind,
+            envelope.target,
+            payload,
+            envelope.exclude_users,
+            envelope.exclude_connections,
+            Position(offset, epoch),
+        )
 
     def top(self, channel: str) -> Position:
         state = self._channels.get(channel)

@@ -371,7 +371,10 @@ class Admission:
         for room in dict.fromkeys(rooms):
             if recovering:
                 host.recovery.start_holding(connection, room_channel(room))
-            if not await host.rooms.join(connection, room, record=False) and recovering:
+            # The session's first join position stays where recovery starts; a room without one
+            # (saved before it had a record) gets one now.
+            record = room_channel(room) not in joins
+            if not await host.rooms.join(connection, room, record=record) and recovering:
                 host.recovery.release(connection.session_id or "", room_channel(room))
         return True
 

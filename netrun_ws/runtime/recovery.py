@@ -23,10 +23,12 @@ if TYPE_CHECKING:
     from netrun_ws.connection import Connection
     from netrun_ws.host import Host
 
-__all__ = ["MAX_SINCE_CHANNEL", "Recovery", "SinceError", "parse_since"]
+__all__ = ["MAX_SINCE_CHANNEL", "REPLAY_DRAIN_TIMEOUT", "Recovery", "SinceError", "parse_since"]
 
 logger = logging.getLogger("netrun_ws")
 
+#: Longest wait for a recovering client to read half its send queue before more is queued.
+REPLAY_DRAIN_TIMEOUT = 10.0
 #: Longest channel name accepted in ``since``.
 MAX_SINCE_CHANNEL = 300
 _MAX_EPOCH = 64
@@ -214,6 +216,11 @@ class Recovery:
         connection.metadata.pop("holds", None)
 
     async def _send(self, connection: Connection, payload: str | bytes) -> None:
+        # A replay may be far longer than the send queue: let the socket drain at half full
+        # instead of closing the client as a slow consumer (a client that does not read at all
+        # still hits the queue's limit once the wait times out).
+        if connection.queue_length >= max(1, connection.maxsize // 2):
+            await connection.flush(REPLAY_DRAIN_TIMEOUT)
         delivery = self._host.delivery
         if delivery.hooked and isinstance(payload, str):
             await delivery.send(connection, json.loads(payload))

@@ -336,3 +336,22 @@ async def test_live_messages_held_past_the_bound_close_1013_and_the_next_resume_
             ("recovered", None),
         ]
         assert got[0]["offset"] == seen[0]["pos"]["offset"] + 7
+
+
+async def test_a_replay_longer_than_the_send_queue_is_paced_not_cut() -> None:
+    config = chat_config(rooms_size=3000, max_replay_messages=3000, max_replay_bytes=50_000_000)
+    config["limits"] = {"messages_per_second": 0, "send_queue": 8}
+    app = create_app(config)
+    host = app.state.host
+    async with serve(app) as addr:
+        ann, welcome = await open_client(addr, "ann")
+        await join(ann, "news")
+        await ann.close()
+        await wait_for(lambda: len(host.manager) == 0)
+        text = "x" * 8192
+        for n in range(2000):  # 16 MB: far more than the socket buffers and 8 queued frames
+            await host.publish_room("news", {"type": "story", "n": n, "text": text})
+        ann, _ = await open_client(addr, "ann", welcome["session_id"], {})
+        recovery = await read_until(ann, "recovered", timeout=30)
+        assert [m["n"] for m in recovery if m.get("type") == "story"] == list(range(2000))
+        await ann.close()

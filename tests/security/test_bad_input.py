@@ -252,6 +252,7 @@ class Probe:
         replies: list[dict[str, Any]] = []
         while True:
             reply = json.loads(await asyncio.wait_for(self.client.recv(), 5))
+            reply.pop("pos", None)  # room and user messages carry a history position
             if reply == {"type": "direct", "from": PROBE_USER, "text": marker}:
                 break
             replies.append(reply)

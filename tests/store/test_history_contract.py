@@ -165,3 +165,28 @@ async def test_lost_redis_keys_start_a_new_epoch(shared_redis: RedisServer) -> N
         assert read.status == "epoch_changed" and read.top == after
     finally:
         await node.stop()
+
+
+async def test_while_redis_is_down_a_room_message_is_delivered_here_without_a_position(
+    redis_server: RedisServer,
+) -> None:
+    node = RedisStore(
+        redis_server.url, probe_interval=0.2, probe_timeout=1.0, operation_timeout=1.0
+    )
+    recorder = Recorder()
+    await node.start(recorder.deliver, recorder.on_gap)
+    try:
+        await node.publish(room(0))
+        await eventually(lambda: len(recorder.envelopes) == 1, what="the first delivery")
+        await redis_server.kill()
+        result = await node.publish(room(1))
+        assert result.local == 1 and result.remote_nodes == 0
+        last = recorder.envelopes[-1]
+        assert last.pos is None and json.loads(last.payload) == {"type": "say", "n": 1}
+        assert node.stats()["publish_failures"] >= 1
+        await redis_server.start()
+        # Redis came back empty: the channel starts a new epoch, never reusing the old offsets.
+        restarted = await node.history_top("room:lobby")
+        assert restarted.offset == 0 and restarted.epoch != recorder.envelopes[0].pos.epoch  # type: ignore[union-attr]
+    finally:
+        await node.stop()
