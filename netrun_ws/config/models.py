@@ -127,6 +127,16 @@ class ServerConfig(BaseModel):
             "${VAR}; it is masked in output."
         ),
     )
+    revocation_ttl: float = Field(
+        default=86400.0,
+        gt=0,
+        description=(
+            "Seconds a revocation lasts: POST <api_prefix>/revoke (host.revoke_user) refuses "
+            "the user's credentials issued until then for this long, and a revoked token "
+            "without exp this long (one with exp until then). Set it to at least your longest "
+            "token lifetime."
+        ),
+    )
     permessage_deflate: bool = Field(
         default=False,
         description=(

@@ -64,6 +64,7 @@ _KINDS: dict[str, EnvelopeKind] = {
     "room": "room",
     "broadcast": "broadcast",
     "revoke": "revoke",
+    "revoke_token": "revoke_token",
     "connection": "connection",
 }
 # Payload text may hold lone surrogates; they cross the wire unchanged.

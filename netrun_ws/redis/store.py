@@ -21,6 +21,8 @@ Guarantees and their limits:
   outage. ``remove_connection``, ``join_room`` and ``leave_room`` are applied to this node's
   copy and written to Redis when it answers again; ``add_connection`` (which must check the
   cluster-wide limit) and the reads raise :class:`~netrun_ws.redis.calls.RedisStoreError`;
+- revocations (``revoke``/``revoked``) are keys ``P:revoked:<subject>`` holding the revocation
+  time, expiring with it (Redis forgets them); admission reads them in one MGET;
 - every Redis call is bounded by ``operation_timeout``; the scripts build key names from the
   prefix, so use a standalone Redis (or a single shard), not Redis Cluster.
 """
@@ -34,7 +36,9 @@ import math
 import os
 import re
 import socket
+import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -269,6 +273,33 @@ class RedisStore:
     async def nodes(self) -> list[dict[str, Any]]:
         return await self._require_presence().nodes()
 
+    # ---------------------------------------------------------------- revocations
+
+    async def revoke(self, subject: str, revoked_at: float, until: float) -> None:
+        """``P:revoked:<subject>`` = revoked_at, expiring at ``until`` (Redis drops it then)."""
+        client = self._require_client()
+        ttl_ms = max(1, math.ceil((until - time.time()) * 1000))
+        await bounded(
+            client.set(self._revoked_key(subject), repr(revoked_at), px=ttl_ms),
+            timeout=self.operation_timeout,
+            operation="SET revocation",
+            target=self._target,
+        )
+
+    async def revoked(self, subjects: Sequence[str]) -> list[float | None]:
+        """One MGET for every subject."""
+        client = self._require_client()
+        values = await bounded(
+            client.mget([self._revoked_key(subject) for subject in subjects]),
+            timeout=self.operation_timeout,
+            operation="MGET revocations",
+            target=self._target,
+        )
+        return [_revoked_at(value) for value in values]
+
+    def _revoked_key(self, subject: str) -> str:
+        return f"{self.key_prefix}:revoked:{subject}"
+
     def stats(self) -> dict[str, Any]:
         """Counters: published, received, publish_failures, gaps, subscribed, last_probe_age, ..."""
         stats: dict[str, Any] = {
@@ -299,6 +330,11 @@ class RedisStore:
             raise RuntimeError("the redis store is not started")
         return self._presence
 
+    def _require_client(self) -> Redis:
+        if self._deliver is None or self._client is None:
+            raise RuntimeError("the redis store is not started")
+        return self._client
+
     def _make_client(self) -> Redis:
         timeout = self.operation_timeout
         # One quick retry, so the first call on a pooled connection that a Redis restart
@@ -315,3 +351,14 @@ class RedisStore:
             retry_on_error=[RedisConnectionError],
         )
         return Redis.from_pool(pool)
+
+
+def _revoked_at(value: Any) -> float | None:
+    """A stored revocation time; an unreadable value counts as revoked now (fail closed)."""
+    if value is None:
+        return None
+    try:
+        revoked_at = float(value)
+    except (TypeError, ValueError):
+        return time.time()
+    return revoked_at if math.isfinite(revoked_at) else time.time()

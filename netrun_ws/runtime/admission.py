@@ -3,7 +3,8 @@ message loop, and the bookkeeping once the connection ends.
 
 In order: Origin allowlist, the ``handshake`` hook, authentication (``authenticate``, or the
 first message with ``server.first_message_auth``, within ``server.handshake_timeout``), the limits
-(draining, node, client IP, then per user through the store, each reserved before any await),
+(draining, node, client IP, then revocation and per user through the store, each reserved before
+any await),
 accept, resume of a returning session, the welcome. A refusal before accept is an HTTP status;
 after accept, the close code that status stands for (docs/architecture.md, "A connection").
 """
@@ -26,6 +27,7 @@ from netrun_ws.plugins.hooks import HookError
 from netrun_ws.plugins.loading import describe_exception
 from netrun_ws.runtime.auth_messages import AuthMessage
 from netrun_ws.runtime.deadlines import Deadlines
+from netrun_ws.runtime.revocation import REVOKED
 
 if TYPE_CHECKING:
     from netrun_ws.connection import Connection
@@ -221,6 +223,9 @@ class Admission:
             await self.refuse(websocket, 403, SESSION_NOT_YOURS, accepted=accepted)
             return None
         try:
+            if await host.revocations.revoked(identity):
+                await self.refuse(websocket, 403, REVOKED, accepted=accepted)
+                return None
             # Bound to its first user, on every node: nobody else resumes or replaces it.
             if not await store.sessions.claim_session(session_id, user_id):
                 await self.refuse(websocket, 403, SESSION_NOT_YOURS, accepted=accepted)

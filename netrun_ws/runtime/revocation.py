@@ -1,0 +1,99 @@
+"""Revocation that lasts: a revoked user or token stays refused on every node.
+
+A revocation is an entry in the store (so every node sharing it sees it), kept for as long as it
+can matter:
+
+- a **user** revocation (``host.revoke_user``, ``POST <api_prefix>/revoke {"user": ID}``) refuses
+  every credential of that user issued at or before the revocation: a token whose ``iat`` is not
+  later than the revocation time, or that has no ``iat``. Tokens issued afterwards are accepted,
+  so the user can log in again. The entry lives ``server.revocation_ttl`` seconds (set it to at
+  least your longest token lifetime);
+- a **token** revocation (``{"token": JWT}`` or ``{"jti": ID}``) refuses that one token until its
+  own ``exp`` (``server.revocation_ttl`` when it has none). A token is known by its ``jti`` claim,
+  else by a digest of all its claims (the same claims signed by the same key are the same grant).
+
+Admission asks the store once per connection for both entries; a refresh with a revoked token is
+refused like an invalid one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from typing import TYPE_CHECKING
+
+from netrun_ws.identity import Identity
+
+if TYPE_CHECKING:
+    from netrun_ws.host import Host
+
+#: The public reason of a refusal (HTTP 403 body, close reason, refresh error).
+REVOKED = "revoked"
+
+
+def user_subject(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def token_subject(token_id: str) -> str:
+    return f"token:{token_id}"
+
+
+def token_id(identity: Identity) -> str | None:
+    """What names the token behind ``identity``: ``jti:<jti>``, else ``claims:<sha256>`` of its
+    claims; None for an identity without claims (an auth plugin that is not token based)."""
+    claims = identity.claims
+    if not claims:
+        return None
+    jti = claims.get("jti")
+    if isinstance(jti, str) and jti:
+        return f"jti:{jti}"
+    canonical = json.dumps(claims, sort_keys=True, separators=(",", ":"), default=repr)
+    return f"claims:{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+class Revocations:
+    """Records revocations in the host's store and checks identities against them."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+
+    @property
+    def ttl(self) -> float:
+        return self._host.config.server.revocation_ttl
+
+    async def revoke_user(self, user_id: str) -> None:
+        """Refuse every credential of ``user_id`` issued up to now."""
+        now = time.time()
+        await self._host.store.revoke(user_subject(user_id), now, now + self.ttl)
+
+    async def revoke_token(self, token: str, expires_at: float | None) -> None:
+        """Refuse the token named ``token`` (see :func:`token_id`) until ``expires_at``."""
+        now = time.time()
+        until = expires_at if expires_at is not None else now + self.ttl
+        if until > now:  # an expired token is refused anyway
+            await self._host.store.revoke(token_subject(token), now, until)
+
+    async def revoked(self, identity: Identity) -> bool:
+        """Whether ``identity``'s user or token is revoked (one store call)."""
+        token = token_id(identity)
+        subjects = [user_subject(identity.user_id)]
+        if token is not None:
+            subjects.append(token_subject(token))
+        times = await self._host.store.revoked(subjects)
+        if len(times) > 1 and times[1] is not None:
+            return True
+        user_revoked_at = times[0]
+        if user_revoked_at is None:
+            return False
+        issued = _number(identity.claims.get("iat"))
+        # iat is usually whole seconds: a token issued in the revocation's second is refused too.
+        return issued is None or issued <= user_revoked_at
