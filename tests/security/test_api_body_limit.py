@@ -29,7 +29,8 @@ ROUTES = ("/api/publish", "/api/revoke")
 
 @contextlib.asynccontextmanager
 async def api() -> AsyncIterator[str]:
-    config = base_config(server={"path": "/ws", "api_key": KEY}, limits={"max_message_bytes": LIMIT})
+    limits = {"max_message_bytes": LIMIT}
+    config = base_config(server={"path": "/ws", "api_key": KEY}, limits=limits)
     async with serve(create_app(config)) as addr:
         yield addr
 
