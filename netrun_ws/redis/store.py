@@ -30,7 +30,6 @@ Guarantees and their limits:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
@@ -38,7 +37,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -48,7 +47,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from netrun_ws.reconnection import ReconnectionConfig
 from netrun_ws.redis.broker import RedisBroker
-from netrun_ws.redis.calls import RedisStoreError, RedisTarget, bounded
+from netrun_ws.redis.calls import RedisStoreError, RedisTarget, bounded, finish_within
 from netrun_ws.redis.presence import RedisPresence
 from netrun_ws.session import WebSocketSessionManager
 from netrun_ws.session_backends import SessionStoreError
@@ -64,6 +63,8 @@ DEFAULT_RECONNECT = ReconnectionConfig(
 )
 #: Connections in the command pool (presence, PUBLISH); a burst waits for a free one.
 POOL_SIZE = 32
+#: What a shutdown step gets when the stop budget is already spent (local socket closes).
+_LAST_STEP_GRACE = 0.1
 _NODE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -102,6 +103,8 @@ class RedisStore:
         self.probe_interval = _seconds("probe_interval", probe_interval)
         self.probe_timeout = _seconds("probe_timeout", probe_timeout)
         self.operation_timeout = _seconds("operation_timeout", operation_timeout)
+        #: The budget of ``stop`` (each step bounded by what is left of it).
+        self.stop_timeout = 2 * self.operation_timeout
         if self.node_heartbeat >= self.node_ttl:
             raise ValueError(
                 f"node_heartbeat ({node_heartbeat}) must be shorter than node_ttl ({node_ttl}), "
@@ -177,11 +180,7 @@ class RedisStore:
             await presence.beat()
             await broker.start(deliver, on_gap)
         except BaseException as exc:
-            await broker.stop()
-            with contextlib.suppress(RedisStoreError):
-                await presence.retire()
-            await client.aclose()
-            await self.sessions.close()
+            await self._shutdown(client, presence, broker, None)
             if isinstance(exc, RedisStoreError):
                 raise RedisStoreError(f"cannot start the Redis store: {exc}") from None
             raise
@@ -198,26 +197,59 @@ class RedisStore:
     async def stop(self) -> None:
         """Stop receiving, remove this node's presence at once, close the connections.
 
-        Idempotent; never raises for a Redis failure (the presence then expires after node_ttl).
+        Idempotent; never raises for a Redis failure, and returns within about
+        ``2 * operation_timeout`` seconds whatever Redis does (down, frozen, killed meanwhile):
+        a step that does not finish in time is abandoned, and one warning line names every
+        abandoned step (an unremoved presence then expires after node_ttl).
         """
         if self._deliver is None:
             return
         self._deliver = None
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
-            self._heartbeat = None
-        if self._broker is not None:
-            await self._broker.stop()
-        if self._presence is not None:
-            try:
-                await self._presence.retire()
-            except RedisStoreError as exc:
-                logger.warning("node %s could not remove its presence: %s", self.node_id, exc)
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-        await self.sessions.close()
+        client, presence, broker, heartbeat = (
+            self._client,
+            self._presence,
+            self._broker,
+            self._heartbeat,
+        )
+        self._client, self._heartbeat = None, None
+        await self._shutdown(client, presence, broker, heartbeat)
+
+    async def _shutdown(
+        self,
+        client: Redis | None,
+        presence: RedisPresence | None,
+        broker: RedisBroker | None,
+        heartbeat: asyncio.Task[None] | None,
+    ) -> None:
+        """Every step of a shutdown, each bounded by what is left of one shared budget."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self.stop_timeout
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+        if heartbeat is not None:
+            heartbeat.cancel()
+            steps.append(("presence heartbeat", lambda: asyncio.wait({heartbeat})))
+        if broker is not None:
+            steps.append(("subscriber", broker.stop))
+        if presence is not None:
+            steps.append(("presence removal", presence.retire))
+        if client is not None:
+            steps.append(("command connections", client.aclose))
+        steps.append(("session store", self.sessions.close))
+        abandoned = []
+        for step, run in steps:
+            # Every step gets a moment even past the deadline: closing sockets is local work.
+            budget = max(deadline - loop.time(), _LAST_STEP_GRACE)
+            outcome = await finish_within(step, run(), budget)
+            if outcome is not None:
+                abandoned.append(outcome)
+        if abandoned:
+            logger.warning(
+                "Redis store %s stopped in %.1fs, abandoning: %s",
+                self.node_id,
+                loop.time() - started,
+                "; ".join(f"{item.step} ({self._target.scrub(item.why)})" for item in abandoned),
+            )
 
     async def ready(self) -> bool:
         """True when Redis answers, this node's heartbeat is current and its probe comes back."""
