@@ -35,7 +35,7 @@ from netrun_ws.runtime.admission import Admission
 from netrun_ws.runtime.delivery import Delivery
 from netrun_ws.runtime.expiry import Expiry
 from netrun_ws.runtime.message_loop import MessageLoop
-from netrun_ws.runtime.revocation import Revocations
+from netrun_ws.runtime.revocation import REVOKED, Revocations
 from netrun_ws.runtime.rooms import Rooms
 from netrun_ws.stats import HostStats, collect_stats
 from netrun_ws.store import Envelope, PublishResult, Store
@@ -237,6 +237,12 @@ class Host:
         identity, accepted = admitted
         connection = await admission.open(websocket, identity, accepted)
         if connection is None:
+            return
+        if self.revocations.recently_revoked(identity):
+            # Revoked between the admission's check and the registration: closed like the rest.
+            await self.manager.disconnect(
+                connection.connection_id, CloseCode.POLICY_VIOLATION, REVOKED
+            )
             return
         if send is not None:
             connection.asgi_send = send

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from netrun_ws.codes import CloseCode
 from netrun_ws.identity import Identity
 from netrun_ws.plugins.hooks import DROP
-from netrun_ws.runtime.revocation import token_id
+from netrun_ws.runtime.revocation import token_id, token_subject, user_subject
 from netrun_ws.store import DeliveryGap, Envelope, PublishResult
 from netrun_ws.wire import encode_message, wire_frame
 
@@ -122,9 +122,12 @@ class Delivery:
         if envelope.kind in ("revoke", "revoke_token"):
             reason = envelope.payload
             text = reason.decode(errors="replace") if isinstance(reason, bytes) else reason
+            target = envelope.target or ""
             if envelope.kind == "revoke_token":
-                return await self._revoke_token_local(envelope.target or "", text)
-            return await self._revoke_local(envelope.target or "", text)
+                self._host.revocations.closing(token_subject(target))
+                return await self._revoke_token_local(target, text)
+            self._host.revocations.closing(user_subject(target))
+            return await self._revoke_local(target, text)
         targets = self._local_targets(envelope)
         if not targets:
             return 0

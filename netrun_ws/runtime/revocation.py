@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 #: The public reason of a refusal (HTTP 403 body, close reason, refresh error).
 REVOKED = "revoked"
+#: How long a node remembers the revocations it closed connections for: longer than any
+#: admission can take between its revocation check and its registration.
+RECENT_SECONDS = 300.0
 
 
 def user_subject(user_id: str) -> str:
@@ -65,6 +68,10 @@ class Revocations:
 
     def __init__(self, host: Host) -> None:
         self._host = host
+        # subject -> revoked_at of the revocations this node closed connections for: an
+        # admission that passed its check just before a revocation and registered just after
+        # its close is caught here, without another store call.
+        self._recent: dict[str, float] = {}
 
     @property
     def ttl(self) -> float:
@@ -89,11 +96,34 @@ class Revocations:
         if token is not None:
             subjects.append(token_subject(token))
         times = await self._host.store.revoked(subjects)
-        if len(times) > 1 and times[1] is not None:
-            return True
-        user_revoked_at = times[0]
-        if user_revoked_at is None:
+        return _refused(identity, times[0], times[1] if len(times) > 1 else None)
+
+    def closing(self, subject: str) -> None:
+        """This node is closing the connections of a revocation of ``subject`` (delivery)."""
+        now = time.time()
+        if len(self._recent) > 1000:
+            self._recent = {
+                key: at for key, at in self._recent.items() if now - at < RECENT_SECONDS
+            }
+        self._recent[subject] = now
+
+    def recently_revoked(self, identity: Identity) -> bool:
+        """Whether a revocation this node closed connections for covers ``identity`` (no store
+        call: checked once a connection is registered)."""
+        if not self._recent:
             return False
-        issued = _number(identity.claims.get("iat"))
-        # iat is usually whole seconds: a token issued in the revocation's second is refused too.
-        return issued is None or issued <= user_revoked_at
+        token = token_id(identity)
+        recent = self._recent.get
+        user_at = recent(user_subject(identity.user_id))
+        token_at = recent(token_subject(token)) if token is not None else None
+        return _refused(identity, user_at, token_at)
+
+
+def _refused(identity: Identity, user_revoked_at: float | None, token_at: float | None) -> bool:
+    if token_at is not None:
+        return True
+    if user_revoked_at is None:
+        return False
+    issued = _number(identity.claims.get("iat"))
+    # iat is usually whole seconds: a token issued in the revocation's second is refused too.
+    return issued is None or issued <= user_revoked_at

@@ -286,3 +286,32 @@ async def test_a_revocation_the_store_cannot_record_is_a_503_and_still_closes() 
                     assert live.close_code == CloseCode.POLICY_VIOLATION
                 finally:
                     redis.resume()
+
+
+@pytest.mark.parametrize("subject", ["user", "token"])
+async def test_a_revocation_during_an_admission_closes_the_connection_it_admits(
+    subject: str,
+) -> None:
+    """The admission checked before the revocation was recorded and registers after its close:
+    the node remembers what it closed and closes this one too."""
+    credential = token(jti="race-1")
+    config = base_config(
+        store={"plugin": "tests.security.held_store"},
+        auth={"plugin": "jwt", "secret": SECRET},
+        server={"path": "/ws", "api_key": KEY},
+    )
+    app = create_app(config)
+    async with serve(app) as addr:
+        store = app.state.host.store
+        store.gate.clear()
+        connecting = asyncio.ensure_future(
+            attempt(f"ws://{addr}/ws", additional_headers=bearer(credential))
+        )
+        await asyncio.wait_for(store.waiting.wait(), 5)  # past the check, not yet registered
+        body = {"user": "alice"} if subject == "user" else {"token": credential}
+        assert (await revoke(addr, body)).status_code == 200
+        store.gate.set()
+        outcome = await connecting
+        assert outcome.welcome is None
+        assert (outcome.code, outcome.reason) == (CloseCode.POLICY_VIOLATION, "revoked")
+        assert len(app.state.host.manager) == 0
