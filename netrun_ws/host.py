@@ -238,7 +238,7 @@ class Host:
         connection = await admission.open(websocket, identity, accepted)
         if connection is None:
             return
-        if self.revocations.recently_revoked(identity):
+        if self.revocations.revoked_since(identity, connection.metadata["revocation_checked_at"]):
             # Revoked between the admission's check and the registration: closed like the rest.
             await self.manager.disconnect(
                 connection.connection_id, CloseCode.POLICY_VIOLATION, REVOKED

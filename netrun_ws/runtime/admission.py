@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -222,6 +223,7 @@ class Admission:
         if resuming and not self._local_holder_is(session_id, user_id):
             await self.refuse(websocket, 403, SESSION_NOT_YOURS, accepted=accepted)
             return None
+        checked_at = time.monotonic()
         try:
             if await host.revocations.revoked(identity):
                 await self.refuse(websocket, 403, REVOKED, accepted=accepted)
@@ -250,6 +252,7 @@ class Admission:
             "store_connection_id": store_id,
             "resuming": resuming,
             "ip": ip,
+            "revocation_checked_at": checked_at,
         }
         try:
             # A client resuming its session id replaces a connection that has not noticed yet.

@@ -68,7 +68,7 @@ class Revocations:
 
     def __init__(self, host: Host) -> None:
         self._host = host
-        # subject -> revoked_at of the revocations this node closed connections for: an
+        # subject -> time.monotonic() when this node closed connections for its revocation: an
         # admission that passed its check just before a revocation and registered just after
         # its close is caught here, without another store call.
         self._recent: dict[str, float] = {}
@@ -100,23 +100,31 @@ class Revocations:
 
     def closing(self, subject: str) -> None:
         """This node is closing the connections of a revocation of ``subject`` (delivery)."""
-        now = time.time()
+        now = time.monotonic()
         if len(self._recent) > 1000:
             self._recent = {
                 key: at for key, at in self._recent.items() if now - at < RECENT_SECONDS
             }
         self._recent[subject] = now
 
-    def recently_revoked(self, identity: Identity) -> bool:
-        """Whether a revocation this node closed connections for covers ``identity`` (no store
-        call: checked once a connection is registered)."""
+    def revoked_since(self, identity: Identity, checked_at: float) -> bool:
+        """Whether a revocation this node closed connections for, at or after ``checked_at``
+        (``time.monotonic()`` when the admission asked the store), covers ``identity``. No store
+        call: checked once a connection is registered. Later admissions asked the store, which
+        is the authority (and knows when a revocation ends)."""
         if not self._recent:
             return False
         token = token_id(identity)
         recent = self._recent.get
         user_at = recent(user_subject(identity.user_id))
         token_at = recent(token_subject(token)) if token is not None else None
-        return _refused(identity, user_at, token_at)
+        if user_at is not None and user_at < checked_at:
+            user_at = None
+        if token_at is not None and token_at < checked_at:
+            token_at = None
+        # The iat rule compares with wall-clock time: any user revocation seen here is newer
+        # than every credential issued before the admission began.
+        return _refused(identity, time.time() if user_at is not None else None, token_at)
 
 
 def _refused(identity: Identity, user_revoked_at: float | None, token_at: float | None) -> bool:
