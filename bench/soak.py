@@ -438,8 +438,8 @@ than {RSS_FLAT:.0%} of its mean, and those two by less than {COUNT_FLAT:.0%} of 
 per 10 minutes.
 
 **This run**: {report["duration"]:.0f} s ({report["finished_at"]}), {clients["connects"]:,}
-connections opened, {clients["refused"]:,} refused or failed handshakes (mostly while Redis
-restarted: the node refuses connects with 503 when it cannot count them), {clients["dropped"]:,}
+connections opened, {clients["refused"]:,} refused or failed handshakes (the node refuses
+a connect with 503 when the store cannot count it, as while Redis restarts), {clients["dropped"]:,}
 closed by the server before the client left, {clients["sent"]:,} messages sent and
 {clients["received"]:,} received, {report["redis_restarts"]} Redis restarts. Verdict:
 **{verdict}**.
