@@ -36,6 +36,10 @@ REVOKED = "revoked"
 RECENT_SECONDS = 300.0
 
 
+#: The claims' canonical JSON (the same text on every node); built once, it runs on every connect.
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=repr).encode
+
+
 def user_subject(user_id: str) -> str:
     return f"user:{user_id}"
 
@@ -53,8 +57,7 @@ def token_id(identity: Identity) -> str | None:
     jti = claims.get("jti")
     if isinstance(jti, str) and jti:
         return f"jti:{jti}"
-    canonical = json.dumps(claims, sort_keys=True, separators=(",", ":"), default=repr)
-    return f"claims:{hashlib.sha256(canonical.encode()).hexdigest()}"
+    return f"claims:{hashlib.sha256(_canonical(claims).encode()).hexdigest()}"
 
 
 def _number(value: object) -> float | None:
