@@ -149,9 +149,10 @@ def publish_routes(host: Host) -> list[Route]:
         """The validated body, or the 401/413/422 answer."""
         given = request.headers.get("authorization", "").encode()
         if not hmac.compare_digest(given, expected):
-            return JSONResponse(
-                {"error": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
-            )
+            # Connection: close: the body is never read, and an unknown caller's bytes are not
+            # worth taking in.
+            headers = {"WWW-Authenticate": "Bearer", "Connection": "close"}
+            return JSONResponse({"error": "unauthorized"}, status_code=401, headers=headers)
         body = await _bounded_body(request, max_body)
         if body is None:
             # Connection: close, so the server stops reading what the client still sends.

@@ -93,6 +93,18 @@ async def test_a_declared_length_over_the_limit_is_refused_before_the_body(
 
 
 @pytest.mark.parametrize("route", ROUTES)
+async def test_an_unauthorized_upload_is_not_read(route: str) -> None:
+    async with api() as addr, raw(addr) as (reader, writer):
+        request = head(route, "Content-Length: 41943040").replace(KEY.encode(), b"wrong-key")
+        writer.write(request + b"x" * 1000)
+        await writer.drain()
+        status, headers, body = await response(reader)
+        assert (status, body) == (401, {"error": "unauthorized"})
+        assert headers["connection"] == "close"
+        assert await closed_by_server(reader)
+
+
+@pytest.mark.parametrize("route", ROUTES)
 async def test_a_chunked_body_is_cut_at_the_limit(route: str) -> None:
     chunk = b"x" * 1024
     async with api() as addr, raw(addr) as (reader, writer):
