@@ -4,7 +4,8 @@ hypothesis draws, against a real uvicorn serving the echo app under each ``serve
 
 - random **frame sequences** sent as raw bytes after a real upgrade (valid and reserved opcodes,
   masked or not, RSV bits, fragmentation in and out of order, control frames of any size, close
-  frames with any payload, text that is or is not UTF-8 or JSON). Each sequence must end in a
+  frames with any payload, text that is or is not UTF-8 or JSON, lengths in each of the three
+  encodings and announced lengths far beyond the payload and the limit). Each sequence must end in a
   documented outcome (docs/protocol.md): the server's text frames are strict JSON ``echo`` replies
   or ``error`` replies with a documented code, its pongs answer our pings, and it either answers
   the sentinel echo that follows the sequence or closes with a documented code (1000, 1002, 1007,
@@ -57,6 +58,7 @@ ERROR_CODES = {
     value for name, value in vars(ErrorCode).items() if name.isupper() and isinstance(value, str)
 }
 SENTINEL_SEQ = -1
+MAX_MESSAGE_BYTES = 4096
 #: How long a sequence's outcome may take: a stall past it fails the example.
 OUTCOME_TIMEOUT = 5.0
 
@@ -69,8 +71,10 @@ class Served:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module", params=["netrun", "uvicorn"])
 async def served(request: pytest.FixtureRequest) -> AsyncIterator[Served]:
-    config = echo_config(request.param, max_message_bytes=4096)
-    async with serve(create_app(config)) as addr:
+    config = echo_config(request.param, max_message_bytes=MAX_MESSAGE_BYTES)
+    # The frame limit `netrun-ws run` gives uvicorn (cli.build_server): a frame announcing more
+    # is refused at its header.
+    async with serve(create_app(config), ws_max_size=MAX_MESSAGE_BYTES) as addr:
         yield Served(addr, request.param)
         # Whatever was thrown at it, the server still welcomes and echoes a fresh client.
         async with connect(f"ws://{addr}/ws?user_id=after") as client:
@@ -89,9 +93,19 @@ class FuzzFrame:
     fin: bool = True
     rsv: int = 0
     mask: bool = True
+    #: A length announced instead of the payload's (always over max_message_bytes, so the
+    #: server must refuse at the header instead of waiting for bytes that never come).
+    announced: int | None = None
 
     def encode(self) -> bytes:
-        return encode_frame(self.opcode, self.payload, fin=self.fin, rsv=self.rsv, mask=self.mask)
+        return encode_frame(
+            self.opcode,
+            self.payload,
+            fin=self.fin,
+            rsv=self.rsv,
+            mask=self.mask,
+            length=self.announced,
+        )
 
 
 def echo_bytes(seq: int, text: str) -> bytes:
@@ -123,6 +137,7 @@ fuzz_frames = st.builds(
     fin=st.sampled_from([True, True, True, False]),
     rsv=st.sampled_from([0, 0, 0, 0, 0, 0, 1, 2, 4, 7]),
     mask=st.sampled_from([True] * 9 + [False]),
+    announced=st.sampled_from([None] * 12 + [5000, 70000, 2**32, 2**63 - 1, 2**64 - 1]),
 )
 
 
@@ -196,7 +211,8 @@ async def run_frames(addr: str, frames: list[FuzzFrame]) -> Outcome:
     async with await RawWebSocket.connect(addr, "/ws?user_id=fuzz") as ws:
         assert json.loads(await ws.read_text())["type"] == "connect"
         try:
-            await ws.send_raw(b"".join(frame.encode() for frame in frames) + b"".join(tail))
+            data = b"".join(frame.encode() for frame in frames) + b"".join(tail)
+            await asyncio.wait_for(ws.send_raw(data), OUTCOME_TIMEOUT)
         except ConnectionError:
             pass  # the server may close while we are still sending; what it said is read below
         return await asyncio.wait_for(_read_outcome(ws), OUTCOME_TIMEOUT)
@@ -260,7 +276,7 @@ def check_reply(reply: dict[str, Any]) -> None:
 
 
 @on_module_loop
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=150)
 @given(frames=st.lists(fuzz_frames, min_size=1, max_size=6))
 async def test_random_frame_sequences_end_in_a_documented_outcome(
     served: Served, frames: list[FuzzFrame]
@@ -278,7 +294,7 @@ async def test_random_frame_sequences_end_in_a_documented_outcome(
 
 
 @on_module_loop
-@settings(FUZZ, max_examples=30)
+@settings(FUZZ, max_examples=60)
 @given(case=well_formed())
 async def test_well_formed_fragmented_sequences_get_every_echo_and_pong(
     served: Served, case: tuple[list[FuzzFrame], list[dict[str, Any]], list[bytes]]
@@ -330,7 +346,7 @@ def _refuse_lone_surrogates(value: Any) -> None:
 
 
 @on_module_loop
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=120)
 @given(data=st.data())
 async def test_random_json_gets_one_documented_reply(served: Served, data: st.DataObject) -> None:
     if data.draw(st.booleans()):
