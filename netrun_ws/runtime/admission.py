@@ -4,9 +4,9 @@ message loop, and the bookkeeping once the connection ends.
 In order: Origin allowlist, the ``handshake`` hook, authentication (``authenticate``, or the
 first message with ``server.first_message_auth``, within ``server.handshake_timeout``), the limits
 (draining, node, client IP, then revocation and per user through the store, each reserved before
-any await),
-accept, resume of a returning session, the welcome. A refusal before accept is an HTTP status;
-after accept, the close code that status stands for (docs/architecture.md, "A connection").
+any await), accept, resume of a returning session, the welcome. A refusal before accept is an
+HTTP status; after accept, the close code that status stands for (docs/architecture.md,
+"A connection").
 """
 
 from __future__ import annotations
