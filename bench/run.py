@@ -2,6 +2,7 @@
 
     python bench/run.py            # full suite, 11-12 minutes on a 2-core machine
     python bench/run.py --quick    # smoke run, about 2 minutes, smaller numbers, 1 repetition
+    python bench/run.py --only soak --soak-duration 600   # the soak run: docs/reliability.md
 
 Every server runs in its own process pinned to core 0; the picows load generator runs in another
 process pinned to core 1. Peers run in the same invocation, interleaved: each repetition visits
@@ -346,7 +347,13 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="echo,fanout,connect,crossnode,profile",
-        help="comma-separated scenarios",
+        help="comma-separated scenarios (also: soak, the long reliability run)",
+    )
+    parser.add_argument(
+        "--soak-duration",
+        type=float,
+        default=600.0,
+        help="seconds of the soak scenario (--only soak; not part of the default suite)",
     )
     parser.add_argument(
         "--render-only",
@@ -358,11 +365,19 @@ def main() -> None:
         saved = json.loads((ROOT / "bench/results/latest.json").read_text())
         write_report(saved, Path(args.out))
         return
+    only = set(args.only.split(","))
+    if "soak" in only:
+        # Its own page (docs/reliability.md) and results file; it does not mix with the suite.
+        from bench import soak
+
+        soak.run(duration=args.soak_duration)
+        only.discard("soak")
+        if not only:
+            return
     plan = QUICK if args.quick else FULL
     os.sched_setaffinity(0, {LOADGEN_CPU})
     (ROOT / "bench/results").mkdir(exist_ok=True)
     (ROOT / "bench/results/server.log").write_bytes(b"")
-    only = set(args.only.split(","))
     if only & {"echo", "fanout", "connect"}:
         install_node_peers()
     started = time.monotonic()

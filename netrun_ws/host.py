@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import pluggy
@@ -37,6 +37,7 @@ from netrun_ws.runtime.delivery import Delivery
 from netrun_ws.runtime.expiry import Expiry
 from netrun_ws.runtime.message_loop import MessageLoop
 from netrun_ws.runtime.recovery import Recovery
+from netrun_ws.runtime.revocation import REVOKED, Revocations
 from netrun_ws.runtime.rooms import Rooms
 from netrun_ws.stats import HostStats, collect_stats
 from netrun_ws.store import Envelope, HistoryStore, PublishResult, Store
@@ -76,6 +77,7 @@ class Host:
         self.expiry = Expiry(self.manager)
         self.admission = Admission(self)
         self.recovery = Recovery(self)
+        self.revocations = Revocations(self)
         self.message_loop = MessageLoop(self)
         self.manager.on_disconnect = self.admission.closed
         self._plugin_set = PluginSet(loaded)
@@ -244,6 +246,12 @@ class Host:
         connection = await admission.open(websocket, identity, accepted)
         if connection is None:
             return
+        if self.revocations.revoked_since(identity, connection.metadata["revocation_checked_at"]):
+            # Revoked between the admission's check and the registration: closed like the rest.
+            await self.manager.disconnect(
+                connection.connection_id, CloseCode.POLICY_VIOLATION, REVOKED
+            )
+            return
         if send is not None:
             connection.asgi_send = send
         close_code: int = CloseCode.NORMAL
@@ -284,11 +292,43 @@ class Host:
         return len(ids)
 
     async def revoke_user(self, user_id: str, reason: str = "revoked") -> PublishResult:
-        """Close every connection of ``user_id`` on every node with 1008 (logout, revocation).
+        """Close every connection of ``user_id`` on every node with 1008 (logout, revocation),
+        and refuse the user's credentials issued until now for ``server.revocation_ttl`` seconds
+        (docs/security.md, "Revocation").
 
-        ``on_user_revoked`` fires on each node before its connections close.
+        ``on_user_revoked`` fires on each node before its connections close. Raises the store's
+        error, after closing the connections, when the revocation could not be recorded.
         """
-        return await self.publish(Envelope("revoke", user_id, reason))
+        return await self._revoke(
+            self.revocations.revoke_user(user_id), Envelope("revoke", user_id, reason)
+        )
+
+    async def revoke_token(
+        self, token_id: str, expires_at: float | None = None, reason: str = "revoked"
+    ) -> PublishResult:
+        """Refuse one token until ``expires_at`` (its ``exp``; ``server.revocation_ttl`` from
+        now when None) and close the connections it authenticated, on every node.
+
+        ``token_id`` is ``"jti:<jti>"`` or what ``netrun_ws.runtime.revocation.token_id`` gives
+        for a verified identity. ``on_user_revoked`` does not fire (the user may stay).
+        """
+        return await self._revoke(
+            self.revocations.revoke_token(token_id, expires_at),
+            Envelope("revoke_token", token_id, reason),
+        )
+
+    async def _revoke(self, record: Awaitable[None], closing: Envelope) -> PublishResult:
+        # Recorded first, so a reconnection racing the close is refused; the live connections
+        # close even when the store failed to record it.
+        failure: Exception | None = None
+        try:
+            await record
+        except Exception as exc:
+            failure = exc
+        result = await self.publish(closing)
+        if failure is not None:
+            raise failure
+        return result
 
     # ------------------------------------------------------------------ sending
 

@@ -8,7 +8,7 @@ sends it ONCE to the other nodes, each of which hands it to its own ``deliver``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -30,8 +30,9 @@ __all__ = [
     "Store",
 ]
 
-# "revoke": close every connection of the target user (payload: the public reason).
-EnvelopeKind = Literal["user", "room", "broadcast", "connection", "revoke"]
+# "revoke": close every connection of the target user (payload: the public reason);
+# "revoke_token": close every connection authenticated with the target token (its token id).
+EnvelopeKind = Literal["user", "room", "broadcast", "connection", "revoke", "revoke_token"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,15 @@ class Store(Protocol):
 
     async def nodes(self) -> list[dict[str, Any]]:
         """The live nodes: ``{"node_id", "last_seen", ...}``."""
+
+    async def revoke(self, subject: str, revoked_at: float, until: float) -> None:
+        """Remember, for every node, that ``subject`` (``user:<id>`` or ``token:<id>``) was
+        revoked at ``revoked_at`` (unix time); forget it at ``until``. Raises on a backend
+        failure (the revocation was not recorded)."""
+
+    async def revoked(self, subjects: Sequence[str]) -> list[float | None]:
+        """When each of ``subjects`` was revoked (unix time), None where it is not (or no
+        longer). One backend round trip: admission calls it for every connection."""
 
     def stats(self) -> dict[str, Any]:
         """Counters for metrics (published, received, gaps, publish failures, ...)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,6 +41,8 @@ class MemoryStore:
         self._users: dict[str, set[str]] = {}
         self._started_at = 0.0
         self._published = 0
+        # subject -> (revoked_at, until): entries are few (one per revoke call) and swept then.
+        self._revoked: dict[str, tuple[float, float]] = {}
 
     async def start(self, deliver: Deliver, on_gap: GapCallback) -> None:
         await self.sessions.initialize()
@@ -116,6 +119,17 @@ class MemoryStore:
 
     async def online_users(self) -> set[str]:
         return set(self._users)
+
+    async def revoke(self, subject: str, revoked_at: float, until: float) -> None:
+        now = time.time()
+        self._revoked = {key: entry for key, entry in self._revoked.items() if entry[1] > now}
+        previous = self._revoked.get(subject, (revoked_at, until))
+        self._revoked[subject] = (max(previous[0], revoked_at), max(previous[1], until))
+
+    async def revoked(self, subjects: Sequence[str]) -> list[float | None]:
+        now = time.time()
+        entries = [self._revoked.get(subject) for subject in subjects]
+        return [entry[0] if entry and entry[1] > now else None for entry in entries]
 
     async def nodes(self) -> list[dict[str, Any]]:
         return [{"node_id": self.node_id, "last_seen": time.time(), "started_at": self._started_at}]

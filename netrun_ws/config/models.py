@@ -141,6 +141,16 @@ class ServerConfig(BaseModel):
             "<client_path>/netrun-ws.d.ts (see docs/clients.md); null: not served."
         ),
     )
+    revocation_ttl: float = Field(
+        default=86400.0,
+        gt=0,
+        description=(
+            "Seconds a revocation lasts: POST <api_prefix>/revoke (host.revoke_user) refuses "
+            "the user's credentials issued until then for this long, and a revoked token "
+            "without exp this long (one with exp until then). Set it to at least your longest "
+            "token lifetime."
+        ),
+    )
     permessage_deflate: bool = Field(
         default=False,
         description=(

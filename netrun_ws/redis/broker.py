@@ -79,6 +79,7 @@ _KINDS: dict[str, EnvelopeKind] = {
     "room": "room",
     "broadcast": "broadcast",
     "revoke": "revoke",
+    "revoke_token": "revoke_token",
     "connection": "connection",
 }
 _MAX_OWN_PENDING = 10000
@@ -313,7 +314,8 @@ class RedisBroker:
         self._tasks, self._probe_send = [], None
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:  # a task stuck in a hung call is left behind, not awaited forever
+            await asyncio.wait(tasks, timeout=self._timeout)
         if self._connection is not None:
             await _close(self._connection, self._timeout)
             self._connection = None

@@ -23,11 +23,13 @@ from netrun_ws.session_backends import SessionStoreError
 
 __all__ = [
     "REDIS_FAILURES",
+    "Abandoned",
     "OutageLog",
     "RedisStoreError",
     "RedisTarget",
     "bounded",
     "describe_failure",
+    "finish_within",
 ]
 
 T = TypeVar("T")
@@ -85,6 +87,41 @@ async def bounded(
         raise RedisStoreError(
             f"Redis at {target.location} failed during {operation}: {cause}"
         ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Abandoned:
+    """A shutdown step that did not finish cleanly: what it was and why."""
+
+    step: str
+    why: str  # "no answer within 2s", or the failure described in one line
+
+
+async def finish_within(
+    step: str, awaitable: Awaitable[object], timeout: float
+) -> Abandoned | None:
+    """Run ``awaitable`` for at most ``timeout`` seconds, whatever it does when cancelled.
+
+    None when it finished; else what was abandoned. A step still running at the deadline is
+    cancelled and left behind, never awaited again: ``asyncio.wait_for`` would wait for the
+    cancellation to complete, which is exactly what a hung connection may never do.
+    """
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=max(timeout, 0.0))
+    if not done:
+        task.cancel()
+        task.add_done_callback(_retrieve)
+        return Abandoned(step, f"no answer within {timeout:.3g}s")
+    if task.cancelled():
+        return Abandoned(step, "cancelled")
+    failure = task.exception()
+    return None if failure is None else Abandoned(step, describe_failure(failure))
+
+
+def _retrieve(task: asyncio.Future[object]) -> None:
+    # An abandoned step's late failure is already reported as abandoned: keep asyncio quiet.
+    if not task.cancelled():
+        task.exception()
 
 
 class OutageLog:

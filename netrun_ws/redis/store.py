@@ -25,6 +25,8 @@ Guarantees and their limits:
   outage. ``remove_connection``, ``join_room`` and ``leave_room`` are applied to this node's
   copy and written to Redis when it answers again; ``add_connection`` (which must check the
   cluster-wide limit) and the reads raise :class:`~netrun_ws.redis.calls.RedisStoreError`;
+- revocations (``revoke``/``revoked``) are keys ``P:revoked:<subject>`` holding the revocation
+  time, expiring with it (Redis forgets them); admission reads them in one MGET;
 - every Redis call is bounded by ``operation_timeout``; the scripts build key names from the
   prefix, so use a standalone Redis (or a single shard), not Redis Cluster.
 """
@@ -32,14 +34,15 @@ Guarantees and their limits:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import math
 import os
 import re
 import socket
+import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -51,7 +54,7 @@ from netrun_ws.config import HistoryConfig
 from netrun_ws.history import envelope_channel, splice_position
 from netrun_ws.reconnection import ReconnectionConfig
 from netrun_ws.redis.broker import RedisBroker, encode_header_prefix
-from netrun_ws.redis.calls import RedisStoreError, RedisTarget, bounded
+from netrun_ws.redis.calls import RedisStoreError, RedisTarget, bounded, finish_within
 from netrun_ws.redis.history import RedisHistory
 from netrun_ws.redis.presence import RedisPresence
 from netrun_ws.session import WebSocketSessionManager
@@ -68,6 +71,8 @@ DEFAULT_RECONNECT = ReconnectionConfig(
 )
 #: Connections in the command pool (presence, PUBLISH); a burst waits for a free one.
 POOL_SIZE = 32
+#: What a shutdown step gets when the stop budget is already spent (local socket closes).
+_LAST_STEP_GRACE = 0.1
 _NODE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -106,6 +111,8 @@ class RedisStore:
         self.probe_interval = _seconds("probe_interval", probe_interval)
         self.probe_timeout = _seconds("probe_timeout", probe_timeout)
         self.operation_timeout = _seconds("operation_timeout", operation_timeout)
+        #: The budget of ``stop`` (each step bounded by what is left of it).
+        self.stop_timeout = 2 * self.operation_timeout
         if self.node_heartbeat >= self.node_ttl:
             raise ValueError(
                 f"node_heartbeat ({node_heartbeat}) must be shorter than node_ttl ({node_ttl}), "
@@ -184,11 +191,7 @@ class RedisStore:
             await presence.beat()
             await broker.start(deliver, on_gap)
         except BaseException as exc:
-            await broker.stop()
-            with contextlib.suppress(RedisStoreError):
-                await presence.retire()
-            await client.aclose()
-            await self.sessions.close()
+            await self._shutdown(client, presence, broker, None)
             if isinstance(exc, RedisStoreError):
                 raise RedisStoreError(f"cannot start the Redis store: {exc}") from None
             raise
@@ -214,26 +217,59 @@ class RedisStore:
     async def stop(self) -> None:
         """Stop receiving, remove this node's presence at once, close the connections.
 
-        Idempotent; never raises for a Redis failure (the presence then expires after node_ttl).
+        Idempotent; never raises for a Redis failure, and returns within about
+        ``2 * operation_timeout`` seconds whatever Redis does (down, frozen, killed meanwhile):
+        a step that does not finish in time is abandoned, and one warning line names every
+        abandoned step (an unremoved presence then expires after node_ttl).
         """
         if self._deliver is None:
             return
         self._deliver = None
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
-            self._heartbeat = None
-        if self._broker is not None:
-            await self._broker.stop()
-        if self._presence is not None:
-            try:
-                await self._presence.retire()
-            except RedisStoreError as exc:
-                logger.warning("node %s could not remove its presence: %s", self.node_id, exc)
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-        await self.sessions.close()
+        client, presence, broker, heartbeat = (
+            self._client,
+            self._presence,
+            self._broker,
+            self._heartbeat,
+        )
+        self._client, self._heartbeat = None, None
+        await self._shutdown(client, presence, broker, heartbeat)
+
+    async def _shutdown(
+        self,
+        client: Redis | None,
+        presence: RedisPresence | None,
+        broker: RedisBroker | None,
+        heartbeat: asyncio.Task[None] | None,
+    ) -> None:
+        """Every step of a shutdown, each bounded by what is left of one shared budget."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self.stop_timeout
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+        if heartbeat is not None:
+            heartbeat.cancel()
+            steps.append(("presence heartbeat", lambda: asyncio.wait({heartbeat})))
+        if broker is not None:
+            steps.append(("subscriber", broker.stop))
+        if presence is not None:
+            steps.append(("presence removal", presence.retire))
+        if client is not None:
+            steps.append(("command connections", client.aclose))
+        steps.append(("session store", self.sessions.close))
+        abandoned = []
+        for step, run in steps:
+            # Every step gets a moment even past the deadline: closing sockets is local work.
+            budget = max(deadline - loop.time(), _LAST_STEP_GRACE)
+            outcome = await finish_within(step, run(), budget)
+            if outcome is not None:
+                abandoned.append(outcome)
+        if abandoned:
+            logger.warning(
+                "Redis store %s stopped in %.1fs, abandoning: %s",
+                self.node_id,
+                loop.time() - started,
+                "; ".join(f"{item.step} ({self._target.scrub(item.why)})" for item in abandoned),
+            )
 
     async def ready(self) -> bool:
         """True when Redis answers, this node's heartbeat is current and its probe comes back."""
@@ -346,6 +382,33 @@ class RedisStore:
     async def nodes(self) -> list[dict[str, Any]]:
         return await self._require_presence().nodes()
 
+    # ---------------------------------------------------------------- revocations
+
+    async def revoke(self, subject: str, revoked_at: float, until: float) -> None:
+        """``P:revoked:<subject>`` = revoked_at, expiring at ``until`` (Redis drops it then)."""
+        client = self._require_client()
+        ttl_ms = max(1, math.ceil((until - time.time()) * 1000))
+        await bounded(
+            client.set(self._revoked_key(subject), repr(revoked_at), px=ttl_ms),
+            timeout=self.operation_timeout,
+            operation="SET revocation",
+            target=self._target,
+        )
+
+    async def revoked(self, subjects: Sequence[str]) -> list[float | None]:
+        """One MGET for every subject."""
+        client = self._require_client()
+        values = await bounded(
+            client.mget([self._revoked_key(subject) for subject in subjects]),
+            timeout=self.operation_timeout,
+            operation="MGET revocations",
+            target=self._target,
+        )
+        return [_revoked_at(value) for value in values]
+
+    def _revoked_key(self, subject: str) -> str:
+        return f"{self.key_prefix}:revoked:{subject}"
+
     def stats(self) -> dict[str, Any]:
         """Counters: published, received, publish_failures, gaps, subscribed, last_probe_age, ..."""
         stats: dict[str, Any] = {
@@ -376,6 +439,11 @@ class RedisStore:
             raise RuntimeError("the redis store is not started")
         return self._presence
 
+    def _require_client(self) -> Redis:
+        if self._deliver is None or self._client is None:
+            raise RuntimeError("the redis store is not started")
+        return self._client
+
     def _make_client(self) -> Redis:
         timeout = self.operation_timeout
         # One quick retry, so the first call on a pooled connection that a Redis restart
@@ -392,3 +460,14 @@ class RedisStore:
             retry_on_error=[RedisConnectionError],
         )
         return Redis.from_pool(pool)
+
+
+def _revoked_at(value: Any) -> float | None:
+    """A stored revocation time; an unreadable value counts as revoked now (fail closed)."""
+    if value is None:
+        return None
+    try:
+        revoked_at = float(value)
+    except (TypeError, ValueError):
+        return time.time()
+    return revoked_at if math.isfinite(revoked_at) else time.time()

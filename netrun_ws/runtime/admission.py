@@ -3,9 +3,10 @@ message loop, and the bookkeeping once the connection ends.
 
 In order: Origin allowlist, the ``handshake`` hook, authentication (``authenticate``, or the
 first message with ``server.first_message_auth``, within ``server.handshake_timeout``), the limits
-(draining, node, client IP, then per user through the store, each reserved before any await),
-accept, resume of a returning session, the welcome. A refusal before accept is an HTTP status;
-after accept, the close code that status stands for (docs/architecture.md, "A connection").
+(draining, node, client IP, then revocation and per user through the store, each reserved before
+any await), accept, resume of a returning session, the welcome. A refusal before accept is an
+HTTP status; after accept, the close code that status stands for (docs/architecture.md,
+"A connection").
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -29,6 +31,7 @@ from netrun_ws.plugins.loading import describe_exception
 from netrun_ws.runtime.auth_messages import AuthMessage
 from netrun_ws.runtime.deadlines import Deadlines
 from netrun_ws.runtime.recovery import SinceError, parse_since
+from netrun_ws.runtime.revocation import REVOKED
 from netrun_ws.store import Position
 
 if TYPE_CHECKING:
@@ -231,7 +234,11 @@ class Admission:
         if resuming and not self._local_holder_is(session_id, user_id):
             await self.refuse(websocket, 403, SESSION_NOT_YOURS, accepted=accepted)
             return None
+        checked_at = time.monotonic()
         try:
+            if await host.revocations.revoked(identity):
+                await self.refuse(websocket, 403, REVOKED, accepted=accepted)
+                return None
             # Bound to its first user, on every node: nobody else resumes or replaces it.
             if not await store.sessions.claim_session(session_id, user_id):
                 await self.refuse(websocket, 403, SESSION_NOT_YOURS, accepted=accepted)
@@ -256,6 +263,7 @@ class Admission:
             "store_connection_id": store_id,
             "resuming": resuming,
             "ip": ip,
+            "revocation_checked_at": checked_at,
         }
         recovery = host.recovery
         # Live messages of a resuming session wait until its replay is sent (runtime.recovery),

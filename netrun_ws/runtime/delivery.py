@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from netrun_ws.codes import CloseCode
 from netrun_ws.history import ROOM_PREFIX, USER_PREFIX, check_no_position
+from netrun_ws.identity import Identity
 from netrun_ws.plugins.hooks import DROP
+from netrun_ws.runtime.revocation import token_id, token_subject, user_subject
 from netrun_ws.store import DeliveryGap, Envelope, PublishResult
 from netrun_ws.wire import encode_message, wire_frame
 
@@ -141,10 +143,15 @@ class Delivery:
 
     async def deliver_local(self, envelope: Envelope) -> int:
         """Deliver an envelope to this node's connections (the store calls this on every node)."""
-        if envelope.kind == "revoke":
+        if envelope.kind in ("revoke", "revoke_token"):
             reason = envelope.payload
             text = reason.decode(errors="replace") if isinstance(reason, bytes) else reason
-            return await self._revoke_local(envelope.target or "", text)
+            target = envelope.target or ""
+            if envelope.kind == "revoke_token":
+                self._host.revocations.closing(token_subject(target))
+                return await self._revoke_token_local(target, text)
+            self._host.revocations.closing(user_subject(target))
+            return await self._revoke_local(target, text)
         targets = self._local_targets(envelope)
         if self.holding and envelope.pos is not None:
             targets = self._hold(envelope, targets)
@@ -187,6 +194,19 @@ class Delivery:
     async def _revoke_local(self, user_id: str, reason: str) -> int:
         await self._host.fire.on_user_revoked(user_id, reason)
         return await self._host.disconnect_user(user_id, CloseCode.POLICY_VIOLATION, reason)
+
+    async def _revoke_token_local(self, token: str, reason: str) -> int:
+        """Close the connections authenticated with the token named ``token`` (a token id)."""
+        manager = self._host.manager
+        holders = [
+            connection.connection_id
+            for connection in manager.connections()
+            if isinstance(identity := connection.metadata.get("identity"), Identity)
+            and token_id(identity) == token
+        ]
+        for connection_id in holders:
+            await manager.disconnect(connection_id, CloseCode.POLICY_VIOLATION, reason)
+        return len(holders)
 
     async def delivery_gap(self, gap: DeliveryGap) -> None:
         """Messages from other nodes may have been lost: say so in the log, hooks and to clients."""

@@ -23,9 +23,11 @@ from starlette.types import Message, Receive
 from netrun_ws.codes import CloseCode, ErrorCode
 from netrun_ws.identity import AuthenticationError, Identity
 from netrun_ws.plugins.hooks import HookError, Plan, run_plan
+from netrun_ws.plugins.loading import describe_exception
 from netrun_ws.plugins.routing import MessageRoutes
 from netrun_ws.protocol import ProtocolError
 from netrun_ws.runtime.auth_messages import AuthMessage, RefreshMessage
+from netrun_ws.runtime.revocation import REVOKED
 from netrun_ws.wire import encode_message, error_reply
 
 if TYPE_CHECKING:
@@ -198,12 +200,24 @@ class MessageLoop:
             identity, reason = None, "token is for another user"
         elif identity is not None and _removes_expiry(connection, identity):
             identity, reason = None, "token has no expiry"
+        elif identity is not None:
+            identity, reason = await self._unless_revoked(identity)
         if identity is None:
             await host.send(connection, error_reply(ErrorCode.INVALID_TOKEN, reason))
             return
         connection.metadata["identity"] = identity
         host.expiry.schedule(connection, identity.expires_at)
         await host.send(connection, {"type": "refreshed", "expires_at": identity.expires_at})
+
+    async def _unless_revoked(self, identity: Identity) -> tuple[Identity | None, str]:
+        """``identity``, or None and the reason when it is revoked (or cannot be checked)."""
+        try:
+            if await self._host.revocations.revoked(identity):
+                return None, REVOKED
+        except Exception as exc:  # fail closed: the store could not say
+            logger.error("refresh failed: revocations unavailable: %s", describe_exception(exc))
+            return None, "refresh failed"
+        return identity, ""
 
     async def _already_authenticated(self, connection: Connection, message: BaseModel) -> None:
         await self._host.send(connection, error_reply(ErrorCode.FORBIDDEN, "already authenticated"))

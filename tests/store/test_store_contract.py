@@ -6,6 +6,8 @@ session-wide redis-server with a key prefix of its own, so tests do not see each
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -277,3 +279,21 @@ async def test_sessions_save_and_restore_state_after_start(store: Store) -> None
     assert await sessions.disconnect(first, save_state=True)
     second = await sessions.create_connection("session-1", "alice", "Alice")
     assert await sessions.restore_connection_state(second) == {"rooms": ["lobby"]}
+
+
+# ------------------------------------------------------------------ revocations
+
+
+async def test_revocations_are_remembered_until_their_end(store: Store) -> None:
+    now = time.time()
+    assert await store.revoked(["user:a", "token:jti:x"]) == [None, None]
+    await store.revoke("user:a", now, now + 60)
+    await store.revoke("token:jti:x", now - 5, now + 0.3)
+    assert await store.revoked(["user:a", "token:jti:x", "user:b"]) == [now, now - 5, None]
+    # A later revocation of the same subject moves its time forward.
+    await store.revoke("user:a", now + 1, now + 61)
+    assert await store.revoked(["user:a"]) == [now + 1]
+    async with asyncio.timeout(5):
+        while (await store.revoked(["token:jti:x"]))[0] is not None:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    assert await store.revoked(["user:a"]) == [now + 1]

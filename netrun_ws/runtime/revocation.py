@@ -1,0 +1,140 @@
+"""Revocation that lasts: a revoked user or token stays refused on every node.
+
+A revocation is an entry in the store (so every node sharing it sees it), kept for as long as it
+can matter:
+
+- a **user** revocation (``host.revoke_user``, ``POST <api_prefix>/revoke {"user": ID}``) refuses
+  every credential of that user issued at or before the revocation: a token whose ``iat`` is not
+  later than the revocation time, or that has no ``iat``. Tokens issued afterwards are accepted,
+  so the user can log in again. The entry lives ``server.revocation_ttl`` seconds (set it to at
+  least your longest token lifetime);
+- a **token** revocation (``{"token": JWT}`` or ``{"jti": ID}``) refuses that one token until its
+  own ``exp`` (``server.revocation_ttl`` when it has none). A token is known by its ``jti`` claim,
+  else by a digest of all its claims (the same claims signed by the same key are the same grant).
+
+Admission asks the store once per connection for both entries; a refresh with a revoked token is
+refused like an invalid one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from typing import TYPE_CHECKING
+
+from netrun_ws.identity import Identity
+
+if TYPE_CHECKING:
+    from netrun_ws.host import Host
+
+#: The public reason of a refusal (HTTP 403 body, close reason, refresh error).
+REVOKED = "revoked"
+#: How long a node remembers the revocations it closed connections for: longer than any
+#: admission can take between its revocation check and its registration.
+RECENT_SECONDS = 300.0
+
+
+#: The claims' canonical JSON (the same text on every node); built once, it runs on every connect.
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=repr).encode
+
+
+def user_subject(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def token_subject(token_id: str) -> str:
+    return f"token:{token_id}"
+
+
+def token_id(identity: Identity) -> str | None:
+    """What names the token behind ``identity``: ``jti:<jti>``, else ``claims:<sha256>`` of its
+    claims; None for an identity without claims (an auth plugin that is not token based)."""
+    claims = identity.claims
+    if not claims:
+        return None
+    jti = claims.get("jti")
+    if isinstance(jti, str) and jti:
+        return f"jti:{jti}"
+    return f"claims:{hashlib.sha256(_canonical(claims).encode()).hexdigest()}"
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+class Revocations:
+    """Records revocations in the host's store and checks identities against them."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+        # subject -> time.monotonic() when this node closed connections for its revocation: an
+        # admission that passed its check just before a revocation and registered just after
+        # its close is caught here, without another store call.
+        self._recent: dict[str, float] = {}
+
+    @property
+    def ttl(self) -> float:
+        return self._host.config.server.revocation_ttl
+
+    async def revoke_user(self, user_id: str) -> None:
+        """Refuse every credential of ``user_id`` issued up to now."""
+        now = time.time()
+        await self._host.store.revoke(user_subject(user_id), now, now + self.ttl)
+
+    async def revoke_token(self, token: str, expires_at: float | None) -> None:
+        """Refuse the token named ``token`` (see :func:`token_id`) until ``expires_at``."""
+        now = time.time()
+        until = expires_at if expires_at is not None else now + self.ttl
+        if until > now:  # an expired token is refused anyway
+            await self._host.store.revoke(token_subject(token), now, until)
+
+    async def revoked(self, identity: Identity) -> bool:
+        """Whether ``identity``'s user or token is revoked (one store call)."""
+        token = token_id(identity)
+        subjects = [user_subject(identity.user_id)]
+        if token is not None:
+            subjects.append(token_subject(token))
+        times = await self._host.store.revoked(subjects)
+        return _refused(identity, times[0], times[1] if len(times) > 1 else None)
+
+    def closing(self, subject: str) -> None:
+        """This node is closing the connections of a revocation of ``subject`` (delivery)."""
+        now = time.monotonic()
+        if len(self._recent) > 1000:
+            self._recent = {
+                key: at for key, at in self._recent.items() if now - at < RECENT_SECONDS
+            }
+        self._recent[subject] = now
+
+    def revoked_since(self, identity: Identity, checked_at: float) -> bool:
+        """Whether a revocation this node closed connections for, at or after ``checked_at``
+        (``time.monotonic()`` when the admission asked the store), covers ``identity``. No store
+        call: checked once a connection is registered. Later admissions asked the store, which
+        is the authority (and knows when a revocation ends)."""
+        if not self._recent:
+            return False
+        token = token_id(identity)
+        recent = self._recent.get
+        user_at = recent(user_subject(identity.user_id))
+        token_at = recent(token_subject(token)) if token is not None else None
+        if user_at is not None and user_at < checked_at:
+            user_at = None
+        if token_at is not None and token_at < checked_at:
+            token_at = None
+        # The iat rule compares with wall-clock time: any user revocation seen here is newer
+        # than every credential issued before the admission began.
+        return _refused(identity, time.time() if user_at is not None else None, token_at)
+
+
+def _refused(identity: Identity, user_revoked_at: float | None, token_at: float | None) -> bool:
+    if token_at is not None:
+        return True
+    if user_revoked_at is None:
+        return False
+    issued = _number(identity.claims.get("iat"))
+    # iat is usually whole seconds: a token issued in the revocation's second is refused too.
+    return issued is None or issued <= user_revoked_at
