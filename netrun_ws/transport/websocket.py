@@ -65,6 +65,8 @@ from netrun_ws._upstream.websockets import (
     MAX_LINE_LENGTH,
     MAX_NUM_HEADERS,
     ParsedRequestServerProtocol,
+    apply_mask,
+    parser_idle,
 )
 from netrun_ws.connection import DIRECT_EXTENSION
 from netrun_ws.wire import OPCODE_BINARY, OPCODE_TEXT, frame_header
@@ -392,7 +394,12 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self.handshake_initiated and type(self.conn) is ParsedRequestServerProtocol:
+        conn = self.conn
+        if conn.state is State.OPEN and not conn.extensions and parser_idle(conn):
+            data = self._take_whole_frames(data, conn.max_message_size)
+            if not data:
+                return
+        elif not self.handshake_initiated and type(conn) is ParsedRequestServerProtocol:
             request = parse_upgrade_request(data)
             if request is not None:
                 self.handle_connect(request)
@@ -407,6 +414,35 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             self.handshake_initiated = self.handshake_complete = self.close_sent = True
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
+
+    def _take_whole_frames(self, data: bytes, max_size: int | None) -> bytes:
+        """Deliver the whole, final, masked text and binary frames at the start of ``data`` (what
+        a client sends, one or several per read) and return the bytes from the first frame this
+        does not take: anything else (a control frame, a fragment, a frame cut by the read, a
+        64-bit length, reserved bits, a frame over ``max_size``) goes to websockets' parser,
+        which then starts at a frame boundary. Only while that parser is idle
+        (:func:`~netrun_ws._upstream.websockets.parser_idle`), so both read the same frames."""
+        pos, end = 0, len(data)
+        while end - pos >= 6:
+            first, second = data[pos], data[pos + 1]
+            if (first != 0x81 and first != 0x82) or second < 0x80:  # not FIN+data, or unmasked
+                break
+            length = second & 0x7F
+            if length < 126:
+                start = pos + 6
+            elif length == 126 and end - pos >= 8:
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                start = pos + 8
+            else:
+                break
+            stop = start + length
+            if stop > end or (max_size is not None and length > max_size):
+                break
+            payload = apply_mask(data[start:stop], data[start - 4 : start])
+            pos = stop
+            if not self._deliver(payload, first == 0x81):
+                break  # the connection failed (invalid UTF-8): websockets discards the rest
+        return data[pos:] if pos else data
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -486,16 +522,20 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         frames = self.frames
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         self.frames = []
+        self._deliver(data, self.curr_msg_data_type == "text")
+
+    def _deliver(self, data: bytes, text: bool) -> bool:
+        """Queue one received message for the app; False if it failed the connection."""
         if self.close_sent:  # past websocket.close: drop it, keep reading for the close reply
-            return
+            return True
         event: dict[str, Any]
-        if self.curr_msg_data_type == "text":
+        if text:
             try:
                 event = {"type": "websocket.receive", "text": data.decode()}
             except UnicodeDecodeError:
                 self.conn.fail(WsCloseCode.INVALID_DATA, "invalid UTF-8")
                 self.handle_parser_exception()
-                return
+                return False
         else:
             event = {"type": "websocket.receive", "bytes": data}
         queue = self.queue
@@ -503,6 +543,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         if queue.waiting_bytes > READ_LIMIT and not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
+        return True
 
     async def receive(self) -> Any:
         event = await self.queue.get()
