@@ -406,7 +406,15 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
                 return
             # Anything unusual: websockets' own parser reads it, and answers what it refuses.
             self.conn = self._server_protocol(ServerProtocol)
-        super().data_received(data)
+        conn = self.conn
+        conn.receive_data(data)
+        # uvicorn drops the messages read before a protocol error when they came in the same
+        # read as the error (not when they came in an earlier one); here they are delivered
+        # whatever the reads, as the whole-frame path above delivers them.
+        self.handle_events()
+        if conn.parser_exc is not None:
+            self.handle_parser_exception()
+            return
         if not self.handshake_initiated and self.conn.handshake_exc is not None:
             # websockets refused the request before it was complete (e.g. 431 for an oversize
             # header line) and queued its answer; uvicorn's protocol would never write it and
