@@ -24,12 +24,12 @@ import argparse
 import asyncio
 import os
 import struct
+from collections.abc import Callable
 from typing import Any
-
-from netrun_ws.app import create_app, load_app_config
 
 from bench.loadgen import make_tokens
 from bench.servers import netrun_config
+from netrun_ws.app import create_app, load_app_config
 
 _MASK = b"\x11\x22\x33\x44"
 #: Frames prepared in every run (sent or not): a run's total minus an empty run's counts only
@@ -78,6 +78,15 @@ class MemoryTransport(asyncio.Transport):
         return default
 
 
+async def _turns_until(done: Callable[[], bool]) -> None:
+    """Let the event loop run until ``done()`` (no sleeping: nothing here waits on time)."""
+    for _turn in range(100_000):
+        if done():
+            return
+        await asyncio.sleep(0)
+    raise RuntimeError("the server did not answer")
+
+
 async def run(messages: int, inflight: int) -> int:
     import uvicorn
     from uvicorn.lifespan.on import LifespanOn
@@ -109,8 +118,7 @@ async def run(messages: int, inflight: int) -> int:
         b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n"
         + f"authorization: Bearer {token}\r\n\r\n".encode()
     )
-    while b"\r\n\r\n\x81" not in b"".join(transport.written):  # the 101, then the welcome
-        await asyncio.sleep(0)
+    await _turns_until(lambda: b"\r\n\r\n\x81" in b"".join(transport.written))  # 101, welcome
     payload = "x" * 40
     batches = [
         b"".join(
@@ -126,8 +134,7 @@ async def run(messages: int, inflight: int) -> int:
     for batch in batches[: messages // inflight]:
         transport.written.clear()
         protocol.data_received(batch)
-        while not transport.written or b"".join(transport.written).count(b'"echo"') < inflight:
-            await asyncio.sleep(0)
+        await _turns_until(lambda: b"".join(transport.written).count(b'"echo"') >= inflight)
         replies += inflight
     transport.close()
     protocol.connection_lost(None)

@@ -6,6 +6,7 @@ websockets' parser state (``parser_idle``) says idle only between frames."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import struct
 from typing import Any
@@ -20,6 +21,7 @@ from netrun_ws.transport import websocket as transport
 from netrun_ws.transport.websocket import NetrunWebSocketProtocol
 from tests.support.raw_ws import Opcode, close_payload, encode_frame
 from tests.support.upgrade import UPGRADE
+from tests.support.waiting import eventually
 
 MAX_SIZE = 4096
 
@@ -66,8 +68,7 @@ async def _opened() -> tuple[NetrunWebSocketProtocol, MemoryTransport]:
     memory = MemoryTransport()
     protocol.connection_made(memory)
     protocol.data_received(UPGRADE + b"\r\n")
-    while protocol.conn.state is not State.OPEN:
-        await asyncio.sleep(0)
+    await eventually(lambda: protocol.conn.state is State.OPEN)
     protocol.transport.flush()
     del memory.written[:]
     return protocol, memory
@@ -120,7 +121,7 @@ async def _read(stream: bytes, cuts: list[int], fast: bool, monkeypatch: Any) ->
             patch.setattr(transport, "parser_idle", lambda conn: False)
         protocol, memory = await _opened()
         edges = [0, *cuts, len(stream)]
-        for start, stop in zip(edges, edges[1:], strict=False):
+        for start, stop in itertools.pairwise(edges):
             if start < stop:
                 protocol.data_received(stream[start:stop])
         return await _snapshot(protocol, memory)
