@@ -68,7 +68,7 @@ async def _opened() -> tuple[NetrunWebSocketProtocol, MemoryTransport]:
     memory = MemoryTransport()
     protocol.connection_made(memory)
     protocol.data_received(UPGRADE + b"\r\n")
-    await eventually(lambda: protocol.conn.state is State.OPEN)
+    await eventually(lambda: protocol.conn.state is State.OPEN, interval=0, what="the accept")
     protocol.transport.flush()
     del memory.written[:]
     return protocol, memory
