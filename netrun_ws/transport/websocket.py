@@ -71,6 +71,8 @@ from netrun_ws._upstream.websockets import (
 from netrun_ws.connection import DIRECT_EXTENSION
 from netrun_ws.wire import OPCODE_BINARY, OPCODE_TEXT, frame_header
 
+_OPEN = State.OPEN
+
 #: Corked bytes past which a write leaves at once instead of at the end of the loop iteration.
 CORK_LIMIT = 64 * 1024
 #: Bytes of received messages waiting for the app past which the socket stops being read.
@@ -594,22 +596,29 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         """Frame ``message`` (text for ``str``) and write it. Returns the payload's size in bytes,
         or -1 if the socket is not open."""
         conn = self.conn
-        if self.close_sent or self.disconnected or conn.state is not State.OPEN:
+        if self.close_sent or self.disconnected or conn.state is not _OPEN:
             return -1
-        data = message.encode() if isinstance(message, str) else message
+        if isinstance(message, str):
+            text, data = True, message.encode()
+        else:
+            text, data = False, message
+        size = len(data)
         if conn.extensions:  # permessage-deflate: websockets compresses and frames
             try:
-                if isinstance(message, str):
+                if text:
                     conn.send_text(data)
                 else:
                     conn.send_binary(data)
             except InvalidState:
                 return -1
             self.transport.writelines(conn.data_to_send())
-            return len(data)
-        opcode = OPCODE_TEXT if isinstance(message, str) else OPCODE_BINARY
-        self.transport.write(frame_header(opcode, len(data)) + data)
-        return len(data)
+            return size
+        if size < 126:  # frame_header's common case, inline: this runs for every frame sent
+            header = bytes((0x81 if text else 0x82, size))
+        else:
+            header = frame_header(OPCODE_TEXT if text else OPCODE_BINARY, size)
+        self.transport.write(header + data)
+        return size
 
     def send_wire(self, wire: bytes) -> bool:
         """Write an already framed message (from :func:`netrun_ws.connection.wire_frame`); only when
