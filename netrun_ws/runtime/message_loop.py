@@ -116,9 +116,14 @@ class MessageLoop:
             if has_received:
                 await fire.on_message_received(connection, raw)
             if rate:
-                # Wall clock, read once per frame; a clock stepping back adds no tokens.
-                tokens = min(burst, tokens + max(0.0, now - last) * rate)
+                # Wall clock, read once per frame; a clock stepping back adds no tokens. (Tests,
+                # not min/max: two builtin calls per frame on the per-message path.)
+                elapsed = now - last
                 last = now
+                if elapsed > 0.0:
+                    tokens += elapsed * rate
+                    if tokens > burst:
+                        tokens = burst
                 if tokens < 1.0:
                     limited += 1
                     if limited > burst:

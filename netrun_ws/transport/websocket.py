@@ -568,7 +568,11 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
     def receive_nowait(self) -> Any | None:
         """The next ASGI receive event if one is waiting, else None (then await
         :meth:`receive_ready`, or ``receive``)."""
-        event = self.queue.get_nowait()
+        queue = self.queue
+        if not queue._events:
+            return None
+        event, size = queue._events.pop(0)  # ReceiveQueue.get_nowait, inline: once per message
+        queue.waiting_bytes -= size
         if self.read_paused:
             self._maybe_resume_reading()
         return event
