@@ -27,8 +27,12 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel
+
+from bench.echo_plugin import Echo, Publish
 from bench.loadgen import make_tokens
 from bench.servers import netrun_config
+from netrun_ws import hookimpl
 from netrun_ws.app import create_app, load_app_config
 
 _MASK = b"\x11\x22\x33\x44"
@@ -78,6 +82,19 @@ class MemoryTransport(asyncio.Transport):
         return default
 
 
+class Plugin:
+    """``--sync``: the echo plugin with a plain (not ``async``) ``on_message``, as many apps write
+    it (a reply returned by a plain function is checked for being awaitable)."""
+
+    @hookimpl
+    def register_message_types(self) -> list[type[BaseModel]]:
+        return [Echo, Publish]
+
+    @hookimpl
+    def on_message(self, message: Echo) -> Echo:
+        return message
+
+
 async def _turns_until(done: Callable[[], bool]) -> None:
     """Let the event loop run until ``done()`` (no sleeping: nothing here waits on time)."""
     for _turn in range(100_000):
@@ -87,14 +104,17 @@ async def _turns_until(done: Callable[[], bool]) -> None:
     raise RuntimeError("the server did not answer")
 
 
-async def run(messages: int, inflight: int) -> int:
+async def run(messages: int, inflight: int, sync: bool = False) -> int:
     import uvicorn
     from uvicorn.lifespan.on import LifespanOn
     from uvicorn.server import ServerState
 
     from netrun_ws.cli import http_protocol_class, ws_protocol_class
 
-    loaded = load_app_config(netrun_config(False))
+    settings = netrun_config(False)
+    if sync:
+        settings["plugins"] = ["bench.echo_instructions"]
+    loaded = load_app_config(settings)
     app = create_app(loaded)
     config = uvicorn.Config(
         app,
@@ -147,6 +167,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--inflight", type=int, default=8)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--sync", action="store_true", help="a plain on_message (see Plugin)")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONHASHSEED", "0")
     import uvloop
@@ -157,11 +178,11 @@ def main() -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
-        uvloop.run(run(args.messages, args.inflight))
+        uvloop.run(run(args.messages, args.inflight, args.sync))
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
         return
-    replies = uvloop.run(run(args.messages, args.inflight))
+    replies = uvloop.run(run(args.messages, args.inflight, args.sync))
     print(f"{replies} replies")
 
 

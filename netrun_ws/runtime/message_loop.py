@@ -22,7 +22,7 @@ from starlette.types import Message, Receive
 
 from netrun_ws.codes import CloseCode, ErrorCode
 from netrun_ws.identity import AuthenticationError, Identity
-from netrun_ws.plugins.hooks import HookError, Plan, run_plan
+from netrun_ws.plugins.hooks import HookError, Plan, awaitable, run_plan
 from netrun_ws.plugins.routing import MessageRoutes
 from netrun_ws.protocol import ProtocolError
 from netrun_ws.runtime.auth_messages import AuthMessage, RefreshMessage
@@ -169,7 +169,7 @@ class MessageLoop:
                 step = plan[0]
                 try:
                     reply = step.function(*step.pick((host, connection, message)))
-                    if step.is_async or (reply is not None and hasattr(reply, "__await__")):
+                    if step.is_async or (reply is not None and awaitable(reply)):
                         reply = await reply
                 except Exception as exc:
                     await self._handler_failed(
