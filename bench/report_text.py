@@ -194,4 +194,11 @@ gave cross-node p99s from 2.8 to 34 ms (and the code of the day before, run besi
 {crossnode}
 ## Where the time goes (netrun-ws echo profile)
 
+Wall-clock rates move with whatever else the machine runs; instruction counts do not.
+`bench/echo_instructions.py` runs the echo scenario's netrun-ws app in one process, its
+connection driven through netrun-ws's websocket protocol without a socket or a client (the
+masked frames prepared, eight per read), so `valgrind --tool=callgrind` counts what a message
+costs the server and nothing else: a run of 4,000 messages minus an empty run, divided by 4,000.
+docs/architecture.md ("The per-message path") gives the count before and after each cut.
+
 {profile}"""

@@ -45,6 +45,11 @@ def error_reply(code: str, error: str, details: Any = None) -> dict[str, Any]:
 
 
 _MODEL_DUMP_JSON = BaseModel.model_dump_json
+#: Model classes already encoded that keep pydantic's own ``model_dump_json``: the next message
+#: of such a class skips the type tests (one dict lookup). Bounded, for apps that make classes
+#: at run time.
+_PLAIN_MODELS: dict[type, bool] = {}
+_MAX_PLAIN_MODELS = 4096
 
 
 def _no_constant(name: str) -> NoReturn:
@@ -75,16 +80,24 @@ def encode_message(message: Any, binary: bool = False) -> Frame:
     Raises ``TypeError`` for any other type or for a value JSON cannot represent, including a
     NaN or infinite float (what is sent is strict JSON; a ``str`` is sent as given).
     """
+    frame: str
+    if _PLAIN_MODELS.get(type(message)):  # the per-message path: a reply model seen before
+        frame = message.__pydantic_serializer__.to_json(message).decode()
+        if ("N" in frame or "I" in frame) and _may_be_loose(frame):
+            _check_strict(frame)
+        return frame.encode() if binary else frame
     if isinstance(message, str):
         return message.encode() if binary else message  # sent as given
     if isinstance(message, bytes | bytearray):
         return bytes(message)
-    frame: str
     if isinstance(message, BaseModel):
-        if type(message).model_dump_json is _MODEL_DUMP_JSON:
+        model = type(message)
+        if model.model_dump_json is _MODEL_DUMP_JSON:
             # What model_dump_json() does with its defaults, minus its keyword plumbing (a third
             # of a small model's encoding time); a model that overrides it is still honoured.
             frame = message.__pydantic_serializer__.to_json(message).decode()
+            if len(_PLAIN_MODELS) < _MAX_PLAIN_MODELS:
+                _PLAIN_MODELS[model] = True
         else:
             frame = message.model_dump_json()
     elif isinstance(message, dict | list | tuple):

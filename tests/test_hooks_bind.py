@@ -3,12 +3,14 @@ same order, same argument selection, awaiting, None results dropped, failures na
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pluggy
 import pytest
+from pydantic import BaseModel
 
-from netrun_ws.plugins.hooks import HookError, Hooks
+from netrun_ws.plugins.hooks import HookError, Hooks, awaitable
 
 hookspec = pluggy.HookspecMarker("bindtest")
 hookimpl = pluggy.HookimplMarker("bindtest")
@@ -79,3 +81,40 @@ async def test_a_failure_names_the_plugin_and_the_hook() -> None:
 
 async def test_no_implementations_returns_an_empty_list() -> None:
     assert await hooks_with().bind("event", "host", "connection", "message")("H", "C", "M") == []
+
+
+class PlainReturnsAwaitable:
+    """A plain function handing back a coroutine or a future: still awaited."""
+
+    @hookimpl
+    def event(self, message: Any) -> Any:
+        async def later() -> Any:
+            return ("awaited", message)
+
+        return later()
+
+
+class PlainReturnsModel:
+    """A plain function returning a pydantic model: not awaitable, returned as is."""
+
+    @hookimpl
+    def event(self, message: Any) -> Any:
+        return Reply(text=str(message))
+
+
+class Reply(BaseModel):
+    text: str
+
+
+async def test_results_of_plain_functions_are_awaited_only_when_awaitable() -> None:
+    hooks = hooks_with(PlainReturnsAwaitable(), PlainReturnsModel())
+    results = await hooks.call("event", host="h", connection="c", message="m")
+    assert sorted(map(repr, results)) == sorted([repr(("awaited", "m")), repr(Reply(text="m"))])
+    for _ in range(2):  # decided once per type, then from the cache
+        assert awaitable(Reply(text="x")) is False
+        assert awaitable(asyncio.get_running_loop().create_future()) is True
+        assert awaitable(None) is False
+        assert awaitable({"type": "x"}) is False
+    coroutine = PlainReturnsAwaitable().event("m")
+    assert awaitable(coroutine) is True
+    assert await coroutine == ("awaited", "m")

@@ -12,7 +12,13 @@ Tested with websockets 17 (:data:`TESTED`). The upgrade request reaches websocke
 - ``handshake_exc`` being set, with the error response queued, when the parser refuses a
   request it has not finished reading (a 431 for an over-long line);
 - :data:`HEADERS_CHECK_VALUES`: whether ``Headers`` refuses a value outside RFC 9110's
-  grammar (17 does; otherwise netrun-ws checks each value itself).
+  grammar (17 does; otherwise netrun-ws checks each value itself);
+- for the whole-frame fast path (:func:`parser_idle`): that the frame parser (``Protocol.parse``)
+  waits between frames inside ``StreamReader.at_eof`` with an empty ``reader.buffer``, that
+  ``current_size`` is None outside a fragmented message, and that a whole, final, masked text or
+  binary frame in the OPEN state does nothing but append itself to the protocol's events (so a
+  reader that delivers such frames itself, and hands websockets the bytes from the first frame
+  it does not take, changes nothing); and :func:`apply_mask`, websockets' compiled unmasking.
 
 :func:`refusal` checks the release and the parsers and limits named here;
 tests/upstream/test_websockets.py compares netrun-ws's parsing with websockets' own.
@@ -21,12 +27,15 @@ tests/upstream/test_websockets.py compares netrun-ws's parsing with websockets' 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeaderValue
+from websockets.frames import Frame, Opcode
 from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS
-from websockets.protocol import Protocol
+from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
 
 from netrun_ws._upstream import ReleaseRange
 
@@ -36,6 +45,8 @@ __all__ = [
     "MAX_NUM_HEADERS",
     "TESTED",
     "ParsedRequestServerProtocol",
+    "apply_mask",
+    "parser_idle",
     "refusal",
 ]
 
@@ -47,6 +58,52 @@ class ParsedRequestServerProtocol(ServerProtocol):
     its parser starts at the frames (the stock one first waits for the request's lines)."""
 
     parse = Protocol.parse
+
+
+try:  # the C function websockets itself unmasks with, when its wheel ships it
+    from websockets.speedups import apply_mask as _apply_mask
+except ImportError:  # pragma: no cover - a build without the extension
+    from websockets.utils import apply_mask as _apply_mask
+
+#: ``apply_mask(data, mask) -> bytes``: XOR ``data`` with the 4-byte ``mask`` (RFC 6455 5.3).
+apply_mask: Callable[[bytes, bytes], bytes] = _apply_mask
+
+_AT_EOF = StreamReader.at_eof.__code__
+
+
+def parser_idle(conn: Protocol) -> bool:
+    """Whether ``conn``'s frame parser waits for the first byte of a frame, with nothing buffered,
+    no fragmented message open and no debug logging: bytes handed to it now start a frame, and a
+    whole final data frame would only be appended to its events."""
+    waiting = conn.parser.gi_yieldfrom  # type: ignore[attr-defined]
+    return (
+        waiting is not None
+        and waiting.gi_code is _AT_EOF
+        and conn.current_size is None
+        and not conn.reader.buffer
+        and not conn.debug
+    )
+
+
+def _fast_path_refusal() -> str | None:
+    """The parser-state probe behind :func:`parser_idle`, on a live protocol."""
+    conn = ParsedRequestServerProtocol()
+    conn.state = State.OPEN
+    if not parser_idle(conn):
+        return "websockets' frame parser no longer waits in StreamReader.at_eof between frames"
+    frame = b"\x81\x82\x01\x02\x03\x04" + apply_mask(b"hi", b"\x01\x02\x03\x04")
+    conn.receive_data(frame[:3])  # a frame started: the parser is no longer idle
+    if parser_idle(conn):
+        return "websockets' frame parser state can no longer be told from outside"
+    conn.receive_data(frame[3:])
+    events = conn.events_received()
+    if not parser_idle(conn) or conn.data_to_send():
+        return "websockets' frame parser does more than queue a whole text frame"
+    if [(type(e), getattr(e, "opcode", None), getattr(e, "data", None)) for e in events] != [
+        (Frame, Opcode.TEXT, b"hi")
+    ]:
+        return "websockets' frame parser no longer gives a whole text frame as one event"
+    return None
 
 
 def _headers_check_values() -> bool:
@@ -70,4 +127,6 @@ def refusal() -> str | None:
         return "websockets' ServerProtocol.parse no longer reads the request before the frames"
     if not (isinstance(MAX_LINE_LENGTH, int) and isinstance(MAX_NUM_HEADERS, int)):
         return "websockets' HTTP parser limits are no longer plain numbers"
-    return None
+    if not inspect.isgeneratorfunction(StreamReader.at_eof):
+        return "websockets' StreamReader.at_eof is no longer a generator"
+    return _fast_path_refusal()

@@ -83,9 +83,27 @@ def _picker(wanted: Iterable[str], given: tuple[str, ...]) -> Callable[[tuple[An
     return operator.itemgetter(*positions)  # two or more, out of order or with gaps
 
 
+#: Result type -> whether its instances are awaitable, decided once per type (bounded).
+_AWAITABLE: dict[type, bool] = {}
+_MAX_AWAITABLE_TYPES = 1024
+
+
+def awaitable(result: Any) -> bool:
+    """Whether ``result`` can be awaited (its type has ``__await__``, as ``await`` requires).
+    ``hasattr(result, "__await__")`` on a pydantic model, what a plain ``on_message`` returns,
+    goes through the model's ``__getattr__`` and an AttributeError: microseconds per reply."""
+    kind = type(result)
+    known = _AWAITABLE.get(kind)
+    if known is None:
+        known = getattr(kind, "__await__", None) is not None
+        if len(_AWAITABLE) < _MAX_AWAITABLE_TYPES:
+            _AWAITABLE[kind] = known
+    return known
+
+
 def _await_needed(step: _Step, result: Any) -> bool:
     # A plain function's None costs no awaitable check.
-    return step.is_async or (result is not None and hasattr(result, "__await__"))
+    return step.is_async or (result is not None and awaitable(result))
 
 
 async def run_plan(

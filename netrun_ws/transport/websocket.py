@@ -65,9 +65,13 @@ from netrun_ws._upstream.websockets import (
     MAX_LINE_LENGTH,
     MAX_NUM_HEADERS,
     ParsedRequestServerProtocol,
+    apply_mask,
+    parser_idle,
 )
 from netrun_ws.connection import DIRECT_EXTENSION
 from netrun_ws.wire import OPCODE_BINARY, OPCODE_TEXT, frame_header
+
+_OPEN = State.OPEN
 
 #: Corked bytes past which a write leaves at once instead of at the end of the loop iteration.
 CORK_LIMIT = 64 * 1024
@@ -415,7 +419,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             if self.unparsed:  # throttled: wait behind what is left
                 self.unparsed += data
             elif len(data) <= PARSE_SLICE:
-                super().data_received(data)
+                self._receive(data)
             else:
                 self._parse(data)
             return
@@ -426,7 +430,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
                 return
             # Anything unusual: websockets' own parser reads it, and answers what it refuses.
             self.conn = self._server_protocol(ServerProtocol)
-        super().data_received(data)
+        self._receive(data)
         if not self.handshake_initiated and self.conn.handshake_exc is not None:
             # websockets refused the request before it was complete (e.g. 431 for an oversize
             # header line) and queued its answer; uvicorn's protocol would never write it and
@@ -435,13 +439,30 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
 
+    def _receive(self, data: bytes) -> None:
+        """Read ``data`` (a whole read, or a slice of a large one): the whole frames at its start
+        on the fast path (:meth:`_take_whole_frames`) while websockets' parser is idle, the rest
+        through that parser."""
+        conn = self.conn
+        if conn.state is _OPEN and not conn.extensions and parser_idle(conn):
+            data = self._take_whole_frames(data, conn.max_message_size)
+            if not data:
+                return
+        conn.receive_data(data)
+        # uvicorn drops the messages read before a protocol error when they came in the same
+        # read as the error (not when they came in an earlier one); here they are delivered
+        # whatever the reads, as the whole-frame path delivers them.
+        self.handle_events()
+        if conn.parser_exc is not None:
+            self.handle_parser_exception()
+
     def _parse(self, data: bytes) -> None:
         # A slice at a time, stopping when the frame budget is spent.
         for start in range(0, len(data), PARSE_SLICE):
             if self.throttled or self.disconnected:
                 self.unparsed = data[start:]
                 return
-            super().data_received(data[start : start + PARSE_SLICE])
+            self._receive(data[start : start + PARSE_SLICE])
 
     def _charge(self, frames: int) -> None:
         """Count ``frames`` received against the frame budget; pause reading when it is spent."""
@@ -471,6 +492,37 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.transport.pause_reading()
             else:
                 self.transport.resume_reading()
+
+    def _take_whole_frames(self, data: bytes, max_size: int | None) -> bytes:
+        """Deliver the whole, final, masked text and binary frames at the start of ``data`` (what
+        a client sends, one or several per read) and return the bytes from the first frame this
+        does not take: anything else (a control frame, a fragment, a frame cut by the read, a
+        64-bit length, reserved bits, a frame over ``max_size``) goes to websockets' parser,
+        which then starts at a frame boundary. Only while that parser is idle
+        (:func:`~netrun_ws._upstream.websockets.parser_idle`), so both read the same frames."""
+        pos, end, frames = 0, len(data), 0
+        while end - pos >= 6:
+            first, second = data[pos], data[pos + 1]
+            if (first != 0x81 and first != 0x82) or second < 0x80:  # not FIN+data, or unmasked
+                break
+            length = second & 0x7F
+            if length < 126:
+                start = pos + 6
+            elif length == 126 and end - pos >= 8:
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                start = pos + 8
+            else:
+                break
+            stop = start + length
+            if stop > end or (max_size is not None and length > max_size):
+                break
+            payload = apply_mask(data[start:stop], data[start - 4 : start])
+            pos, frames = stop, frames + 1
+            if not self._deliver(payload, first == 0x81):
+                break  # the connection failed (invalid UTF-8): websockets discards the rest
+        if frames and self.frames_per_second:  # these frames count against the budget too
+            self._charge(frames)
+        return data[pos:] if pos else data
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -554,16 +606,20 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         frames = self.frames
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         self.frames = []
+        self._deliver(data, self.curr_msg_data_type == "text")
+
+    def _deliver(self, data: bytes, text: bool) -> bool:
+        """Queue one received message for the app; False if it failed the connection."""
         if self.close_sent:  # past websocket.close: drop it, keep reading for the close reply
-            return
+            return True
         event: dict[str, Any]
-        if self.curr_msg_data_type == "text":
+        if text:
             try:
                 event = {"type": "websocket.receive", "text": data.decode()}
             except UnicodeDecodeError:
                 self.conn.fail(WsCloseCode.INVALID_DATA, "invalid UTF-8")
                 self.handle_parser_exception()
-                return
+                return False
         else:
             event = {"type": "websocket.receive", "bytes": data}
         queue = self.queue
@@ -571,6 +627,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         if queue.waiting_bytes > READ_LIMIT and not self.queue_full:
             self.queue_full = True
             self._sync_reading()
+        return True
 
     async def receive(self) -> Any:
         event = await self.queue.get()
@@ -585,7 +642,11 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
     def receive_nowait(self) -> Any | None:
         """The next ASGI receive event if one is waiting, else None (then await
         :meth:`receive_ready`, or ``receive``)."""
-        event = self.queue.get_nowait()
+        queue = self.queue
+        if not queue._events:
+            return None
+        event, size = queue._events.pop(0)  # ReceiveQueue.get_nowait, inline: once per message
+        queue.waiting_bytes -= size
         if self.queue_full:
             self._maybe_resume_reading()
         return event
@@ -613,22 +674,29 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         """Frame ``message`` (text for ``str``) and write it. Returns the payload's size in bytes,
         or -1 if the socket is not open."""
         conn = self.conn
-        if self.close_sent or self.disconnected or conn.state is not State.OPEN:
+        if self.close_sent or self.disconnected or conn.state is not _OPEN:
             return -1
-        data = message.encode() if isinstance(message, str) else message
+        if isinstance(message, str):
+            text, data = True, message.encode()
+        else:
+            text, data = False, message
+        size = len(data)
         if conn.extensions:  # permessage-deflate: websockets compresses and frames
             try:
-                if isinstance(message, str):
+                if text:
                     conn.send_text(data)
                 else:
                     conn.send_binary(data)
             except InvalidState:
                 return -1
             self.transport.writelines(conn.data_to_send())
-            return len(data)
-        opcode = OPCODE_TEXT if isinstance(message, str) else OPCODE_BINARY
-        self.transport.write(frame_header(opcode, len(data)) + data)
-        return len(data)
+            return size
+        if size < 126:  # frame_header's common case, inline: this runs for every frame sent
+            header = bytes((0x81 if text else 0x82, size))
+        else:
+            header = frame_header(OPCODE_TEXT if text else OPCODE_BINARY, size)
+        self.transport.write(header + data)
+        return size
 
     def send_wire(self, wire: bytes) -> bool:
         """Write an already framed message (from :func:`netrun_ws.connection.wire_frame`); only when

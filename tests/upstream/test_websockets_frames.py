@@ -1,0 +1,183 @@
+"""The whole-frame fast path of netrun-ws's websocket protocol reads exactly what websockets' parser
+reads: the same events reach the app, the same bytes go back (pongs, close frames), the same
+state follows, whatever the frames and however the reads cut them. And the fence's probe of
+websockets' parser state (``parser_idle``) says idle only between frames."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import struct
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.server import ServerState
+from websockets.protocol import State
+
+from netrun_ws._upstream import websockets as fence
+from netrun_ws.transport import websocket as transport
+from netrun_ws.transport.websocket import NetrunWebSocketProtocol
+from tests.support.raw_ws import Opcode, close_payload, encode_frame
+from tests.support.upgrade import UPGRADE
+from tests.support.waiting import eventually
+
+MAX_SIZE = 4096
+
+
+class MemoryTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 4000) if name in ("sockname", "peername") else default
+
+
+async def _app(scope: Any, receive: Any, send: Any) -> None:
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    # Tests feed the protocol without awaiting: every event is still queued when they compare.
+    while (await receive())["type"] != "websocket.disconnect":
+        pass
+
+
+async def _opened() -> tuple[NetrunWebSocketProtocol, MemoryTransport]:
+    config = uvicorn.Config(
+        _app, ws=NetrunWebSocketProtocol, ws_max_size=MAX_SIZE, lifespan="off", ws_ping_interval=0
+    )
+    config.load()
+    protocol = NetrunWebSocketProtocol(config, ServerState(), {})
+    memory = MemoryTransport()
+    protocol.connection_made(memory)
+    protocol.data_received(UPGRADE + b"\r\n")
+    await eventually(lambda: protocol.conn.state is State.OPEN, interval=0, what="the accept")
+    protocol.transport.flush()
+    del memory.written[:]
+    return protocol, memory
+
+
+def _frame_127(payload: bytes) -> bytes:
+    # A small payload announced with a 64-bit length: legal, and left to websockets.
+    key = b"\x01\x02\x03\x04"
+    return (
+        struct.pack("!BBQ", 0x81, 0x80 | 127, len(payload)) + key + fence.apply_mask(payload, key)
+    )
+
+
+FRAMES: list[bytes] = [
+    encode_frame(Opcode.TEXT, b'{"type":"echo","seq":1}'),
+    encode_frame(Opcode.TEXT, b""),
+    encode_frame(Opcode.TEXT, "é".encode() * 100),  # a 16-bit length
+    encode_frame(Opcode.BINARY, bytes(range(256))),
+    encode_frame(Opcode.PING, b"p"),
+    encode_frame(Opcode.PONG, b"q"),
+    encode_frame(Opcode.TEXT, b"frag", fin=False) + encode_frame(Opcode.CONTINUATION, b"ment"),
+    encode_frame(Opcode.TEXT, b"a", fin=False)
+    + encode_frame(Opcode.PING, b"mid")
+    + encode_frame(Opcode.CONTINUATION, b"b"),
+    _frame_127(b"sixty-four"),
+]
+#: Frames after which the connection fails or closes (one at most per stream, at its end).
+ENDINGS: list[bytes] = [
+    encode_frame(Opcode.TEXT, b"\xff\xfe"),  # invalid UTF-8: 1007
+    encode_frame(Opcode.TEXT, b"unmasked", mask=False),  # 1002
+    encode_frame(Opcode.TEXT, b"rsv", rsv=4),  # 1002
+    encode_frame(Opcode.TEXT, b"x" * (MAX_SIZE + 1)),  # 1009
+    encode_frame(Opcode.CONTINUATION, b"orphan"),  # 1002
+    encode_frame(Opcode.CLOSE, close_payload(1000, "bye")),
+]
+
+
+async def _snapshot(protocol: NetrunWebSocketProtocol, memory: MemoryTransport) -> Any:
+    protocol.transport.flush()
+    events = [event for event, _size in protocol.queue._events]
+    seen = events, bytes(memory.written), protocol.conn.state, protocol.close_sent
+    protocol.connection_lost(None)  # the app reads on to the disconnect and returns
+    await asyncio.gather(*protocol.tasks)
+    return seen
+
+
+async def _read(stream: bytes, cuts: list[int], fast: bool, monkeypatch: Any) -> Any:
+    with monkeypatch.context() as patch:
+        if not fast:
+            patch.setattr(transport, "parser_idle", lambda conn: False)
+        protocol, memory = await _opened()
+        edges = [0, *cuts, len(stream)]
+        for start, stop in itertools.pairwise(edges):
+            if start < stop:
+                protocol.data_received(stream[start:stop])
+        return await _snapshot(protocol, memory)
+
+
+async def test_the_fast_path_reads_what_websockets_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    chance = random.Random(6455)
+    for _case in range(300):
+        frames = chance.choices(FRAMES, k=chance.randint(1, 8))
+        if chance.random() < 0.5:
+            frames.append(chance.choice(ENDINGS))
+            frames.extend(chance.choices(FRAMES, k=chance.randint(0, 2)))  # after the end
+        stream = b"".join(frames)
+        count = min(len(stream) - 1, chance.randint(0, 4))
+        cuts = sorted(chance.sample(range(1, len(stream)), count))
+        fast = await _read(stream, cuts, True, monkeypatch)
+        slow = await _read(stream, cuts, False, monkeypatch)
+        assert fast == slow, (frames, cuts)
+
+
+async def test_whole_frames_in_one_read_skip_websockets_parser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not a fast path in name only: eight whole text frames never reach websockets' parser.
+    protocol, _memory = await _opened()
+    fed: list[bytes] = []
+    monkeypatch.setattr(protocol.conn, "receive_data", fed.append)
+    protocol.data_received(b"".join(encode_frame(Opcode.TEXT, b"%d" % n) for n in range(8)))
+    assert fed == []
+    assert [event["text"] for event, _size in protocol.queue._events] == [str(n) for n in range(8)]
+    protocol.data_received(encode_frame(Opcode.PING, b""))
+    assert len(fed) == 1  # a control frame is websockets' business
+    monkeypatch.undo()
+    await _snapshot(protocol, _memory)
+
+
+def test_the_parser_is_idle_only_between_frames() -> None:
+    conn = fence.ParsedRequestServerProtocol()
+    conn.state = State.OPEN
+    frame = encode_frame(Opcode.TEXT, b"hello")
+    assert fence.parser_idle(conn)
+    for cut in range(1, len(frame)):
+        conn.receive_data(frame[:cut])
+        assert not fence.parser_idle(conn), cut
+        conn.receive_data(frame[cut:])
+        assert fence.parser_idle(conn)
+        conn.events_received()
+    conn.receive_data(encode_frame(Opcode.TEXT, b"open", fin=False))
+    assert not fence.parser_idle(conn)  # a fragmented message is open
+    conn.receive_data(encode_frame(Opcode.CONTINUATION, b"ed"))
+    assert fence.parser_idle(conn)
+
+
+def test_the_fence_shuts_when_the_parser_state_cannot_be_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert fence.refusal() is None
+    monkeypatch.setattr(fence, "_AT_EOF", None)
+    assert "at_eof" in (fence.refusal() or "")
