@@ -149,7 +149,8 @@ def scenario(quick: bool) -> dict[str, Any]:
     rate, senders = 5000.0, 10
     result: dict[str, Any] = {"fanout_single": [], "fanout_cross": []}
     with tempfile.TemporaryDirectory() as tmp, cluster(Path(tmp)) as (port_a, port_b):
-        latency(port_a, port_b, rate, senders, 1.0)  # warm-up: imports, pools, JIT-free caches
+        latency(port_a, port_b, 1000.0, senders, 1.0)  # warm-up: imports, Redis pools
+        time.sleep(1.0)
         for rep in range(reps):
             # Single-node and cross-node windows alternate (order rotated), so a drift of the
             # machine's speed does not read as a cross-node cost.
@@ -159,8 +160,11 @@ def scenario(quick: bool) -> dict[str, Any]:
                 record["rep"] = rep
                 result[key].append(record)
                 time.sleep(1.0)  # the previous receivers are gone from both nodes
+        # A run that fell behind leaves a backlog in the nodes: let it drain before the next.
         result["cross_node"] = latency(port_a, port_b, rate, senders, duration * reps)
+        time.sleep(2.0)
         result["same_node"] = latency(port_a, port_a, rate, senders, duration * reps)
+        time.sleep(2.0)
         # One sender at the same rate: each message waits for the previous one's PUBLISH.
         result["cross_node_one_sender"] = latency(port_a, port_b, rate, 1, duration)
     result["fanout_ratio"] = _ratio(result["fanout_cross"], result["fanout_single"])

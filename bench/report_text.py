@@ -35,7 +35,7 @@ pip install -r bench/requirements.txt      # picows, python-socketio, psutil, py
 # Node.js peers: bench/run.py runs `npm ci` in bench/node itself (ws, socket.io; locked)
 python bench/run.py                        # full suite, 11-12 minutes on 2 cores -> this file
 python bench/run.py --quick                # ~2 minute smoke run (1 repetition, smaller N)
-python bench/run.py --only echo,profile    # a subset (echo, fanout, connect, profile)
+python bench/run.py --only echo,profile    # a subset (echo, fanout, connect, crossnode, profile)
 ```
 
 Each server runs in its own process pinned to core 0 (`os.sched_setaffinity`); the picows
