@@ -67,8 +67,8 @@ plugins: [chat, bench.echo_plugin]
 
 
 @contextlib.contextmanager
-def cluster(workdir: Path) -> Iterator[tuple[int, int]]:
-    """A private redis-server and two `netrun-ws run` nodes; yields the two ports."""
+def cluster(workdir: Path) -> Iterator[tuple[int, int, int]]:
+    """A private redis-server and two `netrun-ws run` nodes; yields their ports and Redis's."""
     redis_port = _free_port()
     processes: list[subprocess.Popen[bytes]] = []
     log = (workdir / "nodes.log").open("wb")
@@ -97,7 +97,7 @@ def cluster(workdir: Path) -> Iterator[tuple[int, int]]:
             _wait_port(port, node)
             ports.append(port)
         time.sleep(1.0)  # both nodes subscribed and probing
-        yield ports[0], ports[1]
+        yield ports[0], ports[1], redis_port
     finally:
         for process in reversed(processes):
             process.terminate()
@@ -144,11 +144,54 @@ def latency(
     return _loadgen(args)
 
 
+def _redis_used_memory(redis_port: int) -> int:
+    info = subprocess.run(
+        ["redis-cli", "-p", str(redis_port), "INFO", "memory"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return int(next(line for line in info.splitlines() if line.startswith("used_memory:"))[12:])
+
+
+def redis_memory(port: int, redis_port: int, connections: int) -> dict[str, Any]:
+    """Redis's ``used_memory`` per connection: with ``connections`` idle connections open on one
+    node (distinct users, no rooms), then after they closed (their sessions are kept)."""
+    command = [sys.executable, str(ROOT / "bench/loadgen.py"), "connect", "--proto", "netrun"]
+    command += ["--url", f"ws://127.0.0.1:{port}/ws", "--conns", str(connections)]
+    command += ["--inflight", "100", "--cpu", str(CLIENT_CPU)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    generator = subprocess.Popen(
+        command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert generator.stdin is not None and generator.stdout is not None
+
+    def tell(word: str) -> dict[str, Any]:
+        assert generator.stdin is not None and generator.stdout is not None
+        generator.stdin.write(f"{word}\n")
+        generator.stdin.flush()
+        record: dict[str, Any] = json.loads(generator.stdout.readline())
+        return record
+
+    json.loads(generator.stdout.readline())  # warm
+    before = _redis_used_memory(redis_port)
+    opened = tell("go")["connections"]
+    time.sleep(2.0)
+    during = _redis_used_memory(redis_port)
+    tell("close")
+    generator.wait(60)
+    time.sleep(2.0)  # the nodes saw the closes and saved the sessions
+    after = _redis_used_memory(redis_port)
+    return {
+        "connections": opened,
+        "bytes_per_open_connection": (during - before) / opened,
+        "bytes_per_closed_connection": (after - before) / opened,
+    }
+
+
 def scenario(quick: bool) -> dict[str, Any]:
     reps, duration = (1, 2.0) if quick else (3, 4.0)
     rate, senders = 5000.0, 10
     result: dict[str, Any] = {"fanout_single": [], "fanout_cross": []}
-    with tempfile.TemporaryDirectory() as tmp, cluster(Path(tmp)) as (port_a, port_b):
+    with tempfile.TemporaryDirectory() as tmp, cluster(Path(tmp)) as (port_a, port_b, redis_port):
         latency(port_a, port_b, 1000.0, senders, 1.0)  # warm-up: imports, Redis pools
         time.sleep(1.0)
         for rep in range(reps):
@@ -167,6 +210,8 @@ def scenario(quick: bool) -> dict[str, Any]:
         time.sleep(2.0)
         # One sender at the same rate: each message waits for the previous one's PUBLISH.
         result["cross_node_one_sender"] = latency(port_a, port_b, rate, 1, duration)
+        time.sleep(2.0)
+        result["redis_memory"] = redis_memory(port_a, redis_port, 2000 if quick else 5000)
     result["fanout_ratio"] = _ratio(result["fanout_cross"], result["fanout_single"])
     return result
 

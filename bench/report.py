@@ -466,6 +466,16 @@ def crossnode_section(result: dict[str, Any] | None) -> str:
         f"Median deliveries/s: single node {_n(single)}, two nodes {_n(cross)}: "
         f"**{result['fanout_ratio']:.2f}x**.",
     ]
+    memory = result.get("redis_memory")
+    if memory:
+        rows += [
+            "",
+            f"Redis memory (`INFO memory` `used_memory`): {memory['connections']:,} idle "
+            f"connections on node A (distinct users, no rooms) added "
+            f"{memory['bytes_per_open_connection']:,.0f} bytes each; once they closed, "
+            f"{memory['bytes_per_closed_connection']:,.0f} bytes each remained (their saved "
+            "sessions, kept for `store.connection_ttl`).",
+        ]
     return "\n".join(rows) + "\n"
 
 
