@@ -144,17 +144,38 @@ def latency(
     return _loadgen(args)
 
 
+def _redis(redis_port: int, *command: str) -> str:
+    done = subprocess.run(
+        ["redis-cli", "-p", str(redis_port), *command], capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
 def _redis_used_memory(redis_port: int) -> int:
-    info = subprocess.run(
-        ["redis-cli", "-p", str(redis_port), "INFO", "memory"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    info = _redis(redis_port, "INFO", "memory")
     return int(next(line for line in info.splitlines() if line.startswith("used_memory:"))[12:])
+
+
+#: Not the connections' work: our own queries, the probes' PUBLISHes, and EXEC (the commands of
+#: a MULTI are counted once each already).
+_NOT_CONNECTION_WORK = ("info", "config|resetstat", "exec", "publish")
+
+
+def _redis_command_usec(redis_port: int) -> float:
+    """Redis's CPU time in commands since the last CONFIG RESETSTAT (INFO commandstats), us."""
+    total = 0.0
+    for line in _redis(redis_port, "INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, fields = line.removeprefix("cmdstat_").partition(":")
+            values = dict(field.split("=") for field in fields.split(","))
+            total += 0.0 if name in _NOT_CONNECTION_WORK else float(values["usec"])
+    return total
 
 
 def redis_memory(port: int, redis_port: int, connections: int) -> dict[str, Any]:
     """Redis's ``used_memory`` per connection: with ``connections`` idle connections open on one
-    node (distinct users, no rooms), then after they closed (their sessions are kept)."""
+    node (distinct users, no rooms), then after they closed (their sessions are kept); and the
+    Redis CPU time (commandstats) one connection's open and close cost."""
     command = [sys.executable, str(ROOT / "bench/loadgen.py"), "connect", "--proto", "netrun"]
     command += ["--url", f"ws://127.0.0.1:{port}/ws", "--conns", str(connections)]
     command += ["--inflight", "100", "--cpu", str(CLIENT_CPU)]
@@ -172,6 +193,7 @@ def redis_memory(port: int, redis_port: int, connections: int) -> dict[str, Any]
         return record
 
     json.loads(generator.stdout.readline())  # warm
+    _redis(redis_port, "CONFIG", "RESETSTAT")
     before = _redis_used_memory(redis_port)
     opened = tell("go")["connections"]
     time.sleep(2.0)
@@ -180,7 +202,9 @@ def redis_memory(port: int, redis_port: int, connections: int) -> dict[str, Any]
     generator.wait(60)
     time.sleep(2.0)  # the nodes saw the closes and saved the sessions
     after = _redis_used_memory(redis_port)
+    usec = _redis_command_usec(redis_port)
     return {
+        "redis_usec_per_connection": usec / opened,
         "connections": opened,
         "bytes_per_open_connection": (during - before) / opened,
         "bytes_per_closed_connection": (after - before) / opened,

@@ -427,7 +427,8 @@ def _latency_row(label: str, r: dict[str, Any]) -> str:
     senders = r.get("senders", 1)
     return (
         f"| {label} | {r['rate']:,.0f} | {senders} | {r['sent']:,} | {r['lost']:,} "
-        f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r.get('max_ms', math.nan):.2f} |"
+        f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+        f"| {'-' if 'max_ms' not in r else format(r['max_ms'], '.2f')} |"
     )
 
 
@@ -474,7 +475,9 @@ def crossnode_section(result: dict[str, Any] | None) -> str:
             f"connections on node A (distinct users, no rooms) added "
             f"{memory['bytes_per_open_connection']:,.0f} bytes each; once they closed, "
             f"{memory['bytes_per_closed_connection']:,.0f} bytes each remained (their saved "
-            "sessions, kept for `store.connection_ttl`).",
+            "sessions, kept for `store.connection_ttl`). Redis CPU time in commands "
+            "(`INFO commandstats`, node heartbeats included) per connection opened and closed: "
+            f"{memory.get('redis_usec_per_connection', math.nan):,.0f} us.",
         ]
     return "\n".join(rows) + "\n"
 
