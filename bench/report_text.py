@@ -194,7 +194,14 @@ its 500. The baseline is the same run's single-node window: all 1,000 receivers 
 nodes and store (A still PUBLISHes; B has nobody to deliver to). Single- and two-node windows
 alternate; the ratio is of their medians. Both nodes share one core, so the two-node figure
 measures what crossing Redis costs in CPU (encode once, decode once on B, one more process's
-event loop), not what a second machine adds.
+event loop), not what a second machine adds. Its absolute deliveries/s are not those of section 2
+(anonymous auth, the Redis store, two processes on the core): the ratio is the figure.
+
+**Redis per connection.** 2,000 idle connections (5,000 in the full run; distinct users, no rooms)
+are opened on node A by the connect scenario's client and closed again: Redis's `used_memory`
+while they are open and after they closed, and Redis's CPU time in commands (`INFO commandstats`
+since a `CONFIG RESETSTAT`) per connection. These are the inputs of the capacity plan in
+docs/deployment.md.
 
 **Latency.** 10 senders on node A send `{{"type": "direct", ...}}` (the chat plugin's
 `host.send_to_user`) to 10 receivers on node B, 5,000 msg/s in all; latency is from send to
