@@ -242,7 +242,7 @@ def scenario(quick: bool) -> dict[str, Any]:
 
 def _ratio(cross: list[dict[str, Any]], single: list[dict[str, Any]]) -> float:
     def median(records: list[dict[str, Any]]) -> float:
-        return statistics.median(r["deliveries_per_s"] for r in records)
+        return statistics.median(float(r["deliveries_per_s"]) for r in records)
 
     return median(cross) / median(single)
 
