@@ -3,19 +3,20 @@
 ``python bench/crossnode.py`` prints one JSON result; ``bench/run.py`` runs it as the
 ``crossnode`` scenario and reports it in docs/performance.md.
 
-- Latency: a sender on node A sends ``{"type": "direct", "to": "bob", ...}`` (the chat plugin's
-  ``host.send_to_user``) at a fixed rate to a receiver on node B; the same run with both on node A
-  is the single-node baseline. One process holds both clients, so send and receive times share a
-  clock.
-- Fan-out across nodes: receivers split evenly over A and B join one room; a publisher on A says
-  messages in it (one PUBLISH each); deliveries/s and delivery latency on each node.
+- Fan-out across nodes: bench/loadgen.py's fan-out mode with N = 1,000 receivers split evenly
+  over A and B and the publisher on A (the bench plugin's ``publish``: ``host.broadcast``, one
+  PUBLISH per message); the same with all receivers on A is the single-node baseline of the same
+  run (same nodes, same Redis store). Windows alternate, the ratio is of the medians.
+- Latency: loadgen's latency mode: 10 senders on A send ``{"type": "direct", ...}`` (the chat
+  plugin's ``host.send_to_user``) to 10 receivers on B, 5,000 msg/s in all; the same with the
+  receivers on A is the baseline without Redis; then one sender alone at the same rate. One
+  process holds both ends, so send and receive times share a clock.
 
-Both nodes run on the server core; the clients (websockets, asyncio) and Redis on the other.
+Both nodes run on the server core; the load generator (picows on uvloop) and Redis on the other.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -29,10 +30,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import websockets
-
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CPU, CLIENT_CPU = 0, 1
+#: Fan-out receivers, split evenly over the two nodes in the cross-node windows.
+RECEIVERS = 1000
 
 
 def _free_port() -> int:
@@ -62,13 +63,13 @@ store: {{plugin: redis, url: "redis://127.0.0.1:{redis_port}/0"}}
 heartbeat: {{plugin: ping, interval: 30, timeout: 90}}
 metrics: [{{plugin: prometheus}}]
 plugins_dir: {plugins}
-plugins: [chat]
+plugins: [chat, bench.echo_plugin]
 """
 
 
 @contextlib.contextmanager
-def cluster(workdir: Path) -> Iterator[tuple[int, int]]:
-    """A private redis-server and two `netrun-ws run` nodes; yields the two ports."""
+def cluster(workdir: Path) -> Iterator[tuple[int, int, int]]:
+    """A private redis-server and two `netrun-ws run` nodes; yields their ports and Redis's."""
     redis_port = _free_port()
     processes: list[subprocess.Popen[bytes]] = []
     log = (workdir / "nodes.log").open("wb")
@@ -97,7 +98,7 @@ def cluster(workdir: Path) -> Iterator[tuple[int, int]]:
             _wait_port(port, node)
             ports.append(port)
         time.sleep(1.0)  # both nodes subscribed and probing
-        yield ports[0], ports[1]
+        yield ports[0], ports[1], redis_port
     finally:
         for process in reversed(processes):
             process.terminate()
@@ -109,131 +110,147 @@ def cluster(workdir: Path) -> Iterator[tuple[int, int]]:
         log.close()
 
 
-async def _client(port: int, user: str) -> Any:
-    websocket = await websockets.connect(f"ws://127.0.0.1:{port}/ws?user_id={user}")
-    welcome = json.loads(await websocket.recv())
-    assert welcome["type"] == "connect", welcome
-    return websocket
+def _loadgen(args: list[str]) -> dict[str, Any]:
+    """Run bench/loadgen.py on the client core; its last JSON line."""
+    command = [sys.executable, str(ROOT / "bench/loadgen.py"), *args, "--cpu", str(CLIENT_CPU)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"loadgen {args[0]} failed: {done.stderr[-2000:]}")
+    record: dict[str, Any] = json.loads(lines[-1])
+    return record
 
 
-async def _close(websocket: Any) -> None:
-    """Close a client promptly. A client that has unread messages (the sender gets a reply to
-    each message it sends) stops reading once its queue is full and would wait out its close
-    timeout (10 s) for the server's close frame; reading meanwhile lets the close complete."""
-
-    async def drain() -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for _message in websocket:
-                pass
-
-    reader = asyncio.create_task(drain())
-    await websocket.close()
-    await reader
-
-
-def _percentiles(samples: list[float]) -> dict[str, float]:
-    if not samples:
-        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "count": 0}
-    ordered = sorted(samples)
-    return {
-        "p50_ms": statistics.median(ordered),
-        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-        "count": len(ordered),
-    }
-
-
-async def latency(
-    sender_port: int, receiver_port: int, rate: float, seconds: float
+def fanout(
+    port_a: int, receiver_ports: list[int], receivers: int, warmup: float, duration: float
 ) -> dict[str, Any]:
-    """send_to_user at a fixed rate; latency from send to receipt, in ms."""
-    tag = f"{sender_port}-{receiver_port}-{time.monotonic_ns()}"
-    sender = await _client(sender_port, f"sender-{tag}")
-    receiver = await _client(receiver_port, f"bob-{tag}")
-    samples: list[float] = []
-    total = int(rate * seconds)
-
-    async def receive() -> None:
-        while len(samples) < total:
-            message = json.loads(await receiver.recv())
-            if message.get("type") == "direct":
-                samples.append((time.perf_counter_ns() - int(message["text"])) / 1e6)
-
-    receiving = asyncio.create_task(receive())
-    start = time.perf_counter()
-    for index in range(total):
-        await asyncio.sleep(max(0.0, start + index / rate - time.perf_counter()))
-        await sender.send(
-            json.dumps({"type": "direct", "to": f"bob-{tag}", "text": str(time.perf_counter_ns())})
-        )
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(receiving, 5)
-    receiving.cancel()
-    await asyncio.gather(_close(sender), _close(receiver))
-    return {"rate": rate, "sent": total, "lost": total - len(samples), **_percentiles(samples)}
+    """loadgen's fan-out mode: the publisher on A, ``receivers`` round-robin over the ports."""
+    urls = ",".join(f"ws://127.0.0.1:{port}/ws" for port in receiver_ports)
+    args = ["fanout", "--url", f"ws://127.0.0.1:{port_a}/ws", "--receiver-urls", urls]
+    args += ["--proto", "netrun", "--phases", str(receivers)]
+    args += ["--warmup", str(warmup), "--duration", str(duration)]
+    return _loadgen(args)
 
 
-async def fanout(port_a: int, port_b: int, receivers: int, messages: int) -> dict[str, Any]:
-    """A publisher on A says `messages` times in a room whose members are split over A and B."""
-    room = f"bench-{time.monotonic_ns()}"
-    members = []
-    for index in range(receivers):
-        websocket = await _client(port_a if index % 2 == 0 else port_b, f"r{index}-{room}")
-        await websocket.send(json.dumps({"type": "join", "room": room}))
-        members.append(websocket)
-    for websocket in members:
-        while json.loads(await websocket.recv()).get("type") != "joined":
-            pass
-    publisher = await _client(port_a, f"publisher-{room}")
-    await publisher.send(json.dumps({"type": "join", "room": room}))
-    samples_by_node: dict[str, list[float]] = {"A": [], "B": []}
+def latency(
+    sender_port: int, receiver_port: int, rate: float, senders: int, duration: float
+) -> dict[str, Any]:
+    """loadgen's latency mode: send_to_user from ``senders`` on one node to receivers on
+    another (or the same), ``rate`` messages/s in all."""
+    args = ["latency", "--url", f"ws://127.0.0.1:{sender_port}/ws"]
+    args += ["--receiver-urls", f"ws://127.0.0.1:{receiver_port}/ws", "--proto", "netrun"]
+    args += ["--rate", str(rate), "--conns", str(senders)]
+    args += ["--warmup", "0.5", "--duration", str(duration)]
+    return _loadgen(args)
 
-    async def drain(index: int, websocket: Any) -> None:
-        node = "A" if index % 2 == 0 else "B"
-        seen = 0
-        while seen < messages:
-            message = json.loads(await websocket.recv())
-            if message.get("type") == "said" and message.get("user_id", "").startswith("publisher"):
-                samples_by_node[node].append((time.perf_counter_ns() - int(message["text"])) / 1e6)
-                seen += 1
 
-    readers = [asyncio.create_task(drain(i, ws)) for i, ws in enumerate(members)]
-    start = time.perf_counter()
-    for _ in range(messages):
-        payload = {"type": "say", "room": room, "text": str(time.perf_counter_ns())}
-        await publisher.send(json.dumps(payload))
-        await asyncio.sleep(0.002)  # a steady stream, not one burst
-    _, pending = await asyncio.wait(readers, timeout=30)
-    elapsed = time.perf_counter() - start
-    for task in pending:
-        task.cancel()
-    delivered = sum(len(samples) for samples in samples_by_node.values())
-    await asyncio.gather(*(_close(websocket) for websocket in [*members, publisher]))
+def _redis(redis_port: int, *command: str) -> str:
+    done = subprocess.run(
+        ["redis-cli", "-p", str(redis_port), *command], capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def _redis_used_memory(redis_port: int) -> int:
+    info = _redis(redis_port, "INFO", "memory")
+    return int(next(line for line in info.splitlines() if line.startswith("used_memory:"))[12:])
+
+
+#: Not the connections' work: our own queries, the probes' PUBLISHes, and EXEC (the commands of
+#: a MULTI are counted once each already).
+_NOT_CONNECTION_WORK = ("info", "config|resetstat", "exec", "publish")
+
+
+def _redis_command_usec(redis_port: int) -> float:
+    """Redis's CPU time in commands since the last CONFIG RESETSTAT (INFO commandstats), us."""
+    total = 0.0
+    for line in _redis(redis_port, "INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, fields = line.removeprefix("cmdstat_").partition(":")
+            values = dict(field.split("=") for field in fields.split(","))
+            total += 0.0 if name in _NOT_CONNECTION_WORK else float(values["usec"])
+    return total
+
+
+def redis_memory(port: int, redis_port: int, connections: int) -> dict[str, Any]:
+    """Redis's ``used_memory`` per connection: with ``connections`` idle connections open on one
+    node (distinct users, no rooms), then after they closed (their sessions are kept); and the
+    Redis CPU time (commandstats) one connection's open and close cost."""
+    command = [sys.executable, str(ROOT / "bench/loadgen.py"), "connect", "--proto", "netrun"]
+    command += ["--url", f"ws://127.0.0.1:{port}/ws", "--conns", str(connections)]
+    command += ["--inflight", "100", "--cpu", str(CLIENT_CPU)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    generator = subprocess.Popen(
+        command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert generator.stdin is not None and generator.stdout is not None
+
+    def tell(word: str) -> dict[str, Any]:
+        assert generator.stdin is not None and generator.stdout is not None
+        generator.stdin.write(f"{word}\n")
+        generator.stdin.flush()
+        record: dict[str, Any] = json.loads(generator.stdout.readline())
+        return record
+
+    json.loads(generator.stdout.readline())  # warm
+    _redis(redis_port, "CONFIG", "RESETSTAT")
+    before = _redis_used_memory(redis_port)
+    opened = tell("go")["connections"]
+    time.sleep(2.0)
+    during = _redis_used_memory(redis_port)
+    tell("close")
+    generator.wait(60)
+    time.sleep(2.0)  # the nodes saw the closes and saved the sessions
+    after = _redis_used_memory(redis_port)
+    usec = _redis_command_usec(redis_port)
     return {
-        "receivers": receivers,
-        "messages": messages,
-        "delivered": delivered,
-        "expected": receivers * messages,
-        "deliveries_per_s": delivered / elapsed,
-        "node_a": _percentiles(samples_by_node["A"]),
-        "node_b": _percentiles(samples_by_node["B"]),
+        "redis_usec_per_connection": usec / opened,
+        "connections": opened,
+        "bytes_per_open_connection": (during - before) / opened,
+        "bytes_per_closed_connection": (after - before) / opened,
     }
 
 
-async def scenario(quick: bool) -> dict[str, Any]:
-    rate, seconds = (500.0, 2.0) if quick else (1000.0, 5.0)
-    receivers, messages = (50, 50) if quick else (200, 200)
-    with tempfile.TemporaryDirectory() as tmp, cluster(Path(tmp)) as (port_a, port_b):
-        await latency(port_a, port_b, rate, 0.5)  # warm-up
-        return {
-            "cross_node": await latency(port_a, port_b, rate, seconds),
-            "same_node": await latency(port_a, port_a, rate, seconds),
-            "fanout": await fanout(port_a, port_b, receivers, messages),
-        }
+def scenario(quick: bool) -> dict[str, Any]:
+    reps, duration = (1, 2.0) if quick else (3, 4.0)
+    rate, senders = 5000.0, 10
+    result: dict[str, Any] = {"fanout_single": [], "fanout_cross": []}
+    with tempfile.TemporaryDirectory() as tmp, cluster(Path(tmp)) as (port_a, port_b, redis_port):
+        latency(port_a, port_b, 1000.0, senders, 1.0)  # warm-up: imports, Redis pools
+        time.sleep(1.0)
+        for rep in range(reps):
+            # Single-node and cross-node windows alternate (order rotated), so a drift of the
+            # machine's speed does not read as a cross-node cost.
+            order = [("fanout_single", [port_a]), ("fanout_cross", [port_a, port_b])]
+            for key, ports in order[rep % 2 :] + order[: rep % 2]:
+                record = fanout(port_a, ports, RECEIVERS, 0.5, duration)
+                record["rep"] = rep
+                result[key].append(record)
+                time.sleep(1.0)  # the previous receivers are gone from both nodes
+        # A run that fell behind leaves a backlog in the nodes: let it drain before the next.
+        result["cross_node"] = latency(port_a, port_b, rate, senders, duration * reps)
+        time.sleep(2.0)
+        result["same_node"] = latency(port_a, port_a, rate, senders, duration * reps)
+        time.sleep(2.0)
+        # One sender at the same rate: each message waits for the previous one's PUBLISH.
+        result["cross_node_one_sender"] = latency(port_a, port_b, rate, 1, duration)
+        time.sleep(2.0)
+        result["redis_memory"] = redis_memory(port_a, redis_port, 2000 if quick else 5000)
+    result["fanout_ratio"] = _ratio(result["fanout_cross"], result["fanout_single"])
+    return result
+
+
+def _ratio(cross: list[dict[str, Any]], single: list[dict[str, Any]]) -> float:
+    def median(records: list[dict[str, Any]]) -> float:
+        return statistics.median(float(r["deliveries_per_s"]) for r in records)
+
+    return median(cross) / median(single)
 
 
 def run(quick: bool = False) -> dict[str, Any]:
     os.sched_setaffinity(0, {CLIENT_CPU})
-    return asyncio.run(scenario(quick))
+    return scenario(quick)
 
 
 if __name__ == "__main__":

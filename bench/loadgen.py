@@ -3,6 +3,10 @@
 MODE ``echo`` keeps ``--inflight`` messages in flight on each of ``--conns`` connections and
 reports messages/s and round-trip latency. MODE ``fanout`` connects one publisher and receivers,
 keeps a window of broadcasts in flight and reports deliveries/s and delivery latency per phase.
+MODE ``latency`` sends chat ``direct`` messages (``host.send_to_user``) at a fixed total rate from
+``--conns`` senders on ``--url`` to as many receivers on ``--receiver-urls`` and reports the send to
+receipt latency (bench/crossnode.py runs it across two nodes). ``--receiver-urls`` also spreads the
+receivers of MODE ``fanout`` round-robin over several nodes (the publisher stays on ``--url``).
 MODE ``connect`` opens ``--conns`` connections with ``--inflight`` handshakes in flight, reports
 the rate, and keeps them open until told (stdin) so the caller can measure the server's memory;
 it uses the lean handshake client of ``bench/handshakes.py``, not picows (see there why).
@@ -32,6 +36,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from bench import handshakes  # run with the repository on PYTHONPATH, as run.py does
 
 _STAMP = re.compile(rb'"seq": ?(\d+), ?"t": ?(\d+)')
+_TEXT_STAMP = re.compile(rb'"text": ?"(\d+)"')
 _DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
 now_ns = time.monotonic_ns
 
@@ -50,6 +55,12 @@ class Options:
     payload: str
     offer_deflate: bool
     tokens: list[str] = field(default_factory=list)
+    #: Where receivers connect, round-robin by index (empty: ``url``).
+    receiver_urls: list[str] = field(default_factory=list)
+
+    def receiver_url(self, index: int) -> str:
+        urls = self.receiver_urls or [self.url]
+        return urls[index % len(urls)]
 
 
 def percentile(sorted_values: list[int], fraction: float) -> float:
@@ -126,7 +137,9 @@ def _small_rcvbuf_socket(parsed_url: Any) -> socket.socket:
     return sock
 
 
-async def open_client(options: Options, index: int, *, small_rcvbuf: bool = False) -> Client:
+async def open_client(
+    options: Options, index: int, *, small_rcvbuf: bool = False, url: str | None = None
+) -> Client:
     headers: dict[str, str] = {}
     if options.proto == "netrun":
         headers["Authorization"] = f"Bearer {options.tokens[index]}"
@@ -137,7 +150,7 @@ async def open_client(options: Options, index: int, *, small_rcvbuf: bool = Fals
         kwargs["socket_factory"] = _small_rcvbuf_socket
     _, client = await ws_connect(
         lambda: Client(options.proto),
-        options.url,
+        url or options.url,
         extra_headers=headers,
         websocket_handshake_timeout=60,
         max_frame_size=1 << 20,
@@ -152,13 +165,17 @@ async def open_client(options: Options, index: int, *, small_rcvbuf: bool = Fals
 FAILED_CONNECTS: list[str] = []
 
 
-async def open_many(options: Options, indices: range, inflight: int) -> list[Client]:
+async def open_many(
+    options: Options, indices: range, inflight: int, *, receivers: bool = False
+) -> list[Client]:
+    """Open ``indices``' connections; ``receivers`` ones go to ``options.receiver_url``."""
     semaphore = asyncio.Semaphore(inflight)
 
     async def one(index: int) -> Client | None:
+        url = options.receiver_url(index) if receivers else None
         async with semaphore:
             try:
-                return await open_client(options, index)
+                return await open_client(options, index, url=url)
             except Exception as exc:  # a refused handshake is a result, not a crash
                 FAILED_CONNECTS.append(f"{type(exc).__name__}: {exc}"[:200])
                 return None
@@ -295,7 +312,8 @@ async def run_fanout(options: Options, args: argparse.Namespace) -> None:
         need = target - len(counted)
         connect_start = time.perf_counter()
         if need > 0:
-            new = await open_many(options, range(next_index, next_index + need), 200)
+            indices = range(next_index, next_index + need)
+            new = await open_many(options, indices, 200, receivers=True)
             next_index += need
             for client in new:
                 client.on_text = fan.on_delivery
@@ -357,6 +375,64 @@ async def run_fanout(options: Options, args: argparse.Namespace) -> None:
             fan.receivers.remove(stall)
             if stall.transport is not None:
                 stall.transport.disconnect(graceful=False)
+
+
+# ----------------------------------------------------------------------------------- latency
+
+
+def direct(to: str) -> bytes:
+    """The chat plugin's direct message, stamped with its send time (ns) as its text."""
+    return f'{{"type":"direct","to":"{to}","text":"{now_ns()}"}}'.encode()
+
+
+async def run_latency(options: Options, args: argparse.Namespace) -> None:
+    """``--rate`` direct messages/s in total, sender i to receiver i; the latency of those sent
+    after the warm-up. libuv timers tick in milliseconds, so the sends due are made at each tick
+    (at 5,000 msg/s about 5 per tick, spread over the senders)."""
+    options.tokens = make_tokens(2 * args.conns)
+    tag = f"{os.getpid()}-{now_ns()}"
+    names = [f"bob-{tag}-{index}" for index in range(args.conns)]
+    receivers = [
+        await open_client(options, index, url=f"{options.receiver_url(index)}?user_id={name}")
+        for index, name in enumerate(names)
+    ]
+    senders = await open_many(options, range(args.conns, 2 * args.conns), 50)
+    state = {"since": 0, "received": 0}
+    samples: list[int] = []
+
+    def on_receipt(client: Client, data: bytes) -> None:
+        match = _TEXT_STAMP.search(data)
+        if match is not None and state["since"] and int(match.group(1)) >= state["since"]:
+            samples.append(now_ns() - int(match.group(1)))
+
+    for client in receivers:
+        client.on_text = on_receipt
+    start, sent, measured = time.perf_counter(), 0, 0
+    end = start + args.warmup + args.duration
+    while (now := time.perf_counter()) < end:
+        if not state["since"] and now >= start + args.warmup:
+            state["since"] = now_ns()
+        due = int((now - start) * args.rate)
+        while sent < due:
+            slot = sent % len(senders)
+            senders[slot].send(direct(names[slot]))
+            sent += 1
+            measured += 1 if state["since"] else 0
+        await asyncio.sleep(0.001)  # libuv timers: 1 ms; less would spin (Redis shares the core)
+    await asyncio.sleep(1.0)  # stragglers
+    samples.sort()
+    emit(
+        {
+            "event": "result",
+            "rate": args.rate,
+            "senders": len(senders),
+            "sent": measured,
+            "lost": measured - len(samples),
+            "p50_ms": percentile(samples, 0.50) / 1000,
+            "p99_ms": percentile(samples, 0.99) / 1000,
+            "max_ms": samples[-1] / 1e6 if samples else float("nan"),
+        }
+    )
 
 
 # ----------------------------------------------------------------------------------- connect
@@ -422,8 +498,10 @@ async def run_connect(options: Options, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=("echo", "fanout", "connect"))
+    parser.add_argument("mode", choices=("echo", "fanout", "connect", "latency"))
     parser.add_argument("--url", required=True)
+    parser.add_argument("--receiver-urls", default="", help="comma-separated; default: --url")
+    parser.add_argument("--rate", type=float, default=5000.0, help="latency: messages/s in all")
     parser.add_argument("--proto", choices=("plain", "netrun", "socketio"), default="plain")
     parser.add_argument("--conns", type=int, default=50)
     parser.add_argument("--inflight", type=int, default=8)
@@ -442,7 +520,13 @@ def main() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     options = Options(args.url, args.proto, "x" * args.payload_bytes, args.offer_deflate)
-    runners = {"echo": run_echo, "fanout": run_fanout, "connect": run_connect}
+    options.receiver_urls = [url for url in args.receiver_urls.split(",") if url]
+    runners = {
+        "echo": run_echo,
+        "fanout": run_fanout,
+        "connect": run_connect,
+        "latency": run_latency,
+    }
     import uvloop
 
     uvloop.run(runners[args.mode](options, args))

@@ -35,7 +35,7 @@ pip install -r bench/requirements.txt      # picows, python-socketio, psutil, py
 # Node.js peers: bench/run.py runs `npm ci` in bench/node itself (ws, socket.io; locked)
 python bench/run.py                        # full suite, 11-12 minutes on 2 cores -> this file
 python bench/run.py --quick                # ~2 minute smoke run (1 repetition, smaller N)
-python bench/run.py --only echo,profile    # a subset (echo, fanout, connect, profile)
+python bench/run.py --only echo,profile    # a subset (echo, fanout, connect, crossnode, profile)
 ```
 
 Each server runs in its own process pinned to core 0 (`os.sched_setaffinity`); the picows
@@ -180,16 +180,38 @@ back-to-back runs of the same server), the bare uvicorn peer most (its rate is t
 denominator). The range columns show the spread within this run; a ratio within about 10% of
 its target can land on either side of it in another run.
 
-## 5. Cross-node send_to_user latency
+## 5. Two nodes: cross-node fan-out and send_to_user latency
 
-Two `netrun-ws run` nodes (Redis store, chat plugin, prometheus and heartbeat on) share a private
-`redis-server`; both nodes run on the server core, Redis and the asyncio `websockets` clients on
-the other (`bench/crossnode.py`). A sender sends `{{"type": "direct", ...}}` (the chat plugin's
-`host.send_to_user`) at a fixed rate; latency is from send to receipt, one process holding both
-clients. The same-node row is the baseline without Redis. The p99 is the figure most sensitive
-to the machine's scheduling jitter: on the machine of 2026-11-26 repeated runs of the same code
-gave cross-node p99s from 2.8 to 34 ms (and the code of the day before, run beside it, 6.5 and
-15 ms), where the machine of the days before gave 1.3-1.4 ms; the p50 stayed near 1 ms.
+Two `netrun-ws run` nodes (Redis store, anonymous auth, the chat plugin and the bench plugin,
+prometheus and heartbeat on) share a private `redis-server`; both nodes run on the server core,
+Redis and the picows load generator on the other (`bench/crossnode.py`, which drives
+`bench/loadgen.py`).
+
+**Fan-out across nodes.** The fan-out scenario's client (section 2) with N = 1,000 receivers split
+evenly over the two nodes and the publisher on node A: each `publish` is one `host.broadcast`,
+delivered by A to its 500 receivers and sent once to Redis (`PUBLISH`), from which B delivers it to
+its 500. The baseline is the same run's single-node window: all 1,000 receivers on node A, the same
+nodes and store (A still PUBLISHes; B has nobody to deliver to). Single- and two-node windows
+alternate; the ratio is of their medians. Both nodes share one core, so the two-node figure
+measures what crossing Redis costs in CPU (encode once, decode once on B, one more process's
+event loop), not what a second machine adds. Its absolute deliveries/s are not those of section 2
+(anonymous auth, the Redis store, two processes on the core): the ratio is the figure.
+
+**Redis per connection.** 2,000 idle connections (5,000 in the full run; distinct users, no rooms)
+are opened on node A by the connect scenario's client and closed again: Redis's `used_memory`
+while they are open and after they closed, and Redis's CPU time in commands (`INFO commandstats`
+since a `CONFIG RESETSTAT`) per connection. These are the inputs of the capacity plan in
+docs/deployment.md.
+
+**Latency.** 10 senders on node A send `{{"type": "direct", ...}}` (the chat plugin's
+`host.send_to_user`) to 10 receivers on node B, 5,000 msg/s in all; latency is from send to
+receipt, one process holding both ends. libuv's timers tick in milliseconds, so the load generator
+sends the messages due at each tick (about 5). The same-node row is the baseline without Redis; the
+one-sender row sends the same 5,000 msg/s from one connection, whose messages a node handles one
+after the other, each waiting for its `PUBLISH` reply. The p99 is the figure most sensitive to
+the machine's scheduling jitter: on the machine of 2026-11-26 repeated runs of the same code gave
+cross-node p99s (then 1,000 msg/s, asyncio clients) from 2.8 to 34 ms, where the machine of the
+days before gave 1.3-1.4 ms; the p50 stayed near 1 ms.
 
 {crossnode}
 ## Where the time goes (netrun-ws echo profile)
