@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from netrun_ws.client import Client
+from netrun_ws.client import Client, State, StateChange
 from tests.proof.ledger import GapSeen, Ledger, Tick
 from tests.support.cli_server import RunningServer
 
@@ -82,13 +82,20 @@ class Listener:
     def __init__(self, urls: Sequence[str], user: str, rooms: Sequence[str]) -> None:
         self.user = user
         self.rooms = list(rooms)
-        self.client = Client(list(urls), params={"user_id": user}, max_queue=0)
+        self.client = Client(
+            list(urls), params={"user_id": user}, max_queue=0, on_state=self._on_state
+        )
+        self.ends: list[int | None] = []  # the close code (or HTTP status) of each reconnect
         self.ledger = Ledger()
         self.welcomes: list[bool] = []  # resumed, per welcome
         self.replayed = 0
         self.joined: set[str] = set()
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _on_state(self, change: StateChange) -> None:
+        if change.state is State.RECONNECTING:
+            self.ends.append(change.code)
 
     async def start(self) -> None:
         await self.client.start()
