@@ -1,6 +1,6 @@
 """Run the benchmark suite of issue 6 and write docs/performance.md.
 
-    python bench/run.py            # full suite, 11-12 minutes on a 2-core machine
+    python bench/run.py            # full suite, 12-13 minutes on a 2-core machine
     python bench/run.py --quick    # smoke run, about 2 minutes, smaller numbers, 1 repetition
 
 Every server runs in its own process pinned to core 0; the picows load generator runs in another
@@ -237,7 +237,7 @@ def run_history(plan: Plan) -> list[dict[str, Any]]:
                 process = loadgen(args)
                 record = read_event(process)
                 process.wait(30)
-            record.update(kind=kind, rep=rep)
+            record.update(kind=kind, rep=rep, measured_at=time.strftime("%Y-%m-%d %H:%M"))
             results.append(record)
             log(
                 f"history {kind:<22} rep {rep}: {record['deliveries_per_s']:,.0f} deliveries/s, "
@@ -408,6 +408,7 @@ def main() -> None:
         from bench import recovery
 
         results["recovery"] = recovery.run(quick=args.quick)
+        results["recovery"]["measured_at"] = time.strftime("%Y-%m-%d %H:%M")
         log(f"recovery: {json.dumps(results['recovery'])}")
         os.sched_setaffinity(0, {LOADGEN_CPU})
     if "history" in only:
