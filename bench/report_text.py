@@ -57,7 +57,7 @@ loop over `wss.clients`; socket.io on Node with the same events as the python-so
 {machine}
 Plan: `{plan}`
 
-## Targets (issues 6 and 18), from this run
+## Targets (issues 6, 14 and 18), from this run
 
 {targets}
 ## 1. Echo
