@@ -70,6 +70,16 @@ plugins: [chat, bench.echo_plugin]
 @contextlib.contextmanager
 def cluster(workdir: Path) -> Iterator[tuple[int, int, int]]:
     """A private redis-server and two `netrun-ws run` nodes; yields their ports and Redis's."""
+    with cluster_nodes(workdir, CONFIG) as (nodes, redis_port):
+        yield nodes[0][0], nodes[1][0], redis_port
+
+
+@contextlib.contextmanager
+def cluster_nodes(
+    workdir: Path, config_template: str
+) -> Iterator[tuple[list[tuple[int, subprocess.Popen[bytes]]], int]]:
+    """A private redis-server and two `netrun-ws run` nodes with ``config_template`` (formatted
+    with ``redis_port`` and ``plugins``); yields each node's port and process, and Redis's port."""
     redis_port = _free_port()
     processes: list[subprocess.Popen[bytes]] = []
     log = (workdir / "nodes.log").open("wb")
@@ -83,8 +93,8 @@ def cluster(workdir: Path) -> Iterator[tuple[int, int, int]]:
         processes.append(redis)
         _wait_port(redis_port, redis)
         config = workdir / "netrun_ws.yaml"
-        config.write_text(CONFIG.format(redis_port=redis_port, plugins=ROOT / "plugins"))
-        ports = []
+        config.write_text(config_template.format(redis_port=redis_port, plugins=ROOT / "plugins"))
+        nodes = []
         for _ in range(2):
             port = _free_port()
             node = subprocess.Popen(
@@ -96,12 +106,13 @@ def cluster(workdir: Path) -> Iterator[tuple[int, int, int]]:
             )  # fmt: skip
             processes.append(node)
             _wait_port(port, node)
-            ports.append(port)
+            nodes.append((port, node))
         time.sleep(1.0)  # both nodes subscribed and probing
-        yield ports[0], ports[1], redis_port
+        yield nodes, redis_port
     finally:
         for process in reversed(processes):
-            process.terminate()
+            if process.poll() is None:  # a node the scenario killed is gone already
+                process.terminate()
         for process in processes:
             try:
                 process.wait(10)

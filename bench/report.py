@@ -18,6 +18,8 @@ NAMES = {
     "netrun_plus1": "netrun-ws + 1 plugin handling another type",
     "netrun_plus3": "netrun-ws + 3 plugins handling other types",
     "netrun_plus3_catchall": "netrun-ws + the same 3 as catch-alls (no dispatch by type)",
+    "netrun_room_history": "netrun-ws room fan-out, history on",
+    "netrun_room_nohistory": "netrun-ws room fan-out, history off",
     "raw_asgi": "raw ASGI echo (uvicorn)",
     "raw_asgi_netrun_protocol": (
         "raw ASGI echo on netrun-ws's websocket and HTTP protocols (uvicorn)"
@@ -316,6 +318,8 @@ def targets(
     conn: dict[tuple[str, bool], dict[str, float]],
     crossnode: dict[str, Any] | None = None,
     stall: list[tuple[float, float, float]] | None = None,
+    recovery: dict[str, Any] | None = None,
+    history: list[dict[str, Any]] | None = None,
 ) -> str:
     rows = ["| target | measured | verdict |", "|---|---|---|"]
     nan = float("nan")
@@ -420,7 +424,76 @@ def targets(
             f"| cross-node send_to_user p99 < 3 ms at {cross['rate']:,.0f} msg/s{senders} "
             f"(issues 4 and 18) | {p99:.2f} ms | {_verdict(p99 < 3.0)} |"
         )
+    if recovery:
+        lost = recovery["lost"] + recovery["duplicates_or_disorder"]
+        rows.append(
+            f"| a node killed under {recovery['clients']} clients loses no message (issue 14) "
+            f"| {recovery['lost']} lost, {recovery['duplicates_or_disorder']} doubled or out of "
+            f"order | {_verdict(lost == 0 and recovery['all_recovered'])} |"
+        )
+    cost = history_cost(history or [])
+    if cost is not None:
+        rows.append(
+            f"| history costs fan-out < 15% (room, N=1,000; issue 14) | {cost:+.1%} "
+            f"| {_verdict(cost < 0.15)} |"
+        )
     return "\n".join(rows) + "\n"
+
+
+def history_cost(history: list[dict[str, Any]]) -> float | None:
+    """1 - (median deliveries/s with history) / (median without); None when not run."""
+    on = _by(history, "deliveries_per_s", kind="netrun_room_history")
+    off = _by(history, "deliveries_per_s", kind="netrun_room_nohistory")
+    if not on or not off:
+        return None
+    return 1 - _median(on) / _median(off)
+
+
+def history_section(history: list[dict[str, Any]]) -> str:
+    if not history:
+        return "Not run in this invocation (`--only` left out `history`).\n"
+    rows = [
+        "| room history | deliveries/s (median) | range | p50 ms | p99 ms | lost |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for kind, label in (("netrun_room_history", "on"), ("netrun_room_nohistory", "off")):
+        values = _by(history, "deliveries_per_s", kind=kind)
+        rows.append(
+            f"| {label} | {_n(_median(values))} | {_range(values, _n)} "
+            f"| {_ms(_median(_by(history, 'p50_us', kind=kind)))} "
+            f"| {_ms(_median(_by(history, 'p99_us', kind=kind)))} "
+            f"| {sum(_by(history, 'lost', kind=kind))} |"
+        )
+    per_rep = []
+    for rep in sorted({r["rep"] for r in history}):
+        cost = history_cost([r for r in history if r["rep"] == rep])
+        if cost is not None:
+            per_rep.append(f"{cost:+.1%}")
+    total = history_cost(history)
+    rows += [
+        "",
+        f"Cost of history: {'-' if total is None else f'{total:+.1%}'} of the deliveries/s "
+        f"(medians; per repetition: {', '.join(per_rep) or '-'}). Measured "
+        f"{history[-1].get('measured_at', '')}.",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def recovery_section(result: dict[str, Any] | None) -> str:
+    if not result:
+        return "Not run in this invocation (`--only` left out `recovery`).\n"
+    back = "all" if result["all_recovered"] else "**not all**"
+    return (
+        "| clients | moved | rooms | messages | rate msg/s | replayed | recovered p50 s "
+        "| recovered max s | lost | doubled or out of order | gaps |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"| {result['clients']} | {result['moved']} ({back} recovered) | {result['rooms']} "
+        f"| {result['messages']:,} | {result['achieved_rate']:,.0f} | {result['replayed']:,} "
+        f"| {result['recovered_p50_s']:.2f} | {result['recovered_max_s']:.2f} "
+        f"| {result['lost']} | {result['duplicates_or_disorder']} | {result['gaps']} |\n"
+        f"\nMeasured {result.get('measured_at', '')}; the reconnect policy's first delay was "
+        f"{result['initial_delay']:g} s (halved at random by jitter).\n"
+    )
 
 
 def _latency_row(label: str, r: dict[str, Any]) -> str:
@@ -505,8 +578,12 @@ def render(results: dict[str, Any], profile: dict[str, Any] | None, plan: dict[s
             conn_stats,
             results.get("crossnode"),
             stalls.get("netrun"),
+            results.get("recovery"),
+            results.get("history"),
         ),
         crossnode=crossnode_section(results.get("crossnode")),
+        recovery=recovery_section(results.get("recovery")),
+        history=history_section(results.get("history", [])),
         echo=echo_md,
         ceiling=report_text.ceiling(echo_medians),
         fanout=fan_md,

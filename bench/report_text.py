@@ -33,9 +33,10 @@ hand: re-run the suite. Raw results: `bench/results/latest.json`._
 ```sh
 pip install -r bench/requirements.txt      # picows, python-socketio, psutil, py-spy, ...
 # Node.js peers: bench/run.py runs `npm ci` in bench/node itself (ws, socket.io; locked)
-python bench/run.py                        # full suite, 11-12 minutes on 2 cores -> this file
+python bench/run.py                        # full suite, 12-13 minutes on 2 cores -> this file
 python bench/run.py --quick                # ~2 minute smoke run (1 repetition, smaller N)
-python bench/run.py --only echo,profile    # a subset (echo, fanout, connect, crossnode, profile)
+python bench/run.py --only echo,profile    # a subset (echo, fanout, connect, crossnode,
+                                           # recovery, history, profile)
 ```
 
 Each server runs in its own process pinned to core 0 (`os.sched_setaffinity`); the picows
@@ -56,7 +57,7 @@ loop over `wss.clients`; socket.io on Node with the same events as the python-so
 {machine}
 Plan: `{plan}`
 
-## Targets (issues 6 and 18), from this run
+## Targets (issues 6, 14 and 18), from this run
 
 {targets}
 ## 1. Echo
@@ -214,6 +215,36 @@ cross-node p99s (then 1,000 msg/s, asyncio clients) from 2.8 to 34 ms, where the
 days before gave 1.3-1.4 ms; the p50 stayed near 1 ms.
 
 {crossnode}
+## 6. Recovery after a node is killed
+
+Two `netrun-ws run` nodes (Redis store, chat plugin, room history on with its defaults: 200
+messages or 300 s per room) share a private `redis-server`, as in scenario 5 (`bench/recovery.py`).
+Python clients (`netrun_ws.client`, all in one asyncio process on the other core, each given both
+nodes' URLs) are split over the two nodes, one room each; a publisher on node B says numbered
+messages in every room in turn at a fixed total rate. After 2 s node A is killed with SIGKILL.
+Its clients see the connection drop (1006), wait the first delay of the reconnect policy their
+welcome gave them (`initial_delay: 0.2`, with jitter: 0.1-0.2 s), move to node B, resume their
+session with their last positions and get the missed messages replayed, then a `recovered`
+message. *Recovered* is the time from the kill until a client had that message (p50 and the last
+of all moved clients). The stream goes on 2 s after the last one recovered; then every client's
+numbers are checked: *lost* counts numbers never received, *doubled or out of order* numbers
+received again or after a later one, *gaps* the `gap` messages (a loss the client was told about;
+none is expected here, the history covers the outage). The same check runs in the test suite
+with 100 clients at over 1,000 messages per second (`tests/proof/`), and with a history too small
+to cover the outage, where every loss must be a reported gap.
+
+{recovery}
+## 7. The cost of history on the publish path
+
+Scenario 2's fan-out (the same load generator, N = 1,000 receivers, the same window of messages
+in flight) through a room instead of a broadcast: every connection joins the room `bench` when it
+connects, and the publisher's `publish` message goes to the room through `host.publish_room`
+(memory store, `bench/room_plugin.py`). With `history.rooms_enabled: true` (the default) each
+message gets its position (the `pos` key, first in the JSON) and is kept in the room's history
+(200 messages); with `false` it is sent as it is. The two servers alternate in the same run
+(at least two repetitions, each going first once).
+
+{history}
 ## Where the time goes (netrun-ws echo profile)
 
 Wall-clock rates move with whatever else the machine runs; instruction counts do not.

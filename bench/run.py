@@ -1,6 +1,6 @@
 """Run the benchmark suite of issue 6 and write docs/performance.md.
 
-    python bench/run.py            # full suite, 11-12 minutes on a 2-core machine
+    python bench/run.py            # full suite, 12-13 minutes on a 2-core machine
     python bench/run.py --quick    # smoke run, about 2 minutes, smaller numbers, 1 repetition
     python bench/run.py --only soak --soak-duration 600   # the soak run: docs/reliability.md
 
@@ -64,6 +64,8 @@ ECHO_KINDS = [
     "node_socketio",
 ]  # fmt: skip
 FANOUT_KINDS = ["picows", "netrun", "websockets", "socketio", "node_ws", "node_socketio"]
+#: Scenario 7: the same room fan-out with room history on and off (bench/room_plugin.py).
+HISTORY_KINDS = ["netrun_room_history", "netrun_room_nohistory"]
 # netrun-ws with 1 and 3 extra plugins handling other types: the cost of each (dispatch by type).
 # The same 3 as catch-alls that ignore the echo, as plugins were called before (for comparison).
 ECHO_KINDS += ["netrun_plus1", "netrun_plus3", "netrun_plus3_catchall"]
@@ -222,6 +224,29 @@ def run_fanout(plan: Plan) -> list[dict[str, Any]]:
     return results
 
 
+def run_history(plan: Plan) -> list[dict[str, Any]]:
+    """Room fan-out with history on and off, interleaved; at least two repetitions, so each
+    goes first once."""
+    results = []
+    for rep in range(max(2, plan.reps)):
+        for kind in rotated(HISTORY_KINDS, rep):
+            with server(kind, "fanout", "off") as (port, _):
+                url, proto = url_for(kind, port)
+                args = ["fanout", "--url", url, "--proto", proto, "--phases", "1000"]
+                args += ["--warmup", "0.5", "--duration", str(plan.fanout_duration)]
+                args += ["--prefill", "0", "--prefill-payload-bytes", "16384"]
+                process = loadgen(args)
+                record = read_event(process)
+                process.wait(30)
+            record.update(kind=kind, rep=rep, measured_at=time.strftime("%Y-%m-%d %H:%M"))
+            results.append(record)
+            log(
+                f"history {kind:<22} rep {rep}: {record['deliveries_per_s']:,.0f} deliveries/s, "
+                f"p99 {record['p99_us'] / 1000:.1f} ms"
+            )
+    return results
+
+
 def _cpu_seconds(process: psutil.Process) -> float:
     """User + system CPU seconds a process has used so far."""
     times = process.cpu_times()
@@ -346,7 +371,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "docs/performance.md"))
     parser.add_argument(
         "--only",
-        default="echo,fanout,connect,crossnode,profile",
+        default="echo,fanout,connect,crossnode,recovery,history,profile",
         help="comma-separated scenarios (also: soak, the long reliability run)",
     )
     parser.add_argument(
@@ -394,6 +419,15 @@ def main() -> None:
         results["crossnode"] = crossnode.run(quick=args.quick)
         log(f"cross-node: {json.dumps(results['crossnode']['cross_node'])}")
         os.sched_setaffinity(0, {LOADGEN_CPU})
+    if "recovery" in only:
+        from bench import recovery
+
+        results["recovery"] = recovery.run(quick=args.quick)
+        results["recovery"]["measured_at"] = time.strftime("%Y-%m-%d %H:%M")
+        log(f"recovery: {json.dumps(results['recovery'])}")
+        os.sched_setaffinity(0, {LOADGEN_CPU})
+    if "history" in only:
+        results["history"] = run_history(plan)
     if "profile" in only:
         results["profile"] = run_profile(plan)
         results["connect_profile"] = run_connect_profile(plan)

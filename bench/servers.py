@@ -33,8 +33,11 @@ EXTRA_PLUGINS = {
     "netrun_plus3": (3, "bench.other_plugin_"),
     "netrun_plus3_catchall": (3, "bench.catchall_plugin_"),
 }
+#: netrun-ws fanning out to a room (bench/room_plugin.py) with room history on or off.
+ROOM_KINDS = {"netrun_room_history": True, "netrun_room_nohistory": False}
 UVICORN_KINDS = (
     *EXTRA_PLUGINS,
+    *ROOM_KINDS,
     "raw_asgi",
     "raw_asgi_netrun_protocol",
     "starlette",
@@ -51,6 +54,15 @@ UVICORN_SETTINGS: dict[str, Any] = {
     "ws_max_size": 65536,
     "backlog": 2048,
 }
+
+
+def room_config(deflate: bool, history: bool) -> dict[str, Any]:
+    """The whole pipeline as :func:`netrun_config`, fanning out through a room instead: room
+    messages get a position and go to history when ``history`` is on (its defaults: 200 kept)."""
+    config = netrun_config(deflate)
+    config["plugins"] = ["bench.room_plugin"]
+    config["history"] = {"rooms_enabled": history}
+    return config
 
 
 def netrun_config(deflate: bool, extra_plugins: tuple[int, str] = (0, "")) -> dict[str, Any]:
@@ -279,14 +291,17 @@ def main() -> None:
     import uvicorn
 
     deflate = args.deflate == "on"
-    if args.kind in EXTRA_PLUGINS:
+    if args.kind in EXTRA_PLUGINS or args.kind in ROOM_KINDS:
         # Built as `netrun-ws run` builds it: its websocket protocol (server.ws_protocol) and its
         # garbage-collector settings (server.gc_threshold, server.gc_freeze), all defaults.
         from netrun_ws.app import load_app_config
         from netrun_ws.cli import build_server
 
-        loaded = load_app_config(netrun_config(deflate, EXTRA_PLUGINS[args.kind]))
-        build_server(loaded, port=args.port, **UVICORN_SETTINGS).run()
+        if args.kind in ROOM_KINDS:
+            config = room_config(deflate, ROOM_KINDS[args.kind])
+        else:
+            config = netrun_config(deflate, EXTRA_PLUGINS[args.kind])
+        build_server(load_app_config(config), port=args.port, **UVICORN_SETTINGS).run()
         return
     builders: dict[str, Callable[[], ASGIApp]] = {
         "raw_asgi": lambda: raw_asgi_app(args.mode),
