@@ -646,7 +646,9 @@ class RedisSessionBackend:
 
 def _describe_client(client: Redis | RedisCluster | None) -> str:
     """A password-free URL for a caller's client, from its connection settings."""
-    pool = getattr(client, "connection_pool", None)  # a cluster client has no single pool
+    pool = getattr(client, "connection_pool", None)
+    if client is not None and pool is None:
+        return "Redis Cluster (caller's client)"  # no single pool, hence no single address
     try:
         kwargs = pool.connection_kwargs if pool is not None else {}
     except AttributeError:

@@ -108,6 +108,8 @@ class RedisServer:
         self.port = port if port is not None else _free_port()
         self.password = password
         self.cluster = cluster
+        # The cluster bus port, by default port + 10000: not known to be free (or even valid).
+        self.cluster_port = _free_port() if cluster else None
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
 
@@ -141,7 +143,7 @@ class RedisServer:
             args += ["--requirepass", self.password]
         if self.cluster:  # a node of tests/support/redis_cluster.py (its config file in the dir)
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
-            args += ["--cluster-node-timeout", "2000"]
+            args += ["--cluster-node-timeout", "2000", "--cluster-port", str(self.cluster_port)]
         self._process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
