@@ -21,6 +21,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
+from redis.crc import key_slot
 
 from tests.support.redis_server import RedisServer
 
@@ -89,6 +91,39 @@ class RedisCluster:
         except BaseException:
             self.stop_blocking()
             raise
+
+    def owner_of(self, key: str) -> RedisServer:
+        """The node that serves ``key``'s slot now."""
+        slot = key_slot(key.encode())
+        with redis.Redis(port=self.nodes[0].port) as seed:
+            for start, end, primary, *_ in seed.execute_command("CLUSTER SLOTS"):
+                if start <= slot <= end:
+                    return next(node for node in self.nodes if node.port == int(primary[1]))
+        raise LookupError(f"no node serves slot {slot}")
+
+    def move_slot_blocking(self, key: str, to: RedisServer) -> None:
+        """Migrate ``key``'s slot, keys included, to ``to`` as a resharding does (IMPORTING,
+        MIGRATING, MIGRATE of its keys, then SETSLOT NODE on every node)."""
+        slot = key_slot(key.encode())
+        source = self.owner_of(key)
+        if source is to:
+            raise ValueError(f"slot {slot} is already on {to}")
+        clients = {node.port: redis.Redis(port=node.port) for node in self.nodes}
+        try:
+            src, dst = clients[source.port], clients[to.port]
+            src_id, dst_id = (
+                src.execute_command("CLUSTER MYID"),
+                dst.execute_command("CLUSTER MYID"),
+            )
+            dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+            while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", *keys)
+            for port in [to.port, source.port, *clients]:  # the new owner first
+                clients[port].execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        finally:
+            for client in clients.values():
+                client.close()
 
     def stop_blocking(self) -> None:
         for node in self.nodes:
