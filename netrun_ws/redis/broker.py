@@ -1,9 +1,10 @@
 """Cross-node delivery over one Redis pub/sub channel, watched by a self-delivery probe.
 
 Every node subscribes to one channel, ``P:bus`` (on Redis Cluster the shard channel ``{P}:bus``,
-with SPUBLISH and SSUBSCRIBE on the node that owns its slot, followed when the slot moves). Publishing an envelope is ONE ``PUBLISH`` for
-the whole cluster, whatever the number of recipients; each node decodes it once and hands it to
-its own ``deliver``; the origin node skips its own copy (it delivered locally already).
+with SPUBLISH and SSUBSCRIBE on the node that owns its slot, followed when the slot moves).
+Publishing an envelope is ONE ``PUBLISH`` for the whole cluster, whatever the number of
+recipients; each node decodes it once and hands it to its own ``deliver``; the origin node skips
+its own copy (it delivered locally already).
 
 Wire format of a message on ``P:bus``::
 

@@ -56,6 +56,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from netrun_ws._masking import mask_url
 from netrun_ws.config import HistoryConfig
 from netrun_ws.history import envelope_channel, splice_position
 from netrun_ws.reconnection import ReconnectionConfig
@@ -85,6 +86,7 @@ DEFAULT_RECONNECT = ReconnectionConfig(
 POOL_SIZE = 32
 #: What a shutdown step gets when the stop budget is already spent (local socket closes).
 _LAST_STEP_GRACE = 0.1
+_CLUSTER_SCHEMES = ("redis://", "rediss://")
 _NODE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -138,6 +140,12 @@ class RedisStore:
             )
         #: True on Redis Cluster: keys under one hash tag, a shard channel for the bus.
         self.cluster = cluster
+        if cluster and not (isinstance(url, str) and url.lower().startswith(_CLUSTER_SCHEMES)):
+            shown = mask_url(url) if isinstance(url, str) else type(url).__name__
+            raise ValueError(
+                f"a Redis Cluster url must start with redis:// or rediss:// and name one of its "
+                f"nodes, got {shown!r}"
+            )
         self.key_prefix = key_prefix
         # On a cluster every key is named under the hash tag {prefix}: one slot for them all.
         keys = f"{{{key_prefix}}}" if cluster else key_prefix
