@@ -13,7 +13,8 @@ Keys, per channel ``C`` (``room:<room>`` / ``user:<user_id>``) under the store's
 - ``P:hj:<session_id>`` (hash): channel -> ``"<offset> <epoch>"``, where the session joined;
   expires with the session.
 
-Publishing is ONE script call: HINCRBY top, XADD (+MAXLEN trim), PUBLISH on the cluster bus with
+Publishing is ONE script call: HINCRBY top, XADD (+MAXLEN trim), PUBLISH (SPUBLISH on Redis
+Cluster, where the keys and the bus share the ``{P}`` hash tag's slot) on the cluster bus with
 the position in the header. Redis runs scripts one at a time, so the bus carries every channel's
 messages in offset order, and every node (the origin included) delivers them from the bus in
 that order.
