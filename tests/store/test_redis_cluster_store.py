@@ -95,3 +95,33 @@ def test_node_url_keeps_scheme_and_credentials() -> None:
     assert node_url("redis://:pw@seed:7000/0", "10.0.0.2", 7001) == "redis://:pw@10.0.0.2:7001"
     assert node_url("rediss://u:p@seed:7000", "::1", 7002) == "rediss://u:p@[::1]:7002"
     assert node_url("redis://seed:7000", "h", 7003) == "redis://h:7003"
+
+
+async def test_the_per_user_limit_and_presence_span_stores_on_a_cluster(
+    redis_cluster: RedisCluster,
+) -> None:
+    prefix = f"limit-{uuid.uuid4().hex[:8]}"
+    stores = [
+        RedisStore(
+            redis_cluster.url, key_prefix=prefix, cluster=True, probe_interval=0.2, probe_timeout=1
+        )
+        for _ in range(2)
+    ]
+    for store in stores:
+        recorder = Recorder()
+        await store.start(recorder.deliver, recorder.on_gap)
+    a, b = stores
+    try:
+        assert await a.add_connection("c-1", "dora", 2) is True
+        assert await b.add_connection("c-2", "dora", 2) is True
+        assert await b.add_connection("c-3", "dora", 2) is False
+        await b.join_room("ops", "c-2", "dora")
+        assert await a.room_members("ops") == {"c-2": "dora"}
+        assert await a.online_users() == {"dora"}
+        await a.remove_connection("c-1", "dora")
+        assert await b.add_connection("c-3", "dora", 2) is True
+        await b.revoke("dora", 1.0, 4102444800.0)
+        assert await a.revoked(["dora", "eve"]) == [1.0, None]
+    finally:
+        for store in stores:
+            await store.stop()
