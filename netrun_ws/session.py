@@ -42,7 +42,8 @@ on each write, so a dead process's entries expire on their own)::
 
 A create is one MULTI/EXEC; a heartbeat, disconnect, save and restore are each one Lua script,
 so concurrent calls never leave half-written entries. The scripts derive key names from the
-prefix, so use a standalone Redis (or one shard), not Redis Cluster.
+prefix, so on Redis Cluster give a ``redis_client`` that is a ``redis.asyncio.RedisCluster`` and a
+prefix wrapped in braces (``{netrun_ws}``, a hash tag): every key then lives on one slot.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ from netrun_ws.session_backends import (
 from netrun_ws.session_records import SessionState, WebSocketConnection
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
 
 __all__ = ["SessionState", "SessionStoreError", "WebSocketConnection", "WebSocketSessionManager"]
 
@@ -87,7 +88,8 @@ def _uuid4_string() -> str:
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
-_KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
+# A prefix wrapped in braces is a Redis Cluster hash tag: every key lands on one slot.
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:\-]{1,100}|\{[A-Za-z0-9_.:\-]{1,100}\}")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -96,7 +98,7 @@ class WebSocketSessionManager:
 
     def __init__(
         self,
-        redis_client: Redis | None = None,
+        redis_client: Redis | RedisCluster | None = None,
         redis_url: str | None = None,
         connection_ttl: float = 3600,
         heartbeat_interval: float = 30,
@@ -117,7 +119,8 @@ class WebSocketSessionManager:
         timeout = _positive("operation_timeout", operation_timeout)
         if not isinstance(key_prefix, str) or not _KEY_PREFIX.fullmatch(key_prefix):
             raise ValueError(
-                "key_prefix must be 1-100 characters of letters, digits and _ . : -, "
+                "key_prefix must be 1-100 characters of letters, digits and _ . : - "
+                "(optionally wrapped in {} as a Redis Cluster hash tag), "
                 f"got {key_prefix!r:.60}"
             )
         if not callable(clock):
@@ -150,7 +153,7 @@ class WebSocketSessionManager:
         return self._backend.name
 
     @property
-    def redis_client(self) -> Redis | None:
+    def redis_client(self) -> Redis | RedisCluster | None:
         """The Redis client in use (None in memory, or before ``initialize`` with a URL)."""
         backend = self._backend
         return backend.client if isinstance(backend, RedisSessionBackend) else None

@@ -19,7 +19,7 @@ from netrun_ws._masking import mask_url, scrub_password
 from netrun_ws.extras import require_extra
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
 
 __all__ = [
     "ConnectionRecord",
@@ -416,7 +416,7 @@ class RedisSessionBackend:
     def __init__(
         self,
         *,
-        client: Redis | None,
+        client: Redis | RedisCluster | None,
         url: str | None,
         key_prefix: str,
         ttl: float,
@@ -427,7 +427,7 @@ class RedisSessionBackend:
         )
         self._errors = require_extra("redis.exceptions", "redis", "WebSocketSessionManager")
         self._url = url
-        self._client: Redis | None = client
+        self._client: Redis | RedisCluster | None = client
         self._owns_client = client is None
         self._prefix = key_prefix
         self._ttl_ms = max(1, round(ttl * 1000))
@@ -437,7 +437,7 @@ class RedisSessionBackend:
         self._heartbeats = f"{key_prefix}:heartbeats"
 
     @property
-    def client(self) -> Redis | None:
+    def client(self) -> Redis | RedisCluster | None:
         return self._client
 
     async def open(self) -> None:
@@ -607,7 +607,7 @@ class RedisSessionBackend:
         client: Redis = self._redis.Redis.from_pool(pool)  # the client closes its pool
         return client
 
-    def _require_client(self) -> Redis:
+    def _require_client(self) -> Redis | RedisCluster:
         if self._client is None:
             raise SessionStoreError(f"the session store at {self.location} is not open")
         return self._client
@@ -644,10 +644,13 @@ class RedisSessionBackend:
         return scrub_password(self._url, text)
 
 
-def _describe_client(client: Redis | None) -> str:
+def _describe_client(client: Redis | RedisCluster | None) -> str:
     """A password-free URL for a caller's client, from its connection settings."""
+    pool = getattr(client, "connection_pool", None)
+    if client is not None and pool is None:
+        return "Redis Cluster (caller's client)"  # no single pool, hence no single address
     try:
-        kwargs = client.connection_pool.connection_kwargs if client is not None else {}
+        kwargs = pool.connection_kwargs if pool is not None else {}
     except AttributeError:
         return "redis (caller's client)"
     if "path" in kwargs:

@@ -9,6 +9,7 @@ import pytest
 from netrun_ws import _upstream, auth
 from netrun_ws.jwt import jws_segments
 from tests.support import server
+from tests.support.redis_cluster import redis_cluster  # noqa: F401  (a pytest fixture)
 from tests.support.redis_server import redis_server, shared_redis  # noqa: F401  (pytest fixtures)
 
 #: The two values of ``server.ws_protocol``.

@@ -1,6 +1,7 @@
 """store: redis - several nodes as one service: sessions, presence and delivery through Redis.
 
-``store: {plugin: redis, url: redis://127.0.0.1:6379/0}``. Every node using the same Redis and
+``store: {plugin: redis, url: redis://127.0.0.1:6379/0}`` (add ``cluster: true`` for Redis
+Cluster, the URL naming any of its nodes). Every node using the same Redis and
 ``key_prefix`` shares sessions, per-user limits and room presence, and ``send_to_user``, room
 publishes and broadcasts reach connections on every node (one PUBLISH per message). Needs the
 ``redis`` extra (``pip install 'netrun-ws[redis]'``); this module imports without it, so the
@@ -55,6 +56,12 @@ class Options(BaseModel):
         3600.0, gt=0, description="Seconds a saved session state is kept."
     )
     operation_timeout: float = Field(5.0, gt=0, description="Longest wait for any Redis call.")
+    cluster: bool = Field(
+        False,
+        description="True for Redis Cluster (url names any node): every key under the hash tag "
+        "{key_prefix} and the bus as a shard channel, so all of them live on one shard "
+        "(docs/deployment.md, Redis Cluster).",
+    )
 
     @field_validator("url")
     @classmethod
@@ -70,6 +77,11 @@ class Options(BaseModel):
 
     @model_validator(mode="after")
     def _consistent_timings(self) -> Options:
+        if self.cluster and self.url.get_secret_value().lower().startswith("unix://"):
+            raise ValueError(
+                "`cluster: true` needs a redis:// or rediss:// URL naming a cluster node, "
+                "not a unix:// socket"
+            )
         if self.node_heartbeat >= self.node_ttl:
             raise ValueError(
                 f"node_heartbeat ({self.node_heartbeat:g}) must be shorter than node_ttl "
@@ -108,4 +120,5 @@ class Plugin:
             probe_timeout=options.probe_timeout,
             connection_ttl=options.connection_ttl,
             operation_timeout=options.operation_timeout,
+            cluster=options.cluster,
         )

@@ -1,8 +1,10 @@
 """Cross-node delivery over one Redis pub/sub channel, watched by a self-delivery probe.
 
-Every node subscribes to one channel, ``P:bus``. Publishing an envelope is ONE ``PUBLISH`` for
-the whole cluster, whatever the number of recipients; each node decodes it once and hands it to
-its own ``deliver``; the origin node skips its own copy (it delivered locally already).
+Every node subscribes to one channel, ``P:bus`` (on Redis Cluster the shard channel ``{P}:bus``,
+with SPUBLISH and SSUBSCRIBE on the node that owns its slot, followed when the slot moves).
+Publishing an envelope is ONE ``PUBLISH`` for the whole cluster, whatever the number of
+recipients; each node decodes it once and hands it to its own ``deliver``; the origin node skips
+its own copy (it delivered locally already).
 
 Wire format of a message on ``P:bus``::
 
@@ -38,10 +40,11 @@ import datetime
 import json
 import logging
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -51,6 +54,7 @@ from netrun_ws.history import ROOM_PREFIX, USER_PREFIX, splice_position
 from netrun_ws.reconnection import ReconnectionConfig, ReconnectionManager
 from netrun_ws.redis.calls import (
     REDIS_FAILURES,
+    AnyRedis,
     OutageLog,
     RedisStoreError,
     RedisTarget,
@@ -67,6 +71,7 @@ __all__ = [
     "decode_message",
     "encode_envelope",
     "encode_header_prefix",
+    "node_url",
 ]
 
 logger = logging.getLogger(__name__)
@@ -174,6 +179,15 @@ def decode_message(data: bytes) -> WireMessage:
     return WireMessage(origin, Envelope(envelope_kind, target, payload, *excluded, pos=position))
 
 
+def node_url(url: str, host: str, port: int) -> str:
+    """``url`` (scheme, credentials, options) pointed at ``host:port``: a Redis Cluster node."""
+    parts = urllib.parse.urlsplit(url)
+    credentials, _, _ = parts.netloc.rpartition("@")
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    netloc = f"{credentials}@{address}" if credentials else address
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, path=""))
+
+
 def _pos_key(pos: Position) -> tuple[int, str]:
     return pos.offset, pos.epoch
 
@@ -220,10 +234,11 @@ class RedisBroker:
 
     def __init__(
         self,
-        client: Redis,
+        client: AnyRedis,
         *,
         target: RedisTarget,
         channel: str,
+        cluster: bool = False,
         node_id: str,
         probe_interval: float,
         probe_timeout: float,
@@ -238,16 +253,11 @@ class RedisBroker:
         self._probe_timeout = probe_timeout
         self._timeout = timeout
         self._reconnector = ReconnectionManager(reconnect)
-        # A dedicated connection per subscription, with no hidden retry: resubscribing is ours,
-        # so that a lost subscription is always noticed and reported as a gap.
-        self._factory = ConnectionPool.from_url(
-            target.url,
-            decode_responses=False,
-            protocol=2,  # messages arrive as plain replies (RESP3 would route them as pushes)
-            socket_connect_timeout=timeout,
-            socket_timeout=None,  # a subscriber waits for messages indefinitely
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._cluster = cluster
+        # Redis Cluster: the channel is a shard channel (SPUBLISH/SSUBSCRIBE), served by the node
+        # that owns its slot; classic PUBLISH would be copied to every node of the cluster.
+        self._subscribe_command = "SSUBSCRIBE" if cluster else "SUBSCRIBE"
+        self._factory = self._subscription_pool(target.url)
         own = _header([WIRE_VERSION, node_id])[:-1] + b","
         self._own_prefix = own
         self._own_probe_prefix = own + _header([_PROBE])[1:-1]
@@ -361,8 +371,14 @@ class RedisBroker:
         self._publish_outage.failed(error)
 
     async def _publish(self, message: bytes, operation: str) -> int:
+        client = self._client
+        sent = (
+            client.spublish(self._channel, message)
+            if isinstance(client, RedisCluster)
+            else client.publish(self._channel, message)
+        )
         receivers = await bounded(
-            self._client.publish(self._channel, message),
+            sent,
             timeout=self._timeout,
             operation=operation,
             target=self._target,
@@ -416,13 +432,41 @@ class RedisBroker:
 
     # ---------------------------------------------------------------- subscribing
 
+    def _subscription_pool(self, url: str) -> ConnectionPool:
+        # A dedicated connection per subscription, with no hidden retry: resubscribing is ours,
+        # so that a lost subscription is always noticed and reported as a gap.
+        return ConnectionPool.from_url(
+            url,
+            decode_responses=False,
+            protocol=2,  # messages arrive as plain replies (RESP3 would route them as pushes)
+            socket_connect_timeout=self._timeout,
+            socket_timeout=None,  # a subscriber waits for messages indefinitely
+            retry=Retry(NoBackoff(), 0),
+        )
+
+    def _shard_pool(self) -> ConnectionPool:
+        """Redis Cluster: a pool for the node that owns the channel's slot, as the command
+        client last saw the slot map (a MOVED on a probe SPUBLISH refreshes it, so a
+        resubscribe after a failover or a resharding finds the new owner)."""
+        assert isinstance(self._client, RedisCluster)
+        node = self._client.get_node_from_key(self._channel)
+        if node is None:
+            raise RedisError(f"no Redis Cluster node serves the slot of {self._channel}")
+        url = node_url(self._target.url, node.host, int(node.port))
+        if self._factory.connection_kwargs.get("host") != node.host or (
+            self._factory.connection_kwargs.get("port") != int(node.port)
+        ):
+            self._factory = self._subscription_pool(url)
+        return self._factory
+
     async def _subscribe(self) -> AbstractConnection:
-        connection: AbstractConnection = self._factory.make_connection()  # type: ignore[no-untyped-call]
+        factory = self._shard_pool() if self._cluster else self._factory
+        connection: AbstractConnection = factory.make_connection()  # type: ignore[no-untyped-call]
         try:
             await bounded(
                 self._handshake(connection),
                 timeout=self._timeout,
-                operation=f"SUBSCRIBE {self._channel}",
+                operation=f"{self._subscribe_command} {self._channel}",
                 target=self._target,
             )
         except BaseException:
@@ -432,10 +476,11 @@ class RedisBroker:
 
     async def _handshake(self, connection: AbstractConnection) -> None:
         await connection.connect()  # type: ignore[no-untyped-call]
-        await connection.send_command("SUBSCRIBE", self._channel)
+        await connection.send_command(self._subscribe_command, self._channel)
         reply = await connection.read_response()
-        if not (isinstance(reply, list) and reply and reply[0] == b"subscribe"):
-            raise RedisError(f"unexpected reply to SUBSCRIBE: {reply!r:.80}")
+        expected = self._subscribe_command.lower().encode()
+        if not (isinstance(reply, list) and reply and reply[0] == expected):
+            raise RedisError(f"unexpected reply to {self._subscribe_command}: {reply!r:.80}")
 
     def _became_subscribed(self, connection: AbstractConnection) -> None:
         self._connection = connection
@@ -484,8 +529,13 @@ class RedisBroker:
     async def _read(self, connection: AbstractConnection) -> None:
         while True:
             reply = await connection.read_response()
-            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
-                await self._handle(reply[2])
+            if isinstance(reply, list) and len(reply) == 3:
+                if reply[0] in (b"message", b"smessage"):
+                    await self._handle(reply[2])
+                elif reply[0] == b"sunsubscribe":
+                    # Redis Cluster moved the channel's slot (resharding, failover): resubscribe
+                    # on its new owner; what was published meanwhile is reported as a gap.
+                    raise RedisError("the shard channel's slot moved to another node")
 
     def own_delivery(self, key: tuple[str, str, int, str]) -> asyncio.Future[int]:
         """The future of this node's own positioned message ``key``'s local delivery count."""

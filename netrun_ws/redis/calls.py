@@ -10,12 +10,14 @@ line when it ends, so a Redis outage does not flood the log with one line per me
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from netrun_ws._masking import mask_url, scrub_password
@@ -24,6 +26,7 @@ from netrun_ws.session_backends import SessionStoreError
 __all__ = [
     "REDIS_FAILURES",
     "Abandoned",
+    "AnyRedis",
     "OutageLog",
     "RedisStoreError",
     "RedisTarget",
@@ -33,6 +36,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: The store's command client: one Redis, or a Redis Cluster (``cluster: true``).
+AnyRedis = Redis | RedisCluster
 
 #: What a Redis call raises when the server or the network fails.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
@@ -51,6 +57,9 @@ class RedisTarget:
     """The Redis a store talks to: its URL (secret) and how to name it in messages (masked)."""
 
     url: str
+    #: Bounds the calls in flight (Redis Cluster: its client fails a call when a node's pool is
+    #: full instead of waiting, so calls wait here, within their timeout, for a free slot).
+    gate: asyncio.Semaphore | None = field(default=None, compare=False)
 
     @property
     def location(self) -> str:
@@ -77,6 +86,8 @@ async def bounded(
 ) -> T:
     """Await a Redis call for at most ``timeout`` seconds; failures become RedisStoreError."""
     try:
+        if target.gate is not None:
+            return await asyncio.wait_for(_gated(awaitable, target.gate), timeout)
         return await asyncio.wait_for(awaitable, timeout)
     except TimeoutError:
         raise RedisStoreError(
@@ -87,6 +98,17 @@ async def bounded(
         raise RedisStoreError(
             f"Redis at {target.location} failed during {operation}: {cause}"
         ) from None
+
+
+async def _gated(awaitable: Awaitable[T], gate: asyncio.Semaphore) -> T:
+    started = False
+    try:
+        async with gate:
+            started = True
+            return await awaitable
+    finally:
+        if not started and inspect.iscoroutine(awaitable):
+            awaitable.close()  # timed out waiting for the gate: the call is never made
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ Keys, per channel ``C`` (``room:<room>`` / ``user:<user_id>``) under the store's
 - ``P:hj:<session_id>`` (hash): channel -> ``"<offset> <epoch>"``, where the session joined;
   expires with the session.
 
-Publishing is ONE script call: HINCRBY top, XADD (+MAXLEN trim), PUBLISH on the cluster bus with
+Publishing is ONE script call: HINCRBY top, XADD (+MAXLEN trim), PUBLISH (SPUBLISH on Redis
+Cluster, where the keys and the bus share the ``{P}`` hash tag's slot) on the cluster bus with
 the position in the header. Redis runs scripts one at a time, so the bus carries every channel's
 messages in offset order, and every node (the origin included) delivers them from the bus in
 that order.
@@ -24,12 +25,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from netrun_ws.config import HistoryConfig
 from netrun_ws.history import new_epoch, splice_position
-from netrun_ws.redis.calls import RedisTarget, bounded
+from netrun_ws.redis.calls import AnyRedis, RedisTarget, bounded
 from netrun_ws.store import HistoryRead, Position
 
 __all__ = ["RedisHistory"]
@@ -50,12 +50,12 @@ _PUBLISH = (
     _ENSURE
     + """
 -- ARGV[3] size, ARGV[4] stream ttl (s), ARGV[5] now (ms), ARGV[6] bus header without its
--- closing bracket, ARGV[7] payload, ARGV[8] bus channel
+-- closing bracket, ARGV[7] payload, ARGV[8] bus channel, ARGV[9] PUBLISH or SPUBLISH (cluster)
 local top = redis.call('HINCRBY', KEYS[1], 'top', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], top .. '-1', 't', ARGV[5], 'p', ARGV[7])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 local receivers = redis.call(
-  'PUBLISH', ARGV[8], ARGV[6] .. ',' .. top .. ',"' .. epoch .. '"]\\n' .. ARGV[7])
+  ARGV[9], ARGV[8], ARGV[6] .. ',' .. top .. ',"' .. epoch .. '"]\\n' .. ARGV[7])
 return {top, epoch, receivers}
 """
 )
@@ -94,11 +94,12 @@ class RedisHistory:
 
     def __init__(
         self,
-        client: Redis,
+        client: AnyRedis,
         *,
         target: RedisTarget,
         key_prefix: str,
         bus: str,
+        publish_command: str = "PUBLISH",
         timeout: float,
         session_ttl: float,
         config: HistoryConfig,
@@ -107,6 +108,7 @@ class RedisHistory:
         self._target = target
         self._prefix = key_prefix
         self._bus = bus
+        self._publish_command = publish_command
         self._timeout = timeout
         self._session_ttl = max(1, round(session_ttl))
         self.config = config
@@ -146,6 +148,7 @@ class RedisHistory:
             header,
             payload.encode("utf-8", "surrogatepass"),
             self._bus,
+            self._publish_command,
         ]
         top, epoch, receivers = await self._run(
             self._publish, self._keys(channel), args, "history PUBLISH"

@@ -41,10 +41,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from netrun_ws.redis.calls import OutageLog, RedisStoreError, RedisTarget, bounded
+from netrun_ws.redis.calls import AnyRedis, OutageLog, RedisStoreError, RedisTarget, bounded
 
 __all__ = ["RedisPresence"]
 
@@ -264,7 +263,7 @@ class RedisPresence:
 
     def __init__(
         self,
-        client: Redis,
+        client: AnyRedis,
         *,
         target: RedisTarget,
         key_prefix: str,
@@ -473,7 +472,10 @@ class RedisPresence:
 
     async def _run(self, script: str, operation: str, *args: Any, node: str | None = None) -> Any:
         argv = [self._prefix, node if node is not None else self._node_id, *args]
-        return await self._call(self._scripts[script](keys=[], args=argv), operation)
+        # The scripts name their keys from the prefix; KEYS[1] (unused by them) routes the call
+        # on Redis Cluster, where the prefix is a hash tag that holds every presence key.
+        routing = [f"{self._prefix}:nodes"]
+        return await self._call(self._scripts[script](keys=routing, args=argv), operation)
 
     async def _call(self, awaitable: Any, operation: str) -> Any:
         return await bounded(

@@ -27,8 +27,14 @@ Guarantees and their limits:
   cluster-wide limit) and the reads raise :class:`~netrun_ws.redis.calls.RedisStoreError`;
 - revocations (``revoke``/``revoked``) are keys ``P:revoked:<subject>`` holding the revocation
   time, expiring with it (Redis forgets them); admission reads them in one MGET;
-- every Redis call is bounded by ``operation_timeout``; the scripts build key names from the
-  prefix, so use a standalone Redis (or a single shard), not Redis Cluster.
+- every Redis call is bounded by ``operation_timeout``.
+
+Redis Cluster (``cluster=True``, the URL naming any node): every key is named under the hash tag
+``{P}`` (the prefix in braces), so each script and multi-key command stays on one slot, and the
+bus is the shard channel ``{P}:bus`` (SPUBLISH/SSUBSCRIBE on the node that owns that slot). The
+store is correct on a cluster and follows failovers and resharding (MOVED/ASK through the
+cluster client; the subscriber resubscribes on the new owner and reports the gap), but all of
+its keys and its bus live on ONE shard: more shards add no capacity to it (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -45,16 +51,23 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from netrun_ws._masking import mask_url
 from netrun_ws.config import HistoryConfig
 from netrun_ws.history import envelope_channel, splice_position
 from netrun_ws.reconnection import ReconnectionConfig
 from netrun_ws.redis.broker import RedisBroker, encode_header_prefix
-from netrun_ws.redis.calls import RedisStoreError, RedisTarget, bounded, finish_within
+from netrun_ws.redis.calls import (
+    AnyRedis,
+    RedisStoreError,
+    RedisTarget,
+    bounded,
+    finish_within,
+)
 from netrun_ws.redis.history import RedisHistory
 from netrun_ws.redis.presence import RedisPresence
 from netrun_ws.session import WebSocketSessionManager
@@ -73,6 +86,7 @@ DEFAULT_RECONNECT = ReconnectionConfig(
 POOL_SIZE = 32
 #: What a shutdown step gets when the stop budget is already spent (local socket closes).
 _LAST_STEP_GRACE = 0.1
+_CLUSTER_SCHEMES = ("redis://", "rediss://")
 _NODE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -105,6 +119,7 @@ class RedisStore:
         connection_ttl: float = 3600.0,
         operation_timeout: float = 5.0,
         reconnect: ReconnectionConfig = DEFAULT_RECONNECT,
+        cluster: bool = False,
     ) -> None:
         self.node_ttl = _seconds("node_ttl", node_ttl)
         self.node_heartbeat = _seconds("node_heartbeat", node_heartbeat)
@@ -123,20 +138,37 @@ class RedisStore:
                 f"probe_timeout ({probe_timeout}) must be at least probe_interval "
                 f"({probe_interval})"
             )
+        #: True on Redis Cluster: keys under one hash tag, a shard channel for the bus.
+        self.cluster = cluster
+        if cluster and not (isinstance(url, str) and url.lower().startswith(_CLUSTER_SCHEMES)):
+            shown = mask_url(url) if isinstance(url, str) else type(url).__name__
+            raise ValueError(
+                f"a Redis Cluster url must start with redis:// or rediss:// and name one of its "
+                f"nodes, got {shown!r}"
+            )
+        self.key_prefix = key_prefix
+        # On a cluster every key is named under the hash tag {prefix}: one slot for them all.
+        keys = f"{{{key_prefix}}}" if cluster else key_prefix
+        # A Redis Cluster client does not queue calls for a full pool: the gate does.
+        self._target = RedisTarget(url, asyncio.Semaphore(POOL_SIZE) if cluster else None)
+        self._session_client: RedisCluster | None = None
+        if cluster:
+            # Its calls are not gated: allow it more connections per node than the pool size.
+            self._session_client = self._make_cluster_client(url, operation_timeout, 8 * POOL_SIZE)
         # Validates the URL scheme and the prefix, with the password masked in errors.
         self.sessions = WebSocketSessionManager(
-            redis_url=url,
+            redis_url=None if cluster else url,
+            redis_client=self._session_client,
             connection_ttl=connection_ttl,
-            key_prefix=key_prefix,
+            key_prefix=keys,
             operation_timeout=operation_timeout,
         )
-        self.key_prefix = key_prefix
-        self.channel = f"{key_prefix}:bus"
+        self._keys = keys
+        self.channel = f"{keys}:bus"
         self.node_id = new_node_id()
-        self._target = RedisTarget(url)
         self._reconnect = reconnect
         self._deliver: Deliver | None = None
-        self._client: Redis | None = None
+        self._client: AnyRedis | None = None
         self._broker: RedisBroker | None = None
         self._presence: RedisPresence | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -171,7 +203,7 @@ class RedisStore:
         presence = RedisPresence(
             client,
             target=self._target,
-            key_prefix=self.key_prefix,
+            key_prefix=self._keys,
             node_id=self.node_id,
             node_ttl=self.node_ttl,
             node_heartbeat=self.node_heartbeat,
@@ -181,6 +213,7 @@ class RedisStore:
             client,
             target=self._target,
             channel=self.channel,
+            cluster=self.cluster,
             node_id=self.node_id,
             probe_interval=self.probe_interval,
             probe_timeout=self.probe_timeout,
@@ -199,8 +232,9 @@ class RedisStore:
         self._history = RedisHistory(
             client,
             target=self._target,
-            key_prefix=self.key_prefix,
+            key_prefix=self._keys,
             bus=self.channel,
+            publish_command="SPUBLISH" if self.cluster else "PUBLISH",
             timeout=self.operation_timeout,
             session_ttl=self._connection_ttl,
             config=self._history_config,
@@ -236,7 +270,7 @@ class RedisStore:
 
     async def _shutdown(
         self,
-        client: Redis | None,
+        client: AnyRedis | None,
         presence: RedisPresence | None,
         broker: RedisBroker | None,
         heartbeat: asyncio.Task[None] | None,
@@ -256,6 +290,8 @@ class RedisStore:
         if client is not None:
             steps.append(("command connections", client.aclose))
         steps.append(("session store", self.sessions.close))
+        if self._session_client is not None:  # the manager leaves a given client open
+            steps.append(("session connections", self._session_client.aclose))
         abandoned = []
         for step, run in steps:
             # Every step gets a moment even past the deadline: closing sockets is local work.
@@ -407,7 +443,7 @@ class RedisStore:
         return [_revoked_at(value) for value in values]
 
     def _revoked_key(self, subject: str) -> str:
-        return f"{self.key_prefix}:revoked:{subject}"
+        return f"{self._keys}:revoked:{subject}"
 
     def stats(self) -> dict[str, Any]:
         """Counters: published, received, publish_failures, gaps, subscribed, last_probe_age, ..."""
@@ -439,13 +475,26 @@ class RedisStore:
             raise RuntimeError("the redis store is not started")
         return self._presence
 
-    def _require_client(self) -> Redis:
+    def _require_client(self) -> AnyRedis:
         if self._deliver is None or self._client is None:
             raise RuntimeError("the redis store is not started")
         return self._client
 
-    def _make_client(self) -> Redis:
+    @staticmethod
+    def _make_cluster_client(url: str, timeout: float, connections: int) -> RedisCluster:
+        # The cluster client follows MOVED/ASK and refreshes its slot map by itself.
+        return RedisCluster.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            max_connections=connections,  # per node
+        )
+
+    def _make_client(self) -> AnyRedis:
         timeout = self.operation_timeout
+        if self.cluster:
+            return self._make_cluster_client(self._target.url, timeout, POOL_SIZE)
         # One quick retry, so the first call on a pooled connection that a Redis restart
         # closed reconnects instead of failing.
         retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 1)

@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tests.host.helpers import recv_json, recv_until
 from tests.support.cli_server import RunningServer, run_cli
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ NODE_TTL = 2.0
 pytestmark = pytest.mark.timeout(120)
 
 
-def write_config(tmp_path: Path, per_user: int = 5) -> Path:
+def write_config(tmp_path: Path, per_user: int = 5, *, redis_cluster: bool = False) -> Path:
     config = tmp_path / "netrun_ws.yaml"
     config.write_text(
         textwrap.dedent(
@@ -44,6 +45,7 @@ def write_config(tmp_path: Path, per_user: int = 5) -> Path:
               node_heartbeat: 0.5
               probe_interval: 0.5
               probe_timeout: 1.5
+              cluster: {"true" if redis_cluster else "false"}
             heartbeat: null
             metrics: []
             plugins_dir: {ROOT / "plugins"}
@@ -56,9 +58,10 @@ def write_config(tmp_path: Path, per_user: int = 5) -> Path:
 
 @contextlib.asynccontextmanager
 async def cluster(
-    tmp_path: Path, redis: RedisServer, nodes: int = 2, per_user: int = 5
+    tmp_path: Path, redis: RedisServer | RedisCluster, nodes: int = 2, per_user: int = 5
 ) -> AsyncIterator[list[RunningServer]]:
-    config = write_config(tmp_path, per_user)
+    """``nodes`` nodes on ``redis``, with ``cluster: true`` when it is a Redis Cluster."""
+    config = write_config(tmp_path, per_user, redis_cluster=isinstance(redis, RedisCluster))
     env = {"REDIS_URL": redis.url, "NETRUN_WS_API_KEY": API_KEY}
     async with contextlib.AsyncExitStack() as stack:
         started = [

@@ -16,13 +16,26 @@ from netrun_ws.config import HistoryConfig
 from netrun_ws.redis.store import RedisStore
 from netrun_ws.store import Envelope, HistoryStore, Position
 from tests.store import Recorder, eventually
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 
-BACKENDS = ["memory", "redis"]
+BACKENDS = ["memory", "redis", "redis-cluster"]
 
 
-def redis_store(url: str, prefix: str) -> RedisStore:
-    return RedisStore(url, key_prefix=prefix, probe_interval=0.2, probe_timeout=1.0)
+def redis_store(url: str, prefix: str, *, cluster: bool = False) -> RedisStore:
+    return RedisStore(
+        url, key_prefix=prefix, probe_interval=0.2, probe_timeout=1.0, cluster=cluster
+    )
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def redis_at(request: pytest.FixtureRequest) -> tuple[str, bool]:
+    """The URL of the shared Redis or Redis Cluster, and whether it is a cluster."""
+    cluster = request.param == "redis-cluster"
+    server: RedisServer | RedisCluster = request.getfixturevalue(
+        "redis_cluster" if cluster else "shared_redis"
+    )
+    return server.url, cluster
 
 
 @pytest.fixture(params=BACKENDS)
@@ -33,8 +46,11 @@ async def store(
     if request.param == "memory":
         made = MemoryStore()
     else:
-        server: RedisServer = request.getfixturevalue("shared_redis")
-        made = redis_store(server.url, f"hist-{uuid.uuid4().hex[:10]}")
+        cluster = request.param == "redis-cluster"
+        server: RedisServer | RedisCluster = request.getfixturevalue(
+            "redis_cluster" if cluster else "shared_redis"
+        )
+        made = redis_store(server.url, f"hist-{uuid.uuid4().hex[:10]}", cluster=cluster)
     made.configure_history(HistoryConfig(rooms_size=3, max_replay_messages=10))
     recorder = Recorder()
     await made.start(recorder.deliver, recorder.on_gap)
@@ -124,9 +140,10 @@ async def test_join_records_are_kept_per_session_until_left(
     assert await history.session_channels("nobody") == {}
 
 
-async def test_every_redis_node_delivers_in_offset_order(shared_redis: RedisServer) -> None:
+async def test_every_redis_node_delivers_in_offset_order(redis_at: tuple[str, bool]) -> None:
+    url, cluster = redis_at
     prefix = f"order-{uuid.uuid4().hex[:10]}"
-    nodes = [redis_store(shared_redis.url, prefix) for _ in range(3)]
+    nodes = [redis_store(url, prefix, cluster=cluster) for _ in range(3)]
     recorders = [Recorder() for _ in nodes]
     for node, recorder in zip(nodes, recorders, strict=True):
         await node.start(recorder.deliver, recorder.on_gap)

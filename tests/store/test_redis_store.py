@@ -525,6 +525,7 @@ def test_plugin_options_defaults_and_store() -> None:
         ({"url": "redis://h", "key_prefix": "has space"}, "key_prefix"),
         ({"url": "redis://h", "node_ttl": 0}, "node_ttl"),
         ({"url": "redis://h", "surprise": 1}, "surprise"),
+        ({"url": "unix:///tmp/r.sock", "cluster": True}, "needs a redis:// or rediss://"),
     ],
 )
 def test_plugin_options_reject_bad_values(options: dict[str, Any], error: str) -> None:
@@ -540,3 +541,14 @@ def test_store_constructor_rejects_inconsistent_timings() -> None:
         RedisStore("redis://127.0.0.1:1/0", probe_interval=2, probe_timeout=1)
     with pytest.raises(ValueError, match="redis_url must start with"):
         RedisStore("http://127.0.0.1:1/0")
+    with pytest.raises(ValueError, match="Redis Cluster url must start with") as caught:
+        RedisStore("unix://:pw@/tmp/r.sock", cluster=True)
+    assert "pw" not in str(caught.value)
+
+
+def test_the_cluster_option_builds_a_cluster_store_with_its_keys_under_a_hash_tag() -> None:
+    plugin = Plugin()
+    plugin.configure(Options.model_validate({"url": "redis://h:7000", "cluster": True}))
+    store = plugin.provide_store()
+    assert isinstance(store, RedisStore) and store.cluster is True
+    assert store.channel == "{netrun_ws}:bus" and store.sessions.key_prefix == "{netrun_ws}"

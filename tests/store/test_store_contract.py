@@ -1,7 +1,8 @@
 """One behavioural suite for every Store: MemoryStore and RedisStore answer alike on one node.
 
-Each test runs against both stores (``store`` is parametrised). The Redis store uses the
-session-wide redis-server with a key prefix of its own, so tests do not see each other's data.
+Each test runs against every store (``store`` is parametrised): memory, Redis, and Redis on a
+3-master Redis Cluster. The Redis stores use the session-wide redis-server or cluster with a key
+prefix of their own, so tests do not see each other's data.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from netrun_ws.config import HistoryConfig
 from netrun_ws.redis.store import RedisStore
 from netrun_ws.store import Envelope, PublishResult, Store
 from tests.store import Recorder
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 
-BACKENDS = ["memory", "redis"]
+BACKENDS = ["memory", "redis", "redis-cluster"]
 
 
 def make_store(backend: str, request: pytest.FixtureRequest) -> Store:
@@ -30,9 +32,13 @@ def make_store(backend: str, request: pytest.FixtureRequest) -> Store:
     if backend == "memory":
         store = MemoryStore()
     else:
-        server: RedisServer = request.getfixturevalue("shared_redis")
+        cluster = backend == "redis-cluster"
+        server: RedisServer | RedisCluster = request.getfixturevalue(
+            "redis_cluster" if cluster else "shared_redis"
+        )
         store = RedisStore(
             server.url,
+            cluster=cluster,
             key_prefix=f"contract-{uuid.uuid4().hex[:10]}",
             probe_interval=0.2,
             probe_timeout=1.0,
@@ -127,7 +133,7 @@ async def test_stats_name_the_backend_and_node_and_count_publishes(
     store: Store, backend: str
 ) -> None:
     before = store.stats()
-    assert before["backend"] == backend
+    assert before["backend"] == backend.removesuffix("-cluster")
     assert before["node_id"] == store.node_id
     await store.publish(Envelope("broadcast", None, "a"))
     await store.publish(Envelope("connection", "c1", "b"))

@@ -98,12 +98,18 @@ def _answers_ping(port: int, password: str | None, timeout: float) -> bool:
 class RedisServer:
     """One ``redis-server`` process on ``127.0.0.1:port`` (a free port unless given).
 
-    ``password`` starts it with ``--requirepass`` and puts it in :attr:`url`.
+    ``password`` starts it with ``--requirepass`` and puts it in :attr:`url`; ``cluster`` starts
+    it as a Redis Cluster node (tests/support/redis_cluster.py joins such nodes).
     """
 
-    def __init__(self, port: int | None = None, *, password: str | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, *, password: str | None = None, cluster: bool = False
+    ) -> None:
         self.port = port if port is not None else _free_port()
         self.password = password
+        self.cluster = cluster
+        # The cluster bus port, by default port + 10000: not known to be free (or even valid).
+        self.cluster_port = _free_port() if cluster else None
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
 
@@ -135,6 +141,9 @@ class RedisServer:
         args += ["--logfile", str(self._dir / "redis.log")]
         if self.password is not None:
             args += ["--requirepass", self.password]
+        if self.cluster:  # a node of tests/support/redis_cluster.py (its config file in the dir)
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            args += ["--cluster-node-timeout", "2000", "--cluster-port", str(self.cluster_port)]
         self._process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
