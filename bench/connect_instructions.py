@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +53,12 @@ class Socket(MemoryTransport):
     def get_write_buffer_size(self) -> int:
         return 0
 
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (16384, 65536)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
 
 def upgrade_request(token: str) -> bytes:
     return (
@@ -78,10 +85,16 @@ def _uvicorn_config(server: str) -> Any:
             raw_asgi_app("echo"), lifespan="on", log_level="warning", ws_max_size=65536
         )
     from netrun_ws.app import create_app, load_app_config
-    from netrun_ws.cli import http_protocol_class, ws_protocol_class
+    from netrun_ws.cli import guard_connections, http_protocol_class, ws_protocol_class
 
+    # As netrun_ws.cli.build_server builds it: its protocols, request guard and GC threshold
+    # (the heap is frozen once started, in run()).
     loaded = load_app_config(netrun_config(False))
-    return uvicorn.Config(
+    server = loaded.config.server
+    if server.gc_threshold is not None:
+        _first, *older = gc.get_threshold()
+        gc.set_threshold(server.gc_threshold, *older)
+    config = uvicorn.Config(
         create_app(loaded),
         lifespan="on",
         log_level="warning",
@@ -89,6 +102,9 @@ def _uvicorn_config(server: str) -> Any:
         http=http_protocol_class("netrun"),
         ws_max_size=65536,
     )
+    guard_connections(config, loaded.config.limits)
+    config.gc_freeze = server.gc_freeze  # type: ignore[attr-defined]
+    return config
 
 
 async def run(server: str, connections: int) -> int:
@@ -96,16 +112,19 @@ async def run(server: str, connections: int) -> int:
     from uvicorn.server import ServerState
 
     config = _uvicorn_config(server)
-    config.load()
+    if not config.loaded:
+        config.load()
     lifespan = LifespanOn(config)
     await lifespan.startup()
+    if getattr(config, "gc_freeze", False):
+        gc.freeze()
     state = ServerState()
     requests = [upgrade_request(token) for token in make_tokens(max(connections, PREPARED))]
     welcome = b"\x81" if server == "netrun" else b"\r\n\r\n"
     done = 0
     for request in requests[:connections]:
         socket = Socket()
-        http = config.http_protocol_class(config, state, {})
+        http = config.http_protocol_class(config=config, server_state=state, app_state={})
         socket.protocol = http
         http.connection_made(socket)
         http.data_received(request)
