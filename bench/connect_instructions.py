@@ -76,6 +76,20 @@ async def _turns_until(done: Callable[[], bool]) -> None:
     raise RuntimeError("the server did not answer")
 
 
+async def _connect_and_close(config: Any, state: Any, request: bytes, welcome: bytes) -> None:
+    """One connection: upgrade, wait for ``welcome`` in the replies, close, lose the socket."""
+    socket = Socket()
+    http = config.http_protocol_class(config=config, server_state=state, app_state={})
+    socket.protocol = http
+    http.connection_made(socket)
+    http.data_received(request)
+    await _turns_until(lambda: welcome in b"".join(socket.written))  # 101 (and welcome)
+    socket.protocol.data_received(CLOSE_FRAME)
+    await _turns_until(lambda: socket.closing)
+    socket.protocol.connection_lost(None)
+    await _turns_until(lambda: not state.tasks)
+
+
 def _uvicorn_config(server: str) -> Any:
     import uvicorn
 
@@ -123,16 +137,7 @@ async def run(server: str, connections: int) -> int:
     welcome = b"\x81" if server == "netrun" else b"\r\n\r\n"
     done = 0
     for request in requests[:connections]:
-        socket = Socket()
-        http = config.http_protocol_class(config=config, server_state=state, app_state={})
-        socket.protocol = http
-        http.connection_made(socket)
-        http.data_received(request)
-        await _turns_until(lambda: welcome in b"".join(socket.written))  # 101 (and welcome)
-        socket.protocol.data_received(CLOSE_FRAME)
-        await _turns_until(lambda: socket.closing)
-        socket.protocol.connection_lost(None)
-        await _turns_until(lambda: not state.tasks)
+        await _connect_and_close(config, state, request, welcome)
         done += 1
     await lifespan.shutdown()
     return done
