@@ -175,6 +175,13 @@ Against the Starlette endpoint that verifies the same JWT with PyJWT and
 sends a welcome, the ratio shows what the rest of the pipeline costs beyond the JWT a
 hand-written endpoint verifies too.
 
+Counted in CPU instructions instead of timed (`bench/connect_instructions.py` under `valgrind
+--tool=callgrind`, the same app and a bare uvicorn one driven without a socket), a netrun-ws
+connection costs the server about 1.62 million instructions and the raw ASGI handshake on
+uvicorn's stock protocols about 0.81 million; the wall-clock ratio is higher than that 0.50
+because both also pay the kernel's accept, reads, writes and close, which callgrind does not
+count. docs/architecture.md ("The per-connection path") lists what was cut and what remains.
+
 The machine these figures come from is shared: the same server's CPU time per connection has
 been seen to vary by 15-25% between runs minutes apart (on 2026-11-26 by up to 40% between
 back-to-back runs of the same server), the bare uvicorn peer most (its rate is the ratio's

@@ -216,17 +216,24 @@ class Hooks:
 
     async def call(self, hook: str, **kwargs: Any) -> list[Any]:
         """Call every implementation; return the non-None results. A failure raises HookError."""
-        return await run_plan(self.plan(hook, tuple(kwargs)), hook, tuple(kwargs.values()))
+        plan = self.plan(hook, tuple(kwargs))
+        if not plan:  # most apps leave most hooks unimplemented: no run_plan coroutine then
+            return []
+        return await run_plan(plan, hook, tuple(kwargs.values()))
 
     async def first(self, hook: str, **kwargs: Any) -> Any:
         """Return the first non-None result (later implementations are not called)."""
         plan = self.plan(hook, tuple(kwargs))
+        if not plan:
+            return None
         results = await run_plan(plan, hook, tuple(kwargs.values()), first=True)
         return results[0] if results else None
 
     async def call_isolated(self, hook: str, **kwargs: Any) -> list[HookError]:
         """Call every implementation even if some raise (cleanup hooks); log and return failures."""
         plan = self.plan(hook, tuple(kwargs))
+        if not plan:
+            return []
         return await run_plan(plan, hook, tuple(kwargs.values()), isolate=True)
 
     async def chain(self, hook: str, value_arg: str, value: Any, **kwargs: Any) -> Any:

@@ -86,9 +86,11 @@ async def bounded(
 ) -> T:
     """Await a Redis call for at most ``timeout`` seconds; failures become RedisStoreError."""
     try:
-        if target.gate is not None:
-            return await asyncio.wait_for(_gated(awaitable, target.gate), timeout)
-        return await asyncio.wait_for(awaitable, timeout)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps every call in a task.
+        async with asyncio.timeout(timeout):
+            if target.gate is not None:
+                return await _gated(awaitable, target.gate)
+            return await awaitable
     except TimeoutError:
         raise RedisStoreError(
             f"Redis at {target.location} did not answer {operation} within {timeout:g}s"

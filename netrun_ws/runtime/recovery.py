@@ -79,6 +79,9 @@ class Recovery:
     def __init__(self, host: Host) -> None:
         self._host = host
         self._closing: set[asyncio.Task[None]] = set()
+        # The store last checked and its history: isinstance against a runtime-checkable
+        # Protocol walks its members, too slow to repeat on every connection.
+        self._checked: tuple[object, HistoryStore | None] = (None, None)
 
     @property
     def history(self) -> HistoryStore | None:
@@ -86,7 +89,11 @@ class Recovery:
         if not self._host.started:
             return None
         store = self._host.store
-        return store if isinstance(store, HistoryStore) else None
+        checked, history = self._checked
+        if store is not checked:
+            history = store if isinstance(store, HistoryStore) else None
+            self._checked = (store, history)
+        return history
 
     # ------------------------------------------------------------------ holds
 
