@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from bench.echo_plugin import Echo, Publish
 from bench.loadgen import make_tokens
-from bench.servers import netrun_config
+from bench.servers import EXTRA_PLUGINS, netrun_config
 from netrun_ws import hookimpl
 from netrun_ws.app import create_app, load_app_config
 
@@ -104,14 +104,14 @@ async def _turns_until(done: Callable[[], bool]) -> None:
     raise RuntimeError("the server did not answer")
 
 
-async def run(messages: int, inflight: int, sync: bool = False) -> int:
+async def run(messages: int, inflight: int, sync: bool = False, kind: str = "netrun") -> int:
     import uvicorn
     from uvicorn.lifespan.on import LifespanOn
     from uvicorn.server import ServerState
 
     from netrun_ws.cli import http_protocol_class, ws_protocol_class
 
-    settings = netrun_config(False)
+    settings = netrun_config(False, EXTRA_PLUGINS[kind])
     if sync:
         settings["plugins"] = ["bench.echo_instructions"]
     loaded = load_app_config(settings)
@@ -168,6 +168,12 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=8)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--sync", action="store_true", help="a plain on_message (see Plugin)")
+    parser.add_argument(
+        "--kind",
+        choices=sorted(EXTRA_PLUGINS),
+        default="netrun",
+        help="with 1 or 3 extra plugins handling other types (the dispatch-by-type cost)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("PYTHONHASHSEED", "0")
     import uvloop
@@ -178,11 +184,11 @@ def main() -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
-        uvloop.run(run(args.messages, args.inflight, args.sync))
+        uvloop.run(run(args.messages, args.inflight, args.sync, args.kind))
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
         return
-    replies = uvloop.run(run(args.messages, args.inflight, args.sync))
+    replies = uvloop.run(run(args.messages, args.inflight, args.sync, args.kind))
     print(f"{replies} replies")
 
 

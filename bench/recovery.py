@@ -34,7 +34,7 @@ import websockets
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.crossnode import CLIENT_CPU, _close, cluster_nodes  # noqa: E402
+from bench.crossnode import CLIENT_CPU, cluster_nodes  # noqa: E402
 from netrun_ws.client import Client  # noqa: E402
 
 #: The reconnect policy the welcome gives the clients: first attempt after 0.1-0.2 s.
@@ -98,6 +98,21 @@ class Receiver:
         await self.client.close()
         if self.reader is not None:
             await self.reader
+
+
+async def _close(websocket: Any) -> None:
+    """Close a client promptly. A client that has unread messages stops reading once its queue
+    is full and would wait out its close timeout (10 s) for the server's close frame; reading
+    meanwhile lets the close complete."""
+
+    async def drain() -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for _message in websocket:
+                pass
+
+    reader = asyncio.create_task(drain())
+    await websocket.close()
+    await reader
 
 
 async def publish(port: int, rooms: list[str], rate: float, stop: asyncio.Event) -> list[float]:

@@ -407,27 +407,36 @@ def main() -> None:
         install_node_peers()
     started = time.monotonic()
     results: dict[str, Any] = {"plan": plan.__dict__, "quick": args.quick}
+    # A scenario that crashes must not take the finished ones with it: they are kept here.
+    partial = ROOT / "bench/results" / ("quick.partial.json" if args.quick else "partial.json")
+
+    def keep(name: str, value: Any) -> None:
+        results[name] = value
+        partial.write_text(json.dumps(results, indent=1))
+
     if "echo" in only:
-        results["echo"] = run_echo(plan)
+        keep("echo", run_echo(plan))
     if "fanout" in only:
-        results["fanout"] = run_fanout(plan)
+        keep("fanout", run_fanout(plan))
     if "connect" in only:
-        results["connect"] = run_connect(plan)
+        keep("connect", run_connect(plan))
     if "crossnode" in only:
         from bench import crossnode
 
-        results["crossnode"] = crossnode.run(quick=args.quick)
+        keep("crossnode", crossnode.run(quick=args.quick))
         log(f"cross-node: {json.dumps(results['crossnode']['cross_node'])}")
         os.sched_setaffinity(0, {LOADGEN_CPU})
     if "recovery" in only:
         from bench import recovery
 
-        results["recovery"] = recovery.run(quick=args.quick)
-        results["recovery"]["measured_at"] = time.strftime("%Y-%m-%d %H:%M")
+        keep(
+            "recovery",
+            {**recovery.run(quick=args.quick), "measured_at": time.strftime("%Y-%m-%d %H:%M")},
+        )
         log(f"recovery: {json.dumps(results['recovery'])}")
         os.sched_setaffinity(0, {LOADGEN_CPU})
     if "history" in only:
-        results["history"] = run_history(plan)
+        keep("history", run_history(plan))
     if "profile" in only:
         results["profile"] = run_profile(plan)
         results["connect_profile"] = run_connect_profile(plan)
