@@ -18,7 +18,7 @@ def ceiling(echo: dict[str, float]) -> str:
         f"The same load generator drove the raw picows echo server at {picows:,.0f} msg/s, "
         f"{picows / peers[best_kind]:.2f}x the fastest peer ({best_kind}, "
         f"{peers[best_kind]:,.0f} msg/s), {verdict}. The *load gen CPU* column is the load "
-        "generator's CPU use: near 100% only against picows.\n"
+        "generator's CPU use: near 100%, the load generator set the rate, not the server.\n"
     )
 
 
