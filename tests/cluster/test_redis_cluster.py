@@ -1,5 +1,6 @@
 """Real `netrun-ws run` nodes on a real 3-master Redis Cluster (``store: {cluster: true}``):
-cross-node delivery and recovery, as on one Redis (tests/cluster/test_cluster.py)."""
+cross-node delivery, as on one Redis (tests/cluster/test_cluster.py). Recovery on the cluster is
+tests/history/test_cluster_recovery.py, run on both backends."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import httpx
 import pytest
 
 from tests.cluster.test_cluster import API_KEY, client, cluster, send
-from tests.history.helpers import last_positions, next_message, open_client, read_until
-from tests.history.test_cluster_recovery import join, say, ticks
 from tests.host.helpers import recv_until
 from tests.support.redis_cluster import RedisCluster
 
@@ -46,25 +45,3 @@ async def test_two_nodes_on_a_redis_cluster_deliver_user_and_room_messages(
         assert "Traceback" not in a.text() + b.text()
         for websocket in (alice, bob):
             await websocket.close()
-
-
-async def test_a_client_recovers_room_history_on_another_node_of_a_redis_cluster(
-    tmp_path: Path, redis_cluster: RedisCluster
-) -> None:
-    async with cluster(tmp_path, redis_cluster, nodes=2) as (a, b):
-        ann, welcome = await open_client(a.addr, "ann")
-        await join(ann, "feed")
-        await say(b, "feed", 1)
-        seen = [await next_message(ann)]
-        assert seen[0]["n"] == 1 and seen[0]["pos"]["channel"] == "room:feed"
-        await ann.close()
-        for n in range(2, 6):
-            await say(a, "feed", n)
-        ann, again = await open_client(b.addr, "ann", welcome["session_id"], last_positions(seen))
-        assert again["resumed"] is True and again["rooms"] == ["feed"]
-        recovery = await read_until(ann, "recovered")
-        assert ticks(recovery) == [2, 3, 4, 5]
-        await say(a, "feed", 6)
-        live = await next_message(ann)
-        assert live["n"] == 6
-        await ann.close()

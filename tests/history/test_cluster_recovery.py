@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import redis.asyncio as aioredis
 from tests.cluster.test_cluster import API_KEY, cluster
 from tests.history.helpers import last_positions, next_message, open_client, read_until
 from tests.support.cli_server import RunningServer
+from tests.support.redis_cluster import RedisCluster, shared_redis_cluster
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -38,10 +40,22 @@ def ticks(messages: list[dict[str, Any]]) -> list[int]:
     return [m["n"] for m in messages if m.get("type") == "tick"]
 
 
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def redis_backend(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[RedisServer | RedisCluster]:
+    """One private Redis, or the session's 3-master Redis Cluster (`store: {cluster: true}`)."""
+    if request.param == "redis-cluster":
+        yield shared_redis_cluster()
+        return
+    async with RedisServer() as server:
+        yield server
+
+
 async def test_a_client_leaves_node_a_and_recovers_on_node_b(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, redis_backend: RedisServer | RedisCluster
 ) -> None:
-    async with cluster(tmp_path, redis_server, nodes=2) as (a, b):
+    async with cluster(tmp_path, redis_backend, nodes=2) as (a, b):
         ann, welcome = await open_client(a.addr, "ann")
         await join(ann, "feed")
         await say(b, "feed", 1)
