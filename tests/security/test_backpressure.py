@@ -145,7 +145,13 @@ async def cluster(tmp_path: Path, overflow: str, readers: int) -> AsyncIterator[
     async with AsyncExitStack() as stack:
         server = await stack.enter_async_context(run_cli(config, env={"PYTHONUNBUFFERED": "1"}))
         http = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=f"http://{server.addr}", timeout=10)
+            # No kept-alive connection: uvicorn closes one idle for 5 s (the pump can take that
+            # long), and a request sent as it closes fails with "Server disconnected".
+            httpx.AsyncClient(
+                base_url=f"http://{server.addr}",
+                timeout=10,
+                limits=httpx.Limits(max_keepalive_connections=0),
+            )
         )
         running = Cluster(server, http)
         try:
