@@ -104,8 +104,12 @@ async def close_quietly(websocket: WebSocket, code: int, reason: str, timeout: f
         or websocket.client_state == WebSocketState.DISCONNECTED
     ):
         return
+    # asyncio.timeout, not wait_for: wait_for runs the close in a task that keeps the exception,
+    # whose traceback keeps wait_for's frame, which keeps the task: a cycle that held every
+    # closed connection's protocol and buffers until the cyclic collector ran.
     try:
-        await asyncio.wait_for(websocket.close(code, truncate_close_reason(reason)), timeout)
+        async with asyncio.timeout(timeout):
+            await websocket.close(code, truncate_close_reason(reason))
     except Exception as exc:  # the peer may be gone already; closing is best effort
         logger.debug("closing websocket with %s failed: %r", code, exc)
 

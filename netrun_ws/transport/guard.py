@@ -52,7 +52,6 @@ class GuardedTransport(asyncio.Transport):
         "_low",
         "_protocol_paused",
         "transport",
-        "write",
     )
 
     def __init__(self, transport: asyncio.Transport, guard: GuardedProtocol) -> None:
@@ -63,26 +62,14 @@ class GuardedTransport(asyncio.Transport):
         self._held = False  # reading held by this guard (writes backed up)
         self._protocol_paused = False  # reading paused by the protocol itself
         self._low, self._high = transport.get_write_buffer_limits()
-        self.write = self._write_before_upgrade  # type: ignore[method-assign]
 
-    # -- pending until answered or upgraded
-
-    def _write_before_upgrade(self, data: bytes | bytearray | memoryview) -> None:
-        if self._guard is not None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        # A plain method, not one chosen per state and stored on the instance: a bound method
+        # kept by its own object is a reference cycle, which only the cyclic collector frees.
+        if self._guard is not None:  # pending until answered or upgraded
             self._guard.settle()
-        self.transport.write(data)
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        guard, self._guard = self._guard, None
-        if guard is not None:
-            # The HTTP protocol is done: nothing here may keep it (and its parser) alive.
-            guard.upgraded()
-        self.write = self._write_upgraded  # type: ignore[method-assign]
-        self.transport.set_protocol(protocol)
-
-    # -- upgraded: reading held while writes back up
-
-    def _write_upgraded(self, data: bytes | bytearray | memoryview) -> None:
+            self.transport.write(data)
+            return
         transport = self.transport
         transport.write(data)
         if not self._held and transport.get_write_buffer_size() > self._high:
@@ -90,6 +77,15 @@ class GuardedTransport(asyncio.Transport):
             if not self._protocol_paused:
                 transport.pause_reading()
             self._loop.call_later(DRAIN_POLL, self._check_drained, DRAIN_POLL)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            # The HTTP protocol is done: nothing here may keep it (and its parser) alive.
+            guard.upgraded()
+        self.transport.set_protocol(protocol)
+
+    # -- upgraded: reading held while writes back up (see write)
 
     def _check_drained(self, waited: float) -> None:
         transport = self.transport

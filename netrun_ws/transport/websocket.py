@@ -281,6 +281,15 @@ class ReceiveQueue:
         return self.get_nowait()
 
 
+class _PauseMirror:
+    """Where a detached :class:`WritableFlag` mirrors to: nobody reads it any more."""
+
+    __slots__ = ("write_paused",)
+
+    def __init__(self) -> None:
+        self.write_paused = False
+
+
 class WritableFlag:
     """Stands in for uvicorn's ``asyncio.Event`` that tracks whether the socket takes writes
     (``is_set``/``set``/``clear``/``wait``), without a deque of waiters per connection.
@@ -294,9 +303,15 @@ class WritableFlag:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, protocol: NetrunWebSocketProtocol) -> None:
         self._loop = loop
-        self._protocol = protocol
+        self._protocol: NetrunWebSocketProtocol | _PauseMirror = protocol
         self._set = True
         self._waiter: asyncio.Future[None] | None = None
+
+    def detach(self) -> None:
+        """Stop mirroring into the protocol (its connection is lost): the protocol and this flag
+        refer to each other, and a cycle would keep a closed connection's protocol, parser and
+        buffers alive until the cyclic garbage collector runs, which under churn is late."""
+        self._protocol = _PauseMirror()
 
     def is_set(self) -> bool:
         return self._set
@@ -413,6 +428,13 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport._buffer.clear()  # nothing can be written any more
         super().connection_lost(exc)
+        # Break the cycles through this protocol, so that refcounting frees a closed connection
+        # at once: its flag (after uvicorn set it for the senders still waiting) and the scope's
+        # direct-send extension (read once, when the app's connection was made).
+        self.writable.detach()
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope.get("extensions", {}).pop(DIRECT_EXTENSION, None)
 
     def data_received(self, data: bytes) -> None:
         if self.handshake_initiated:
