@@ -94,17 +94,29 @@ def check_no_position(message: Any) -> None:
         )
 
 
+#: Seconds between two sweeps of the memory history (expired entries, idle channels, sessions).
+SWEEP_EVERY = 60.0
+
+
 @dataclasses.dataclass(slots=True)
 class _Channel:
     prefix: str  # position_prefix(channel), made once
+    epoch: str
+    used_at: float  # last publish or join (unix time): idle channels are dropped
     top: int = 0
     # (offset, unix time, payload) of the last `size` messages, oldest first.
     entries: deque[tuple[int, float, str]] = dataclasses.field(default_factory=deque)
 
 
 class MemoryHistory:
-    """The history of one process: every channel shares one epoch, made when it starts, so a
-    restarted node's positions are recognisably from another history."""
+    """The history of one process. Channels start in the process's epoch, made when it starts,
+    so a restarted node's positions are recognisably from another history.
+
+    Memory stays bounded however many channels come and go: once a minute, entries older than
+    their kind's ``ttl`` are dropped, and so is a channel idle (no message, no join) for longer
+    than that ttl and the session ttl (like the Redis store's keys, no session can still resume
+    from it). A channel made again after that gets a fresh epoch: its offsets start over, and a
+    position from before is recognisably from a lost history."""
 
     def __init__(self, config: HistoryConfig, session_ttl: float) -> None:
         self.config = config
@@ -113,23 +125,39 @@ class MemoryHistory:
         self._session_ttl = session_ttl
         # session id -> (expires at, channel -> join position)
         self._joins: dict[str, tuple[float, dict[str, Position]]] = {}
-        self._next_prune = 0.0
+        self._next_sweep = time.time() + SWEEP_EVERY
+        self._dropped_any = False  # from then on, a new channel may be one that was dropped
+
+    @property
+    def channel_count(self) -> int:
+        """Channels held (with their top offset and recent entries)."""
+        return len(self._channels)
+
+    def _channel(self, channel: str, now: float) -> _Channel:
+        state = self._channels.get(channel)
+        if state is None:
+            epoch = new_epoch() if self._dropped_any else self.epoch
+            state = self._channels[channel] = _Channel(position_prefix(channel), epoch, now)
+        else:
+            state.used_at = now
+        return state
 
     def position(self, envelope: Envelope) -> Envelope:
         """``envelope`` with its next position spliced in and kept, or itself when it has none."""
         channel = envelope_channel(envelope, self.config)
         if channel is None:
             return envelope
-        state = self._channels.get(channel)
-        if state is None:
-            state = self._channels[channel] = _Channel(position_prefix(channel))
+        now = time.time()
+        if now >= self._next_sweep:
+            self.sweep(now)
+        state = self._channel(channel, now)
         state.top += 1
         offset = state.top
-        epoch = self.epoch
+        epoch = state.epoch
         text: str = envelope.payload  # type: ignore[assignment]  # a str: envelope_channel said so
         payload = splice_position(text, channel, offset, epoch, state.prefix)
         entries = state.entries
-        entries.append((offset, time.time(), payload))
+        entries.append((offset, now, payload))
         size = self.config.rooms_size if envelope.kind == "room" else self.config.users_size
         if len(entries) > size:
             entries.popleft()
@@ -143,14 +171,23 @@ class MemoryHistory:
         )
 
     def top(self, channel: str) -> Position:
+        """The channel's last position, the channel made if need be (so that the epoch a client
+        is given stays the channel's)."""
+        state = self._channel(channel, time.time())
+        return Position(state.top, state.epoch)
+
+    def _peek(self, channel: str) -> Position:
         state = self._channels.get(channel)
-        return Position(state.top if state is not None else 0, self.epoch)
+        if state is not None:
+            return Position(state.top, state.epoch)
+        # Never made, or dropped: a position from before a drop must not match.
+        return Position(0, new_epoch() if self._dropped_any else self.epoch)
 
     def since(
         self, channel: str, since: Position, max_messages: int, max_bytes: int
     ) -> HistoryRead:
-        top = self.top(channel)
-        if since.epoch != self.epoch:
+        top = self._peek(channel)  # a client's positions make no channel
+        if since.epoch != top.epoch:
             return HistoryRead("epoch_changed", top)
         if since.offset > top.offset:
             return HistoryRead("out_of_history", top)  # a position this history never gave
@@ -179,8 +216,10 @@ class MemoryHistory:
 
     def record_join(self, session_id: str, channel: str) -> Position:
         now = time.time()
-        self._prune(now)
-        top = self.top(channel)
+        if now >= self._next_sweep:
+            self.sweep(now)
+        state = self._channel(channel, now)  # made now: the join position has its epoch
+        top = Position(state.top, state.epoch)
         found = self._joins.get(session_id)
         joins = found[1] if found is not None else {}
         joins[channel] = top
@@ -198,10 +237,21 @@ class MemoryHistory:
             return {}
         return dict(found[1])
 
-    def _prune(self, now: float) -> None:
-        """Drop expired sessions' join records, at most once a minute (bounded memory)."""
-        if now < self._next_prune:
-            return
-        self._next_prune = now + 60.0
+    def sweep(self, now: float) -> None:
+        """Drop expired entries, idle channels and expired sessions' join records (run at most
+        once every SWEEP_EVERY seconds by publishes and joins)."""
+        self._next_sweep = now + SWEEP_EVERY
+        config = self.config
+        idle: list[str] = []
+        for name, state in self._channels.items():
+            ttl = config.rooms_ttl if name[0] == "r" else config.users_ttl
+            entries = state.entries
+            while entries and entries[0][1] < now - ttl:
+                entries.popleft()
+            if state.used_at < now - max(ttl, self._session_ttl):
+                idle.append(name)
+        for name in idle:
+            del self._channels[name]
+        self._dropped_any = self._dropped_any or bool(idle)
         for session_id in [key for key, (expires, _) in self._joins.items() if expires < now]:
             del self._joins[session_id]

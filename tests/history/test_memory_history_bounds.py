@@ -1,0 +1,60 @@
+"""The memory store's history stays bounded however many channels come and go (pure logic: the
+sweep is called with a clock moved forward instead of waiting)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from netrun_ws.config import HistoryConfig
+from netrun_ws.history import MemoryHistory
+from netrun_ws.store import Envelope, Position
+
+SESSION_TTL = 3600.0
+
+
+def _history() -> MemoryHistory:
+    return MemoryHistory(HistoryConfig(rooms_ttl=300, users_ttl=300), SESSION_TTL)
+
+
+def _send(history: MemoryHistory, user: str, n: int) -> Envelope:
+    return history.position(Envelope("user", user, json.dumps({"type": "dm", "n": n})))
+
+
+def test_entries_older_than_the_ttl_are_dropped_by_the_sweep() -> None:
+    history = _history()
+    for n in range(5):
+        _send(history, "alice", n)
+    start = Position(0, history.top("user:alice").epoch)
+    assert len(history.since("user:alice", start, 100, 1 << 20).messages) == 5
+    history.sweep(time.time() + 301)
+    # The top stays (offsets keep growing); what is older than the ttl is gone, and says so.
+    assert history.top("user:alice").offset == 5
+    assert history.since("user:alice", start, 100, 1 << 20).status == "out_of_history"
+
+
+def test_idle_channels_are_dropped_and_come_back_in_a_new_epoch() -> None:
+    history = _history()
+    for user in range(1000):
+        _send(history, f"u{user}", 0)
+    old = _send(history, "bob", 1).pos
+    assert old is not None and history.channel_count == 1001
+    history.sweep(time.time() + 100)  # not idle long enough: all kept
+    assert history.channel_count == 1001
+    history.sweep(time.time() + SESSION_TTL + 1)
+    assert history.channel_count == 0
+    again = _send(history, "bob", 2).pos
+    assert again is not None and again.offset == 1 and again.epoch != old.epoch
+    # A position from before the drop is a gap, never mistaken for one of the new history.
+    assert history.since("user:bob", old, 100, 1 << 20).status == "epoch_changed"
+    assert history.since("user:carol", old, 100, 1 << 20).status == "epoch_changed"
+
+
+def test_a_channel_used_within_the_session_ttl_is_kept() -> None:
+    history = _history()
+    history.record_join("session-1", "user:alice")  # a join makes and uses the channel
+    first = _send(history, "alice", 0).pos
+    assert first is not None
+    history.sweep(time.time() + SESSION_TTL - 10)
+    assert history.channel_count == 1
+    assert history.top("user:alice") == Position(1, first.epoch)
