@@ -2,7 +2,7 @@
 
     python bench/run.py            # full suite, 12-13 minutes on a 2-core machine
     python bench/run.py --quick    # smoke run, about 2 minutes, smaller numbers, 1 repetition
-    python bench/run.py --only soak --soak-duration 600   # the soak run: docs/reliability.md
+    python bench/run.py --only soak --soak-duration 900   # the soak run: docs/reliability.md
 
 Every server runs in its own process pinned to core 0; the picows load generator runs in another
 process pinned to core 1. Peers run in the same invocation, interleaved: each repetition visits
@@ -377,8 +377,9 @@ def main() -> None:
     parser.add_argument(
         "--soak-duration",
         type=float,
-        default=600.0,
-        help="seconds of the soak scenario (--only soak; not part of the default suite)",
+        default=900.0,
+        help="seconds of the soak scenario, its first 300 s a warm-up (--only soak; not part of "
+        "the default suite)",
     )
     parser.add_argument(
         "--render-only",
