@@ -189,11 +189,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="'NAME: VALUE'",
         help="extra handshake header (repeatable)",
     )
-    connect.add_argument(
+    where = connect.add_mutually_exclusive_group()
+    where.add_argument(
         "--subprotocol-auth",
         action="store_true",
         help="send the token as the bearer.<token> subprotocol (as browsers do) instead of an "
         "Authorization header",
+    )
+    where.add_argument(
+        "--message-auth",
+        action="store_true",
+        help='send the token as the first message, {"type": "auth", "token": ...}, for a server '
+        "with server.first_message_auth",
     )
     return parser
 
@@ -570,6 +577,7 @@ def _connect(args: argparse.Namespace) -> int:
             token_file=args.token_file,
             headers=args.header,
             subprotocol_auth=args.subprotocol_auth,
+            message_auth=args.message_auth,
         )
     except UsageError as error:
         return _fail(EXIT_CONFIG, f"error: {error}")

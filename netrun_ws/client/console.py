@@ -57,6 +57,7 @@ def client_options(
     token_file: str | None,
     headers: list[str],
     subprotocol_auth: bool,
+    message_auth: bool = False,
 ) -> dict[str, Any]:
     """The Client's arguments for the command's flags; raises UsageError."""
     if urlsplit(url).scheme not in ("ws", "wss"):
@@ -74,6 +75,10 @@ def client_options(
         if "token" not in options:
             raise UsageError("--subprotocol-auth needs --token or --token-file")
         options["token_transport"] = "subprotocol"
+    elif message_auth:
+        if "token" not in options:
+            raise UsageError("--message-auth needs --token or --token-file")
+        options["token_transport"] = "message"
     return options
 
 

@@ -114,6 +114,17 @@ async def test_a_token_file_authenticates_through_the_subprotocol(tmp_path: Path
     assert code == 0
 
 
+async def test_message_auth_sends_the_token_as_the_first_message() -> None:
+    config = chat_config(auth=JWT, server={"path": "/ws", "first_message_auth": True})
+    async with (
+        served(config) as (_, addr),
+        connect(f"ws://{addr}/ws", "--token", token("dave"), "--message-auth") as s,
+    ):
+        assert (await s.message("connect"))["user_id"] == "dave"
+        code, _ = await s.end()
+    assert code == 0
+
+
 async def test_a_refused_token_exits_with_5_and_one_line() -> None:
     async with served(chat_config(auth=JWT)) as (_, addr):
         async with connect(f"ws://{addr}/ws", "--token", "forged") as s:
@@ -162,6 +173,7 @@ async def test_bad_arguments_are_one_line_and_exit_2(tmp_path: Path) -> None:
         (["ws://127.0.0.1:1/ws", "--header", "no colon"], "expected 'Name: value'"),
         (["ws://127.0.0.1:1/ws", "--token-file", str(tmp_path / "missing")], "--token-file"),
         (["ws://127.0.0.1:1/ws", "--subprotocol-auth"], "needs --token"),
+        (["ws://127.0.0.1:1/ws", "--message-auth"], "needs --token"),
     ]
     for args, expected in cases:
         async with connect(*args) as s:
