@@ -20,7 +20,7 @@ from netrun_ws.history import ROOM_PREFIX, USER_PREFIX, check_no_position
 from netrun_ws.identity import Identity
 from netrun_ws.plugins.hooks import DROP
 from netrun_ws.runtime.revocation import token_id, token_subject, user_subject
-from netrun_ws.store import DeliveryGap, Envelope, PublishResult
+from netrun_ws.store import DeliveryGap, Envelope, Position, PublishResult
 from netrun_ws.wire import encode_message, wire_frame
 
 if TYPE_CHECKING:
@@ -46,6 +46,11 @@ class Delivery:
         self.holding: dict[str, dict[str, list[Envelope]]] = {}
         #: Sessions whose hold buffer filled up (closed, to resume again).
         self.overflowed: set[str] = set()
+        #: channel -> session id -> the last position a finished replay sent it. A message the
+        #: replay read from history may still be on its way through the store's bus (another
+        #: connection to Redis); its live copy, at or below this position, is dropped. The bus
+        #: brings a channel's messages in offset order, so the first one above it ends the floor.
+        self.floors: dict[str, dict[str, Position]] = {}
 
     def hooks_ready(self) -> None:
         """Read once which send hooks are implemented (after plugins are set up)."""
@@ -153,7 +158,7 @@ class Delivery:
             self._host.revocations.closing(user_subject(target))
             return await self._revoke_local(target, text)
         targets = self._local_targets(envelope)
-        if self.holding and envelope.pos is not None:
+        if (self.holding or self.floors) and envelope.pos is not None:
             targets = self._hold(envelope, targets)
         if not targets:
             return 0
@@ -173,15 +178,28 @@ class Delivery:
         return delivered
 
     def _hold(self, envelope: Envelope, targets: list[Connection]) -> list[Connection]:
-        """Keep ``envelope`` for the targets recovering its channel; return the others."""
+        """Keep ``envelope`` for the targets recovering its channel, drop it for those whose
+        replay sent it already; return the others."""
         prefix = ROOM_PREFIX if envelope.kind == "room" else USER_PREFIX
-        held = self.holding.get(prefix + (envelope.target or ""))
-        if not held:
+        channel = prefix + (envelope.target or "")
+        held = self.holding.get(channel)
+        floors = self.floors.get(channel)
+        if not held and not floors:
             return targets
+        pos = envelope.pos
+        assert pos is not None  # by deliver_local
         live: list[Connection] = []
         for connection in targets:
             session_id = connection.session_id or ""
-            buffer = held.get(session_id)
+            if floors:
+                floor = floors.get(session_id)
+                if floor is not None:
+                    if pos.epoch == floor.epoch and pos.offset <= floor.offset:
+                        continue  # the replay sent it
+                    del floors[session_id]  # past the replay: no earlier copy can follow
+                    if not floors:
+                        del self.floors[channel]
+            buffer = held.get(session_id) if held else None
             if buffer is None:
                 live.append(connection)
             elif len(buffer) < self._host.config.history.max_replay_messages:

@@ -3,8 +3,10 @@ replay of missed messages, ``gap`` and ``recovered`` (docs/protocol.md, "Recover
 
 While a connection recovers a channel, live messages of that channel for it are held in
 :attr:`Delivery.holding <netrun_ws.runtime.delivery.Delivery.holding>` (from before it can
-receive them) and released after the replay, only those the replay did not cover: nothing
-overtakes the replay, nothing arrives twice.
+receive them) and released after the replay, only those the replay did not cover; a live copy
+of what the replay sent that arrives later still (it was on the store's bus while history was
+read) is dropped by :attr:`Delivery.floors <netrun_ws.runtime.delivery.Delivery.floors>`:
+nothing overtakes the replay, nothing arrives twice.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from netrun_ws.codes import CloseCode
@@ -114,13 +117,25 @@ class Recovery:
         return envelopes
 
     def release_all(self, connection: Connection) -> None:
-        """Drop every hold of a closing connection."""
+        """Drop every hold and floor of a closing connection."""
         channels = connection.metadata.pop("holds", None)
-        if connection.session_id is not None:
-            self._host.delivery.overflowed.discard(connection.session_id)
-        if channels and connection.session_id is not None:
-            for channel in channels:
-                self.release(connection.session_id, channel)
+        floored = connection.metadata.pop("floors", None)
+        session_id = connection.session_id
+        if session_id is None:
+            return
+        self._host.delivery.overflowed.discard(session_id)
+        for channel in channels or ():
+            self.release(session_id, channel)
+        for channel in floored or ():
+            self._drop_floor(session_id, channel)
+
+    def _drop_floor(self, session_id: str, channel: str) -> None:
+        floors = self._host.delivery.floors
+        found = floors.get(channel)
+        if found is not None:
+            found.pop(session_id, None)
+            if not found:
+                del floors[channel]
 
     def start_holding(self, connection: Connection, channel: str) -> None:
         session_id = connection.session_id
@@ -189,7 +204,7 @@ class Recovery:
         for gap in gaps:
             await self._send(connection, encode_message(gap))
         await self._send(connection, encode_message({"type": "recovered", "channels": recovered}))
-        await self._flush(connection, holds, last)
+        await self._flush(connection, holds, last, floors=set(recovered))
 
     async def finish(self, connection: Connection, positions: dict[str, Position]) -> None:
         """No recovery after all: release what was held after the welcome's positions."""
@@ -198,7 +213,11 @@ class Recovery:
         await self._flush(connection, connection.metadata.get("holds", set()), positions)
 
     async def _flush(
-        self, connection: Connection, holds: set[str], last: dict[str, Position]
+        self,
+        connection: Connection,
+        holds: set[str],
+        last: dict[str, Position],
+        floors: Collection[str] = (),
     ) -> None:
         session_id = connection.session_id or ""
         holding = self._host.delivery.holding
@@ -220,6 +239,10 @@ class Recovery:
                 return  # being closed; closing releases the holds
             # No await between the last (empty) check and the release: nothing slips past.
             self.release(session_id, channel)
+            if after is not None and session_id and channel in floors:
+                # What the replay read may still come from the bus: drop it then (Delivery.floors).
+                self._host.delivery.floors.setdefault(channel, {})[session_id] = after
+                connection.metadata.setdefault("floors", set()).add(channel)
         connection.metadata.pop("holds", None)
 
     async def _send(self, connection: Connection, payload: str | bytes) -> None:
