@@ -55,6 +55,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from netrun_ws._upstream.uvicorn import (
+    STATE,
     ServerState,
     WebSocketsSansIOProtocol,
     get_client_addr,
@@ -327,6 +328,23 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
 
     transport: CorkedTransport  # type: ignore[assignment]
 
+    # Every attribute in a slot: with some fifty of them the instance dict would not share its
+    # keys (CPython shares up to 30) and cost about 1.2 KB per connection; slots cost 8 bytes
+    # each. uvicorn's methods set the same names and find the slots first. Anything a release
+    # adds outside STATE (the fence refuses such a release) would still land in a dict.
+    __slots__ = (
+        *sorted(STATE),
+        "frame_tokens",
+        "queue_full",
+        "request",
+        "response",
+        "scope",
+        "throttled",
+        "tokens_at",
+        "unparsed",
+        "write_paused",
+    )
+
     #: Frames per second one connection may send, every frame counted (``limits.frames_per_second``
     #: and twice ``messages_per_second``, whichever is more; 0: no budget). A subclass made by
     #: :meth:`with_limits` sets it; past the budget, reading pauses until it refills.
@@ -335,7 +353,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
     @classmethod
     def with_limits(cls, frames_per_second: float) -> type[NetrunWebSocketProtocol]:
         """This protocol with a frame budget (what ``netrun-ws run`` gives uvicorn)."""
-        return type(cls.__name__, (cls,), {"frames_per_second": frames_per_second})
+        return type(cls.__name__, (cls,), {"__slots__": (), "frames_per_second": frames_per_second})
 
     def __init__(
         self,
@@ -382,6 +400,8 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.frame_tokens = self.frames_per_second
         self.tokens_at = self.loop.time()
         self.unparsed = b""  # the rest of a read left while throttled
+        self.write_paused = False  # kept by ``writable``
+        self.request = self.response = None  # type: ignore[assignment]
 
     def _server_protocol(self, kind: type[ServerProtocol]) -> ServerProtocol:
         # uvicorn's settings for websockets' protocol, deflate included when configured.
@@ -660,7 +680,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
 
     #: The socket's write buffer is over its high-water mark: queue, and wait_writable().
     #: A plain attribute (not a property), read for every frame sent; kept by ``writable``.
-    write_paused = False
+    write_paused: bool
 
     async def wait_writable(self) -> None:
         await self.writable.wait()
