@@ -70,6 +70,7 @@ from netrun_ws._upstream.websockets import (
     parser_idle,
 )
 from netrun_ws.connection import DIRECT_EXTENSION
+from netrun_ws.timers import timers_for
 from netrun_ws.wire import OPCODE_BINARY, OPCODE_TEXT, frame_header
 
 _OPEN = State.OPEN
@@ -321,6 +322,10 @@ class WritableFlag:
 
 
 _UVICORN_ERROR_LOG = logging.getLogger("uvicorn.error")
+
+
+def _send_keepalive_ping(protocol: NetrunWebSocketProtocol) -> None:
+    protocol.send_keepalive_ping()
 
 
 class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -592,6 +597,14 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             self.request.headers.clear()
         self.request = self.response = None  # type: ignore[assignment]
         super().start_keepalive()
+
+    def schedule_ping(self) -> None:
+        # uvicorn's, on the loop's shared timer heap: an idle connection's next ping is a small
+        # entry there instead of a loop timer of its own (about 450 bytes).
+        assert self.ping_interval is not None
+        delay = max(0.0, self.ping_interval - self.last_ping_rtt)
+        timers = timers_for(self.loop)
+        self.ping_timer = timers.call_later(delay, _send_keepalive_ping, self)  # type: ignore[assignment]
 
     def handle_events(self) -> None:
         # uvicorn's dispatch, with a whole text frame (the common case) delivered without the
