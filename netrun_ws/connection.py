@@ -105,7 +105,10 @@ async def close_quietly(websocket: WebSocket, code: int, reason: str, timeout: f
     ):
         return
     try:
-        await asyncio.wait_for(websocket.close(code, truncate_close_reason(reason)), timeout)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for runs the close in a task of its
+        # own, one per connection closed.
+        async with asyncio.timeout(timeout):
+            await websocket.close(code, truncate_close_reason(reason))
     except Exception as exc:  # the peer may be gone already; closing is best effort
         logger.debug("closing websocket with %s failed: %r", code, exc)
 
