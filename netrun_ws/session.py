@@ -441,9 +441,14 @@ def _optional_text(name: str, value: object) -> None:
         _require_id(name, value)
 
 
+#: ``json.dumps(value, allow_nan=False)``, with the encoder built once: dumps builds one per
+#: call when given an option (a connection's state is encoded at each close).
+_strict_json = json.JSONEncoder(allow_nan=False).encode
+
+
 def _to_json(name: str, value: dict[str, Any]) -> str:
     try:
-        return json.dumps(value, allow_nan=False)
+        return _strict_json(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be JSON-serialisable: {exc}") from None
 
