@@ -1,6 +1,7 @@
 """Many long per-connection timers on one event-loop timer: ``call_later`` without a handle each.
 
-Every idle connection waits on two long timers: its next keepalive ping and its token's expiry.
+Every idle connection waits on two long timers: its next keepalive ping and its token's expiry;
+every new one on its request deadline (``transport/guard.py``), cancelled once it upgrades.
 As event-loop timers they cost about 450-600 bytes each (the loop's handle, its timer, a copied
 context, the bound callback and its arguments); here each is a small :class:`Timer` in a heap,
 and one loop timer is armed for the earliest of them. A timer fires when the loop's would (its
