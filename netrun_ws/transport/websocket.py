@@ -12,7 +12,8 @@ and frames parsed by the ``websockets`` library) with these changes, each measur
   follow websockets' grammar and limits and leave anything unusual to websockets' own parser,
   whose refusals of an incomplete request (431, 414) are written, not left unsent.
 - **A lean handshake.** uvicorn's per-connection state is set up without the queue and event
-  this class replaces, websockets' protocol starts at the frames rather than priming a request
+  this class replaces, in slots, with the keepalive pings on the loop's timer heap
+  (:mod:`netrun_ws.timers`), websockets' protocol starts at the frames rather than priming a request
   parser first, and the ``websocket.accept`` answer skips formatting an access-log line that is
   not logged. Checking the handshake and answering it stay websockets' and uvicorn's.
 - **Writes are corked.** Every frame written during one event-loop iteration leaves in one
