@@ -177,7 +177,7 @@ hand-written endpoint verifies too.
 
 Counted in CPU instructions instead of timed (`bench/connect_instructions.py` under `valgrind
 --tool=callgrind`, the same app and a bare uvicorn one driven without a socket), a netrun-ws
-connection costs the server about 1.55 million instructions (1.62 million before the cuts of
+connection costs the server about 1.54 million instructions (1.61 million before the cuts of
 2026-12-02), the raw ASGI handshake on uvicorn's stock protocols about 0.80 million and the same
 raw app on netrun-ws's protocols about 0.68 million; the wall-clock ratio is higher than that
 0.52 because all of them also pay the kernel's accept, reads, writes and close, which callgrind
