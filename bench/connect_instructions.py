@@ -14,7 +14,8 @@ server between the socket's bytes and its replies is counted, and nothing else::
     # instructions per connection = (total(500) - total(0)) / 500
 
 ``--server raw_asgi`` runs ``servers.py``'s raw ASGI app on uvicorn's stock protocols (the
-connect target's denominator). ``--profile`` runs under cProfile and prints the top entries.
+connect target's denominator), ``--server raw_netrun`` the same app on netrun-ws's protocols.
+``--profile`` runs under cProfile and prints the top entries.
 """
 
 from __future__ import annotations
@@ -101,6 +102,17 @@ def _uvicorn_config(server: str) -> Any:
     from netrun_ws.app import create_app, load_app_config
     from netrun_ws.cli import guard_connections, http_protocol_class, ws_protocol_class
 
+    if server == "raw_netrun":
+        # The same raw app on netrun-ws's protocols (servers.py's raw_asgi_netrun_protocol).
+        return uvicorn.Config(
+            raw_asgi_app("echo"),
+            lifespan="on",
+            log_level="warning",
+            ws_max_size=65536,
+            ws=ws_protocol_class("netrun"),
+            http=http_protocol_class("netrun"),
+        )
+
     # As netrun_ws.cli.build_server builds it: its protocols, request guard and GC threshold
     # (the heap is frozen once started, in run()).
     loaded = load_app_config(netrun_config(False))
@@ -145,7 +157,7 @@ async def run(server: str, connections: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--server", choices=("netrun", "raw_asgi"), default="netrun")
+    parser.add_argument("--server", choices=("netrun", "raw_asgi", "raw_netrun"), default="netrun")
     parser.add_argument("--connections", type=int, default=500)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()

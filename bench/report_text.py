@@ -177,10 +177,12 @@ hand-written endpoint verifies too.
 
 Counted in CPU instructions instead of timed (`bench/connect_instructions.py` under `valgrind
 --tool=callgrind`, the same app and a bare uvicorn one driven without a socket), a netrun-ws
-connection costs the server about 1.62 million instructions and the raw ASGI handshake on
-uvicorn's stock protocols about 0.81 million; the wall-clock ratio is higher than that 0.50
-because both also pay the kernel's accept, reads, writes and close, which callgrind does not
-count. docs/architecture.md ("The per-connection path") lists what was cut and what remains.
+connection costs the server about 1.54 million instructions (1.61 million before the cuts of
+2026-12-02), the raw ASGI handshake on uvicorn's stock protocols about 0.80 million and the same
+raw app on netrun-ws's protocols about 0.68 million; the wall-clock ratio is higher than that
+0.52 because all of them also pay the kernel's accept, reads, writes and close, which callgrind
+does not count. docs/architecture.md ("The per-connection path") lists what was cut and what
+remains, and where an idle connection's memory goes (`bench/idle_memory.py`).
 
 The machine these figures come from is shared: the same server's CPU time per connection has
 been seen to vary by 15-25% between runs minutes apart (on 2026-11-26 by up to 40% between

@@ -104,9 +104,10 @@ async def close_quietly(websocket: WebSocket, code: int, reason: str, timeout: f
         or websocket.client_state == WebSocketState.DISCONNECTED
     ):
         return
-    # asyncio.timeout, not wait_for: wait_for runs the close in a task that keeps the exception,
-    # whose traceback keeps wait_for's frame, which keeps the task: a cycle that held every
-    # closed connection's protocol and buffers until the cyclic collector ran.
+    # asyncio.timeout, not wait_for: Python 3.11's wait_for runs the close in a task of its own
+    # (one per connection closed), and that task keeps the exception, whose traceback keeps
+    # wait_for's frame, which keeps the task: a cycle that held every closed connection's
+    # protocol and buffers until the cyclic collector ran.
     try:
         async with asyncio.timeout(timeout):
             await websocket.close(code, truncate_close_reason(reason))

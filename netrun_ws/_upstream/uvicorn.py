@@ -7,6 +7,8 @@ Tested with uvicorn 0.54 (:data:`TESTED`). ``NetrunWebSocketProtocol`` subclasse
   sets them itself instead of calling it (the lean handshake), so state a release adds would be
   missing;
 - the methods in :data:`METHODS`, which it overrides or calls, keeping uvicorn's meaning;
+  ``schedule_ping`` being how ``start_keepalive`` and ``handle_pong`` arm the next ping, and
+  ``ping_timer`` only ever cancelled (netrun-ws arms it on its own timer heap);
 - ``handle_connect`` keeping the parsed ``request``, the ``response`` websockets prepared and
   the ASGI ``scope`` on the protocol, and ``send`` answering ``websocket.accept`` the way
   ``NetrunWebSocketProtocol._accept`` repeats it (uvicorn's default headers, the app's headers,
@@ -102,6 +104,8 @@ METHODS = (
     "handle_parser_exception",
     "send_receive_event_to_app",
     "start_keepalive",
+    "schedule_ping",
+    "send_keepalive_ping",
     "send",
     "receive",
 )

@@ -72,6 +72,7 @@ class Plugin:
         self.disconnects = Counter(
             f"{p}_connections_closed", "Connections closed, by close code", ["code"], registry=r
         )
+        self._disconnects_by_code: dict[int, Counter] = {}
         # Traffic counts come from the connections' own counters at scrape time: a prometheus
         # Counter takes a lock on every increment, and a hook per message costs more than the count.
         r.register(_TrafficCollector(host, p))
@@ -147,4 +148,10 @@ class Plugin:
     @hookimpl
     def on_disconnect(self, connection: Connection, code: int) -> None:
         self.connections.dec()
-        self.disconnects.labels(code=str(code)).inc()
+        # labels() checks and locks on every call; a code's child counter is the same each time.
+        counter = self._disconnects_by_code.get(code)
+        if counter is None:
+            counter = self.disconnects.labels(code=str(code))
+            if len(self._disconnects_by_code) < 256:  # close codes: a few in practice
+                self._disconnects_by_code[code] = counter
+        counter.inc()

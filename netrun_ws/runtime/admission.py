@@ -397,7 +397,7 @@ class Admission:
         ip = connection.metadata.get("ip")
         if ip is not None:
             self._release_ip(ip)
-        rooms = sorted(host.rooms.of(connection))
+        rooms = sorted(host.rooms.joined(connection))
         for room in rooms:
             await host.rooms.remove(connection, room)
         store_id = connection.metadata.get("store_connection_id")

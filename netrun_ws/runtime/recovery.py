@@ -162,7 +162,7 @@ class Recovery:
             else:
                 positions[channel] = await history.record_join(session_id, channel)
         if config.rooms_enabled:
-            for room in sorted(self._host.rooms.of(connection)):
+            for room in sorted(self._host.rooms.joined(connection)):
                 channel = room_channel(room)
                 positions[channel] = await history.history_top(channel)
         return positions

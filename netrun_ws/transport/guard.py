@@ -24,6 +24,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any, ClassVar, cast
 
+from netrun_ws.timers import Timer, timers_for
 from netrun_ws.transport.pending import PendingRequests, RequestLimits
 
 __all__ = ["DRAIN_POLL", "DRAIN_POLL_MAX", "GuardedProtocol", "GuardedTransport", "guard_requests"]
@@ -165,7 +166,7 @@ class GuardedProtocol(asyncio.Protocol):
         self._settings: dict[str, Any] | None = settings
         self._inner: asyncio.Protocol | None = None
         self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._ip = ""
         self.loop: asyncio.AbstractEventLoop = settings.get("_loop") or asyncio.get_running_loop()
 
@@ -210,7 +211,10 @@ class GuardedProtocol(asyncio.Protocol):
             self._inner.resume_writing()
 
     def _arm(self) -> None:
-        self._timer = self.loop.call_later(self.pending.limits.timeout, self._expired)
+        # On the loop's shared timer heap: nearly every request is answered or upgraded long
+        # before its limit, and cancelling there is a flag, not a loop timer torn down.
+        timers = timers_for(self.loop)
+        self._timer = timers.call_later(self.pending.limits.timeout, _expire_request, self)
 
     def settle(self) -> None:
         """The pending request was answered or upgraded (or the connection is gone)."""
@@ -239,6 +243,10 @@ class GuardedProtocol(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             transport.write(TIMEOUT_RESPONSE)
             transport.close()
+
+
+def _expire_request(protocol: GuardedProtocol) -> None:
+    protocol._expired()
 
 
 def guard_requests(config: Any, limits: RequestLimits) -> None:

@@ -12,7 +12,8 @@ and frames parsed by the ``websockets`` library) with these changes, each measur
   follow websockets' grammar and limits and leave anything unusual to websockets' own parser,
   whose refusals of an incomplete request (431, 414) are written, not left unsent.
 - **A lean handshake.** uvicorn's per-connection state is set up without the queue and event
-  this class replaces, websockets' protocol starts at the frames rather than priming a request
+  this class replaces, in slots, with the keepalive pings on the loop's timer heap
+  (:mod:`netrun_ws.timers`), websockets' protocol starts at the frames rather than priming a request
   parser first, and the ``websocket.accept`` answer skips formatting an access-log line that is
   not logged. Checking the handshake and answering it stay websockets' and uvicorn's.
 - **Writes are corked.** Every frame written during one event-loop iteration leaves in one
@@ -55,6 +56,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from netrun_ws._upstream.uvicorn import (
+    STATE,
     ServerState,
     WebSocketsSansIOProtocol,
     get_client_addr,
@@ -69,6 +71,7 @@ from netrun_ws._upstream.websockets import (
     parser_idle,
 )
 from netrun_ws.connection import DIRECT_EXTENSION
+from netrun_ws.timers import timers_for
 from netrun_ws.wire import OPCODE_BINARY, OPCODE_TEXT, frame_header
 
 _OPEN = State.OPEN
@@ -337,10 +340,31 @@ class WritableFlag:
 _UVICORN_ERROR_LOG = logging.getLogger("uvicorn.error")
 
 
+def _send_keepalive_ping(protocol: NetrunWebSocketProtocol) -> None:
+    protocol.send_keepalive_ping()
+
+
 class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol with corked writes and a direct send path."""
 
     transport: CorkedTransport  # type: ignore[assignment]
+
+    # Every attribute in a slot: with some fifty of them the instance dict would not share its
+    # keys (CPython shares up to 30) and cost about 1.2 KB per connection; slots cost 8 bytes
+    # each. uvicorn's methods set the same names and find the slots first. Anything a release
+    # adds outside STATE (the fence refuses such a release) would still land in a dict.
+    __slots__ = (
+        *sorted(STATE),
+        "frame_tokens",
+        "queue_full",
+        "request",
+        "response",
+        "scope",
+        "throttled",
+        "tokens_at",
+        "unparsed",
+        "write_paused",
+    )
 
     #: Frames per second one connection may send, every frame counted (``limits.frames_per_second``
     #: and twice ``messages_per_second``, whichever is more; 0: no budget). A subclass made by
@@ -350,7 +374,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
     @classmethod
     def with_limits(cls, frames_per_second: float) -> type[NetrunWebSocketProtocol]:
         """This protocol with a frame budget (what ``netrun-ws run`` gives uvicorn)."""
-        return type(cls.__name__, (cls,), {"frames_per_second": frames_per_second})
+        return type(cls.__name__, (cls,), {"__slots__": (), "frames_per_second": frames_per_second})
 
     def __init__(
         self,
@@ -397,6 +421,8 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.frame_tokens = self.frames_per_second
         self.tokens_at = self.loop.time()
         self.unparsed = b""  # the rest of a read left while throttled
+        self.write_paused = False  # kept by ``writable``
+        self.request = self.response = None  # type: ignore[assignment]
 
     def _server_protocol(self, kind: type[ServerProtocol]) -> ServerProtocol:
         # uvicorn's settings for websockets' protocol, deflate included when configured.
@@ -595,6 +621,14 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.request = self.response = None  # type: ignore[assignment]
         super().start_keepalive()
 
+    def schedule_ping(self) -> None:
+        # uvicorn's, on the loop's shared timer heap: an idle connection's next ping is a small
+        # entry there instead of a loop timer of its own (about 450 bytes).
+        assert self.ping_interval is not None
+        delay = max(0.0, self.ping_interval - self.last_ping_rtt)
+        timers = timers_for(self.loop)
+        self.ping_timer = timers.call_later(delay, _send_keepalive_ping, self)  # type: ignore[assignment]
+
     def handle_events(self) -> None:
         # uvicorn's dispatch, with a whole text frame (the common case) delivered without the
         # two handler calls and the list uvicorn builds for it.
@@ -682,7 +716,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
 
     #: The socket's write buffer is over its high-water mark: queue, and wait_writable().
     #: A plain attribute (not a property), read for every frame sent; kept by ``writable``.
-    write_paused = False
+    write_paused: bool
 
     async def wait_writable(self) -> None:
         await self.writable.wait()

@@ -57,6 +57,23 @@ async def test_traffic_counters_are_exact_in_prometheus_and_json() -> None:
     assert (metrics["messages_sent"], metrics["bytes_sent"]) == (7, sum(received_sizes))
 
 
+async def test_connections_closed_are_counted_by_close_code() -> None:
+    app = create_app(base_config(metrics=[{"plugin": "prometheus"}], plugins=[ECHO]))
+    async with serve(app) as addr:
+        for user, code in (("ann", 1000), ("bob", 4321), ("cid", 1000)):
+            async with connect(f"ws://{addr}/ws?user_id={user}") as client:
+                await recv_json(client)
+                await client.close(code)
+            await wait_for(lambda: not app.state.host.manager.connections())
+        async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
+            exposition = (await http.get("/metrics")).text
+    closed = "netrun_ws_connections_closed_total"
+    assert counter(exposition, closed + '{code="1000"}') == 2
+    assert counter(exposition, closed + '{code="4321"}') == 1
+    assert counter(exposition, "netrun_ws_connections_opened_total") == 3
+    assert counter(exposition, "netrun_ws_connections") == 0
+
+
 async def test_any_frame_keeps_a_connection_alive_without_a_pong(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

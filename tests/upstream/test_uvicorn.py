@@ -39,6 +39,12 @@ def test_the_state_listed_is_what_uvicorns_init_sets_up() -> None:
     assert fence.stored_attributes(fence.WebSocketsSansIOProtocol.__init__) == fence.STATE
 
 
+def _set_up(protocol: object) -> set[str]:
+    """The attributes set on ``protocol``, in its slots or its dict."""
+    slots = {name for kind in type(protocol).__mro__ for name in getattr(kind, "__slots__", ())}
+    return {name for name in slots if hasattr(protocol, name)} | set(vars(protocol))
+
+
 def test_the_protocol_has_every_attribute_uvicorns_has() -> None:
     # NetrunWebSocketProtocol sets up uvicorn's state itself (without the objects it replaces):
     # a uvicorn release that adds state must not leave it missing here.
@@ -53,8 +59,10 @@ def test_the_protocol_has_every_attribute_uvicorns_has() -> None:
         ours = NetrunWebSocketProtocol(config, fence.ServerState(), {}, _loop=loop)
     finally:
         loop.close()
-    assert set(vars(theirs)) <= set(vars(ours))
-    assert fence.STATE <= set(vars(ours))
+    assert set(vars(theirs)) <= _set_up(ours)
+    assert fence.STATE <= _set_up(ours)
+    # All of it in slots: no instance dict is made for it.
+    assert not getattr(ours, "__dict__", None)
     assert ours.conn.max_message_size == theirs.conn.max_message_size
     # uvicorn's permessage-deflate settings (on by default in uvicorn.Config) are kept.
     assert [vars(factory) for factory in ours.conn.available_extensions] == [
