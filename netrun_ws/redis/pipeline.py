@@ -231,16 +231,20 @@ def _pack(args: tuple[Any, ...]) -> bytes:
     """One command in RESP: an array of bulk strings (str as UTF-8, numbers as their digits).
     Ours, not redis-py's pack_command: that one costs more than the rest of a publish."""
     parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
     for arg in args:
-        if isinstance(arg, str):
+        kind = type(arg)
+        if kind is str:
             data = arg.encode("utf-8", "surrogatepass")
-        elif isinstance(arg, bytes):
+        elif kind is bytes:
             data = arg
-        elif isinstance(arg, int | float) and not isinstance(arg, bool):
+        elif kind is int or kind is float:
             data = repr(arg).encode("ascii")
         else:
-            raise TypeError(f"a Redis argument must be str, bytes or a number, not {type(arg)}")
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+            raise TypeError(f"a Redis argument must be str, bytes or a number, not {kind}")
+        append(b"$%d\r\n" % len(data))
+        append(data)
+        append(b"\r\n")
     return b"".join(parts)
 
 
