@@ -123,10 +123,7 @@ class PipelinedConnection:
                     self._timer = loop.call_at(now + self._timeout, self._check_timeouts)
                 packed = b"".join([command for command, _, _ in batch])
                 await connection.send_packed_command(packed, check_health=False)
-            except RedisStoreError as exc:
-                self._fail(batch, exc)
-                self._drop(exc)
-            except REDIS_FAILURES as exc:
+            except Exception as exc:  # a failed batch fails its calls, never the writer
                 error = self._error(batch[0][2], exc)
                 self._fail(batch, error)
                 self._drop(error)
