@@ -107,3 +107,18 @@ async def test_after_stop_a_call_fails_at_once(shared_redis: RedisServer) -> Non
     client = redis.asyncio.Redis.from_url(shared_redis.url)
     assert await client.ping() is True
     await client.aclose()
+
+
+async def test_an_argument_redis_cannot_take_is_refused_when_called(
+    shared_redis: RedisServer,
+) -> None:
+    pipeline = PipelinedConnection(RedisTarget(shared_redis.url), timeout=5.0)
+    try:
+        with pytest.raises(TypeError, match="must be str, bytes or a number"):
+            pipeline.call("SET", "SET", "key", True)  # redis-py refuses a bool as well
+        key = f"pipeline-{uuid.uuid4().hex[:8]}"
+        assert await pipeline.call("RPUSH", "RPUSH", key, "é", b"x\r\ny", 7, 2.5) == 4
+        assert await pipeline.call("LRANGE", "LRANGE", key, 0, -1) == ["é", "x\r\ny", "7", "2.5"]
+        await pipeline.call("DEL", "DEL", key)
+    finally:
+        await pipeline.stop()
