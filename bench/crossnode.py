@@ -17,6 +17,7 @@ Both nodes run on the server core; the load generator (picows on uvloop) and Red
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -264,5 +265,44 @@ def run(quick: bool = False) -> dict[str, Any]:
     return scenario(quick)
 
 
+def latency_only(duration: float, reps: int) -> dict[str, Any]:
+    """Only the latency windows (cross-node, same-node, one sender), each ``duration`` seconds,
+    ``reps`` times on the same two nodes: for working on the cross-node path."""
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    rate, senders = 5000.0, 10
+    result: dict[str, Any] = {"cross_node": [], "same_node": [], "cross_node_one_sender": []}
+    with tempfile.TemporaryDirectory() as tmp, cluster(Path(tmp)) as (port_a, port_b, _):
+        latency(port_a, port_b, 1000.0, senders, 1.0)  # warm-up: imports, Redis pools
+        time.sleep(1.0)
+        for _ in range(reps):
+            result["cross_node"].append(latency(port_a, port_b, rate, senders, duration))
+            time.sleep(2.0)
+            result["same_node"].append(latency(port_a, port_a, rate, senders, duration))
+            time.sleep(2.0)
+            result["cross_node_one_sender"].append(latency(port_a, port_b, rate, 1, duration))
+            time.sleep(2.0)
+    for key in list(result):
+        result[f"{key}_median_p50_ms"] = statistics.median(r["p50_ms"] for r in result[key])
+        result[f"{key}_median_p99_ms"] = statistics.median(r["p99_ms"] for r in result[key])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one short window of each kind")
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only the send_to_user latency windows (no fan-out, no Redis memory)",
+    )
+    parser.add_argument("--duration", type=float, default=4.0, help="--latency-only: s/window")
+    parser.add_argument("--reps", type=int, default=3, help="--latency-only: windows per kind")
+    args = parser.parse_args()
+    if args.latency_only:
+        print(json.dumps(latency_only(args.duration, args.reps), indent=1))
+    else:
+        print(json.dumps(run(args.quick), indent=1))
+
+
 if __name__ == "__main__":
-    print(json.dumps(run("--quick" in sys.argv), indent=1))
+    main()

@@ -48,7 +48,7 @@ from redis.asyncio import RedisCluster
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from netrun_ws.history import ROOM_PREFIX, USER_PREFIX, splice_position
 from netrun_ws.reconnection import ReconnectionConfig, ReconnectionManager
@@ -61,6 +61,7 @@ from netrun_ws.redis.calls import (
     bounded,
     describe_failure,
 )
+from netrun_ws.redis.pipeline import PipelinedConnection
 from netrun_ws.store import Deliver, DeliveryGap, Envelope, EnvelopeKind, GapCallback, Position
 from netrun_ws.wire import Frame
 
@@ -244,8 +245,11 @@ class RedisBroker:
         probe_timeout: float,
         timeout: float,
         reconnect: ReconnectionConfig,
+        pipeline: PipelinedConnection | None = None,
     ) -> None:
         self._client = client
+        #: One Redis (not a cluster): PUBLISHes go on the pipelined publish connection.
+        self._pipeline = pipeline
         self._target = target
         self._channel = channel
         self._node_id = node_id
@@ -371,6 +375,14 @@ class RedisBroker:
         self._publish_outage.failed(error)
 
     async def _publish(self, message: bytes, operation: str) -> int:
+        if self._pipeline is not None:
+            try:
+                return int(await self._pipeline.call(operation, "PUBLISH", self._channel, message))
+            except ResponseError as exc:
+                cause = self._target.scrub(str(exc))[:200]
+                raise RedisStoreError(
+                    f"Redis at {self._target.location} failed during {operation}: {cause}"
+                ) from None
         client = self._client
         sent = (
             client.spublish(self._channel, message)

@@ -15,9 +15,10 @@ Keys, per channel ``C`` (``room:<room>`` / ``user:<user_id>``) under the store's
 
 Publishing is ONE script call: HINCRBY top, XADD (+MAXLEN trim), PUBLISH (SPUBLISH on Redis
 Cluster, where the keys and the bus share the ``{P}`` hash tag's slot) on the cluster bus with
-the position in the header. Redis runs scripts one at a time, so the bus carries every channel's
-messages in offset order, and every node (the origin included) delivers them from the bus in
-that order.
+the position in the header. On one Redis it is an EVALSHA on the store's pipelined publish
+connection (:mod:`netrun_ws.redis.pipeline`), written with the other publishes of its loop turn.
+Redis runs scripts one at a time, so the bus carries every channel's messages in offset order,
+and every node (the origin included) delivers them from the bus in that order.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ import time
 from typing import Any
 
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, ResponseError
 
 from netrun_ws.config import HistoryConfig
 from netrun_ws.history import new_epoch, splice_position
-from netrun_ws.redis.calls import AnyRedis, RedisTarget, bounded
+from netrun_ws.redis.calls import AnyRedis, RedisStoreError, RedisTarget, bounded
+from netrun_ws.redis.pipeline import PipelinedConnection
 from netrun_ws.store import HistoryRead, Position
 
 __all__ = ["RedisHistory"]
@@ -103,8 +106,11 @@ class RedisHistory:
         timeout: float,
         session_ttl: float,
         config: HistoryConfig,
+        pipeline: PipelinedConnection | None = None,
     ) -> None:
         self._client = client
+        #: One Redis (not a cluster): publishes share the pipelined publish connection.
+        self._pipeline = pipeline
         self._target = target
         self._prefix = key_prefix
         self._bus = bus
@@ -150,9 +156,21 @@ class RedisHistory:
             self._bus,
             self._publish_command,
         ]
-        top, epoch, receivers = await self._run(
-            self._publish, self._keys(channel), args, "history PUBLISH"
-        )
+        keys = self._keys(channel)
+        if self._pipeline is None:
+            top, epoch, receivers = await self._run(self._publish, keys, args, "history PUBLISH")
+            return Position(int(top), str(epoch)), int(receivers)
+        try:
+            top, epoch, receivers = await self._pipeline.call(
+                "history PUBLISH", "EVALSHA", self._publish.sha, len(keys), *keys, *args
+            )
+        except NoScriptError:  # Redis restarted or flushed its scripts: load it, run it
+            top, epoch, receivers = await self._run(self._publish, keys, args, "history PUBLISH")
+        except ResponseError as exc:
+            raise RedisStoreError(
+                f"Redis at {self._target.location} failed during history PUBLISH: "
+                f"{self._target.scrub(str(exc))[:200]}"
+            ) from None
         return Position(int(top), str(epoch)), int(receivers)
 
     async def top(self, channel: str, session_id: str | None = None) -> Position:

@@ -69,6 +69,7 @@ from netrun_ws.redis.calls import (
     finish_within,
 )
 from netrun_ws.redis.history import RedisHistory
+from netrun_ws.redis.pipeline import PipelinedConnection
 from netrun_ws.redis.presence import RedisPresence
 from netrun_ws.session import WebSocketSessionManager
 from netrun_ws.session_backends import SessionStoreError
@@ -176,6 +177,7 @@ class RedisStore:
         self._connection_ttl = connection_ttl
         self._history_config = HistoryConfig()
         self._history: RedisHistory | None = None
+        self._pipeline: PipelinedConnection | None = None
 
     @property
     def location(self) -> str:
@@ -209,8 +211,15 @@ class RedisStore:
             node_heartbeat=self.node_heartbeat,
             timeout=self.operation_timeout,
         )
+        # One Redis: publishes go pipelined on their own connection (a cluster keeps its client).
+        pipeline = (
+            None
+            if self.cluster
+            else PipelinedConnection(self._target, timeout=self.operation_timeout)
+        )
         broker = RedisBroker(
             client,
+            pipeline=pipeline,
             target=self._target,
             channel=self.channel,
             cluster=self.cluster,
@@ -224,13 +233,15 @@ class RedisStore:
             await presence.beat()
             await broker.start(deliver, on_gap)
         except BaseException as exc:
-            await self._shutdown(client, presence, broker, None)
+            await self._shutdown(client, presence, broker, None, pipeline)
             if isinstance(exc, RedisStoreError):
                 raise RedisStoreError(f"cannot start the Redis store: {exc}") from None
             raise
         self._client, self._presence, self._broker = client, presence, broker
+        self._pipeline = pipeline
         self._history = RedisHistory(
             client,
+            pipeline=pipeline,
             target=self._target,
             key_prefix=self._keys,
             bus=self.channel,
@@ -265,8 +276,9 @@ class RedisStore:
             self._broker,
             self._heartbeat,
         )
-        self._client, self._heartbeat = None, None
-        await self._shutdown(client, presence, broker, heartbeat)
+        pipeline = self._pipeline
+        self._client, self._heartbeat, self._pipeline = None, None, None
+        await self._shutdown(client, presence, broker, heartbeat, pipeline)
 
     async def _shutdown(
         self,
@@ -274,6 +286,7 @@ class RedisStore:
         presence: RedisPresence | None,
         broker: RedisBroker | None,
         heartbeat: asyncio.Task[None] | None,
+        pipeline: PipelinedConnection | None,
     ) -> None:
         """Every step of a shutdown, each bounded by what is left of one shared budget."""
         loop = asyncio.get_running_loop()
@@ -285,6 +298,8 @@ class RedisStore:
             steps.append(("presence heartbeat", lambda: asyncio.wait({heartbeat})))
         if broker is not None:
             steps.append(("subscriber", broker.stop))
+        if pipeline is not None:
+            steps.append(("publish connection", pipeline.stop))
         if presence is not None:
             steps.append(("presence removal", presence.retire))
         if client is not None:
@@ -357,7 +372,9 @@ class RedisStore:
         delivered = broker.own_delivery(key)
         try:
             # Delivered here from the subscription, in offset order with the other nodes'.
-            local = await asyncio.wait_for(asyncio.shield(delivered), self.probe_timeout)
+            # (asyncio.timeout: wait_for would wrap the future in a task on Python 3.11.)
+            async with asyncio.timeout(self.probe_timeout):
+                local = await delivered
         except TimeoutError:
             local = 0  # the subscription is down: its gap is reported when it is back
         finally:

@@ -23,8 +23,8 @@ from tests.support.redis_server import RedisServer
 pytestmark = pytest.mark.timeout(60)
 
 OPERATION_TIMEOUT = 0.5
-#: stop's budget, the grace its five steps may each get past it, and slack for a loaded machine.
-BOUND = 2 * OPERATION_TIMEOUT + 5 * 0.1 + 2.0
+#: stop's budget, the grace its six steps may each get past it, and slack for a loaded machine.
+BOUND = 2 * OPERATION_TIMEOUT + 6 * 0.1 + 2.0
 
 
 @pytest.fixture
