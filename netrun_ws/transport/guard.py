@@ -16,6 +16,13 @@ transports, and uvicorn's ``Config`` taking a protocol class), so they serve und
 - Once upgraded, reading from the client is held while the socket's write buffer is over its
   high-water mark, until it drains to the low one: a client that sends pings and never reads
   the pongs (or anything else) fills its own TCP window, not the server's memory.
+- Once upgraded to a websocket protocol that keeps no frame budget of its own (uvicorn's), a
+  :class:`netrun_ws.transport.frames.FrameBudget` counts every frame the client sends
+  (``limits.frames_per_second``) and holds reading while the budget is spent. netrun-ws's
+  protocol counts its own frames: nothing is put in front of it.
+
+Reading resumes only when nothing holds it: neither the write buffer, nor the frame budget, nor
+the websocket protocol's own ``pause_reading``.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any, ClassVar, cast
 
+from netrun_ws.transport.frames import FrameBudget, counts_own_frames
 from netrun_ws.transport.pending import PendingRequests, RequestLimits
 
 __all__ = ["DRAIN_POLL", "DRAIN_POLL_MAX", "GuardedProtocol", "GuardedTransport", "guard_requests"]
@@ -45,12 +53,15 @@ class GuardedTransport(asyncio.Transport):
     the pending request is answered or upgraded, and then holds reading while writes back up."""
 
     __slots__ = (
+        "_budget",
         "_guard",
         "_held",
         "_high",
         "_loop",
         "_low",
-        "_protocol_paused",
+        "_paused",
+        "_throttled",
+        "protocol_paused",
         "transport",
         "write",
     )
@@ -60,8 +71,12 @@ class GuardedTransport(asyncio.Transport):
         self.transport = transport
         self._guard: GuardedProtocol | None = guard
         self._loop = guard.loop
-        self._held = False  # reading held by this guard (writes backed up)
-        self._protocol_paused = False  # reading paused by the protocol itself
+        # Why reading is held; each reason independent of the others.
+        self._held = False  # writes backed up
+        self._throttled = False  # the frame budget is spent (FrameBudget)
+        self.protocol_paused = False  # the websocket protocol's own pause_reading
+        self._paused = False  # whether this guard has paused the socket's reading
+        self._budget: FrameBudget | None = None
         self._low, self._high = transport.get_write_buffer_limits()
         self.write = self._write_before_upgrade  # type: ignore[method-assign]
 
@@ -74,10 +89,15 @@ class GuardedTransport(asyncio.Transport):
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         guard, self._guard = self._guard, None
+        rate = 0.0
         if guard is not None:
             # The HTTP protocol is done: nothing here may keep it (and its parser) alive.
             guard.upgraded()
+            rate = guard.pending.limits.frames_per_second
         self.write = self._write_upgraded  # type: ignore[method-assign]
+        if rate and not counts_own_frames(protocol):
+            budget = self._budget = FrameBudget(protocol, self, rate, self._loop)  # type: ignore[arg-type]
+            protocol = budget
         self.transport.set_protocol(protocol)
 
     # -- upgraded: reading held while writes back up
@@ -87,8 +107,7 @@ class GuardedTransport(asyncio.Transport):
         transport.write(data)
         if not self._held and transport.get_write_buffer_size() > self._high:
             self._held = True
-            if not self._protocol_paused:
-                transport.pause_reading()
+            self._sync_reading()
             self._loop.call_later(DRAIN_POLL, self._check_drained, DRAIN_POLL)
 
     def _check_drained(self, waited: float) -> None:
@@ -100,18 +119,31 @@ class GuardedTransport(asyncio.Transport):
             self._loop.call_later(delay, self._check_drained, delay)
             return
         self._held = False
-        if not self._protocol_paused:
-            transport.resume_reading()
+        self._sync_reading()
+
+    def hold_for_budget(self, held: bool) -> None:
+        """Hold reading while the frame budget is spent (:class:`FrameBudget`), or stop."""
+        self._throttled = held
+        self._sync_reading()
 
     def pause_reading(self) -> None:
-        self._protocol_paused = True
-        if not self._held:
-            self.transport.pause_reading()
+        self.protocol_paused = True
+        self._sync_reading()
 
     def resume_reading(self) -> None:
-        self._protocol_paused = False
-        if not self._held:
-            self.transport.resume_reading()
+        self.protocol_paused = False
+        if self._budget is not None:
+            self._budget.resume()  # what the budget allows of a read that waited
+        self._sync_reading()
+
+    def _sync_reading(self) -> None:
+        paused = self._held or self._throttled or self.protocol_paused
+        if paused is not self._paused:
+            self._paused = paused
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
 
     # -- the rest is the socket's transport
 
@@ -135,6 +167,8 @@ class GuardedTransport(asyncio.Transport):
         return self.transport.is_reading()
 
     def get_protocol(self) -> asyncio.BaseProtocol:
+        if self._budget is not None:
+            return self._budget.inner  # type: ignore[return-value]
         return self.transport.get_protocol()
 
     def get_write_buffer_size(self) -> int:
