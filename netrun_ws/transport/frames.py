@@ -170,8 +170,8 @@ class FrameBudget(asyncio.Protocol):
         if self._guard.is_closing():
             return
         if not self._guard.protocol_paused:
-            self.resume()
-        if not self._rest:
+            self.resume()  # (which may spend the budget again, and set a new timer)
+        if self._timer is None:  # the budget holds reading exactly while a timer is set
             self._guard.hold_for_budget(False)
 
     def resume(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import time
 from collections.abc import AsyncIterator
@@ -351,3 +352,26 @@ async def test_once_the_client_reads_again_reading_from_it_resumes(served: str) 
         reading = asyncio.create_task(read_until_the_echo())
         await flooder.send_frame(Opcode.TEXT, b'{"type": "echo", "seq": 9}')
         await asyncio.wait_for(reading, 20)
+
+
+async def test_past_the_budget_while_the_app_is_behind_nothing_is_lost(served: str) -> None:
+    # Two holds at once: the protocol's own (the app does not take its messages) and the
+    # budget's (600 frames in one write, 400 allowed at once). Once the app catches up, every
+    # message is answered, in order.
+    app = create_app(config(served))
+    plugin = app.state.host.plugin_manager.get_plugin(ECHO)
+    count = 600
+    async with serve(app) as addr, flooder_and_bystander(addr) as (client, _):
+        plugin.hold.clear()
+        await client.send_raw(
+            b"".join(
+                encode_frame(Opcode.TEXT, b'{"type":"echo","seq":%d}' % seq) for seq in range(count)
+            )
+        )
+        await asyncio.sleep(1.2)  # the budget refills while the app is behind
+        plugin.hold.set()
+        seqs = [json.loads((await client.read_frame(timeout=10)).text)["seq"] for _ in range(count)]
+        assert seqs == list(range(count))
+        # ... and reading resumed: the next message is read and answered.
+        await client.send_frame(Opcode.TEXT, b'{"type":"echo","seq":-1}')
+        assert json.loads((await client.read_frame(timeout=10)).text)["seq"] == -1
