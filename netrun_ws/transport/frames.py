@@ -13,6 +13,7 @@ until the budget refills.
 from __future__ import annotations
 
 import asyncio
+from time import monotonic
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -44,38 +45,44 @@ class FrameScanner:
         """Scan ``data``, letting at most ``budget`` new frames begin. Returns where to cut it
         (``len(data)`` when all of it fits) and how many frames began before the cut; the
         scanner then stands at the cut, so the next call starts with ``data[cut:]``."""
-        pos, end, frames = 0, len(data), 0
-        left = self._left
-        if self._head:  # finish the header the last chunk cut, then its payload
-            head = self._head + data[:13]
+        end = len(data)
+        pos = self._left  # past the payload the last chunk cut (perhaps past this one too)
+        if self._head:  # finish the header the last chunk cut, then skip its payload
+            cut = self._head
+            head = cut + data[:13]
             size = _header_size(head)
             if size > len(head):
                 self._head = head
                 return end, 0
-            pos = size - len(self._head)
-            left = _payload_length(head)
             self._head = b""
-        while True:
-            if left:
-                if left >= end - pos:
-                    self._left = left - (end - pos)
-                    return end, frames
-                pos += left
-                left = 0
-            if pos == end:
-                self._left = 0
-                return end, frames
+            pos = size - len(cut) + _payload_length(head)
+        frames = 0
+        # One pass over the headers, inlined: this runs for every frame a client sends.
+        while pos < end:
             if frames == budget:
                 self._left = 0
                 return pos, frames
-            frames += 1  # a frame begins at pos
-            size = _header_size(data[pos : pos + 2])
-            if end - pos < size:
-                self._head = data[pos:]
-                self._left = 0
-                return end, frames
-            left = _payload_length(data[pos : pos + size])
-            pos += size
+            frames += 1
+            if pos + 2 > end:
+                break
+            second = data[pos + 1]
+            length = second & 0x7F
+            size = 2 if second < 0x80 else 6
+            if length < 126:
+                if pos + size > end:
+                    break
+            else:
+                size += 2 if length == 126 else 8
+                if pos + size > end:
+                    break
+                length = int.from_bytes(data[pos + 2 : pos + size - (4 if second >= 0x80 else 0)])
+            pos += size + length
+        else:
+            self._left = pos - end
+            return end, frames
+        self._head = data[pos:]  # a header cut by the chunk's end: its frame is counted
+        self._left = 0
+        return end, frames
 
 
 def _header_size(head: bytes) -> int:
@@ -139,7 +146,7 @@ class FrameBudget(asyncio.Protocol):
         self._loop = loop
         self._rate = rate
         self._tokens = rate
-        self._at = self._loop.time()
+        self._at = monotonic()
         self._scanner = FrameScanner()
         self._rest = b""  # the part of a read past the budget
         self._timer: asyncio.TimerHandle | None = None
@@ -148,12 +155,11 @@ class FrameBudget(asyncio.Protocol):
         if self._rest:  # (reading is held: only a transport that reads on would get here)
             self._rest += data
             return
-        self._hand_on(data)
-
-    def _hand_on(self, data: bytes) -> None:
         rate = self._rate
-        now = self._loop.time()
-        tokens = min(rate, self._tokens + (now - self._at) * rate)
+        now = monotonic()  # (cheaper than the loop's time(); only differences count)
+        tokens = self._tokens + (now - self._at) * rate
+        if tokens > rate:
+            tokens = rate
         self._at = now
         cut, frames = self._scanner.scan(data, int(tokens))
         self._tokens = tokens - frames
@@ -178,7 +184,7 @@ class FrameBudget(asyncio.Protocol):
         """Hand on what waits (the websocket protocol resumed reading, or the budget refilled)."""
         if self._rest and self._timer is None:
             data, self._rest = self._rest, b""
-            self._hand_on(data)
+            self.data_received(data)
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received()
