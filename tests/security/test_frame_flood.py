@@ -358,10 +358,14 @@ async def test_once_the_client_reads_again_reading_from_it_resumes(served: str) 
         await asyncio.wait_for(reading, 20)
 
 
-async def test_past_the_budget_while_the_app_is_behind_nothing_is_lost(served: str) -> None:
+@pytest.mark.parametrize("text", ["", "z" * 4000], ids=["tiny", "4000 bytes"])
+async def test_past_the_budget_while_the_app_is_behind_nothing_is_lost(
+    served: str, text: str
+) -> None:
     # Two holds at once: the protocol's own (the app does not take its messages) and the
-    # budget's (600 frames in one write, 400 allowed at once). Once the app catches up, every
-    # message is answered, in order.
+    # budget's (600 frames in one write, 400 allowed at once; 2.4 MB of them, read in many
+    # reads and cut mid-frame, with 4,000-byte texts). Once the app catches up, every message
+    # is answered, in order.
     app = create_app(config(served))
     plugin = app.state.host.plugin_manager.get_plugin(ECHO)
     count = 600
@@ -369,7 +373,10 @@ async def test_past_the_budget_while_the_app_is_behind_nothing_is_lost(served: s
         plugin.hold.clear()
         await client.send_raw(
             b"".join(
-                encode_frame(Opcode.TEXT, b'{"type":"echo","seq":%d}' % seq) for seq in range(count)
+                encode_frame(
+                    Opcode.TEXT, b'{"type":"echo","seq":%d,"text":"%s"}' % (seq, text.encode())
+                )
+                for seq in range(count)
             )
         )
         await asyncio.sleep(1.2)  # the budget refills while the app is behind
