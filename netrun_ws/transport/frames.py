@@ -121,8 +121,8 @@ class FrameBudget(asyncio.Protocol):
 
     A token bucket of ``rate`` frames per second holding one second's worth (the same
     semantics as netrun-ws's protocol). A read is handed on up to the first frame the budget
-    does not cover; then reading is held (:meth:`GuardedTransport.hold_for_budget`), the rest
-    waits here, and a timer hands it on when a frame's worth has refilled. While the websocket
+    does not cover; then the budget is :attr:`spent` (the guard holds reading), the rest waits
+    here, and a timer hands it on when a frame's worth has refilled. While the websocket
     protocol itself has paused reading, the rest waits for its ``resume_reading``.
     """
 
@@ -136,6 +136,7 @@ class FrameBudget(asyncio.Protocol):
         "_timer",
         "_tokens",
         "inner",
+        "spent",
     )
 
     def __init__(
@@ -150,6 +151,8 @@ class FrameBudget(asyncio.Protocol):
         self._scanner = FrameScanner()
         self._rest = b""  # the part of a read past the budget
         self._timer: asyncio.TimerHandle | None = None
+        #: Whether reading is held for the budget: exactly while a refill timer is set.
+        self.spent = False
 
     def data_received(self, data: bytes) -> None:
         if self._rest:  # (reading is held: only a transport that reads on would get here)
@@ -166,8 +169,9 @@ class FrameBudget(asyncio.Protocol):
         if cut < len(data):
             self._rest = data[cut:]
             data = data[:cut]
-            self._guard.hold_for_budget(True)
             self._timer = self._loop.call_later((1 - self._tokens) / rate, self._refilled)
+            self.spent = True
+            self._guard.transport.pause_reading()
         if data:
             self.inner.data_received(data)
 
@@ -177,8 +181,9 @@ class FrameBudget(asyncio.Protocol):
             return
         if not self._guard.protocol_paused:
             self.resume()  # (which may spend the budget again, and set a new timer)
-        if self._timer is None:  # the budget holds reading exactly while a timer is set
-            self._guard.hold_for_budget(False)
+        if self._timer is None:
+            self.spent = False
+            self._guard.sync_reading()  # resumed unless another reason holds it
 
     def resume(self) -> None:
         """Hand on what waits (the websocket protocol resumed reading, or the budget refilled)."""

@@ -53,14 +53,11 @@ class GuardedTransport(asyncio.Transport):
     the pending request is answered or upgraded, and then holds reading while writes back up."""
 
     __slots__ = (
-        "_budget",
         "_guard",
         "_held",
         "_high",
         "_loop",
         "_low",
-        "_paused",
-        "_throttled",
         "protocol_paused",
         "transport",
         "write",
@@ -71,12 +68,11 @@ class GuardedTransport(asyncio.Transport):
         self.transport = transport
         self._guard: GuardedProtocol | None = guard
         self._loop = guard.loop
-        # Why reading is held; each reason independent of the others.
-        self._held = False  # writes backed up
-        self._throttled = False  # the frame budget is spent (FrameBudget)
-        self.protocol_paused = False  # the websocket protocol's own pause_reading
-        self._paused = False  # whether this guard has paused the socket's reading
-        self._budget: FrameBudget | None = None
+        # Why reading is held, each reason independent of the others: writes backed up, the
+        # protocol's own pause_reading, and (FrameBudget.spent) the frame budget. No more
+        # state than that: an idle connection costs the same with or without a budget.
+        self._held = False
+        self.protocol_paused = False
         self._low, self._high = transport.get_write_buffer_limits()
         self.write = self._write_before_upgrade  # type: ignore[method-assign]
 
@@ -96,9 +92,12 @@ class GuardedTransport(asyncio.Transport):
             rate = guard.pending.limits.frames_per_second
         self.write = self._write_upgraded  # type: ignore[method-assign]
         if rate and not counts_own_frames(protocol):
-            budget = self._budget = FrameBudget(protocol, self, rate, self._loop)  # type: ignore[arg-type]
-            protocol = budget
+            protocol = FrameBudget(protocol, self, rate, self._loop)  # type: ignore[arg-type]
         self.transport.set_protocol(protocol)
+
+    def _frame_budget(self) -> FrameBudget | None:
+        protocol = self.transport.get_protocol()
+        return protocol if type(protocol) is FrameBudget else None
 
     # -- upgraded: reading held while writes back up
 
@@ -107,7 +106,7 @@ class GuardedTransport(asyncio.Transport):
         transport.write(data)
         if not self._held and transport.get_write_buffer_size() > self._high:
             self._held = True
-            self._sync_reading()
+            self.sync_reading()
             self._loop.call_later(DRAIN_POLL, self._check_drained, DRAIN_POLL)
 
     def _check_drained(self, waited: float) -> None:
@@ -119,31 +118,30 @@ class GuardedTransport(asyncio.Transport):
             self._loop.call_later(delay, self._check_drained, delay)
             return
         self._held = False
-        self._sync_reading()
-
-    def hold_for_budget(self, held: bool) -> None:
-        """Hold reading while the frame budget is spent (:class:`FrameBudget`), or stop."""
-        self._throttled = held
-        self._sync_reading()
+        self.sync_reading()
 
     def pause_reading(self) -> None:
         self.protocol_paused = True
-        self._sync_reading()
+        self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         self.protocol_paused = False
-        if self._budget is not None:
-            self._budget.resume()  # what the budget allows of a read that waited
-        self._sync_reading()
+        budget = self._frame_budget()
+        if budget is not None:
+            budget.resume()  # what the budget allows of a read that waited
+        self.sync_reading()
 
-    def _sync_reading(self) -> None:
-        paused = self._held or self._throttled or self.protocol_paused
-        if paused is not self._paused:
-            self._paused = paused
-            if paused:
-                self.transport.pause_reading()
-            else:
-                self.transport.resume_reading()
+    def sync_reading(self) -> None:
+        """Pause or resume reading from the socket: paused while any reason holds it (both
+        are no-ops when already so, in asyncio and uvloop)."""
+        if self._held or self.protocol_paused:
+            self.transport.pause_reading()
+            return
+        budget = self._frame_budget()
+        if budget is not None and budget.spent:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
 
     # -- the rest is the socket's transport
 
@@ -167,9 +165,8 @@ class GuardedTransport(asyncio.Transport):
         return self.transport.is_reading()
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        if self._budget is not None:
-            return self._budget.inner  # type: ignore[return-value]
-        return self.transport.get_protocol()
+        budget = self._frame_budget()
+        return budget.inner if budget is not None else self.transport.get_protocol()  # type: ignore[return-value]
 
     def get_write_buffer_size(self) -> int:
         return self.transport.get_write_buffer_size()

@@ -263,7 +263,7 @@ async def test_only_protocols_that_count_no_frames_get_a_frame_budget_in_front(
         # netrun-ws's own protocol serves "netrun" (and not "netrun-fallback")
         by_budget = budgeted and request.node.callspec.params["served"] != "netrun"
         for transport in transports:
-            budget = transport._budget
+            budget = transport._frame_budget()
             assert (budget is not None) is by_budget
             real_protocol = transport.transport.get_protocol()
             if budget is None:

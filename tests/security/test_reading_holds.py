@@ -6,7 +6,9 @@ read cut by the budget is handed on whole and in order.
 A real asyncio server on loopback with a real client socket; in place of uvicorn's HTTP and
 websocket protocols, two minimal ones (the guard knows protocols only by asyncio's interface):
 the first hands the connection over at its first byte, as an upgrade does, to one that records
-what it receives.
+what it receives. Under asyncio's event loop and uvloop (which ``netrun-ws run`` serves on when
+it is installed): the guard relies on both transports' pause and resume being no-ops when
+already so.
 """
 
 from __future__ import annotations
@@ -14,17 +16,25 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+import uvloop
 
 from netrun_ws.transport.guard import GuardedProtocol, GuardedTransport
 from netrun_ws.transport.pending import PendingRequests, RequestLimits
 from tests.support.raw_ws import Opcode, encode_frame
 
 pytestmark = pytest.mark.timeout(60)
+
+#: Each test runs its own event loop, of each kind.
+RUNNERS: dict[str, Callable[[Coroutine[Any, Any, None]], None]] = {
+    "asyncio": asyncio.run,
+    "uvloop": uvloop.run,
+}
+
 
 RATE = 10  # frames per second: a burst of 10, then one every 100 ms
 PING = encode_frame(Opcode.PING, b"")
@@ -99,7 +109,12 @@ def reading(recorder: Recorder) -> bool:
     return bool(real.is_reading())
 
 
-async def test_a_read_past_the_budget_waits_and_reading_is_held_until_it_refills() -> None:
+@pytest.mark.parametrize("loop", list(RUNNERS))
+def test_a_read_past_the_budget_waits_and_reading_is_held_until_it_refills(loop: str) -> None:
+    RUNNERS[loop](_a_read_past_the_budget_waits_and_reading_is_held_until_it_refills())
+
+
+async def _a_read_past_the_budget_waits_and_reading_is_held_until_it_refills() -> None:
     async with guarded_server(RATE) as (client, recorder):
         client.send(PING * 15)
         await until(lambda: len(recorder.received) >= 10 * len(PING))
@@ -113,7 +128,12 @@ async def test_a_read_past_the_budget_waits_and_reading_is_held_until_it_refills
         await until(lambda: reading(recorder))
 
 
-async def test_reading_resumes_only_when_no_reason_holds_it() -> None:
+@pytest.mark.parametrize("loop", list(RUNNERS))
+def test_reading_resumes_only_when_no_reason_holds_it(loop: str) -> None:
+    RUNNERS[loop](_reading_resumes_only_when_no_reason_holds_it())
+
+
+async def _reading_resumes_only_when_no_reason_holds_it() -> None:
     async with guarded_server(RATE) as (client, recorder):
         guarded = recorder.transport
         client.send(PING * 15)  # the budget holds reading after ten
@@ -138,7 +158,12 @@ async def test_reading_resumes_only_when_no_reason_holds_it() -> None:
         await until(lambda: len(recorder.received) == 18 * len(PING))
 
 
-async def test_the_protocol_pausing_holds_a_refilled_budget_back() -> None:
+@pytest.mark.parametrize("loop", list(RUNNERS))
+def test_the_protocol_pausing_holds_a_refilled_budget_back(loop: str) -> None:
+    RUNNERS[loop](_the_protocol_pausing_holds_a_refilled_budget_back())
+
+
+async def _the_protocol_pausing_holds_a_refilled_budget_back() -> None:
     async with guarded_server(RATE) as (client, recorder):
         guarded = recorder.transport
         guarded.pause_reading()
