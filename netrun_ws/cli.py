@@ -27,6 +27,7 @@ __all__ = [
     "EXIT_PLUGIN",
     "EXIT_START",
     "build_server",
+    "frame_budget",
     "guard_connections",
     "http_protocol_class",
     "main",
@@ -336,17 +337,27 @@ def ws_protocol_class(name: str, limits: Any = None) -> Any:
     if name == "netrun" and netrun_protocols_usable():
         from netrun_ws.transport.websocket import NetrunWebSocketProtocol
 
-        if limits is None or not limits.frames_per_second:
+        budget = frame_budget(limits)
+        if not budget:
             return NetrunWebSocketProtocol
-        budget = max(limits.frames_per_second, 2 * limits.messages_per_second)
         return NetrunWebSocketProtocol.with_limits(budget)
     return "websockets-sansio"
 
 
+def frame_budget(limits: Any) -> float:
+    """Frames per second one connection may send (0: no budget): ``limits.frames_per_second``,
+    and at least twice ``messages_per_second``. Whichever protocol serves keeps it: netrun-ws's
+    counts the frames it parses; for any other, netrun_ws.transport.frames does."""
+    if limits is None or not limits.frames_per_second:
+        return 0.0
+    return float(max(limits.frames_per_second, 2 * limits.messages_per_second))
+
+
 def guard_connections(uvicorn_config: Any, limits: Any) -> None:
     """Bound, on ``uvicorn_config``'s connections, what a client may hold before its request
-    is read and while it does not read (``limits``: the config's section; see
-    netrun_ws.transport.guard). Loads ``uvicorn_config``."""
+    is read, while it does not read, and the frames it sends under a websocket protocol that
+    does not count them (``limits``: the config's section; see netrun_ws.transport.guard).
+    Loads ``uvicorn_config``."""
     from netrun_ws.transport.guard import guard_requests
     from netrun_ws.transport.pending import RequestLimits
 
@@ -356,6 +367,7 @@ def guard_connections(uvicorn_config: Any, limits: Any) -> None:
             timeout=limits.request_timeout,
             max_pending=limits.max_pending_requests,
             max_pending_per_ip=limits.max_pending_requests_per_ip,
+            frames_per_second=frame_budget(limits),
         ),
     )
 

@@ -287,7 +287,10 @@ class LimitsConfig(BaseModel):
             "continuation fragments, pings, pongs and close (a burst of one second's worth is "
             "allowed). Past it the server stops reading from that connection until its budget "
             "refills (its frames wait in TCP buffers). At least twice messages_per_second is "
-            "always allowed. 0 disables the budget. Served by server.ws_protocol 'netrun' only."
+            "always allowed. 0 disables the budget. Holds under every server.ws_protocol: "
+            "netrun-ws's protocol counts the frames it parses; in front of uvicorn's "
+            "(ws_protocol 'uvicorn', or the fallback when its internals are not the tested "
+            "ones) the guard counts frame headers."
         ),
     )
     request_timeout: float = Field(

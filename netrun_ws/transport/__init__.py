@@ -7,8 +7,9 @@ websockets internals (netrun_ws._upstream); where those are not the tested ones,
 protocols serve instead (:func:`netrun_protocols_usable`).
 
 Whichever protocols serve, :mod:`netrun_ws.transport.guard` (public API only) bounds every
-connection from TCP accept: request deadlines, pending-connection limits, and reading held while
-an upgraded client's writes back up.
+connection from TCP accept: request deadlines, pending-connection limits, reading held while
+an upgraded client's writes back up, and the frame budget in front of websocket protocols that
+count no frames themselves (:mod:`netrun_ws.transport.frames`).
 """
 
 from __future__ import annotations

@@ -16,6 +16,13 @@ transports, and uvicorn's ``Config`` taking a protocol class), so they serve und
 - Once upgraded, reading from the client is held while the socket's write buffer is over its
   high-water mark, until it drains to the low one: a client that sends pings and never reads
   the pongs (or anything else) fills its own TCP window, not the server's memory.
+- Once upgraded to a websocket protocol that keeps no frame budget of its own (uvicorn's), a
+  :class:`netrun_ws.transport.frames.FrameBudget` counts every frame the client sends
+  (``limits.frames_per_second``) and holds reading while the budget is spent. netrun-ws's
+  protocol counts its own frames: nothing is put in front of it.
+
+Reading resumes only when nothing holds it: neither the write buffer, nor the frame budget, nor
+the websocket protocol's own ``pause_reading``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, cast
 
 from netrun_ws.timers import Timer, timers_for
+from netrun_ws.transport.frames import FrameBudget, counts_own_frames
 from netrun_ws.transport.pending import PendingRequests, RequestLimits
 
 __all__ = ["DRAIN_POLL", "DRAIN_POLL_MAX", "GuardedProtocol", "GuardedTransport", "guard_requests"]
@@ -51,7 +59,7 @@ class GuardedTransport(asyncio.Transport):
         "_high",
         "_loop",
         "_low",
-        "_protocol_paused",
+        "protocol_paused",
         "transport",
     )
 
@@ -60,8 +68,11 @@ class GuardedTransport(asyncio.Transport):
         self.transport = transport
         self._guard: GuardedProtocol | None = guard
         self._loop = guard.loop
-        self._held = False  # reading held by this guard (writes backed up)
-        self._protocol_paused = False  # reading paused by the protocol itself
+        # Why reading is held, each reason independent of the others: writes backed up, the
+        # protocol's own pause_reading, and (FrameBudget.spent) the frame budget. No more
+        # state than that: an idle connection costs the same with or without a budget.
+        self._held = False
+        self.protocol_paused = False
         self._low, self._high = transport.get_write_buffer_limits()
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -75,16 +86,23 @@ class GuardedTransport(asyncio.Transport):
         transport.write(data)
         if not self._held and transport.get_write_buffer_size() > self._high:
             self._held = True
-            if not self._protocol_paused:
-                transport.pause_reading()
+            self.sync_reading()
             self._loop.call_later(DRAIN_POLL, self._check_drained, DRAIN_POLL)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         guard, self._guard = self._guard, None
+        rate = 0.0
         if guard is not None:
             # The HTTP protocol is done: nothing here may keep it (and its parser) alive.
             guard.upgraded()
+            rate = guard.pending.limits.frames_per_second
+        if rate and not counts_own_frames(protocol):
+            protocol = FrameBudget(protocol, self, rate, self._loop)  # type: ignore[arg-type]
         self.transport.set_protocol(protocol)
+
+    def _frame_budget(self) -> FrameBudget | None:
+        protocol = self.transport.get_protocol()
+        return protocol if type(protocol) is FrameBudget else None
 
     # -- upgraded: reading held while writes back up (see write)
 
@@ -97,17 +115,29 @@ class GuardedTransport(asyncio.Transport):
             self._loop.call_later(delay, self._check_drained, delay)
             return
         self._held = False
-        if not self._protocol_paused:
-            transport.resume_reading()
+        self.sync_reading()
 
     def pause_reading(self) -> None:
-        self._protocol_paused = True
-        if not self._held:
-            self.transport.pause_reading()
+        self.protocol_paused = True
+        self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        self._protocol_paused = False
-        if not self._held:
+        self.protocol_paused = False
+        budget = self._frame_budget()
+        if budget is not None:
+            budget.resume()  # what the budget allows of a read that waited
+        self.sync_reading()
+
+    def sync_reading(self) -> None:
+        """Pause or resume reading from the socket: paused while any reason holds it (both
+        are no-ops when already so, in asyncio and uvloop)."""
+        if self._held or self.protocol_paused:
+            self.transport.pause_reading()
+            return
+        budget = self._frame_budget()
+        if budget is not None and budget.spent:
+            self.transport.pause_reading()
+        else:
             self.transport.resume_reading()
 
     # -- the rest is the socket's transport
@@ -132,7 +162,8 @@ class GuardedTransport(asyncio.Transport):
         return self.transport.is_reading()
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        return self.transport.get_protocol()
+        budget = self._frame_budget()
+        return budget.inner if budget is not None else self.transport.get_protocol()  # type: ignore[return-value]
 
     def get_write_buffer_size(self) -> int:
         return self.transport.get_write_buffer_size()

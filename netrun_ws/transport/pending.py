@@ -19,11 +19,15 @@ __all__ = ["GRACE", "Pending", "PendingRequests", "RequestLimits"]
 
 @dataclass(frozen=True, slots=True)
 class RequestLimits:
-    """The ``limits`` keys that bound pending requests."""
+    """The ``limits`` keys that bound a connection before its protocols do: pending requests,
+    and the frame budget of websocket protocols that keep none themselves."""
 
     timeout: float = 10.0
     max_pending: int = 1000
     max_pending_per_ip: int = 100
+    #: Frames per second an upgraded connection may send (0: no budget), counted by
+    #: :class:`netrun_ws.transport.frames.FrameBudget` for protocols that do not count them.
+    frames_per_second: float = 0.0
 
 
 class Pending(Protocol):

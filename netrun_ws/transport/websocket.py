@@ -43,7 +43,7 @@ import logging
 import re
 import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from uvicorn import Config
 from websockets.datastructures import Headers
@@ -370,11 +370,20 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
     #: and twice ``messages_per_second``, whichever is more; 0: no budget). A subclass made by
     #: :meth:`with_limits` sets it; past the budget, reading pauses until it refills.
     frames_per_second: float = 0.0
+    #: Whether this protocol keeps the frame budget itself: the guard then puts no
+    #: :class:`netrun_ws.transport.frames.FrameBudget` in front of it (its frames are not
+    #: scanned twice).
+    counts_frames: ClassVar[bool] = False
 
     @classmethod
     def with_limits(cls, frames_per_second: float) -> type[NetrunWebSocketProtocol]:
         """This protocol with a frame budget (what ``netrun-ws run`` gives uvicorn)."""
-        return type(cls.__name__, (cls,), {"__slots__": (), "frames_per_second": frames_per_second})
+        attributes = {
+            "__slots__": (),
+            "frames_per_second": frames_per_second,
+            "counts_frames": frames_per_second > 0,
+        }
+        return type(cls.__name__, (cls,), attributes)
 
     def __init__(
         self,
