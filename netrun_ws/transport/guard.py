@@ -51,6 +51,7 @@ class GuardedTransport(asyncio.Transport):
         "_loop",
         "_low",
         "_protocol_paused",
+        "is_closing",
         "transport",
         "write",
     )
@@ -64,6 +65,9 @@ class GuardedTransport(asyncio.Transport):
         self._protocol_paused = False  # reading paused by the protocol itself
         self._low, self._high = transport.get_write_buffer_limits()
         self.write = self._write_before_upgrade  # type: ignore[method-assign]
+        # The socket transport's own method, not a method passing the call on: asked before
+        # every corked flush, once per recipient of a broadcast.
+        self.is_closing = transport.is_closing  # type: ignore[method-assign]
 
     # -- pending until answered or upgraded
 
@@ -121,9 +125,6 @@ class GuardedTransport(asyncio.Transport):
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self.transport.get_extra_info(name, default)
-
-    def is_closing(self) -> bool:
-        return self.transport.is_closing()
 
     def close(self) -> None:
         self.transport.close()
