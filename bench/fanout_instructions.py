@@ -16,10 +16,11 @@ to a room every receiver joined, ``history.rooms_enabled`` on or off; bench/room
     # instructions per delivery = (total(200) - total(0)) / (200 * 1000)
 
 What is counted: everything the server does in user space from the publisher's bytes to the
-receivers' socket transports' ``write`` calls (the corked write and the guard's included), plus, per delivery, one
-``list.append`` (the stand-in transport's write) and the final check that every receiver got
-every message (a join and a ``bytes.count``: tens of instructions per delivery). Not counted:
-uvloop's own ``write`` and the kernel's ``send``, the same for every server in the bench.
+receivers' socket transports' ``write`` calls (the corked write and the guard's included),
+plus, per delivery, one ``list.append`` (the stand-in socket transport's write) and the final
+check that every receiver got every message (a join and a ``bytes.count``: tens of
+instructions per delivery). Not counted: uvloop's own ``write`` and the kernel's ``send``, the
+same for every server in the bench.
 
 ``--profile`` runs the same workload under cProfile instead and prints the top entries.
 """
@@ -139,8 +140,7 @@ async def run(messages: int, receivers: int, inflight: int, kind: str) -> int:
     batches = [
         b"".join(
             masked_text_frame(
-                f'{{"type":"publish","seq":{seq},"t":1700000000000000000,"payload":"{payload}"}}'
-                .encode()
+                f'{{"type":"publish","seq":{seq},"t":1700000000000000000,"payload":"{payload}"}}'.encode()
             )
             for seq in range(start, start + inflight)
         )

@@ -66,6 +66,7 @@ from netrun_ws._upstream.websockets import (
     MAX_NUM_HEADERS,
     ParsedRequestServerProtocol,
     apply_mask,
+    connection_state,
     parser_idle,
 )
 from netrun_ws.connection import DIRECT_EXTENSION
@@ -714,7 +715,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
     def send_wire(self, wire: bytes) -> bool:
         """Write an already framed, non-empty message (from :func:`netrun_ws.wire.wire_frame`);
         only when :attr:`plain_frames`. False if the socket is not open."""
-        if self.close_sent or self.disconnected or self.conn.state is not _OPEN:
+        if self.close_sent or self.disconnected or connection_state(self.conn) is not _OPEN:
             return False
         # CorkedTransport.write and _Flusher.add, inline: this is a broadcast's per-recipient
         # step, and each method call was a tenth of its cost.
