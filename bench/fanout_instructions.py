@@ -107,6 +107,9 @@ async def run(messages: int, receivers: int, inflight: int, kind: str) -> int:
         settings = netrun_config(False)
     else:
         settings = room_config(False, kind == "room_history")
+    # Under valgrind a run lasts minutes: the heartbeat's and uvicorn's pings (timers, no cost
+    # per delivery) would find 1,001 silent clients and close them mid-run.
+    settings["heartbeat"] = {**settings["heartbeat"], "interval": 3600, "timeout": 7200}
     app = create_app(load_app_config(settings))
     config = uvicorn.Config(
         app,
@@ -115,6 +118,7 @@ async def run(messages: int, receivers: int, inflight: int, kind: str) -> int:
         ws=ws_protocol_class("netrun"),
         http=http_protocol_class("netrun"),
         ws_max_size=65536,
+        ws_ping_interval=None,
     )
     config.load()
     lifespan = LifespanOn(config)
