@@ -357,6 +357,10 @@ async def run_fanout(options: Options, args: argparse.Namespace) -> None:
                 "stalled": stalled,
                 "window": fan.window,
                 "deliveries_per_s": (fan.deliveries - start_deliveries) / elapsed,
+                # The window on the machine's monotonic clock (time.perf_counter), so that a
+                # server's CPU time in it can be read (CPU time per delivery).
+                "window_start": start,
+                "window_end": start + elapsed,
                 "p50_us": percentile(fan.latencies, 0.50),
                 "p99_us": percentile(fan.latencies, 0.99),
                 "lost": fan.lost - start_lost,

@@ -86,7 +86,9 @@ netrun-ws: the publisher's `publish` message is validated and sent with `host.br
 exclude_users=[publisher])` (memory store, encoded and framed once). `websockets` uses
 `websockets.broadcast`, python-socketio `emit(skip_sid=...)`, picows a loop of
 `transport.send`, Node's `ws` a loop of `socket.send` over `wss.clients`, socket.io on Node
-`socket.broadcast.emit`. Receivers are added to the same server between phases.
+`socket.broadcast.emit`. Receivers are added to the same server between phases. What one
+delivery costs netrun-ws in CPU instructions, counted without a socket
+(`bench/fanout_instructions.py` under callgrind): docs/architecture.md, "The per-delivery path".
 
 {fanout}
 **One stalled receiver** (N = 1,000 counted receivers plus one that stopped reading, with a

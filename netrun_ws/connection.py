@@ -277,6 +277,28 @@ class Connection:
             self._writer = asyncio.get_running_loop().create_task(self._write())
         return True
 
+    def enqueue_shared(self, frame: Frame, wire: bytes, size: int) -> bool:
+        """:meth:`enqueue` for a frame that many connections get (a broadcast, a room message):
+        ``wire`` is ``frame`` framed once for all (:func:`~netrun_ws.wire.wire_frame`) and
+        ``size`` its :func:`~netrun_ws.wire.frame_size`. The same outcome as ``enqueue(frame,
+        wire)``, with the common case (an open socket with room, nothing queued) in one call."""
+        direct = self.direct
+        if (
+            direct is not None
+            and self._writer is None
+            and not self.closed
+            and not direct.write_paused
+            and direct.plain_frames
+        ):
+            if not direct.send_wire(wire):
+                self._abandon()
+                self._owner._send_failed(self, SocketClosedError("socket closed"))
+                return False
+            self.messages_sent += 1
+            self.bytes_sent += size
+            return True
+        return self.enqueue(frame, wire)
+
     def hold(self) -> None:
         """Queue every frame without writing it until :meth:`release`.
 

@@ -14,7 +14,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Container, Coroutine, Iterable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
@@ -352,6 +352,25 @@ class WebSocketConnectionManager:
     def get_connection(self, connection_id: str) -> Connection | None:
         """The live connection with this connection id or session id, else None."""
         return self._resolve(connection_id)
+
+    def live(
+        self, connection_ids: Iterable[str], excluded: Container[str] = frozenset()
+    ) -> list[Connection]:
+        """The live connections among ``connection_ids`` (connection or session ids, as
+        :meth:`get_connection` takes them) but those in ``excluded``, in order: a fan-out's
+        recipients, found with one dict lookup each rather than a method call each."""
+        get = self._connections.get
+        found = []
+        for connection_id in connection_ids:
+            if connection_id in excluded:
+                continue
+            connection = get(connection_id)
+            if connection is None:
+                connection = self._resolve(connection_id)  # a session id, or gone
+                if connection is None:
+                    continue
+            found.append(connection)
+        return found
 
     def get_connection_info(self, connection_id: str) -> dict[str, Any] | None:
         """A snapshot of one connection (see :meth:`Connection.info`), or None if unknown."""

@@ -18,7 +18,10 @@ Tested with websockets 17 (:data:`TESTED`). The upgrade request reaches websocke
   ``current_size`` is None outside a fragmented message, and that a whole, final, masked text or
   binary frame in the OPEN state does nothing but append itself to the protocol's events (so a
   reader that delivers such frames itself, and hands websockets the bytes from the first frame
-  it does not take, changes nothing); and :func:`apply_mask`, websockets' compiled unmasking.
+  it does not take, changes nothing); and :func:`apply_mask`, websockets' compiled unmasking;
+- for the per-recipient step of a broadcast (:data:`connection_state`): that the ``state``
+  property returns the protocol's ``_state`` attribute (checked on a live protocol; the
+  property itself is read otherwise).
 
 :func:`refusal` checks the release and the parsers and limits named here;
 tests/upstream/test_websockets.py compares netrun-ws's parsing with websockets' own.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from operator import attrgetter
 
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeaderValue
@@ -46,6 +50,7 @@ __all__ = [
     "TESTED",
     "ParsedRequestServerProtocol",
     "apply_mask",
+    "connection_state",
     "parser_idle",
     "refusal",
 ]
@@ -104,6 +109,27 @@ def _fast_path_refusal() -> str | None:
     ]:
         return "websockets' frame parser no longer gives a whole text frame as one event"
     return None
+
+
+def _state_reader() -> Callable[[Protocol], State]:
+    """``conn.state`` without the property's Python frame (a C ``attrgetter`` of ``_state``),
+    where the property still just returns that attribute; the property otherwise."""
+    direct: Callable[[Protocol], State] = attrgetter("_state")
+    conn = ParsedRequestServerProtocol()
+    try:
+        for state in (State.OPEN, State.CLOSING, State.CLOSED):
+            conn.state = state
+            if direct(conn) is not state:
+                break
+        else:
+            return direct
+    except AttributeError:
+        pass
+    return attrgetter("state")
+
+
+#: ``connection_state(conn)`` is ``conn.state``: read once per recipient of a broadcast.
+connection_state = _state_reader()
 
 
 def _headers_check_values() -> bool:

@@ -21,7 +21,7 @@ from netrun_ws.identity import Identity
 from netrun_ws.plugins.hooks import DROP
 from netrun_ws.runtime.revocation import token_id, token_subject, user_subject
 from netrun_ws.store import DeliveryGap, Envelope, Position, PublishResult
-from netrun_ws.wire import encode_message, wire_frame
+from netrun_ws.wire import encode_message, frame_size, wire_frame
 
 if TYPE_CHECKING:
     from netrun_ws.connection import Connection
@@ -137,14 +137,13 @@ class Delivery:
         if kind == "user":
             ids: Iterable[str] = manager.get_user_connections(target)
         elif kind == "room":
-            ids = tuple(self._host.rooms.members.get(target, ()))
+            # Not copied: live() reads it without an await, so no join or leave can interleave.
+            ids = self._host.rooms.members.get(target, ())
         elif kind == "connection":
             ids = (target,)
         else:
             return []
-        get = manager.get_connection
-        found = (get(connection_id) for connection_id in ids if connection_id not in excluded)
-        return [connection for connection in found if connection is not None]
+        return manager.live(ids, excluded)
 
     async def deliver_local(self, envelope: Envelope) -> int:
         """Deliver an envelope to this node's connections (the store calls this on every node)."""
@@ -169,11 +168,13 @@ class Delivery:
                 if await self.send(connection, message):
                     delivered += 1
             return delivered
-        # Encoded and framed once: every recipient gets the same bytes, without an await.
+        # Encoded, framed and measured once: every recipient gets the same bytes, without an
+        # await.
         payload = envelope.payload
         wire = wire_frame(payload)
+        size = frame_size(payload)
         for connection in targets:
-            if connection.enqueue(payload, wire):
+            if connection.enqueue_shared(payload, wire, size):
                 delivered += 1
         return delivered
 

@@ -59,6 +59,7 @@ class GuardedTransport(asyncio.Transport):
         "_high",
         "_loop",
         "_low",
+        "is_closing",
         "protocol_paused",
         "transport",
     )
@@ -74,6 +75,9 @@ class GuardedTransport(asyncio.Transport):
         self._held = False
         self.protocol_paused = False
         self._low, self._high = transport.get_write_buffer_limits()
+        # The socket transport's own method, not a method passing the call on: asked before
+        # every corked flush, once per recipient of a broadcast.
+        self.is_closing = transport.is_closing  # type: ignore[method-assign]
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         # A plain method, not one chosen per state and stored on the instance: a bound method
@@ -148,9 +152,6 @@ class GuardedTransport(asyncio.Transport):
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self.transport.get_extra_info(name, default)
-
-    def is_closing(self) -> bool:
-        return self.transport.is_closing()
 
     def close(self) -> None:
         self.transport.close()

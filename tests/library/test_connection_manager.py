@@ -367,9 +367,14 @@ async def test_connection_addressable_by_session_id() -> None:
         assert "session_id is already in use" in str(server.refusals[0])
         assert "sess-1" not in str(server.refusals[0])  # session ids are secrets
 
+        # A fan-out's lookup takes the same ids, in order, skipping the excluded and the gone.
+        assert manager.live(["gone", "sess-1", connection_id]) == [connection, connection]
+        assert manager.live([connection_id, "sess-1"], excluded={connection_id}) == [connection]
+
         await manager.disconnect("sess-1", 4000, "done")
         assert await wait_closed(client) == (4000, "done")
         assert manager.get_connection("sess-1") is None
+        assert manager.live(["sess-1", connection_id]) == []
         assert await manager.send_message("sess-1", {"x": 1}) is False
         await wait_until(lambda: internal_maps_empty(manager), "empty manager")
 

@@ -125,3 +125,28 @@ def test_the_fence_refuses_a_server_protocol_that_parses_frames_only(
     assert fence.refusal() is None
     monkeypatch.setattr(ServerProtocol, "parse", Protocol.parse)
     assert "parse" in (fence.refusal() or "")
+
+
+def test_connection_state_follows_a_protocol_through_its_close() -> None:
+    conn = fence.ParsedRequestServerProtocol()
+    conn.state = State.OPEN
+    assert fence.connection_state(conn) is State.OPEN
+    conn.receive_data(encode_frame(0x8, b"\x03\xe8", mask=True))  # the peer's close frame
+    assert conn.state is State.CLOSING
+    assert fence.connection_state(conn) is State.CLOSING
+    conn.receive_eof()
+    assert fence.connection_state(conn) is conn.state is State.CLOSED
+
+
+def test_connection_state_reads_the_property_where_the_attribute_is_not_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A websockets whose property no longer returns ``_state``: the property is read.
+    monkeypatch.setattr(
+        fence.ParsedRequestServerProtocol,
+        "state",
+        property(lambda self: State.CLOSED, lambda self, value: None),
+    )
+    reader = fence._state_reader()
+    conn = fence.ParsedRequestServerProtocol()
+    assert reader(conn) is State.CLOSED
