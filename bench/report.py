@@ -368,12 +368,18 @@ def targets(
         verdict = capped_verdict if capped else f"{_verdict(ratio >= 1)}{miss}"
         rows.append(f"| echo >= 1.0x {NAMES['node_ws']} (one core) | {ratio:.2f}x | {verdict} |")
     if ("1000", "netrun") in fan and ("1000", "node_ws") in fan:
-        ratio = fan[("1000", "netrun")] / fan[("1000", "node_ws")]
+        ours = fan[("1000", "netrun")]
+        ratio = ours / fan[("1000", "node_ws")]
         miss = "" if ratio >= 1.5 else f" (short by {1 - ratio / 1.5:.0%} of the target)"
-        rows.append(
-            f"| fan-out N=1,000 >= 1.5x {NAMES['node_ws']} | {ratio:.2f}x "
-            f"| {_verdict(ratio >= 1.5)}{miss} |"
-        )
+        verdict = f"{_verdict(ratio >= 1.5)}{miss}"
+        fan_ceiling = fan.get(("1000", "picows"), nan)
+        if ratio < 1.5 and not fan_ceiling > 1.05 * ours:  # as for the echo, above
+            verdict = (
+                f"**not shown**: the load generator is the limit (its picows ceiling, "
+                f"{fan_ceiling:,.0f} deliveries/s, is not above netrun-ws's {ours:,.0f}); "
+                "instruction counts in docs/architecture.md, 'The per-delivery path'"
+            )
+        rows.append(f"| fan-out N=1,000 >= 1.5x {NAMES['node_ws']} | {ratio:.2f}x | {verdict} |")
     if stall:
         cost = _median(x for _clean, _stalled, x in stall)
         rows.append(
