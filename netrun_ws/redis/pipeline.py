@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.connection import AbstractConnection, Connection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
@@ -225,24 +226,34 @@ class PipelinedConnection:
 
 
 def _pack(args: tuple[Any, ...]) -> bytes:
-    """One command in RESP: an array of bulk strings (str as UTF-8, numbers as their digits).
-    Ours, not redis-py's pack_command: that one costs more than the rest of a publish."""
-    parts = [b"*%d\r\n" % len(args)]
-    append = parts.append
+    """One command in RESP, packed by hiredis (compiled; in the ``redis`` extra) or else by
+    redis-py: at write time through redis-py's pool, the packing cost more than the rest of a
+    publish. Text with lone surrogates (JSON allows them) crosses unchanged, as payloads do."""
     for arg in args:
-        kind = type(arg)
-        if kind is str:
-            data = arg.encode("utf-8", "surrogatepass")
-        elif kind is bytes:
-            data = arg
-        elif kind is int or kind is float:
-            data = repr(arg).encode("ascii")
-        else:
-            raise TypeError(f"a Redis argument must be str, bytes or a number, not {kind}")
-        append(b"$%d\r\n" % len(data))
-        append(data)
-        append(b"\r\n")
-    return b"".join(parts)
+        if type(arg) not in _ARGUMENT_TYPES:  # bool too, which redis-py refuses as well
+            raise TypeError(
+                f"a Redis argument must be str, bytes or a number, not {type(arg).__name__}"
+            )
+    try:
+        return _pack_command(args)
+    except UnicodeEncodeError:
+        return _pack_command(
+            tuple(a.encode("utf-8", "surrogatepass") if type(a) is str else a for a in args)
+        )
+
+
+def _pack_with_redis_py(args: tuple[Any, ...]) -> bytes:
+    return b"".join(_REDIS_PY_PACKER.pack_command(*args))
+
+
+_ARGUMENT_TYPES = frozenset((str, bytes, int, float))
+#: An unconnected redis-py connection: its pack_command needs no socket.
+_REDIS_PY_PACKER = Connection()
+_pack_command: Callable[[tuple[Any, ...]], bytes]
+try:
+    from hiredis import pack_command as _pack_command
+except ImportError:  # redis without its extra: redis-py packs
+    _pack_command = _pack_with_redis_py
 
 
 async def _close(connection: AbstractConnection, timeout: float) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import hiredis
 import pytest
 import redis.asyncio
 from redis.exceptions import NoScriptError, ResponseError
 
+from netrun_ws.redis import pipeline as pipeline_module
 from netrun_ws.redis.calls import RedisStoreError, RedisTarget
 from netrun_ws.redis.pipeline import PipelinedConnection
 from tests.support.redis_server import RedisServer
@@ -109,16 +111,33 @@ async def test_after_stop_a_call_fails_at_once(shared_redis: RedisServer) -> Non
     await client.aclose()
 
 
+@pytest.mark.parametrize("packer", ["hiredis", "redis-py"])
 async def test_an_argument_redis_cannot_take_is_refused_when_called(
-    shared_redis: RedisServer,
+    shared_redis: RedisServer, packer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if packer == "redis-py":  # as without hiredis (the redis extra installs it)
+        monkeypatch.setattr(pipeline_module, "_pack_command", pipeline_module._pack_with_redis_py)
+    else:
+        assert pipeline_module._pack_command is hiredis.pack_command
     pipeline = PipelinedConnection(RedisTarget(shared_redis.url), timeout=5.0)
     try:
-        with pytest.raises(TypeError, match="must be str, bytes or a number"):
-            pipeline.call("SET", "SET", "key", True)  # redis-py refuses a bool as well
+        for bad in (True, None, [1]):
+            with pytest.raises(TypeError, match="must be str, bytes or a number"):
+                pipeline.call("SET", "SET", "key", bad)
         key = f"pipeline-{uuid.uuid4().hex[:8]}"
-        assert await pipeline.call("RPUSH", "RPUSH", key, "é", b"x\r\ny", 7, 2.5) == 4
-        assert await pipeline.call("LRANGE", "LRANGE", key, 0, -1) == ["é", "x\r\ny", "7", "2.5"]
-        await pipeline.call("DEL", "DEL", key)
+        # Text with a lone surrogate (JSON allows one) crosses unchanged.
+        values = ("é", b"x\r\ny", 7, 2.5, "a\ud800b")
+        assert await pipeline.call("RPUSH", "RPUSH", key, *values) == 5
+        raw = redis.asyncio.Redis.from_url(shared_redis.url)
+        stored = await raw.lrange(key, 0, -1)
+        await raw.delete(key)
+        await raw.aclose()
+        assert stored == [
+            b"\xc3\xa9",
+            b"x\r\ny",
+            b"7",
+            b"2.5",
+            "a\ud800b".encode("utf-8", "surrogatepass"),
+        ]
     finally:
         await pipeline.stop()
