@@ -256,9 +256,7 @@ class Connection:
             else:
                 size = direct.send_now(frame)
             if size < 0:
-                self._abandon()
-                self._owner._send_failed(self, SocketClosedError("socket closed"))
-                return False
+                return self._socket_gone()
             self.messages_sent += 1
             self.bytes_sent += size
             return True
@@ -291,13 +289,17 @@ class Connection:
             and direct.plain_frames
         ):
             if not direct.send_wire(wire):
-                self._abandon()
-                self._owner._send_failed(self, SocketClosedError("socket closed"))
-                return False
+                return self._socket_gone()
             self.messages_sent += 1
             self.bytes_sent += size
             return True
         return self.enqueue(frame, wire)
+
+    def _socket_gone(self) -> bool:
+        """A direct write found the socket closed: give the connection up (False: not sent)."""
+        self._abandon()
+        self._owner._send_failed(self, SocketClosedError("socket closed"))
+        return False
 
     def hold(self) -> None:
         """Queue every frame without writing it until :meth:`release`.
