@@ -199,9 +199,12 @@ class Admission:
             await self.refuse(websocket, 429, reason, accepted=accepted)
             return None
         self._per_ip[ip] = self._per_ip.get(ip, 0) + 1  # reserved before any await
-        connection = await self._open_counted(websocket, identity, accepted, ip)
-        if connection is None:
-            self._release_ip(ip)
+        connection = None
+        try:
+            connection = await self._open_counted(websocket, identity, accepted, ip)
+        finally:  # refused, the client gone, or cancelled: the slot is free again
+            if connection is None:
+                self._release_ip(ip)
         return connection
 
     def _release_ip(self, ip: str) -> None:
@@ -235,23 +238,32 @@ class Admission:
             await self.refuse(websocket, 403, SESSION_NOT_YOURS, accepted=accepted)
             return None
         checked_at = time.monotonic()
+        store_id: str | None = None
+        refusal: str | None = None
         try:
             if await host.revocations.revoked(identity):
-                await self.refuse(websocket, 403, REVOKED, accepted=accepted)
-                return None
+                refusal = REVOKED
             # Bound to its first user, on every node: nobody else resumes or replaces it.
-            if not await store.sessions.claim_session(session_id, user_id):
-                await self.refuse(websocket, 403, SESSION_NOT_YOURS, accepted=accepted)
-                return None
-            store_id = await store.sessions.create_connection(
-                session_id, user_id, identity.username or user_id
-            )
-            limit = limits.max_connections_per_user
-            admitted = await store.add_connection(store_id, user_id, limit)
-        except Exception as exc:
+            elif not await store.sessions.claim_session(session_id, user_id):
+                refusal = SESSION_NOT_YOURS
+            else:
+                store_id = await store.sessions.create_connection(
+                    session_id, user_id, identity.username or user_id
+                )
+                limit = limits.max_connections_per_user
+                admitted = await store.add_connection(store_id, user_id, limit)
+        except BaseException as exc:
+            if store_id is not None:  # the record exists; the count may or may not
+                await self._forget(store_id, user_id)
+            if not isinstance(exc, Exception):
+                raise  # cancelled
             logger.error("store unavailable at connect: %s", describe_exception(exc))
             await self.refuse(websocket, 503, "session store unavailable", accepted=accepted)
             return None
+        if refusal is not None:
+            await self.refuse(websocket, 403, refusal, accepted=accepted)
+            return None
+        assert store_id is not None  # created whenever nothing was refused
         if not admitted:
             await self._forget(store_id, user_id, counted=False)
             reason = f"max_connections_per_user ({limits.max_connections_per_user}) reached"
@@ -288,11 +300,18 @@ class Admission:
                 subprotocol=self.subprotocol(websocket),
                 replace_session=True,
             )
-        except ValueError as error:
-            logger.info("refused connection: %s", error)
+        except BaseException as error:
+            # Refused (a ValueError), the client gone before accept, or cancelled: nothing of
+            # this connection stays in the store or the recovery holds.
             if user_hold is not None:
                 recovery.release(session_id, user_hold)
             await self._forget(store_id, user_id)
+            if not isinstance(error, Exception):
+                raise
+            if not isinstance(error, ValueError):
+                logger.info("client left before accept: %s", describe_exception(error))
+                return None
+            logger.info("refused connection: %s", error)
             if websocket.application_state == WebSocketState.CONNECTING:  # never left hanging
                 await self.refuse(websocket, 503, "connection refused")
             return None
