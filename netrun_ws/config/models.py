@@ -166,7 +166,9 @@ class ServerConfig(BaseModel):
             "corked writes and a synchronous send path (netrun_ws.transport.websocket, "
             "netrun_ws.transport.http); 'uvicorn' is uvicorn's own, unchanged. Same wire "
             "behaviour, except that 'netrun' answers an upgrade request websockets refuses "
-            "before it is complete (431, 414) where uvicorn's sends nothing. 'netrun' builds on "
+            "before it is complete (431, 414) where uvicorn's sends nothing, and uvicorn's logs a "
+            "spurious ERROR ('ASGI callable returned without completing handshake') after "
+            "every refusal answered with an HTTP status. 'netrun' builds on "
             "uvicorn and websockets internals: with releases outside the tested range (see "
             "pyproject.toml) uvicorn's own serves instead, and a warning line says so."
         ),

@@ -612,6 +612,11 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             self._accept(message)
             return
         await super().send(message)
+        if self.initial_response is not None and self.close_sent and not self.handshake_complete:
+            # A denial response is on the wire. uvicorn 0.54 leaves the handshake "incomplete",
+            # so run_asgi logs an ERROR for every refused client (its wsproto protocol marks the
+            # handshake done here; upstream: Kludex/uvicorn pull request 3138).
+            self.handshake_complete = True
 
     def _accept(self, message: Any) -> None:
         """uvicorn's answer to ``websocket.accept`` (the 101 websockets prepared, with uvicorn's
