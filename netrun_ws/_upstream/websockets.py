@@ -21,7 +21,10 @@ Tested with websockets 17 (:data:`TESTED`). The upgrade request reaches websocke
   it does not take, changes nothing); and :func:`apply_mask`, websockets' compiled unmasking;
 - for the per-recipient step of a broadcast (:data:`connection_state`): that the ``state``
   property returns the protocol's ``_state`` attribute (checked on a live protocol; the
-  property itself is read otherwise).
+  property itself is read otherwise);
+- for freeing a closed connection at once (:func:`release_parser`): that the frame parser is the
+  generator in ``parser``, whose suspended frame holds the protocol (a cycle), and that
+  ``parser_exc``'s traceback holds that frame too.
 
 :func:`refusal` checks the release and the parsers and limits named here;
 tests/upstream/test_websockets.py compares netrun-ws's parsing with websockets' own.
@@ -53,6 +56,7 @@ __all__ = [
     "connection_state",
     "parser_idle",
     "refusal",
+    "release_parser",
 ]
 
 TESTED = ReleaseRange("websockets", (17,), (18,))
@@ -109,6 +113,20 @@ def _fast_path_refusal() -> str | None:
     ]:
         return "websockets' frame parser no longer gives a whole text frame as one event"
     return None
+
+
+def release_parser(conn: Protocol) -> None:
+    """Break the cycles a finished websockets protocol keeps: its frame parser is a suspended
+    generator whose frame refers to the protocol, and the exception that ended a parse keeps that
+    frame in its traceback. Left alone, a closed connection's protocol, reader, buffers and events
+    wait for a full collection of the cyclic collector (a generator's finaliser breaks the cycle
+    there), which a busy node runs rarely; closed, refcounting frees them at once."""
+    parser = getattr(conn, "parser", None)
+    if inspect.isgenerator(parser):
+        parser.close()
+    error = conn.parser_exc
+    if error is not None:
+        error.__traceback__ = None
 
 
 def _state_reader() -> Callable[[Protocol], State]:

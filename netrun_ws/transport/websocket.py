@@ -70,6 +70,7 @@ from netrun_ws._upstream.websockets import (
     apply_mask,
     connection_state,
     parser_idle,
+    release_parser,
 )
 from netrun_ws.connection import DIRECT_EXTENSION
 from netrun_ws.timers import timers_for
@@ -476,9 +477,11 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport._buffer.clear()  # nothing can be written any more
         super().connection_lost(exc)
         # Break the cycles through this protocol, so that refcounting frees a closed connection
-        # at once: its flag (after uvicorn set it for the senders still waiting) and the scope's
-        # direct-send extension (read once, when the app's connection was made).
+        # at once: its flag (after uvicorn set it for the senders still waiting), websockets'
+        # frame parser and the scope's direct-send extension (read once, when the app's
+        # connection was made).
         self.writable.detach()
+        release_parser(self.conn)
         scope = getattr(self, "scope", None)
         if scope is not None:
             scope.get("extensions", {}).pop(DIRECT_EXTENSION, None)

@@ -3,6 +3,9 @@ does (grammar, limits, header decoding), and websockets' protocol takes it from 
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, State
@@ -117,6 +120,50 @@ def test_a_protocol_given_a_parsed_request_reads_frames_at_once() -> None:
     (event,) = conn.events_received()
     assert isinstance(event, Frame)
     assert (event.opcode, event.data) == (Opcode.TEXT, b"hello")
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        encode_frame(Opcode.CLOSE, b"\x03\xe8"),  # a closing handshake, then EOF
+        encode_frame(Opcode.TEXT, b"cut short")[:4],  # EOF in the middle of a frame
+        b"",  # EOF between frames
+    ],
+)
+def test_a_released_protocol_is_freed_by_refcounting(ending: bytes) -> None:
+    # websockets keeps a finished protocol in a cycle through its parser generator (and the
+    # parse error's traceback); release_parser breaks it. Fails if that ever changes shape.
+    gc.collect()
+    gc.disable()
+    try:
+        conn = fence.ParsedRequestServerProtocol()
+        conn.state = State.OPEN
+        conn.receive_data(ending)
+        conn.receive_eof()
+        reader = weakref.ref(conn.reader)
+        fence.release_parser(conn)
+        del conn
+        assert reader() is None
+    finally:
+        gc.enable()
+
+
+def test_an_unreleased_protocol_waits_for_the_collector() -> None:
+    # Why release_parser exists: when this fails, websockets frees its protocols by itself.
+    gc.collect()
+    gc.disable()
+    try:
+        conn = fence.ParsedRequestServerProtocol()
+        conn.state = State.OPEN
+        conn.receive_data(encode_frame(Opcode.CLOSE, b"\x03\xe8"))
+        conn.receive_eof()
+        reader = weakref.ref(conn.reader)
+        del conn
+        assert reader() is not None
+        gc.collect()
+        assert reader() is None
+    finally:
+        gc.enable()
 
 
 def test_the_fence_refuses_a_server_protocol_that_parses_frames_only(
