@@ -50,7 +50,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from netrun_ws.history import ROOM_PREFIX, USER_PREFIX, splice_position
+from netrun_ws.history import ROOM_PREFIX, USER_PREFIX, position_prefix, splice_position
 from netrun_ws.reconnection import ReconnectionConfig, ReconnectionManager
 from netrun_ws.redis.calls import (
     REDIS_FAILURES,
@@ -93,8 +93,17 @@ _MAX_OWN_PENDING = 10000
 _TEXT_ERRORS = "surrogatepass"
 
 
+#: Made once: ``json.dumps`` with options builds an encoder per call (most of a header's cost).
+_HEADER_ENCODER = json.JSONEncoder(separators=(",", ":"))
+#: ``raw_decode`` on text skips ``json.loads``'s encoding detection and whitespace scans.
+_HEADER_DECODER = json.JSONDecoder()
+_NO_STRINGS: frozenset[str] = frozenset()
+_POSITION_PREFIXES: dict[str, str] = {}
+_MAX_POSITION_PREFIXES = 1024
+
+
 def _header(values: list[Any]) -> bytes:
-    return json.dumps(values, separators=(",", ":")).encode("ascii")
+    return _HEADER_ENCODER.encode(values).encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +150,7 @@ def decode_message(data: bytes) -> WireMessage:
     if end < 0:
         raise ValueError("no header line")
     try:
-        header = json.loads(data[:end])
+        header = _header_value(data[:end])
     except ValueError:
         raise ValueError("the header is not JSON") from None
     if not isinstance(header, list) or len(header) not in (7, 9):
@@ -174,10 +183,21 @@ def decode_message(data: bytes) -> WireMessage:
         raise ValueError("a position without an epoch, or on a binary payload")
     if envelope_kind not in ("room", "user") or target is None or not payload.startswith("{"):
         raise ValueError("a position on a message that is not a room or user JSON object")
-    prefix = ROOM_PREFIX if envelope_kind == "room" else USER_PREFIX
-    payload = splice_position(payload, prefix + target, offset, epoch)
+    channel = (ROOM_PREFIX if envelope_kind == "room" else USER_PREFIX) + target
+    payload = splice_position(payload, channel, offset, epoch, _position_prefix(channel))
     position = Position(offset, epoch)
     return WireMessage(origin, Envelope(envelope_kind, target, payload, *excluded, pos=position))
+
+
+def _header_value(header: bytes) -> Any:
+    """The header's JSON value: what ``json.loads`` gives, without its encoding detection and
+    whitespace scans for the headers nodes write (plain ASCII, no spaces)."""
+    try:
+        text = header.decode()
+        value, end = _HEADER_DECODER.raw_decode(text)
+    except ValueError:  # a decode error too
+        return json.loads(header)  # what it accepts (and how it refuses) stays the reference
+    return value if end == len(text) else json.loads(header)
 
 
 def node_url(url: str, host: str, port: int) -> str:
@@ -189,11 +209,24 @@ def node_url(url: str, host: str, port: int) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc, path=""))
 
 
+def _position_prefix(channel: str) -> str:
+    """:func:`position_prefix`, remembered for the channels seen last (a JSON encode saved on
+    most messages: a busy channel has many)."""
+    prefix = _POSITION_PREFIXES.get(channel)
+    if prefix is None:
+        if len(_POSITION_PREFIXES) >= _MAX_POSITION_PREFIXES:
+            _POSITION_PREFIXES.clear()
+        prefix = _POSITION_PREFIXES[channel] = position_prefix(channel)
+    return prefix
+
+
 def _pos_key(pos: Position) -> tuple[int, str]:
     return pos.offset, pos.epoch
 
 
 def _strings(value: object) -> frozenset[str]:
+    if value == [] and type(value) is list:  # almost always: nobody excluded
+        return _NO_STRINGS
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValueError("an exclusion list is not a list of strings")
     return frozenset(value)
