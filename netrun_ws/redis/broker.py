@@ -17,7 +17,8 @@ Wire format of a message on ``P:bus``::
 A positioned message is published by the history script (:mod:`netrun_ws.redis.history`) in the
 same call that assigned its offset, and every node, the origin included, delivers it from the
 subscription: the bus order is the offset order, so delivery order agrees with it everywhere.
-The origin's ``publish`` waits (up to ``probe_timeout``) for its own copy to learn the local count.
+The origin's ``publish`` waits (up to about ``probe_timeout``) for its own copy to learn the local
+count.
 
 ``1`` is the format version; a message of an unknown version or shape is counted as malformed
 and dropped. A probe is ``[1, node, "probe", "<monotonic send time>", 0, [], []]`` with an empty
@@ -327,8 +328,9 @@ class RedisBroker:
         self.malformed = 0
         self.delivery_errors = 0
         #: (kind, target, offset, epoch) of this node's positioned publishes -> a future for the
-        #: local delivery count, resolved when the message comes back through the subscription.
-        self._own: dict[tuple[str, str, int, str], asyncio.Future[int]] = {}
+        #: local delivery count, resolved when the message comes back through the subscription
+        #: (or with 0 once ``probe_timeout`` passed: see :meth:`own_delivery`), and its deadline.
+        self._own: dict[tuple[str, str, int, str], tuple[asyncio.Future[int], float]] = {}
 
     @property
     def subscribed(self) -> bool:
@@ -357,6 +359,7 @@ class RedisBroker:
 
     async def stop(self) -> None:
         self._reconnector.stop()
+        self._give_up_all_own()
         tasks = [*self._tasks, *([self._probe_send] if self._probe_send else [])]
         self._tasks, self._probe_send = [], None
         for task in tasks:
@@ -445,6 +448,7 @@ class RedisBroker:
                 # Redis takes PUBLISHes but does not answer (paused?): stop making callers wait.
                 self._publish_outage.failed("a probe PUBLISH is unanswered", count=False)
             self._check_subscription(now)
+            self._expire_own(asyncio.get_running_loop().time())
             await asyncio.sleep(tick)
 
     async def _send_probe(self) -> None:
@@ -583,16 +587,42 @@ class RedisBroker:
                     raise RedisError("the shard channel's slot moved to another node")
 
     def own_delivery(self, key: tuple[str, str, int, str]) -> asyncio.Future[int]:
-        """The future of this node's own positioned message ``key``'s local delivery count."""
-        future = self._own.get(key)
-        if future is None:
-            if len(self._own) >= _MAX_OWN_PENDING:  # late copies nobody waits for any more
-                del self._own[next(iter(self._own))]
-            future = self._own[key] = asyncio.get_running_loop().create_future()
+        """The future of this node's own positioned message ``key``'s local delivery count.
+
+        It gets 0 if the copy has not come back within ``probe_timeout`` (the probe loop looks
+        every quarter of it: one sweep instead of a timer per message), when the subscription
+        is lost, and when the broker stops."""
+        entry = self._own.get(key)
+        if entry is not None:
+            return entry[0]
+        if len(self._own) >= _MAX_OWN_PENDING:  # late copies nobody waits for any more
+            self._give_up_own(next(iter(self._own)))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._own[key] = (future, loop.time() + self._probe_timeout)
         return future
 
     def forget_own(self, key: tuple[str, str, int, str]) -> None:
         self._own.pop(key, None)
+
+    def _give_up_own(self, key: tuple[str, str, int, str]) -> None:
+        future, _ = self._own.pop(key)
+        if not future.done():
+            future.set_result(0)
+
+    def _expire_own(self, now: float) -> None:
+        """Give up the own copies past their deadline (the oldest come first)."""
+        expired = []
+        for key, (_, deadline) in self._own.items():
+            if deadline > now:
+                break
+            expired.append(key)
+        for key in expired:
+            self._give_up_own(key)
+
+    def _give_up_all_own(self) -> None:
+        for key in list(self._own):
+            self._give_up_own(key)
 
     async def _handle(self, data: bytes) -> None:
         own = data.startswith(self._own_prefix)
@@ -640,6 +670,7 @@ class RedisBroker:
     def _lost(self, reason: str) -> None:
         self._subscribed = False
         self._connection = None
+        self._give_up_all_own()  # their copies will not come back through this subscription
         if self._lost_at is None:
             self._lost_at = self._last_good
             self._lost_reason = reason
