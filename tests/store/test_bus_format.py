@@ -86,3 +86,21 @@ def test_a_forked_child_makes_epochs_of_its_own() -> None:
     os.close(reader)
     in_parent = "".join(new_epoch() for _ in range(3))
     assert in_child != in_parent
+
+
+@pytest.mark.parametrize(
+    "target", [None, "bob", 'qu"ote\\back', "é ☃ 𝄞", "\x00\x1f\x7f", "\ud800", "", "a,b]c"]
+)
+@pytest.mark.parametrize("payload", ["text", b"bytes"])
+def test_a_header_without_exclusions_is_what_the_json_encoder_writes(
+    target: str | None, payload: str | bytes
+) -> None:
+    for kind in ("user", "room", "broadcast"):
+        envelope = Envelope(kind, target, payload)  # type: ignore[arg-type]
+        expected = json.dumps(
+            [1, 'nöde-"a"', kind, target, int(isinstance(payload, bytes)), [], []],
+            separators=(",", ":"),
+        )
+        assert encode_header_prefix('nöde-"a"', envelope) == expected[:-1].encode("ascii")
+        decoded = decode_message(encode_envelope('nöde-"a"', envelope))
+        assert decoded.origin == 'nöde-"a"' and decoded.envelope == envelope
