@@ -26,13 +26,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.crossnode import _free_port, _wait_port
-from bench.echo_instructions import MemoryTransport, masked_text_frame
+from bench.crossnode import private_redis
+from bench.echo_instructions import MemoryTransport, masked_text_frame, netrun_uvicorn_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,21 +81,9 @@ class Node:
     """One app with its lifespan, and connections of users on it."""
 
     def __init__(self, redis_url: str) -> None:
-        import uvicorn
-
         from netrun_ws.app import create_app, load_app_config
-        from netrun_ws.cli import http_protocol_class, ws_protocol_class
 
-        app = create_app(load_app_config(node_config(redis_url)))
-        self.config = uvicorn.Config(
-            app,
-            lifespan="on",
-            log_level="warning",
-            ws=ws_protocol_class("netrun"),
-            http=http_protocol_class("netrun"),
-            ws_max_size=65536,
-        )
-        self.config.load()
+        self.config = netrun_uvicorn_config(create_app(load_app_config(node_config(redis_url))))
         self.protocols: list[Any] = []
 
     async def start(self) -> None:
@@ -162,30 +148,18 @@ def main() -> None:
     os.environ.setdefault("PYTHONHASHSEED", "0")
     import uvloop
 
-    port = _free_port()
-    with tempfile.TemporaryDirectory() as workdir:
-        redis = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", workdir],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            _wait_port(port, redis)
-            url = f"redis://127.0.0.1:{port}/0"
-            if args.profile:
-                import cProfile
-                import pstats
+    with private_redis() as url:
+        if args.profile:
+            import cProfile
+            import pstats
 
-                profiler = cProfile.Profile()
-                profiler.enable()
-                delivered = uvloop.run(run(url, args.messages, args.senders))
-                profiler.disable()
-                pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
-            else:
-                delivered = uvloop.run(run(url, args.messages, args.senders))
-        finally:
-            redis.terminate()
-            redis.wait(10)
+            profiler = cProfile.Profile()
+            profiler.enable()
+            delivered = uvloop.run(run(url, args.messages, args.senders))
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
+        else:
+            delivered = uvloop.run(run(url, args.messages, args.senders))
     print(f"{delivered} messages delivered across nodes")
 
 

@@ -38,22 +38,24 @@ class Blocking(Recorder):
         return await super().deliver(envelope)
 
 
-def node(url: str, probe_timeout: float) -> RedisStore:
-    return RedisStore(
+async def started_node(url: str, probe_timeout: float, recorder: Recorder) -> RedisStore:
+    """A store with history on (the default) and a fresh key prefix, delivering to ``recorder``."""
+    store = RedisStore(
         url,
         key_prefix=f"own-{uuid.uuid4().hex[:10]}",
         probe_interval=0.2,
         probe_timeout=probe_timeout,
         operation_timeout=1.0,
     )
+    await store.start(recorder.deliver, recorder.on_gap)
+    return store
 
 
 async def test_a_copy_that_is_not_delivered_gives_0_after_about_probe_timeout(
     shared_redis: RedisServer,
 ) -> None:
-    store = node(shared_redis.url, probe_timeout=0.8)
-    recorder = Recorder(fail_first=1)  # delivering the first copy fails
-    await store.start(recorder.deliver, recorder.on_gap)
+    # Delivering the first copy fails.
+    store = await started_node(shared_redis.url, 0.8, Recorder(fail_first=1))
     try:
         started = time.monotonic()
         result = await store.publish(SAY)
@@ -70,9 +72,7 @@ async def test_a_copy_that_is_not_delivered_gives_0_after_about_probe_timeout(
 async def test_stopping_the_store_ends_a_publish_waiting_for_its_copy(
     shared_redis: RedisServer,
 ) -> None:
-    store = node(shared_redis.url, probe_timeout=10.0)
-    recorder = Blocking()
-    await store.start(recorder.deliver, recorder.on_gap)
+    store = await started_node(shared_redis.url, 10.0, Blocking())
     await store.publish(SAY)
     waiting = asyncio.create_task(store.publish(SAY))  # its copy's delivery blocks
     await asyncio.sleep(0.3)
@@ -86,9 +86,7 @@ async def test_stopping_the_store_ends_a_publish_waiting_for_its_copy(
 async def test_a_lost_subscription_gives_up_the_copies_awaited(
     shared_redis: RedisServer,
 ) -> None:
-    store = node(shared_redis.url, probe_timeout=10.0)
-    recorder = Recorder()
-    await store.start(recorder.deliver, recorder.on_gap)
+    store = await started_node(shared_redis.url, 10.0, Recorder())
     try:
         broker = store._broker
         assert broker is not None
