@@ -54,7 +54,8 @@ class CountingTransport(MemoryTransport):
         self.target = target
         if self.seen < target:
             self.reached.clear()
-            await asyncio.wait_for(self.reached.wait(), 60)
+            async with asyncio.timeout(60):  # not wait_for: no task per wait
+                await self.reached.wait()
 
 
 def node_config(redis_url: str) -> dict[str, Any]:
