@@ -54,6 +54,24 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.
     raise RuntimeError(f"port {port} not open after {timeout}s")
 
 
+@contextlib.contextmanager
+def private_redis() -> Iterator[str]:
+    """A private ``redis-server`` (no persistence) for an in-process workload; yields its URL."""
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as workdir:
+        redis = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", workdir],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            _wait_port(port, redis)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            redis.terminate()
+            redis.wait(10)
+
+
 CONFIG = """
 server: {{log_level: warning}}
 limits: {{messages_per_second: 1000000, max_connections_per_ip: 100000,

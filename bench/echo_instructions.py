@@ -104,18 +104,13 @@ async def _turns_until(done: Callable[[], bool]) -> None:
     raise RuntimeError("the server did not answer")
 
 
-async def run(messages: int, inflight: int, sync: bool = False, kind: str = "netrun") -> int:
+def netrun_uvicorn_config(app: Any, **options: Any) -> Any:
+    """A loaded ``uvicorn.Config`` for ``app`` on netrun-ws's protocols, as the benchmark's
+    servers run (``options``: more of uvicorn's settings)."""
     import uvicorn
-    from uvicorn.lifespan.on import LifespanOn
-    from uvicorn.server import ServerState
 
     from netrun_ws.cli import http_protocol_class, ws_protocol_class
 
-    settings = netrun_config(False, EXTRA_PLUGINS[kind])
-    if sync:
-        settings["plugins"] = ["bench.echo_instructions"]
-    loaded = load_app_config(settings)
-    app = create_app(loaded)
     config = uvicorn.Config(
         app,
         lifespan="on",
@@ -123,8 +118,22 @@ async def run(messages: int, inflight: int, sync: bool = False, kind: str = "net
         ws=ws_protocol_class("netrun"),
         http=http_protocol_class("netrun"),
         ws_max_size=65536,
+        **options,
     )
     config.load()
+    return config
+
+
+async def run(messages: int, inflight: int, sync: bool = False, kind: str = "netrun") -> int:
+    from uvicorn.lifespan.on import LifespanOn
+    from uvicorn.server import ServerState
+
+    settings = netrun_config(False, EXTRA_PLUGINS[kind])
+    if sync:
+        settings["plugins"] = ["bench.echo_instructions"]
+    loaded = load_app_config(settings)
+    app = create_app(loaded)
+    config = netrun_uvicorn_config(app)
     lifespan = LifespanOn(config)
     await lifespan.startup()
     state = ServerState()

@@ -33,7 +33,12 @@ import os
 import time
 from typing import Any
 
-from bench.echo_instructions import PREPARED, _turns_until, masked_text_frame
+from bench.echo_instructions import (
+    PREPARED,
+    _turns_until,
+    masked_text_frame,
+    netrun_uvicorn_config,
+)
 from bench.loadgen import make_tokens
 from bench.servers import netrun_config, room_config
 from netrun_ws.app import create_app, load_app_config
@@ -98,11 +103,8 @@ def upgrade_request(token: str) -> bytes:
 
 
 async def run(messages: int, receivers: int, inflight: int, kind: str) -> int:
-    import uvicorn
     from uvicorn.lifespan.on import LifespanOn
     from uvicorn.server import ServerState
-
-    from netrun_ws.cli import http_protocol_class, ws_protocol_class
 
     if kind == "broadcast":
         settings = netrun_config(False)
@@ -112,16 +114,7 @@ async def run(messages: int, receivers: int, inflight: int, kind: str) -> int:
     # per delivery) would find 1,001 silent clients and close them mid-run.
     settings["heartbeat"] = {**settings["heartbeat"], "interval": 3600, "timeout": 7200}
     app = create_app(load_app_config(settings))
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        log_level="warning",
-        ws=ws_protocol_class("netrun"),
-        http=http_protocol_class("netrun"),
-        ws_max_size=65536,
-        ws_ping_interval=None,
-    )
-    config.load()
+    config = netrun_uvicorn_config(app, ws_ping_interval=None)
     lifespan = LifespanOn(config)
     await lifespan.startup()
     state = ServerState()

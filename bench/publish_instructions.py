@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
-import tempfile
 import time
 
-from bench.crossnode import _free_port, _wait_port
+from bench.crossnode import private_redis
 from netrun_ws.redis.store import RedisStore
 from netrun_ws.store import DeliveryGap, Envelope
 
@@ -75,21 +73,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1000, help="a multiple of --senders")
     parser.add_argument("--senders", type=int, default=10)
     args = parser.parse_args()
-    port = _free_port()
-    with tempfile.TemporaryDirectory() as workdir:
-        redis = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", workdir],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            _wait_port(port, redis)
-            seconds = asyncio.run(
-                workload(f"redis://127.0.0.1:{port}/0", args.messages, args.senders)
-            )
-        finally:
-            redis.terminate()
-            redis.wait(10)
+    with private_redis() as url:
+        seconds = asyncio.run(workload(url, args.messages, args.senders))
     print(f"{args.messages} messages in {seconds:.3f}s")
 
 

@@ -17,7 +17,8 @@ Wire format of a message on ``P:bus``::
 A positioned message is published by the history script (:mod:`netrun_ws.redis.history`) in the
 same call that assigned its offset, and every node, the origin included, delivers it from the
 subscription: the bus order is the offset order, so delivery order agrees with it everywhere.
-The origin's ``publish`` waits (up to ``probe_timeout``) for its own copy to learn the local count.
+The origin's ``publish`` waits (up to about ``probe_timeout``) for its own copy to learn the local
+count.
 
 ``1`` is the format version; a message of an unknown version or shape is counted as malformed
 and dropped. A probe is ``[1, node, "probe", "<monotonic send time>", 0, [], []]`` with an empty
@@ -41,6 +42,7 @@ import json
 import logging
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +52,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from netrun_ws.history import ROOM_PREFIX, USER_PREFIX, splice_position
+from netrun_ws.history import ROOM_PREFIX, USER_PREFIX, position_prefix, splice_position
 from netrun_ws.reconnection import ReconnectionConfig, ReconnectionManager
 from netrun_ws.redis.calls import (
     REDIS_FAILURES,
@@ -93,8 +95,19 @@ _MAX_OWN_PENDING = 10000
 _TEXT_ERRORS = "surrogatepass"
 
 
+#: Made once: ``json.dumps`` with options builds an encoder per call (most of a header's cost).
+_HEADER_ENCODER = json.JSONEncoder(separators=(",", ":"))
+#: ``raw_decode`` on text skips ``json.loads``'s encoding detection and whitespace scans.
+_HEADER_DECODER = json.JSONDecoder()
+#: A string as JSON text, ASCII only: what the header encoder writes for one.
+_json_text: Callable[[str], str] = json.encoder.encode_basestring_ascii
+_NO_STRINGS: frozenset[str] = frozenset()
+_POSITION_PREFIXES: dict[str, str] = {}
+_MAX_POSITION_PREFIXES = 1024
+
+
 def _header(values: list[Any]) -> bytes:
-    return json.dumps(values, separators=(",", ":")).encode("ascii")
+    return _HEADER_ENCODER.encode(values).encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +130,13 @@ def encode_header_prefix(origin: str, envelope: Envelope) -> bytes:
     """The header of ``envelope`` without its closing ``]`` (the history script appends the
     position there)."""
     binary = isinstance(envelope.payload, bytes)
+    if not (envelope.exclude_users or envelope.exclude_connections):
+        # Almost every envelope: the same bytes as below, without building an encoder per call.
+        target = "null" if envelope.target is None else _json_text(envelope.target)
+        return (
+            f"[{WIRE_VERSION},{_json_text(origin)},{_json_text(envelope.kind)},{target},"
+            f"{int(binary)},[],[]"
+        ).encode("ascii")
     header = _header(
         [
             WIRE_VERSION,
@@ -141,7 +161,7 @@ def decode_message(data: bytes) -> WireMessage:
     if end < 0:
         raise ValueError("no header line")
     try:
-        header = json.loads(data[:end])
+        header = _header_value(data[:end])
     except ValueError:
         raise ValueError("the header is not JSON") from None
     if not isinstance(header, list) or len(header) not in (7, 9):
@@ -174,10 +194,21 @@ def decode_message(data: bytes) -> WireMessage:
         raise ValueError("a position without an epoch, or on a binary payload")
     if envelope_kind not in ("room", "user") or target is None or not payload.startswith("{"):
         raise ValueError("a position on a message that is not a room or user JSON object")
-    prefix = ROOM_PREFIX if envelope_kind == "room" else USER_PREFIX
-    payload = splice_position(payload, prefix + target, offset, epoch)
+    channel = (ROOM_PREFIX if envelope_kind == "room" else USER_PREFIX) + target
+    payload = splice_position(payload, channel, offset, epoch, _position_prefix(channel))
     position = Position(offset, epoch)
     return WireMessage(origin, Envelope(envelope_kind, target, payload, *excluded, pos=position))
+
+
+def _header_value(header: bytes) -> Any:
+    """The header's JSON value: what ``json.loads`` gives, without its encoding detection and
+    whitespace scans for the headers nodes write (plain ASCII, no spaces)."""
+    try:
+        text = header.decode()
+        value, end = _HEADER_DECODER.raw_decode(text)
+    except ValueError:  # a decode error too
+        return json.loads(header)  # what it accepts (and how it refuses) stays the reference
+    return value if end == len(text) else json.loads(header)
 
 
 def node_url(url: str, host: str, port: int) -> str:
@@ -189,11 +220,24 @@ def node_url(url: str, host: str, port: int) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc, path=""))
 
 
+def _position_prefix(channel: str) -> str:
+    """:func:`position_prefix`, remembered for the channels seen last (a JSON encode saved on
+    most messages: a busy channel has many)."""
+    prefix = _POSITION_PREFIXES.get(channel)
+    if prefix is None:
+        if len(_POSITION_PREFIXES) >= _MAX_POSITION_PREFIXES:
+            _POSITION_PREFIXES.clear()
+        prefix = _POSITION_PREFIXES[channel] = position_prefix(channel)
+    return prefix
+
+
 def _pos_key(pos: Position) -> tuple[int, str]:
     return pos.offset, pos.epoch
 
 
 def _strings(value: object) -> frozenset[str]:
+    if value == [] and type(value) is list:  # almost always: nobody excluded
+        return _NO_STRINGS
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValueError("an exclusion list is not a list of strings")
     return frozenset(value)
@@ -294,8 +338,9 @@ class RedisBroker:
         self.malformed = 0
         self.delivery_errors = 0
         #: (kind, target, offset, epoch) of this node's positioned publishes -> a future for the
-        #: local delivery count, resolved when the message comes back through the subscription.
-        self._own: dict[tuple[str, str, int, str], asyncio.Future[int]] = {}
+        #: local delivery count, resolved when the message comes back through the subscription
+        #: (or with 0 once ``probe_timeout`` passed: see :meth:`own_delivery`), and its deadline.
+        self._own: dict[tuple[str, str, int, str], tuple[asyncio.Future[int], float]] = {}
 
     @property
     def subscribed(self) -> bool:
@@ -324,6 +369,7 @@ class RedisBroker:
 
     async def stop(self) -> None:
         self._reconnector.stop()
+        self._give_up_all_own()
         tasks = [*self._tasks, *([self._probe_send] if self._probe_send else [])]
         self._tasks, self._probe_send = [], None
         for task in tasks:
@@ -412,6 +458,7 @@ class RedisBroker:
                 # Redis takes PUBLISHes but does not answer (paused?): stop making callers wait.
                 self._publish_outage.failed("a probe PUBLISH is unanswered", count=False)
             self._check_subscription(now)
+            self._expire_own(asyncio.get_running_loop().time())
             await asyncio.sleep(tick)
 
     async def _send_probe(self) -> None:
@@ -550,16 +597,42 @@ class RedisBroker:
                     raise RedisError("the shard channel's slot moved to another node")
 
     def own_delivery(self, key: tuple[str, str, int, str]) -> asyncio.Future[int]:
-        """The future of this node's own positioned message ``key``'s local delivery count."""
-        future = self._own.get(key)
-        if future is None:
-            if len(self._own) >= _MAX_OWN_PENDING:  # late copies nobody waits for any more
-                del self._own[next(iter(self._own))]
-            future = self._own[key] = asyncio.get_running_loop().create_future()
+        """The future of this node's own positioned message ``key``'s local delivery count.
+
+        It gets 0 if the copy has not come back within ``probe_timeout`` (the probe loop looks
+        every quarter of it: one sweep instead of a timer per message), when the subscription
+        is lost, and when the broker stops."""
+        entry = self._own.get(key)
+        if entry is not None:
+            return entry[0]
+        if len(self._own) >= _MAX_OWN_PENDING:  # late copies nobody waits for any more
+            self._give_up_own(next(iter(self._own)))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._own[key] = (future, loop.time() + self._probe_timeout)
         return future
 
     def forget_own(self, key: tuple[str, str, int, str]) -> None:
         self._own.pop(key, None)
+
+    def _give_up_own(self, key: tuple[str, str, int, str]) -> None:
+        future, _ = self._own.pop(key)
+        if not future.done():
+            future.set_result(0)
+
+    def _expire_own(self, now: float) -> None:
+        """Give up the own copies past their deadline (the oldest come first)."""
+        expired = []
+        for key, (_, deadline) in self._own.items():
+            if deadline > now:
+                break
+            expired.append(key)
+        for key in expired:
+            self._give_up_own(key)
+
+    def _give_up_all_own(self) -> None:
+        for key in list(self._own):
+            self._give_up_own(key)
 
     async def _handle(self, data: bytes) -> None:
         own = data.startswith(self._own_prefix)
@@ -607,6 +680,7 @@ class RedisBroker:
     def _lost(self, reason: str) -> None:
         self._subscribed = False
         self._connection = None
+        self._give_up_all_own()  # their copies will not come back through this subscription
         if self._lost_at is None:
             self._lost_at = self._last_good
             self._lost_reason = reason
