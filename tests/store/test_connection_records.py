@@ -164,3 +164,37 @@ def test_a_store_overriding_an_older_call_gets_calls_built_from_them() -> None:
     custom: Any = MemoryStore()
     custom.sessions = CustomSessions()
     assert isinstance(records_of(custom), StoreCalls)
+
+
+async def test_the_redis_store_opens_and_closes_in_one_script_each(
+    shared_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """None of the older calls (four round trips each way): one presence script per call."""
+    store = RedisStore(shared_redis.url, key_prefix=f"records-{uuid.uuid4().hex[:10]}")
+    recorder = Recorder()
+    await store.start(recorder.deliver, recorder.on_gap)
+    try:
+
+        def older_call(*args: Any, **kwargs: Any) -> None:
+            raise AssertionError("an older call was made")
+
+        for name in ("revoked", "add_connection", "remove_connection"):
+            monkeypatch.setattr(store, name, older_call)
+        for name in ("claim_session", "create_connection", "save_connection_state", "disconnect"):
+            monkeypatch.setattr(store.sessions, name, older_call)
+        scripts: list[str] = []
+        presence = store._presence
+        assert presence is not None
+        run = presence._run
+
+        async def counting(script: str, *args: Any, **kwargs: Any) -> Any:
+            scripts.append(script)
+            return await run(script, *args, **kwargs)
+
+        monkeypatch.setattr(presence, "_run", counting)
+        store_id, _ = await store.open_connection("s-1", "alice", "alice", 2, [("user:alice", 1.0)])
+        assert store_id is not None
+        assert await store.close_connection(store_id, "s-1", "alice", {"data": {}}) is True
+        assert scripts == ["open_connection", "close_connection"]
+    finally:
+        await store.stop()
