@@ -25,15 +25,14 @@ Decisions a caller must know:
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import logging
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from netrun_ws.extras import require_extra
@@ -89,6 +88,7 @@ MAX_TOKEN_LENGTH = 8192
 _MAX_HEADER_SEGMENT = 2048
 _MAX_HEADER_DEPTH = 4
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_URL_TO_STANDARD = str.maketrans("-_", "+/")
 
 
 class TokenValidationError(ValueError):
@@ -190,7 +190,10 @@ def _decode_header_segment(segment: str) -> dict[str, Any]:
     if len(segment) > _MAX_HEADER_SEGMENT:
         raise TokenValidationError("invalid_token")
     try:
-        text = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode("utf-8")
+        # base64.urlsafe_b64decode without its three Python frames: the segment is already
+        # known to be base64url characters only (_COMPACT_JWS).
+        standard = segment.translate(_URL_TO_STANDARD) + "=" * (-len(segment) % 4)
+        text = binascii.a2b_base64(standard).decode("utf-8")
     except (binascii.Error, ValueError):
         raise TokenValidationError("invalid_token") from None
     if _nesting_exceeds(text, _MAX_HEADER_DEPTH):
@@ -229,6 +232,24 @@ class TokenPolicy:
     leeway: float = 0.0
     required_claims: tuple[str, ...] = ("exp",)
     max_length: int = MAX_TOKEN_LENGTH
+    # ``jwt.decode`` with this policy's options and arguments made once: PyJWT merges options
+    # given per call into its defaults on every decode.
+    _decode: Callable[..., dict[str, Any]] = field(init=False, repr=False, compare=False)
+    _arguments: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not JWT_AVAILABLE:
+            return  # JWTAuthService and the jwt plugin refuse to start without PyJWT
+        decoder = jws_segments.decoder({"require": list(self.required_claims)})
+        audience = list(self.audience) if isinstance(self.audience, tuple) else self.audience
+        arguments = {
+            "algorithms": list(self.algorithms),
+            "audience": audience,
+            "issuer": self.issuer,
+            "leeway": self.leeway,
+        }
+        object.__setattr__(self, "_decode", decoder.decode)
+        object.__setattr__(self, "_arguments", arguments)
 
     def header(self, token: object) -> dict[str, Any]:
         """The token's unverified JOSE header, after the cheap checks; else TokenValidationError.
@@ -264,17 +285,8 @@ class TokenPolicy:
             key = key.for_algorithm(header["alg"])
             if key is None:  # an allowlisted alg that is not HS*: this key cannot verify it
                 raise TokenValidationError("invalid_token")
-        audience = list(self.audience) if isinstance(self.audience, tuple) else self.audience
         try:
-            payload = _decode(
-                token,
-                key,
-                algorithms=list(self.algorithms),
-                audience=audience,
-                issuer=self.issuer,
-                leeway=self.leeway,
-                options={"require": list(self.required_claims)},
-            )
+            payload = self._decode(token, key, **self._arguments)
         except jwt.ExpiredSignatureError:
             raise TokenValidationError(self._expired_or_invalid(token)) from None
         except jwt.InvalidSignatureError:
@@ -360,19 +372,26 @@ class JWTAuthService:
             raise ValueError(f"max_token_length must be >= 256, got {max_token_length!r}")
         self.max_token_length = max_token_length
         self._signing_key, self._verify_key = self._prepare_keys(secret_key, public_key)
+        self._policy: tuple[tuple[Any, ...], TokenPolicy] | None = None
 
     @property
     def policy(self) -> TokenPolicy:
-        """The verification rules, from the service's current settings."""
+        """The verification rules, from the service's current settings (made again only when
+        they changed)."""
         audience = tuple(self.audience) if isinstance(self.audience, list) else self.audience
-        return TokenPolicy(
-            algorithms=tuple(self.algorithms),
-            audience=audience,
-            issuer=self.issuer,
-            leeway=self.leeway,
-            required_claims=self.required_claims,
-            max_length=self.max_token_length,
+        settings = (
+            tuple(self.algorithms),
+            audience,
+            self.issuer,
+            self.leeway,
+            self.required_claims,
+            self.max_token_length,
         )
+        made = self._policy
+        if made is None or made[0] != settings:
+            made = (settings, TokenPolicy(*settings))
+            self._policy = made
+        return made[1]
 
     # -- construction checks ------------------------------------------------------------------
 

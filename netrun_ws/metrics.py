@@ -92,6 +92,15 @@ class MetricsCollector:
 
         Global totals keep what the connection contributed.
         """
+        counters = self._forget(connection_id)
+        return None if counters is None else counters.snapshot(self._clock())
+
+    def discard_connection(self, connection_id: str) -> None:
+        """``unregister_connection`` for a caller that does not read the final metrics (none
+        are built: a dict of every counter per closed connection)."""
+        self._forget(connection_id)
+
+    def _forget(self, connection_id: str) -> _ConnectionCounters | None:
         counters = self._connections.pop(connection_id, None)
         if counters is None:
             return None
@@ -100,7 +109,7 @@ class MetricsCollector:
             siblings.discard(connection_id)
             if not siblings:
                 del self._user_connections[counters.user_id]
-        return counters.snapshot(self._clock())
+        return counters
 
     # -- recording (hot path) -------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ A session may be bound to the user who owns it: ``claim_session(session_id, user
 it (or restarts the binding's ``connection_ttl``) and returns False while another user holds it.
 A bound session's state is saved and restored only for connections of its owner (a save by
 anyone else returns False, a restore returns None); saving restarts the binding too. Sessions
-nobody claimed behave as before.
+nobody claimed behave as before. ``claim_and_create`` and ``save_and_disconnect`` are a
+connection's calls at open (claim, create) and at close (claim, save, disconnect), each as one.
 
 Timestamps (``connected_at``, ``last_heartbeat``) are seconds since the epoch from ``clock``.
 Staleness uses ``clock``; entry expiry uses ``clock`` in memory and Redis's own TTLs in Redis.
@@ -229,7 +230,7 @@ class WebSocketSessionManager:
             username=username,
             connected_at=now,
             # A JSON round trip stores what a Redis backend would give back; {} needs none.
-            metadata=json.loads(_to_json("metadata", metadata)) if metadata else {},
+            metadata=json.loads(strict_json("metadata", metadata)) if metadata else {},
             client_ip=client_ip,
             user_agent=user_agent,
             tab_id=tab_id,
@@ -237,6 +238,55 @@ class WebSocketSessionManager:
         await self._backend.add(record, now)
         logger.debug("session connection %s created for user %s", record.connection_id, user_id)
         return record.connection_id
+
+    async def claim_and_create(self, session_id: str, user_id: str, username: str) -> str | None:
+        """``claim_session(session_id, user_id)`` then ``create_connection(session_id, user_id,
+        username)`` in one backend call: the new connection id, or None (and nothing changed)
+        while another user holds the session."""
+        record = self.new_record(session_id, user_id, username)
+        if not self._initialized:
+            await self.initialize()
+        if not await self._backend.add_claimed(record, record.connected_at):
+            return None
+        logger.debug("session connection %s created for user %s", record.connection_id, user_id)
+        return record.connection_id
+
+    def new_record(self, session_id: str, user_id: str, username: str) -> ConnectionRecord:
+        """The record ``create_connection`` would store (a new id, connected now), its
+        arguments checked (ValueError): for a store that writes it in a call of its own."""
+        _require_id("session_id", session_id)
+        _require_id("user_id", user_id)
+        _require_id("username", username)
+        return ConnectionRecord(_uuid4_string(), session_id, user_id, username, self._clock())
+
+    async def save_and_disconnect(
+        self, connection_id: str, session_id: str | None, user_id: str, state: dict[str, Any]
+    ) -> bool:
+        """``claim_session(session_id, user_id)`` and, if the session is the user's,
+        ``save_connection_state(connection_id, state)``; then ``disconnect(connection_id,
+        save_state=True)``, in one backend call. Returns whether the state was saved. The
+        connection is disconnected also when ``state`` is refused (ValueError, raised after)."""
+        _require_id("connection_id", connection_id)
+        if session_id is not None:
+            _require_id("session_id", session_id)
+        _require_id("user_id", user_id)
+        refused: ValueError | None = None
+        payload: str | None = None
+        try:
+            if not isinstance(state, dict):
+                raise ValueError(f"state must be a dict, got {type(state).__name__}")
+            payload = strict_json("state", state)
+        except ValueError as error:
+            refused = error
+        if not self._initialized:
+            await self.initialize()
+        saved = await self._backend.remove_saving(
+            connection_id, session_id, user_id, payload, self._clock()
+        )
+        logger.debug("session connection %s disconnected", connection_id)
+        if refused is not None:
+            raise refused
+        return saved
 
     async def get_connection(self, connection_id: str) -> WebSocketConnection | None:
         """The connection, or None if unknown, disconnected or expired.
@@ -358,7 +408,7 @@ class WebSocketSessionManager:
         _require_id("connection_id", connection_id)
         if not isinstance(state, dict):
             raise ValueError(f"state must be a dict, got {type(state).__name__}")
-        payload = _to_json("state", state)
+        payload = strict_json("state", state)
         if not self._initialized:
             await self.initialize()
         return await self._backend.save_state(connection_id, payload, self._clock())
@@ -457,7 +507,8 @@ def _optional_text(name: str, value: object) -> None:
 _strict_json = json.JSONEncoder(allow_nan=False).encode
 
 
-def _to_json(name: str, value: dict[str, Any]) -> str:
+def strict_json(name: str, value: dict[str, Any]) -> str:
+    """``value`` as JSON without NaN or infinities; ValueError naming ``name`` otherwise."""
     try:
         return _strict_json(value)
     except (TypeError, ValueError) as exc:

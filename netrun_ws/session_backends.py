@@ -133,6 +133,22 @@ class SessionBackend(Protocol):
         """Bind the session to ``user_id`` (or restart the binding's TTL); False, and nothing
         changed, while another user holds it."""
 
+    async def add_claimed(self, record: ConnectionRecord, now: float) -> bool:
+        """``claim`` the record's session for its user, then ``add`` the record; False, and
+        nothing changed, while another user holds the session."""
+
+    async def remove_saving(
+        self,
+        connection_id: str,
+        session_id: str | None,
+        user_id: str,
+        payload: str | None,
+        now: float,
+    ) -> bool:
+        """``claim`` the session for ``user_id`` and, if it is theirs (and ``payload`` is given),
+        ``save_state``; then ``remove`` the connection keeping the state, also when saving
+        failed. Returns whether the state was saved."""
+
     async def save_state(self, connection_id: str, payload: str, now: float) -> bool:
         """Store ``payload`` under the connection's session id; False if unknown, or if the
         session is bound to another user."""
@@ -189,10 +205,39 @@ class MemorySessionBackend:
     async def close(self) -> None:
         return None
 
+    # The async methods are each one step of plain dict work: the sync cores below let the
+    # merged calls (add_claimed, remove_saving) run several without a coroutine apiece.
+
     async def add(self, record: ConnectionRecord, now: float) -> None:
+        self._add(record, now)
+
+    def _add(self, record: ConnectionRecord, now: float) -> None:
         expires_at = now + self._ttl
         self._connections[record.connection_id] = _MemoryEntry(record, now, expires_at)
         self._users.setdefault(record.user_id, set()).add(record.connection_id)
+
+    async def add_claimed(self, record: ConnectionRecord, now: float) -> bool:
+        if not self._claim(record.session_id, record.user_id, now):
+            return False
+        self._add(record, now)
+        return True
+
+    async def remove_saving(
+        self,
+        connection_id: str,
+        session_id: str | None,
+        user_id: str,
+        payload: str | None,
+        now: float,
+    ) -> bool:
+        saved = (
+            session_id is not None
+            and self._claim(session_id, user_id, now)
+            and payload is not None
+            and self._save_state(connection_id, payload, now)
+        )
+        self._remove(connection_id, now, "keep")
+        return saved
 
     async def get(self, connection_id: str, now: float) -> tuple[ConnectionRecord, float] | None:
         entry = self._live(connection_id, now)
@@ -207,6 +252,9 @@ class MemorySessionBackend:
         return True
 
     async def remove(self, connection_id: str, now: float, state: StatePolicy) -> bool:
+        return self._remove(connection_id, now, state)
+
+    def _remove(self, connection_id: str, now: float, state: StatePolicy) -> bool:
         entry = self._live(connection_id, now)
         if entry is None:
             return False
@@ -229,6 +277,9 @@ class MemorySessionBackend:
         return len(stale)
 
     async def claim(self, session_id: str, user_id: str, now: float) -> bool:
+        return self._claim(session_id, user_id, now)
+
+    def _claim(self, session_id: str, user_id: str, now: float) -> bool:
         owner = self._owner(session_id, now)
         if owner is not None and owner != user_id:
             return False
@@ -237,6 +288,9 @@ class MemorySessionBackend:
         return True
 
     async def save_state(self, connection_id: str, payload: str, now: float) -> bool:
+        return self._save_state(connection_id, payload, now)
+
+    def _save_state(self, connection_id: str, payload: str, now: float) -> bool:
         entry = self._live(connection_id, now)
         if entry is None:
             return False
@@ -534,6 +588,28 @@ class RedisSessionBackend:
     async def claim(self, session_id: str, user_id: str, now: float) -> bool:
         keys = [f"{self._prefix}:owner:{session_id}"]
         return bool(await self._script("claim", "claim_session", keys, [user_id, self._ttl_ms]))
+
+    async def add_claimed(self, record: ConnectionRecord, now: float) -> bool:
+        if not await self.claim(record.session_id, record.user_id, now):
+            return False
+        await self.add(record, now)
+        return True
+
+    async def remove_saving(
+        self,
+        connection_id: str,
+        session_id: str | None,
+        user_id: str,
+        payload: str | None,
+        now: float,
+    ) -> bool:
+        saved = False
+        try:
+            if session_id is not None and await self.claim(session_id, user_id, now):
+                saved = payload is not None and await self.save_state(connection_id, payload, now)
+        finally:
+            await self.remove(connection_id, now, "keep")
+        return saved
 
     async def save_state(self, connection_id: str, payload: str, now: float) -> bool:
         keys = [self._conn_key(connection_id)]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from netrun_ws.config import HistoryConfig
 from netrun_ws.session import WebSocketSessionManager
 from netrun_ws.wire import Frame
 
 __all__ = [
+    "ConnectionRecords",
     "Deliver",
     "DeliveryGap",
     "Envelope",
@@ -25,9 +26,13 @@ __all__ = [
     "HistoryRead",
     "HistoryStatus",
     "HistoryStore",
+    "OpenRefusal",
+    "Opened",
     "Position",
     "PublishResult",
+    "RevocationCheck",
     "Store",
+    "revocation_refuses",
 ]
 
 # "revoke": close every connection of the target user (payload: the public reason);
@@ -191,3 +196,59 @@ class HistoryStore(Protocol):
 
     async def session_channels(self, session_id: str) -> dict[str, Position]:
         """The channels ``session_id`` joined and has not left, with their join positions."""
+
+
+#: A revocation ``open_connection`` checks: ``(subject, issued_at)``. The subject refuses the
+#: connection when it was revoked at or after ``issued_at`` (always, when ``issued_at`` is None):
+#: a user's tokens issued after its revocation pass, a revoked token never does.
+RevocationCheck = tuple[str, float | None]
+#: Why ``open_connection`` registered nothing: a revocation, a session bound to another user,
+#: ``max_per_user`` reached.
+OpenRefusal = Literal["revoked", "session_not_yours", "user_limit"]
+
+
+class Opened(NamedTuple):
+    """What ``open_connection`` did: the connection's session record id, or why it refused."""
+
+    store_id: str | None
+    refusal: OpenRefusal | None = None
+
+
+def revocation_refuses(checks: Sequence[RevocationCheck], revoked: Sequence[float | None]) -> bool:
+    """Whether revocations at ``revoked`` (``Store.revoked``'s answer for the checks' subjects,
+    in order) refuse the connection."""
+    for (_subject, issued_at), revoked_at in zip(checks, revoked, strict=True):
+        if revoked_at is not None and (issued_at is None or issued_at <= revoked_at):
+            return True
+    return False
+
+
+@runtime_checkable
+class ConnectionRecords(Protocol):
+    """What a store may add to keep a connection's records in one call at open and one at
+    close (optional: admission builds both from the ``Store`` calls for a store without them,
+    in netrun_ws/runtime/connection_records.py). ``MemoryStore`` implements it.
+
+    Each call does what the ``Store`` calls it stands for do, in their order, as one step.
+    """
+
+    async def open_connection(
+        self,
+        session_id: str,
+        user_id: str,
+        username: str,
+        max_per_user: int | None,
+        revocations: Sequence[RevocationCheck],
+    ) -> Opened:
+        """``revoked`` (refused: "revoked"), ``sessions.claim_session`` (refused:
+        "session_not_yours"), ``sessions.create_connection``, ``add_connection`` (refused:
+        "user_limit", and the record is removed as ``sessions.disconnect(id, save_state=True)``
+        removes it). A refusal or an exception leaves nothing of the connection registered."""
+
+    async def close_connection(
+        self, store_id: str, session_id: str | None, user_id: str, state: dict[str, Any]
+    ) -> bool:
+        """``sessions.claim_session(session_id, user_id)`` and, if the session is the user's,
+        ``sessions.save_connection_state(store_id, state)``; then ``remove_connection`` and
+        ``sessions.disconnect(store_id, save_state=True)``, also when saving failed (the error is
+        raised after). Returns whether the state was saved."""

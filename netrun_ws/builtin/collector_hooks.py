@@ -60,4 +60,4 @@ class CollectorHooks:
     @hookimpl
     def on_disconnect(self, connection: Connection, code: int, reason: str) -> None:
         self._sync_one(connection)
-        self.collector.unregister_connection(connection.connection_id)
+        self.collector.discard_connection(connection.connection_id)

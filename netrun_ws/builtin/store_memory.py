@@ -17,7 +17,17 @@ from netrun_ws import hookimpl
 from netrun_ws.config import HistoryConfig
 from netrun_ws.history import MemoryHistory
 from netrun_ws.session import WebSocketSessionManager
-from netrun_ws.store import Deliver, Envelope, GapCallback, HistoryRead, Position, PublishResult
+from netrun_ws.store import (
+    Deliver,
+    Envelope,
+    GapCallback,
+    HistoryRead,
+    Opened,
+    Position,
+    PublishResult,
+    RevocationCheck,
+    revocation_refuses,
+)
 
 
 class Options(BaseModel):
@@ -27,7 +37,8 @@ class Options(BaseModel):
 
 
 class MemoryStore:
-    """A single-node Store (and HistoryStore): the reference behaviour the Redis store matches.
+    """A single-node Store (and HistoryStore, ConnectionRecords): the reference behaviour the
+    Redis store matches.
 
     History lives in this process: a restart starts a new epoch.
     """
@@ -86,9 +97,44 @@ class MemoryStore:
     async def session_channels(self, session_id: str) -> dict[str, Position]:
         return self.history.session_channels(session_id)
 
+    # ---------------------------------------------------------------- a connection's records
+
+    async def open_connection(
+        self,
+        session_id: str,
+        user_id: str,
+        username: str,
+        max_per_user: int | None,
+        revocations: Sequence[RevocationCheck],
+    ) -> Opened:
+        """The open's four calls as one (``ConnectionRecords``): no coroutine per call."""
+        if revocations and revocation_refuses(
+            revocations, self._revoked_at([subject for subject, _ in revocations])
+        ):
+            return Opened(None, "revoked")
+        store_id = await self.sessions.claim_and_create(session_id, user_id, username)
+        if store_id is None:
+            return Opened(None, "session_not_yours")
+        if not self._count(store_id, user_id, max_per_user):
+            await self.sessions.disconnect(store_id, save_state=True)
+            return Opened(None, "user_limit")
+        return Opened(store_id)
+
+    async def close_connection(
+        self, store_id: str, session_id: str | None, user_id: str, state: dict[str, Any]
+    ) -> bool:
+        """The close's four calls as one (``ConnectionRecords``)."""
+        self._uncount(store_id, user_id)
+        return await self.sessions.save_and_disconnect(store_id, session_id, user_id, state)
+
+    # ---------------------------------------------------------------- presence
+
     async def add_connection(
         self, connection_id: str, user_id: str, max_per_user: int | None
     ) -> bool:
+        return self._count(connection_id, user_id, max_per_user)
+
+    def _count(self, connection_id: str, user_id: str, max_per_user: int | None) -> bool:
         connections = self._users.setdefault(user_id, set())
         if max_per_user is not None and len(connections) >= max_per_user:
             if not connections:
@@ -98,6 +144,9 @@ class MemoryStore:
         return True
 
     async def remove_connection(self, connection_id: str, user_id: str) -> None:
+        self._uncount(connection_id, user_id)
+
+    def _uncount(self, connection_id: str, user_id: str) -> None:
         connections = self._users.get(user_id)
         if connections is not None:
             connections.discard(connection_id)
@@ -127,6 +176,9 @@ class MemoryStore:
         self._revoked[subject] = (max(previous[0], revoked_at), max(previous[1], until))
 
     async def revoked(self, subjects: Sequence[str]) -> list[float | None]:
+        return self._revoked_at(subjects)
+
+    def _revoked_at(self, subjects: Sequence[str]) -> list[float | None]:
         now = time.time()
         entries = [self._revoked.get(subject) for subject in subjects]
         return [entry[0] if entry and entry[1] > now else None for entry in entries]

@@ -21,6 +21,7 @@ import re
 
 from jwt import PyJWT
 from jwt.exceptions import DecodeError
+from jwt.types import Options
 
 from netrun_ws.jwt import pyjwt_internals_usable
 
@@ -58,11 +59,11 @@ def decode_segment(segment: bytes, name: str) -> bytes:
     return decoded
 
 
-def decoder() -> PyJWT:
-    """A ``jwt.PyJWT`` whose segment check is :func:`decode_segment` where the fence allows,
-    else plain ``jwt.PyJWT``."""
+def decoder(options: Options | None = None) -> PyJWT:
+    """A ``jwt.PyJWT`` (with decode ``options``) whose segment check is :func:`decode_segment`
+    where the fence allows, else plain ``jwt.PyJWT``."""
     if pyjwt_internals_usable():
         from netrun_ws._upstream.pyjwt import SegmentCheckedPyJWT
 
-        return SegmentCheckedPyJWT()
-    return PyJWT()
+        return SegmentCheckedPyJWT(options)
+    return PyJWT(options)

@@ -10,7 +10,7 @@ method here taking the spec's arguments. Hooks that plugins add are fired by nam
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -85,11 +85,14 @@ class HookRelay:
 
     # ----------------------------------------------------------------- admission
 
-    async def handshake(self, request: WebSocket) -> Any:
-        return await self._hooks.first("handshake", host=self._host, request=request)
+    # The per-connection hooks below return the Hooks coroutine rather than awaiting it in a
+    # coroutine of their own: one coroutine less per hook call, six per connection.
 
-    async def authenticate(self, request: WebSocket) -> Any:
-        return await self._hooks.first("authenticate", host=self._host, request=request)
+    def handshake(self, request: WebSocket) -> Awaitable[Any]:
+        return self._hooks.first("handshake", host=self._host, request=request)
+
+    def authenticate(self, request: WebSocket) -> Awaitable[Any]:
+        return self._hooks.first("authenticate", host=self._host, request=request)
 
     async def on_auth_refused(self, handshake: Handshake, reason: str, status: int) -> None:
         """Isolated."""
@@ -102,14 +105,14 @@ class HookRelay:
 
     # ----------------------------------------------------------------- per connection
 
-    async def on_connect(self, connection: Connection) -> None:
-        await self._hooks.call("on_connect", host=self._host, connection=connection)
+    def on_connect(self, connection: Connection) -> Awaitable[list[Any]]:
+        return self._hooks.call("on_connect", host=self._host, connection=connection)
 
-    async def on_ready(self, connection: Connection) -> None:
-        await self._hooks.call("on_ready", host=self._host, connection=connection)
+    def on_ready(self, connection: Connection) -> Awaitable[list[Any]]:
+        return self._hooks.call("on_ready", host=self._host, connection=connection)
 
-    async def welcome_payload(self, connection: Connection) -> list[dict[str, Any]]:
-        return await self._hooks.call("welcome_payload", host=self._host, connection=connection)
+    def welcome_payload(self, connection: Connection) -> Awaitable[list[dict[str, Any]]]:
+        return self._hooks.call("welcome_payload", host=self._host, connection=connection)
 
     async def on_message_received(self, connection: Connection, raw: str | bytes) -> None:
         await self._hooks.call(
@@ -173,9 +176,11 @@ class HookRelay:
             "on_error", host=self._host, connection=connection, error=error
         )
 
-    async def on_disconnect(self, connection: Connection, code: int, reason: str) -> None:
+    def on_disconnect(
+        self, connection: Connection, code: int, reason: str
+    ) -> Awaitable[list[HookError]]:
         """Isolated."""
-        await self._hooks.call_isolated(
+        return self._hooks.call_isolated(
             "on_disconnect", host=self._host, connection=connection, code=code, reason=reason
         )
 

@@ -44,6 +44,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 
 from netrun_ws.redis.calls import AnyRedis, OutageLog, RedisStoreError, RedisTarget, bounded
+from netrun_ws.redis.records import CLOSE_CONNECTION, OPEN_CONNECTION
 
 __all__ = ["RedisPresence"]
 
@@ -212,6 +213,9 @@ _SCRIPTS = {
     "purge_dead": _PURGE_DEAD,
     "retire": _RETIRE,
     "resync": _RESYNC,
+    # A connection's session records and its count in one script (netrun_ws.redis.records).
+    "open_connection": OPEN_CONNECTION,
+    "close_connection": CLOSE_CONNECTION,
 }
 
 
@@ -399,6 +403,36 @@ class RedisPresence:
             if added:
                 self._connections.add((user_id, connection_id))
             return bool(added)
+
+    async def open_connection(self, connection_id: str, user_id: str, args: list[str]) -> str:
+        """``add_connection`` with the session's records and revocations: the OPEN_CONNECTION
+        script with ``args`` after the connection and user; returns its outcome."""
+        async with self._gate.shared():
+            try:
+                outcome = await self._run(
+                    "open_connection", "open_connection", connection_id, user_id, *args
+                )
+            except RedisStoreError:
+                self._resync_needed = True  # the script may have run though the reply was lost
+                raise
+            if outcome == "opened":
+                self._connections.add((user_id, connection_id))
+            return str(outcome)
+
+    async def close_connection(self, connection_id: str, user_id: str, args: list[str]) -> bool:
+        """``remove_connection`` with the session's records: the CLOSE_CONNECTION script;
+        whether the state was saved. A failure raises, and the presence is rewritten at the
+        next heartbeat that reaches Redis (without this connection)."""
+        async with self._gate.shared():
+            self._connections.discard((user_id, connection_id))
+            try:
+                saved = await self._run(
+                    "close_connection", "close_connection", connection_id, user_id, *args
+                )
+            except RedisStoreError:
+                self._resync_needed = True
+                raise
+            return bool(saved)
 
     async def remove_connection(self, connection_id: str, user_id: str) -> None:
         async with self._gate.shared():

@@ -26,7 +26,10 @@ Guarantees and their limits:
   copy and written to Redis when it answers again; ``add_connection`` (which must check the
   cluster-wide limit) and the reads raise :class:`~netrun_ws.redis.calls.RedisStoreError`;
 - revocations (``revoke``/``revoked``) are keys ``P:revoked:<subject>`` holding the revocation
-  time, expiring with it (Redis forgets them); admission reads them in one MGET;
+  time, expiring with it (Redis forgets them);
+- a connection's records (``ConnectionRecords``): at open, the revocation check, the session's
+  claim, its record and the per-user count are one script, one round trip
+  (:mod:`netrun_ws.redis.records`); at close, the claim, the saved state and the release too;
 - every Redis call is bounded by ``operation_timeout``.
 
 Redis Cluster (``cluster=True``, the URL naming any node): every key is named under the hash tag
@@ -40,6 +43,7 @@ its keys and its bus live on ONE shard: more shards add no capacity to it (docs/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import math
@@ -71,9 +75,20 @@ from netrun_ws.redis.calls import (
 from netrun_ws.redis.history import RedisHistory
 from netrun_ws.redis.pipeline import PipelinedConnection
 from netrun_ws.redis.presence import RedisPresence
-from netrun_ws.session import WebSocketSessionManager
+from netrun_ws.redis.records import revocation_args
+from netrun_ws.session import WebSocketSessionManager, strict_json
 from netrun_ws.session_backends import SessionStoreError
-from netrun_ws.store import Deliver, Envelope, GapCallback, HistoryRead, Position, PublishResult
+from netrun_ws.store import (
+    Deliver,
+    Envelope,
+    GapCallback,
+    HistoryRead,
+    Opened,
+    OpenRefusal,
+    Position,
+    PublishResult,
+    RevocationCheck,
+)
 
 __all__ = ["DEFAULT_RECONNECT", "RedisStore", "RedisStoreError"]
 
@@ -89,6 +104,11 @@ POOL_SIZE = 32
 _LAST_STEP_GRACE = 0.1
 _CLUSTER_SCHEMES = ("redis://", "rediss://")
 _NODE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+_OPEN_REFUSALS: dict[str, OpenRefusal] = {
+    "revoked": "revoked",
+    "session_not_yours": "session_not_yours",
+    "user_limit": "user_limit",
+}
 
 
 def _seconds(name: str, value: float) -> float:
@@ -175,6 +195,7 @@ class RedisStore:
         self._heartbeat: asyncio.Task[None] | None = None
         self._published = 0
         self._connection_ttl = connection_ttl
+        self._session_ttl_ms = max(1, round(connection_ttl * 1000))
         self._history_config = HistoryConfig()
         self._history: RedisHistory | None = None
         self._pipeline: PipelinedConnection | None = None
@@ -416,6 +437,62 @@ class RedisStore:
 
     async def remove_connection(self, connection_id: str, user_id: str) -> None:
         await self._require_presence().remove_connection(connection_id, user_id)
+
+    # ---------------------------------------------------------------- a connection's records
+
+    async def open_connection(
+        self,
+        session_id: str,
+        user_id: str,
+        username: str,
+        max_per_user: int | None,
+        revocations: Sequence[RevocationCheck],
+    ) -> Opened:
+        """The open's four calls in one script, one round trip (``ConnectionRecords``)."""
+        presence = self._require_presence()
+        record = self.sessions.new_record(session_id, user_id, username)
+        store_id = record.connection_id
+        args = [
+            session_id,
+            record.to_json(),
+            repr(record.connected_at),
+            str(self._session_ttl_ms),
+            "" if max_per_user is None else str(max_per_user),
+            repr(time.time()),
+            *revocation_args(revocations),
+        ]
+        try:
+            outcome = await presence.open_connection(store_id, user_id, args)
+        except BaseException:
+            # Failed, timed out (the script may still run) or cancelled: remove what it may
+            # have written, as a failed add_connection's admission did.
+            with contextlib.suppress(Exception):
+                await presence.close_connection(store_id, user_id, self._close_args(None, ""))
+            raise
+        if outcome == "opened":
+            return Opened(store_id)
+        return Opened(None, _OPEN_REFUSALS[outcome])
+
+    async def close_connection(
+        self, store_id: str, session_id: str | None, user_id: str, state: dict[str, Any]
+    ) -> bool:
+        """The close's four calls in one script, one round trip (``ConnectionRecords``). A state
+        that is not JSON is refused (ValueError) after the rest is done."""
+        refused: ValueError | None = None
+        try:
+            payload = strict_json("state", state)
+        except ValueError as error:
+            payload, refused = "", error
+        presence = self._require_presence()
+        saved = await presence.close_connection(
+            store_id, user_id, self._close_args(session_id, payload)
+        )
+        if refused is not None:
+            raise refused
+        return saved
+
+    def _close_args(self, session_id: str | None, payload: str) -> list[str]:
+        return [session_id or "", payload, str(self._session_ttl_ms)]
 
     async def join_room(self, room: str, connection_id: str, user_id: str) -> None:
         await self._require_presence().join_room(room, connection_id, user_id)

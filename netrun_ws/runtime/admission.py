@@ -29,10 +29,11 @@ from netrun_ws.identity import AuthenticationError, Identity, Rejection
 from netrun_ws.plugins.hooks import HookError
 from netrun_ws.plugins.loading import describe_exception
 from netrun_ws.runtime.auth_messages import AuthMessage
+from netrun_ws.runtime.connection_records import forget, records_of
 from netrun_ws.runtime.deadlines import Deadlines
 from netrun_ws.runtime.recovery import SinceError, parse_since
 from netrun_ws.runtime.revocation import REVOKED
-from netrun_ws.store import Position
+from netrun_ws.store import ConnectionRecords, Position
 
 if TYPE_CHECKING:
     from netrun_ws.connection import Connection
@@ -69,6 +70,7 @@ class Admission:
     def __init__(self, host: Host) -> None:
         self._host = host
         self._per_ip: dict[str, int] = {}
+        self._checked_records: tuple[object, ConnectionRecords | None] = (None, None)
         # Every handshake gets server.handshake_timeout: one timer for all of them.
         self._deadlines = Deadlines(host.config.server.handshake_timeout)
 
@@ -225,7 +227,6 @@ class Admission:
         resuming = bool(requested and _SESSION_ID.match(requested))
         session_id = requested if requested and resuming else uuid4_hex()
         user_id = identity.user_id
-        store = host.store
         since: dict[str, Position] | None = None
         raw_since = websocket.query_params.get("since") if query else None
         if raw_since is not None:
@@ -238,37 +239,29 @@ class Admission:
             await self.refuse(websocket, 403, SESSION_NOT_YOURS, accepted=accepted)
             return None
         checked_at = time.monotonic()
-        store_id: str | None = None
-        refusal: str | None = None
         try:
-            if await host.revocations.revoked(identity):
-                refusal = REVOKED
-            # Bound to its first user, on every node: nobody else resumes or replaces it.
-            elif not await store.sessions.claim_session(session_id, user_id):
-                refusal = SESSION_NOT_YOURS
-            else:
-                store_id = await store.sessions.create_connection(
-                    session_id, user_id, identity.username or user_id
-                )
-                limit = limits.max_connections_per_user
-                admitted = await store.add_connection(store_id, user_id, limit)
-        except BaseException as exc:
-            if store_id is not None:  # the record exists; the count may or may not
-                await self._forget(store_id, user_id)
-            if not isinstance(exc, Exception):
-                raise  # cancelled
+            # Revocations, the session's binding to its first user (nobody else resumes or
+            # replaces it, on any node), its record, the per-user count: one store call.
+            store_id, refusal = await self._records().open_connection(
+                session_id,
+                user_id,
+                identity.username or user_id,
+                limits.max_connections_per_user,
+                host.revocations.checks(identity),
+            )
+        except Exception as exc:  # nothing of the connection stays registered
             logger.error("store unavailable at connect: %s", describe_exception(exc))
             await self.refuse(websocket, 503, "session store unavailable", accepted=accepted)
             return None
         if refusal is not None:
-            await self.refuse(websocket, 403, refusal, accepted=accepted)
+            if refusal == "user_limit":
+                reason = f"max_connections_per_user ({limits.max_connections_per_user}) reached"
+                await self.refuse(websocket, 429, reason, accepted=accepted)
+            else:
+                reason = REVOKED if refusal == "revoked" else SESSION_NOT_YOURS
+                await self.refuse(websocket, 403, reason, accepted=accepted)
             return None
         assert store_id is not None  # created whenever nothing was refused
-        if not admitted:
-            await self._forget(store_id, user_id, counted=False)
-            reason = f"max_connections_per_user ({limits.max_connections_per_user}) reached"
-            await self.refuse(websocket, 429, reason, accepted=accepted)
-            return None
         metadata: dict[str, Any] = {
             "identity": identity,
             "state": {},  # "rooms" is created by Rooms.of() when first needed
@@ -305,7 +298,7 @@ class Admission:
             # this connection stays in the store or the recovery holds.
             if user_hold is not None:
                 recovery.release(session_id, user_hold)
-            await self._forget(store_id, user_id)
+            await forget(self._host.store, store_id, user_id)
             if not isinstance(error, Exception):
                 raise
             if not isinstance(error, ValueError):
@@ -325,15 +318,15 @@ class Admission:
         holder = self._host.manager.get_connection(session_id)
         return holder is None or holder.session_id != session_id or holder.user_id == user_id
 
-    async def _forget(self, store_id: str, user_id: str, *, counted: bool = True) -> None:
-        """Release a connection's store entries; a store outage is logged, never raised."""
+    def _records(self) -> ConnectionRecords:
+        """The store's merged open and close calls, or ones built from its older calls (a
+        runtime-checkable Protocol walks its members: decided once per store)."""
         store = self._host.store
-        try:
-            if counted:
-                await store.remove_connection(store_id, user_id)
-            await store.sessions.disconnect(store_id, save_state=True)
-        except Exception as exc:
-            logger.error("session store failed on disconnect: %s", describe_exception(exc))
+        checked, records = self._checked_records
+        if store is not checked or records is None:
+            records = records_of(store)
+            self._checked_records = (store, records)
+        return records
 
     # ----------------------------------------------------------------- after accept
 
@@ -422,16 +415,13 @@ class Admission:
         store_id = connection.metadata.get("store_connection_id")
         if store_id is not None and host.started:
             state = {"rooms": rooms, "data": connection.metadata.get("state", {})}
-            sessions, session_id = host.store.sessions, connection.session_id
             try:
-                # Claimed again: the binding may have expired during a long connection.
-                if session_id is not None and await sessions.claim_session(
-                    session_id, connection.user_id
+                # The session claimed again (its binding may have expired during a long
+                # connection), its state saved, the record and the count released: one call.
+                if not await self._records().close_connection(
+                    store_id, connection.session_id, connection.user_id, state
                 ):
-                    await sessions.save_connection_state(store_id, state)
-                else:
-                    logger.info("session state not saved: the session belongs to another user")
+                    logger.info("session state not saved: another user's session, or no record")
             except Exception as exc:
-                logger.error("session store failed to save state: %s", describe_exception(exc))
-            await self._forget(store_id, connection.user_id)
+                logger.error("session store failed on close: %s", describe_exception(exc))
         await host.fire.on_disconnect(connection, code, reason)

@@ -25,6 +25,7 @@ import time
 from typing import TYPE_CHECKING
 
 from netrun_ws.identity import Identity
+from netrun_ws.store import RevocationCheck, revocation_refuses
 
 if TYPE_CHECKING:
     from netrun_ws.host import Host
@@ -94,12 +95,21 @@ class Revocations:
 
     async def revoked(self, identity: Identity) -> bool:
         """Whether ``identity``'s user or token is revoked (one store call)."""
+        checks = self.checks(identity)
+        times = await self._host.store.revoked([subject for subject, _ in checks])
+        return revocation_refuses(checks, times)
+
+    @staticmethod
+    def checks(identity: Identity) -> list[RevocationCheck]:
+        """What refuses ``identity``: its user revoked at or after its ``iat`` (whenever, for a
+        token without one), its token revoked at all."""
+        checks: list[RevocationCheck] = [
+            (user_subject(identity.user_id), _number(identity.claims.get("iat")))
+        ]
         token = token_id(identity)
-        subjects = [user_subject(identity.user_id)]
         if token is not None:
-            subjects.append(token_subject(token))
-        times = await self._host.store.revoked(subjects)
-        return _refused(identity, times[0], times[1] if len(times) > 1 else None)
+            checks.append((token_subject(token), None))
+        return checks
 
     def closing(self, subject: str) -> None:
         """This node is closing the connections of a revocation of ``subject`` (delivery)."""
@@ -117,24 +127,10 @@ class Revocations:
         is the authority (and knows when a revocation ends)."""
         if not self._recent:
             return False
-        token = token_id(identity)
-        recent = self._recent.get
-        user_at = recent(user_subject(identity.user_id))
-        token_at = recent(token_subject(token)) if token is not None else None
-        if user_at is not None and user_at < checked_at:
-            user_at = None
-        if token_at is not None and token_at < checked_at:
-            token_at = None
-        # The iat rule compares with wall-clock time: any user revocation seen here is newer
-        # than every credential issued before the admission began.
-        return _refused(identity, time.time() if user_at is not None else None, token_at)
-
-
-def _refused(identity: Identity, user_revoked_at: float | None, token_at: float | None) -> bool:
-    if token_at is not None:
-        return True
-    if user_revoked_at is None:
-        return False
-    issued = _number(identity.claims.get("iat"))
-    # iat is usually whole seconds: a token issued in the revocation's second is refused too.
-    return issued is None or issued <= user_revoked_at
+        checks = self.checks(identity)
+        seen = [self._recent.get(subject) for subject, _ in checks]
+        # The iat rule compares with wall-clock time: any revocation seen here is newer than
+        # every credential issued before the admission began.
+        now = time.time()
+        times = [now if at is not None and at >= checked_at else None for at in seen]
+        return revocation_refuses(checks, times)

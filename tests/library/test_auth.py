@@ -571,3 +571,17 @@ def test_token_policy_header_returns_the_unverified_header() -> None:
     policy = auth_module.TokenPolicy(algorithms=("HS256",))
     token = jwt.encode(_claims(), SECRET, algorithm="HS256", headers={"kid": "k1"})
     assert policy.header(token) == {"alg": "HS256", "kid": "k1", "typ": "JWT"}
+
+
+def test_settings_changed_after_construction_apply_to_the_next_verification() -> None:
+    """The service keeps its policy between verifications, and makes it again when a setting
+    changes."""
+    service = JWTAuthService(SECRET)
+    token = service.generate_token("u1", expiry_seconds=-5)
+    with pytest.raises(TokenValidationError, match="expired"):
+        service.validate_token_or_raise(token)
+    service.leeway = 60.0
+    assert service.validate_token_or_raise(token)["user_id"] == "u1"
+    service.audience = "api"
+    with pytest.raises(TokenValidationError, match="missing_claim"):
+        service.validate_token_or_raise(token)

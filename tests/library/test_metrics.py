@@ -133,6 +133,18 @@ def test_unregister_returns_final_metrics_and_keeps_totals(metrics: MetricsColle
     assert stats["total_connections"] == 1 and stats["bytes_sent"] == 40
 
 
+def test_discard_forgets_like_unregister_and_keeps_totals(metrics: MetricsCollector) -> None:
+    metrics.register_connection("c1", "alice")
+    metrics.record_message_sent("c1", 40)
+    metrics.discard_connection("c1")
+    metrics.discard_connection("ghost")
+    assert metrics.get_connection_metrics("c1") is None
+    assert metrics.get_user_metrics("alice")["active_connections"] == 0
+    stats = metrics.get_stats()
+    assert stats["active_connections"] == 0 and stats["unique_users"] == 0
+    assert stats["total_connections"] == 1 and stats["bytes_sent"] == 40
+
+
 def test_peak_and_total_connections(metrics: MetricsCollector) -> None:
     for index in range(3):
         metrics.register_connection(f"c{index}", "u")

@@ -139,9 +139,13 @@ async def test_another_user_cannot_resume_an_offline_session(store: dict[str, An
 async def test_the_owner_replaces_her_own_live_session(store: dict[str, Any]) -> None:
     async with nodes(store) as apps:
         url = f"ws://{apps[0].addr}/ws?user_id=alice&session_id=tab-7"
-        async with connect(url) as old, connect(url) as new:
+        async with connect(url) as old:
+            # Welcomed before the next one connects: a connection replaced before its welcome
+            # is closed without one (with Redis, one round trip admits the next one faster than
+            # the first one's resume reads its state).
             await recv_json(old)
-            assert (await recv_json(new))["session_id"] == "tab-7"
+            async with connect(url) as new:
+                assert (await recv_json(new))["session_id"] == "tab-7"
             await old.wait_closed()
             assert (old.close_code, old.close_reason) == (CloseCode.NORMAL, "session replaced")
 
