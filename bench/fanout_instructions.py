@@ -42,7 +42,9 @@ from bench.echo_instructions import (
 from bench.loadgen import make_tokens
 from bench.servers import netrun_config, room_config
 from netrun_ws.app import create_app, load_app_config
+from netrun_ws.cli import guard_connections
 from netrun_ws.transport.guard import GuardedTransport
+from netrun_ws.transport.pending import PendingRequests
 
 KINDS = ("broadcast", "room_history", "room_nohistory")
 
@@ -81,10 +83,12 @@ class SinkTransport(asyncio.Transport):
 
 class _Guard:
     """What a :class:`GuardedTransport` needs of its ``GuardedProtocol`` (the HTTP side that the
-    upgrade leaves behind)."""
+    upgrade leaves behind): the loop, and the served limits (the frame budget is read from them
+    at the upgrade)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, pending: PendingRequests) -> None:
         self.loop = loop
+        self.pending = pending
 
     def settle(self) -> None:
         pass
@@ -115,6 +119,9 @@ async def run(messages: int, receivers: int, inflight: int, kind: str) -> int:
     settings["heartbeat"] = {**settings["heartbeat"], "interval": 3600, "timeout": 7200}
     app = create_app(load_app_config(settings))
     config = netrun_uvicorn_config(app, ws_ping_interval=None)
+    # The limits `netrun-ws run` guards every connection with (the guarded HTTP class keeps them).
+    guard_connections(config, app.state.host.config.limits)
+    pending = config.http_protocol_class.pending
     lifespan = LifespanOn(config)
     await lifespan.startup()
     state = ServerState()
@@ -125,7 +132,7 @@ async def run(messages: int, receivers: int, inflight: int, kind: str) -> int:
     for token in tokens:
         protocol = config.ws_protocol_class(config, state, {})  # type: ignore[misc]
         # Under the guard every served connection has (netrun_ws.transport.guard), upgraded.
-        guarded = GuardedTransport(SinkTransport(sink), _Guard(loop))  # type: ignore[arg-type]
+        guarded = GuardedTransport(SinkTransport(sink), _Guard(loop, pending))  # type: ignore[arg-type]
         guarded.set_protocol(protocol)
         protocol.connection_made(guarded)
         protocol.data_received(upgrade_request(token))

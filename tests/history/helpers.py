@@ -51,6 +51,27 @@ async def next_message(websocket: ClientConnection, timeout: float = 5.0) -> dic
     return message
 
 
+async def close_reading(
+    websocket: ClientConnection, into: list[dict[str, Any]], timeout: float = 5.0
+) -> None:
+    """Close ``websocket`` as a client that keeps reading does, keeping what arrives meanwhile in
+    ``into`` (the client got it, so a resume must not repeat it); assert the server answered.
+
+    A bare ``close()`` behind a backlog hangs: websockets stops reading the socket once
+    ``max_queue`` (16) frames wait unread, so the server's close reply, queued behind the
+    backlog, is never read and the close waits out its whole ``close_timeout`` (10 s).
+    """
+    closing = asyncio.create_task(websocket.close())
+    try:
+        async with asyncio.timeout(timeout):
+            async for raw in websocket:  # ends once the server's close frame is read
+                into.append(json.loads(raw))
+            await closing
+    finally:
+        closing.cancel()  # only if the timeout struck
+    assert websocket.close_code == 1000, (websocket.close_code, websocket.close_reason)
+
+
 async def read_until(
     websocket: ClientConnection, type_: str, timeout: float = 5.0
 ) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from netrun_ws import create_app
 from tests.history.helpers import (
     AUTH,
     chat_config,
+    close_reading,
     last_positions,
     next_message,
     open_client,
@@ -153,7 +154,7 @@ async def test_no_duplicate_and_no_hole_while_a_publisher_keeps_publishing() -> 
         for _round in range(5):
             while len([m for m in received if m.get("type") == "tick"]) < 40 * (_round + 1):
                 received.append(await next_message(ann))
-            await ann.close()
+            await close_reading(ann, received)
             await asyncio.sleep(0.02)
             ann, _ = await open_client(addr, "ann", session, last_positions(received))
         stop.set()
