@@ -170,7 +170,9 @@ re-check it, with PEM, SSH, DER and JWK probes, on every call) and gives PyJWT a
 segment check done by C code (`netrun_ws/jwt/jws_segments.py`; PyJWT's own steps a Python
 generator once per token character). With a faster path through the cheap pre-checks, that
 took one verification from about 320,000 to 210,000 CPU instructions (`valgrind
---tool=callgrind`, HS256, a 176-character token). Then come the admission and open stages of the
+--tool=callgrind`, HS256, a 176-character token); counted again later over 1,000 of the
+benchmark's tokens (minus none), 215,400, and 213,500 once PyJWT gets its decode options once
+per policy rather than per call. Then come the admission and open stages of the
 host, and garbage-collector pauses that grow with the number of live objects per connection
 (about 70 container objects; the reason for `server.gc_threshold` and `server.gc_freeze`).
 Against the Starlette endpoint that verifies the same JWT with PyJWT and
@@ -179,10 +181,11 @@ hand-written endpoint verifies too.
 
 Counted in CPU instructions instead of timed (`bench/connect_instructions.py` under `valgrind
 --tool=callgrind`, the same app and a bare uvicorn one driven without a socket), a netrun-ws
-connection costs the server about 1.54 million instructions (1.61 million before the cuts of
-2026-12-02), the raw ASGI handshake on uvicorn's stock protocols about 0.80 million and the same
-raw app on netrun-ws's protocols about 0.68 million; the wall-clock ratio is higher than that
-0.52 because all of them also pay the kernel's accept, reads, writes and close, which callgrind
+connection costs the server about 1.525 million instructions (1.61 million before the cuts of
+2026-12-02, 1.548 million before its store records became one call at open and one at close),
+the raw ASGI handshake on uvicorn's stock protocols about 0.81 million and the same raw app on
+netrun-ws's protocols about 0.68 million; the wall-clock ratio is higher than that 0.53 because
+all of them also pay the kernel's accept, reads, writes and close, which callgrind
 does not count. docs/architecture.md ("The per-connection path") lists what was cut and what
 remains, and where an idle connection's memory goes (`bench/idle_memory.py`).
 
