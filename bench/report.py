@@ -585,7 +585,7 @@ def render(results: dict[str, Any], profile: dict[str, Any] | None, plan: dict[s
         else "full run",
         elapsed=results.get("elapsed_s", 0) / 60,
         plan=plan,
-        machine=machine(),
+        machine=results.get("machine") or machine(),  # the run's machine, not the renderer's
         targets=targets(
             echo_medians,
             fan_medians,

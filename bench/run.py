@@ -408,6 +408,7 @@ def main() -> None:
         install_node_peers()
     started = time.monotonic()
     results: dict[str, Any] = {"plan": plan.__dict__, "quick": args.quick}
+    results["machine"] = report.machine()  # recorded now: --render-only may run elsewhere
     # A scenario that crashes must not take the finished ones with it: they are kept here.
     partial = ROOT / "bench/results" / ("quick.partial.json" if args.quick else "partial.json")
 
