@@ -128,7 +128,11 @@ class Client:
         self._open_timeout = open_timeout
         self._random = random
         self._connect_options = connect_options
-        self._inbox: asyncio.Queue[Message | _End] = asyncio.Queue(max_queue)
+        # Bounded by max_queue in _deliver, not by the queue: past close() the reader must go
+        # on taking frames without waiting for the app (see _deliver).
+        self._inbox: asyncio.Queue[Message | _End] = asyncio.Queue()
+        self._max_queue = max_queue
+        self._room = asyncio.Event()  # set when the app took a message, or close() began
         self._positions = Positions()
         self._policy = self._fallback_policy
         self._session_id: str | None = None
@@ -188,6 +192,7 @@ class Client:
     async def close(self) -> None:
         """Close the connection with 1000 and stop reconnecting; iteration ends."""
         self._closing = True
+        self._room.set()  # a reader waiting for the app to make room goes on reading
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
@@ -227,6 +232,7 @@ class Client:
         if self._ended is not None and self._inbox.empty():
             return self._raise_end(self._ended)
         item = await self._inbox.get()
+        self._room.set()
         if isinstance(item, _End):
             self._inbox.put_nowait(item)  # every later reader ends the same way
             return self._raise_end(item)
@@ -525,7 +531,17 @@ class Client:
         await self._deliver(message)
 
     async def _deliver(self, message: dict[str, Any]) -> None:
-        await self._inbox.put(self._typed(message))
+        item = self._typed(message)
+        inbox = self._inbox
+        # An app that reads slower than the server sends holds the reader here (back-pressure
+        # to the server). Once close() began it does not: the server's answer to the close
+        # frame waits behind the frames still coming, and websockets stops reading the socket
+        # while its own queue is full, so a held reader made close() wait out its timeout.
+        # What arrives meanwhile stays readable (its position is already counted).
+        while inbox.qsize() >= self._max_queue > 0 and not self._closing:
+            self._room.clear()
+            await self._room.wait()
+        inbox.put_nowait(item)
 
     def _typed(self, message: dict[str, Any]) -> Message:
         registry = self._registry
@@ -603,9 +619,8 @@ class Client:
         code, reason = (error.code, error.reason) if error else (None, "")
         await self._set_state(StateChange(State.CLOSED, code, reason))
         # Wake a reader blocked on an empty inbox; a reader of a full one finds _ended when
-        # it has drained it (recv checks).
-        with contextlib.suppress(asyncio.QueueFull):
-            self._inbox.put_nowait(self._ended)
+        # it has drained it.
+        self._inbox.put_nowait(self._ended)
 
 
 def _parse(raw: str | bytes) -> dict[str, Any] | None:

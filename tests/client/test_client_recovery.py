@@ -227,3 +227,28 @@ async def test_a_refused_resume_request_starts_a_new_session_and_reports_the_los
     }
     refused = [s for s in recorder.states if s.state is State.RECONNECTING and s.code == 400]
     assert len(refused) == 1
+
+
+async def test_close_is_prompt_while_the_app_reads_nothing_and_keeps_what_arrived() -> None:
+    # The app stopped reading: the client holds max_queue messages, websockets' own queue
+    # fills and it stops reading the socket, with the server's answer to the close behind the
+    # frames still coming. close() must not wait out websockets' 10 s close timeout, and every
+    # message whose position the client counted stays readable (none lost to a later resume).
+    async with served(chat_config(history={"rooms_size": 5000})) as (app, addr):
+        host = app.state.host
+        client = client_for(addr, params={"user_id": "ann"}, max_queue=4)
+        await client.start()
+        await joined(client, "feed")  # the last message the app reads
+        for n in range(1, 301):
+            await host.publish_room("feed", {"type": "tick", "n": n})
+        await asyncio.sleep(0.3)  # the frames reach the client, which reads none of them
+        started = time.monotonic()
+        async with asyncio.timeout(3):
+            await client.close()
+        assert time.monotonic() - started < 2
+        remaining = [m async for m in client]
+        ticks = [m["n"] for m in remaining if m.get("type") == "tick"]  # type: ignore[union-attr]
+        assert len(ticks) > 4  # the frames that came in while closing are kept, beyond max_queue
+        assert ticks == list(range(1, len(ticks) + 1))
+        assert client.positions["room:feed"].offset == remaining[-1]["pos"]["offset"]  # type: ignore[index]
+        await wait_for(lambda: not host.manager.connections())
