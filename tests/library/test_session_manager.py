@@ -302,6 +302,27 @@ async def test_state_belongs_to_the_session(store: Store) -> None:
     assert await manager.restore_connection_state(elsewhere) is None
 
 
+async def test_merged_open_and_close_calls_keep_the_session_to_its_owner(store: Store) -> None:
+    # claim_and_create and save_and_disconnect are claim + create and claim + save + disconnect
+    # in one backend call each (the memory store's open and close of a connection).
+    manager = store.manager()
+    first = await manager.claim_and_create("sess-M", "ann", "Ann")
+    assert first is not None
+    assert await manager.claim_and_create("sess-M", "bob", "Bob") is None  # not bob's
+    assert await manager.get_user_connections("bob") == []
+    assert await manager.save_and_disconnect(first, "sess-M", "ann", {"v": 1}) is True
+    assert await manager.get_connection(first) is None
+    again = await manager.claim_and_create("sess-M", "ann", "Ann")
+    assert again is not None
+    assert await manager.restore_connection_state(again) == {"v": 1}
+    # Another user's close saves nothing, and still disconnects the connection it names.
+    assert await manager.save_and_disconnect(again, "sess-M", "bob", {"v": 2}) is False
+    assert await manager.get_connection(again) is None
+    last = await manager.claim_and_create("sess-M", "ann", "Ann")
+    assert last is not None
+    assert await manager.restore_connection_state(last) == {"v": 1}
+
+
 async def test_later_save_replaces_state(store: Store) -> None:
     manager = store.manager()
     cid = await manager.create_connection("s", "u", "n")
