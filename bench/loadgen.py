@@ -7,9 +7,11 @@ MODE ``latency`` sends chat ``direct`` messages (``host.send_to_user``) at a fix
 ``--conns`` senders on ``--url`` to as many receivers on ``--receiver-urls`` and reports the send to
 receipt latency (bench/crossnode.py runs it across two nodes). ``--receiver-urls`` also spreads the
 receivers of MODE ``fanout`` round-robin over several nodes (the publisher stays on ``--url``).
-MODE ``connect`` opens ``--conns`` connections with ``--inflight`` handshakes in flight, reports
-the rate, and keeps them open until told (stdin) so the caller can measure the server's memory;
-it uses the lean handshake client of ``bench/handshakes.py``, not picows (see there why).
+MODE ``fixed`` offers every server the same echo or fan-out load (``--fixed-rate``) and reports
+the server's CPU time per message. MODE ``connect`` opens ``--conns`` connections with
+``--inflight`` handshakes in flight, reports the rate, and keeps them open until told (stdin) so
+the caller can measure the server's memory; it uses the lean handshake client of
+``bench/handshakes.py``, not picows (see there why).
 Results are JSON lines on stdout. Frame handling is synchronous (picows callbacks), so one core
 drives 100k+ messages/s. ``--proto`` says how a connection becomes ready: ``plain`` (the 101),
 ``netrun`` (JWT in the Authorization header; ready at the welcome message) or ``socketio``
@@ -31,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from bench import handshakes  # run with the repository on PYTHONPATH, as run.py does
@@ -61,6 +64,21 @@ class Options:
     def receiver_url(self, index: int) -> str:
         urls = self.receiver_urls or [self.url]
         return urls[index % len(urls)]
+
+
+class ServerCPU:
+    """The server process's user + system CPU seconds (``--server-pid``; 0: not measured), read
+    at a window's ends, so a result can say what one message or delivery cost the server even
+    when the load generator, not the server, set the rate."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid) if pid else None
+
+    def seconds(self) -> float:
+        if self.process is None:
+            return float("nan")
+        times = self.process.cpu_times()
+        return float(times.user + times.system)
 
 
 def percentile(sorted_values: list[int], fraction: float) -> float:
@@ -218,12 +236,14 @@ async def run_echo(options: Options, args: argparse.Namespace) -> None:
             client.send(message("echo", state["seq"], payload, proto))
     await asyncio.sleep(args.warmup)
     state["recording"] = True
+    server_cpu = ServerCPU(args.server_pid)
     start_count, start = state["count"], time.perf_counter()
-    cpu_start = time.process_time()
+    cpu_start, server_start = time.process_time(), server_cpu.seconds()
     await asyncio.sleep(args.duration)
     elapsed = time.perf_counter() - start
     count = state["count"] - start_count
     cpu = time.process_time() - cpu_start
+    server_used = server_cpu.seconds() - server_start
     state["recording"] = False
     latencies.sort()
     emit(
@@ -233,6 +253,8 @@ async def run_echo(options: Options, args: argparse.Namespace) -> None:
             "p50_us": percentile(latencies, 0.50),
             "p99_us": percentile(latencies, 0.99),
             "loadgen_cpu": cpu / elapsed,
+            "server_cpu": server_used / elapsed,
+            "server_cpu_us_per_msg": server_used / count * 1e6 if count else float("nan"),
             "messages": count,
         }
     )
@@ -304,6 +326,7 @@ async def run_fanout(options: Options, args: argparse.Namespace) -> None:
     options.tokens = make_tokens(largest + 2)
     publisher = await open_client(options, 0)
     fan = FanOut(publisher, options)
+    server_cpu = ServerCPU(args.server_pid)
     next_index = 1
     for phase in phases:
         stalled = phase.endswith("s")
@@ -339,8 +362,11 @@ async def run_fanout(options: Options, args: argparse.Namespace) -> None:
         fan.latencies = []
         fan.recording = True
         start_deliveries, start_lost, start = fan.deliveries, fan.lost, time.perf_counter()
+        server_start = server_cpu.seconds()
         await asyncio.sleep(args.duration)
         elapsed = time.perf_counter() - start
+        server_used = server_cpu.seconds() - server_start
+        delivered = fan.deliveries - start_deliveries
         fan.recording = False
         fan.running = False
         await watchdog
@@ -356,7 +382,11 @@ async def run_fanout(options: Options, args: argparse.Namespace) -> None:
                 "receivers": target,
                 "stalled": stalled,
                 "window": fan.window,
-                "deliveries_per_s": (fan.deliveries - start_deliveries) / elapsed,
+                "deliveries_per_s": delivered / elapsed,
+                "server_cpu": server_used / elapsed,
+                "server_cpu_us_per_delivery": (
+                    server_used / delivered * 1e6 if delivered else float("nan")
+                ),
                 # The window on the machine's monotonic clock (time.perf_counter), so that a
                 # server's CPU time in it can be read (CPU time per delivery).
                 "window_start": start,
@@ -379,6 +409,76 @@ async def run_fanout(options: Options, args: argparse.Namespace) -> None:
             fan.receivers.remove(stall)
             if stall.transport is not None:
                 stall.transport.disconnect(graceful=False)
+
+
+# ---------------------------------------------------------------------------- fixed load
+
+
+async def paced(rate: float, seconds: float, send: Callable[[int], None]) -> int:
+    """Call ``send(i)`` ``rate`` times a second for ``seconds`` (at each 1 ms libuv tick, the
+    sends due by then); returns how many were made."""
+    start, sent = time.perf_counter(), 0
+    while (now := time.perf_counter()) < start + seconds:
+        due = int((now - start) * rate)
+        while sent < due:
+            send(sent)
+            sent += 1
+        await asyncio.sleep(0.001)
+    return sent
+
+
+async def run_fixed(options: Options, args: argparse.Namespace) -> None:
+    """The same offered load for every server: ``--fixed-rate`` echo messages/s over ``--conns``
+    connections (``--receivers 0``), or broadcasts to ``--receivers`` at ``--fixed-rate``
+    deliveries/s in all. Reports the server's CPU time per message or delivery over the window:
+    which server does the same work with less CPU, when the load generator cannot drive the
+    fastest ones to their limit."""
+    receivers = args.receivers
+    count = receivers + 1 if receivers else args.conns
+    options.tokens = make_tokens(count)
+    clients = await open_many(options, range(count), 200)
+    got = {"n": 0}
+
+    def on_text(client: Client, data: bytes) -> None:
+        if _STAMP.search(data) is not None:
+            got["n"] += 1
+
+    for client in clients:
+        client.on_text = on_text
+    if receivers:
+        publisher, clients = clients[0], clients[1:]
+        publisher.on_text = lambda client, data: None
+        per_send = len(clients)
+
+        def send(index: int) -> None:
+            publisher.send(message("publish", index, options.payload, options.proto))
+    else:
+        per_send = 1
+
+        def send(index: int) -> None:
+            echoing = clients[index % len(clients)]
+            echoing.send(message("echo", index, options.payload, options.proto))
+
+    rate = args.fixed_rate / per_send
+    server_cpu = ServerCPU(args.server_pid)
+    warm = await paced(rate, args.warmup, send)
+    first, cpu0, start = got["n"], server_cpu.seconds(), time.perf_counter()
+    sent = warm + await paced(rate, args.duration, lambda index: send(warm + index))
+    elapsed = time.perf_counter() - start
+    done, server_used = got["n"] - first, server_cpu.seconds() - cpu0
+    await asyncio.sleep(1.0)  # stragglers: did the server keep up with the offered load?
+    expected = sent * per_send
+    emit(
+        {
+            "event": "result",
+            "offered_per_s": args.fixed_rate,
+            "done_per_s": done / elapsed,
+            "connections": len(clients),
+            "missing": expected - got["n"],
+            "server_cpu": server_used / elapsed,
+            "server_cpu_us": server_used / done * 1e6 if done else float("nan"),
+        }
+    )
 
 
 # ----------------------------------------------------------------------------------- latency
@@ -502,7 +602,7 @@ async def run_connect(options: Options, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=("echo", "fanout", "connect", "latency"))
+    parser.add_argument("mode", choices=("echo", "fanout", "connect", "latency", "fixed"))
     parser.add_argument("--url", required=True)
     parser.add_argument("--receiver-urls", default="", help="comma-separated; default: --url")
     parser.add_argument("--rate", type=float, default=5000.0, help="latency: messages/s in all")
@@ -519,6 +619,9 @@ def main() -> None:
     parser.add_argument("--offer-deflate", action="store_true")
     parser.add_argument("--payload-bytes", type=int, default=40)
     parser.add_argument("--cpu", type=int, default=1)
+    parser.add_argument("--fixed-rate", type=float, default=30000.0, help="fixed: per second")
+    parser.add_argument("--receivers", type=int, default=0, help="fixed: 0 = echo")
+    parser.add_argument("--server-pid", type=int, default=0, help="echo, fanout: CPU per message")
     args = parser.parse_args()
     os.sched_setaffinity(0, {args.cpu})
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -530,6 +633,7 @@ def main() -> None:
         "fanout": run_fanout,
         "connect": run_connect,
         "latency": run_latency,
+        "fixed": run_fixed,
     }
     import uvloop
 

@@ -114,8 +114,53 @@ def _ratio(value: float, base: float) -> str:
     return f"{value / base:.2f}x" if base else "-"
 
 
+def _cpu_share(values: list[float]) -> str:
+    """The server's median CPU use over the window ("-" for runs before it was measured)."""
+    return f"{_median(values):.0%}" if values else "-"
+
+
+def _us(values: list[float]) -> str:
+    return f"{_median(values):.2f}" if values else "-"
+
+
+def fixed_medians(fixed: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+    """(case, kind) -> median server CPU microseconds per message under the fixed load."""
+    keys = dict.fromkeys((r["case"], r["kind"]) for r in fixed)
+    return {
+        (case, kind): _median(_by(fixed, "server_cpu_us", case=case, kind=kind))
+        for case, kind in keys
+    }
+
+
+def fixed_section(fixed: list[dict[str, Any]]) -> str:
+    if not fixed:
+        return "_Not run._\n"
+    medians = fixed_medians(fixed)
+    lines = [
+        "| load | server | offered /s | served /s (median) | server CPU | server CPU us each "
+        "(median) | range | missing | this / netrun-ws (CPU each) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case in dict.fromkeys(r["case"] for r in fixed):
+        ours = medians.get((case, "netrun"), float("nan"))
+        kinds = [kind for c, kind in medians if c == case]
+        for kind in sorted(kinds, key=lambda k: medians[(case, k)]):
+            match = {"case": case, "kind": kind}
+            lines.append(
+                f"| {case} | {NAMES[kind]} | {_n(_median(_by(fixed, 'offered_per_s', **match)))} "
+                f"| {_n(_median(_by(fixed, 'done_per_s', **match)))} "
+                f"| {_cpu_share(_by(fixed, 'server_cpu', **match))} "
+                f"| {medians[(case, kind)]:.2f} "
+                f"| {_range(_by(fixed, 'server_cpu_us', **match), lambda v: f'{v:.2f}')} "
+                f"| {sum(_by(fixed, 'missing', **match))} "
+                f"| {_ratio(medians[(case, kind)], ours)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def _by(records: list[dict[str, Any]], key: str, **match: Any) -> list[float]:
-    return [r[key] for r in records if all(r.get(k) == v for k, v in match.items())]
+    # Records of runs from before a measure existed lack its key: they are left out.
+    return [r[key] for r in records if key in r and all(r.get(k) == v for k, v in match.items())]
 
 
 def echo_table(echo: list[dict[str, Any]]) -> tuple[str, dict[str, float]]:
@@ -127,15 +172,17 @@ def echo_table(echo: list[dict[str, Any]]) -> tuple[str, dict[str, float]]:
     netrun = medians.get("netrun", float("nan"))
     lines = [
         "| server | msg/s (median) | range | p50 RTT ms | p99 RTT ms | load gen CPU "
-        "| netrun-ws / this |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| server CPU | server CPU us/msg | netrun-ws / this |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for kind, median in sorted(medians.items(), key=lambda item: -item[1]):
         lines.append(
             f"| {NAMES[kind]} | {_n(median)} | {_range(_by(echo, 'msgs_per_s', kind=kind), _n)} "
             f"| {_ms(_median(_by(echo, 'p50_us', kind=kind)))} "
             f"| {_ms(_median(_by(echo, 'p99_us', kind=kind)))} "
-            f"| {_median(_by(echo, 'loadgen_cpu', kind=kind)):.0%} | {_ratio(netrun, median)} |"
+            f"| {_median(_by(echo, 'loadgen_cpu', kind=kind)):.0%} "
+            f"| {_cpu_share(_by(echo, 'server_cpu', kind=kind))} "
+            f"| {_us(_by(echo, 'server_cpu_us_per_msg', kind=kind))} | {_ratio(netrun, median)} |"
         )
     return "\n".join(lines) + "\n", medians
 
@@ -146,8 +193,8 @@ def fanout_table(fanout: list[dict[str, Any]]) -> tuple[str, dict[tuple[str, str
     medians: dict[tuple[str, str], float] = {}
     lines = [
         "| receivers | server | deliveries/s (median) | range | p50 ms | p99 ms | lost | "
-        "netrun-ws / this |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "server CPU | server CPU us/delivery | netrun-ws / this |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for phase in phases:
         for kind in kinds:
@@ -165,6 +212,8 @@ def fanout_table(fanout: list[dict[str, Any]]) -> tuple[str, dict[tuple[str, str
                 f"| {_ms(_median(_by(fanout, 'p50_us', kind=kind, phase=phase)))} "
                 f"| {_ms(_median(_by(fanout, 'p99_us', kind=kind, phase=phase)))} "
                 f"| {sum(_by(fanout, 'lost', kind=kind, phase=phase))} "
+                f"| {_cpu_share(_by(fanout, 'server_cpu', kind=kind, phase=phase))} "
+                f"| {_us(_by(fanout, 'server_cpu_us_per_delivery', kind=kind, phase=phase))} "
                 f"| {_ratio(netrun, medians[(phase, kind)])} |"
             )
     return "\n".join(lines) + "\n", medians
@@ -320,8 +369,22 @@ def targets(
     stall: list[tuple[float, float, float]] | None = None,
     recovery: dict[str, Any] | None = None,
     history: list[dict[str, Any]] | None = None,
+    fixed: dict[tuple[str, str], float] | None = None,
 ) -> str:
     rows = ["| target | measured | verdict |", "|---|---|---|"]
+    fixed = fixed or {}
+
+    def at_fixed_load(case: str, peer: str) -> str:
+        """What the same fixed load costs both in server CPU (scenario 8): context for a rate
+        the load generator could not show."""
+        ours, theirs = fixed.get((case, "netrun")), fixed.get((case, peer))
+        if ours is None or theirs is None:
+            return ""
+        return (
+            f"; at a fixed {case} load the server CPU per message is {ours:.2f} us vs "
+            f"{theirs:.2f} us ({theirs / ours:.2f}x, scenario 8)"
+        )
+
     nan = float("nan")
     netrun = echo.get("netrun", nan)
     for peer, want in (("starlette", 1.0), ("socketio", 6.0)):
@@ -344,6 +407,13 @@ def targets(
             cost = 1 - (echo[kind] / netrun) ** (1 / extra)
             counts = "; instruction counts in docs/architecture.md, 'The per-message path'"
             verdict = capped_verdict + counts if capped else _verdict(cost < 0.05)
+            ours, plus = fixed.get(("echo", "netrun")), fixed.get(("echo", kind))
+            if capped and ours and plus:
+                more = (plus / ours) ** (1 / extra) - 1
+                verdict += (
+                    f"; at a fixed echo load each extra plugin adds {more:+.1%} server CPU per "
+                    "message (scenario 8)"
+                )
             rows.append(
                 f"| each extra plugin handling another type costs the echo < 5% ({extra} extra) "
                 f"| {cost:+.1%} per plugin | {verdict} |"
@@ -366,6 +436,7 @@ def targets(
         ratio = netrun / node_echo
         miss = "" if ratio >= 1 else f" (short by {1 - ratio:.0%})"
         verdict = capped_verdict if capped else f"{_verdict(ratio >= 1)}{miss}"
+        verdict += at_fixed_load("echo", "node_ws")
         rows.append(f"| echo >= 1.0x {NAMES['node_ws']} (one core) | {ratio:.2f}x | {verdict} |")
     if ("1000", "netrun") in fan and ("1000", "node_ws") in fan:
         ours = fan[("1000", "netrun")]
@@ -379,6 +450,7 @@ def targets(
                 f"{fan_ceiling:,.0f} deliveries/s, is not above netrun-ws's {ours:,.0f}); "
                 "instruction counts in docs/architecture.md, 'The per-delivery path'"
             )
+        verdict += at_fixed_load("fan-out N=1,000", "node_ws")
         rows.append(f"| fan-out N=1,000 >= 1.5x {NAMES['node_ws']} | {ratio:.2f}x | {verdict} |")
     if stall:
         cost = _median(x for _clean, _stalled, x in stall)
@@ -594,7 +666,9 @@ def render(results: dict[str, Any], profile: dict[str, Any] | None, plan: dict[s
             stalls.get("netrun"),
             results.get("recovery"),
             results.get("history"),
+            fixed_medians(results.get("fixed", [])),
         ),
+        fixed=fixed_section(results.get("fixed", [])),
         crossnode=crossnode_section(results.get("crossnode")),
         recovery=recovery_section(results.get("recovery")),
         history=history_section(results.get("history", [])),

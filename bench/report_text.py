@@ -35,8 +35,8 @@ pip install -r bench/requirements.txt      # picows, python-socketio, psutil, py
 # Node.js peers: bench/run.py runs `npm ci` in bench/node itself (ws, socket.io; locked)
 python bench/run.py                        # full suite, 12-13 minutes on 2 cores -> this file
 python bench/run.py --quick                # ~2 minute smoke run (1 repetition, smaller N)
-python bench/run.py --only echo,profile    # a subset (echo, fanout, connect, crossnode,
-                                           # recovery, history, profile)
+python bench/run.py --only echo,profile    # a subset (echo, fanout, fixed, connect,
+                                           # crossnode, recovery, history, profile)
 ```
 
 Each server runs in its own process pinned to core 0 (`os.sched_setaffinity`); the picows
@@ -259,6 +259,21 @@ message gets its position (the `pos` key, first in the JSON) and is kept in the 
 (at least two repetitions, each going first once).
 
 {history}
+## 8. The same load for everyone: server CPU per message
+
+When the load generator is the limit (scenario 1's picows ceiling not above netrun-ws, or
+scenario 2 at N = 1,000), the rates above cannot say which server is faster. This scenario
+offers every server the same load, well below what each serves, paced by the load generator
+(at each 1 ms tick the messages due by then): echo messages spread over 50 connections, and
+broadcasts to N = 1,000 receivers. It reads the server process's user + system CPU time over the
+window (psutil, from the load generator) and divides it by the messages echoed or deliveries
+made. *missing* counts what had not arrived 1 s after the window: 0 means the server kept up.
+Servers alternate as elsewhere. At a load this far below the limit, each read of a socket
+carries one or two frames, so the figures include the per-wakeup cost that a saturated server
+spreads over many frames: scenarios 1 and 2 (*server CPU us/msg* columns) show the cost at full
+load.
+
+{fixed}
 ## Where the time goes (netrun-ws echo profile)
 
 Wall-clock rates move with whatever else the machine runs; instruction counts do not.

@@ -69,6 +69,10 @@ HISTORY_KINDS = ["netrun_room_history", "netrun_room_nohistory"]
 # netrun-ws with 1 and 3 extra plugins handling other types: the cost of each (dispatch by type).
 # The same 3 as catch-alls that ignore the echo, as plugins were called before (for comparison).
 ECHO_KINDS += ["netrun_plus1", "netrun_plus3", "netrun_plus3_catchall"]
+#: Scenario 5: the same fixed load offered to each (server CPU per message): (label, mode,
+#: receivers, rate/s). Below what each of these can serve, so every one keeps up.
+FIXED_CASES = [("echo", "echo", 0, 30000.0), ("fan-out N=1,000", "fanout", 1000, 50000.0)]
+FIXED_KINDS = ["netrun", "node_ws", "picows", "netrun_plus1", "netrun_plus3"]
 # (label, server kind, server deflate, client offers deflate)
 CONNECT_CASES = [
     ("picows", "picows", "off", False),  # the load generator's ceiling
@@ -187,9 +191,10 @@ def run_echo(plan: Plan) -> list[dict[str, Any]]:
     results = []
     for rep in range(plan.reps):
         for kind in rotated(ECHO_KINDS, rep):
-            with server(kind, "echo", default_deflate(kind)) as (port, _):
+            with server(kind, "echo", default_deflate(kind)) as (port, pid):
                 url, proto = url_for(kind, port)
                 args = ["echo", "--url", url, "--proto", proto, "--conns", "50", "--inflight", "8"]
+                args += ["--server-pid", str(pid)]
                 args += ["--warmup", str(plan.echo_warmup), "--duration", str(plan.echo_duration)]
                 process = loadgen(args)
                 record = read_event(process)
@@ -205,9 +210,10 @@ def run_fanout(plan: Plan) -> list[dict[str, Any]]:
     phases = plan.fanout_phases.split(",")
     for rep in range(plan.reps):
         for kind in rotated(FANOUT_KINDS, rep):
-            with server(kind, "fanout", default_deflate(kind)) as (port, _):
+            with server(kind, "fanout", default_deflate(kind)) as (port, pid):
                 url, proto = url_for(kind, port)
                 args = ["fanout", "--url", url, "--proto", proto, "--phases", plan.fanout_phases]
+                args += ["--server-pid", str(pid)]
                 args += ["--warmup", "0.5", "--duration", str(plan.fanout_duration)]
                 args += ["--prefill", str(plan.fanout_prefill), "--prefill-payload-bytes", "16384"]
                 process = loadgen(args)
@@ -221,6 +227,31 @@ def run_fanout(plan: Plan) -> list[dict[str, Any]]:
                         f"p99 {record['p99_us'] / 1000:.1f} ms"
                     )
                 process.wait(30)
+    return results
+
+
+def run_fixed(plan: Plan) -> list[dict[str, Any]]:
+    """Each server under the same offered load, interleaved: what the work costs it in CPU."""
+    results = []
+    for rep in range(plan.reps):
+        for label, mode, receivers, rate in FIXED_CASES:
+            kinds = FIXED_KINDS if mode == "echo" else FIXED_KINDS[:3]
+            for kind in rotated(kinds, rep):
+                with server(kind, mode, default_deflate(kind)) as (port, pid):
+                    url, proto = url_for(kind, port)
+                    args = ["fixed", "--url", url, "--proto", proto, "--server-pid", str(pid)]
+                    args += ["--receivers", str(receivers), "--fixed-rate", str(rate)]
+                    args += ["--conns", "50", "--warmup", "1"]
+                    args += ["--duration", str(plan.echo_duration)]
+                    process = loadgen(args)
+                    record = read_event(process)
+                    process.wait(30)
+                record.update(kind=kind, rep=rep, case=label)
+                results.append(record)
+                log(
+                    f"fixed {label} {kind:<12} rep {rep}: {record['server_cpu_us']:.2f} us CPU "
+                    f"each, server {record['server_cpu']:.0%} busy, missing {record['missing']}"
+                )
     return results
 
 
@@ -371,7 +402,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "docs/performance.md"))
     parser.add_argument(
         "--only",
-        default="echo,fanout,connect,crossnode,recovery,history,profile",
+        default="echo,fanout,fixed,connect,crossnode,recovery,history,profile",
         help="comma-separated scenarios (also: soak, the long reliability run)",
     )
     parser.add_argument(
@@ -404,7 +435,7 @@ def main() -> None:
     os.sched_setaffinity(0, {LOADGEN_CPU})
     (ROOT / "bench/results").mkdir(exist_ok=True)
     (ROOT / "bench/results/server.log").write_bytes(b"")
-    if only & {"echo", "fanout", "connect"}:
+    if only & {"echo", "fanout", "fixed", "connect"}:
         install_node_peers()
     started = time.monotonic()
     results: dict[str, Any] = {"plan": plan.__dict__, "quick": args.quick}
@@ -420,6 +451,8 @@ def main() -> None:
         keep("echo", run_echo(plan))
     if "fanout" in only:
         keep("fanout", run_fanout(plan))
+    if "fixed" in only:
+        keep("fixed", run_fixed(plan))
     if "connect" in only:
         keep("connect", run_connect(plan))
     if "crossnode" in only:
