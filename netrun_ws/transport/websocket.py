@@ -82,6 +82,9 @@ _OPEN = State.OPEN
 CORK_LIMIT = 64 * 1024
 #: Bytes of received messages waiting for the app past which the socket stops being read.
 READ_LIMIT = 64 * 1024
+#: Seconds a connection failed by a protocol error (1002, 1007, 1009) keeps reading, and
+#: dropping, what the client still sends after the close frame, unless the client closes first.
+LINGER_SECONDS = 2.0
 #: Bytes of one read handed to websockets' parser at a time: a read of tiny frames (a ping
 #: flood) is parsed a slice at a time, the frame budget checked in between.
 PARSE_SLICE = 16 * 1024
@@ -237,6 +240,12 @@ class CorkedTransport:
     def close(self) -> None:
         self.flush()
         self.transport.close()
+
+    def write_eof(self) -> None:
+        """Flush, then close the writing half (a FIN after the last byte)."""
+        self.flush()
+        if self.transport.can_write_eof() and not self.transport.is_closing():
+            self.transport.write_eof()
 
     def is_closing(self) -> bool:
         return self.transport.is_closing()
@@ -527,6 +536,31 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.handle_events()
         if conn.parser_exc is not None:
             self.handle_parser_exception()
+
+    def handle_parser_exception(self) -> None:
+        """The client broke the protocol (an oversize message, invalid UTF-8, a bad frame):
+        send the close frame, then close *lingering*. uvicorn closes the socket right after the
+        close frame; a client still sending (the rest of an oversize message, say) then gets a
+        TCP reset, which can destroy that frame before the client reads it, so it sees 1006
+        instead of the code. Here the writing half closes after the frame (a FIN), what still
+        arrives is read and dropped (websockets discards it once the connection failed), and
+        the socket closes when the client closes its side, or after :data:`LINGER_SECONDS`."""
+        if self.close_timer is not None:
+            return  # already closing: the timer, or the client's end of stream, finishes it
+        close = self.conn.close_sent
+        assert close is not None
+        self.queue.put_nowait(
+            {"type": "websocket.disconnect", "code": close.code, "reason": close.reason}
+        )
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        # Nothing more is parsed for the app; a paused socket must drain, not reset.
+        self.throttled, self.unparsed = False, b""
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.transport.write_eof()
+        self.close_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     def _parse(self, data: bytes) -> None:
         # A slice at a time, stopping when the frame budget is spent.

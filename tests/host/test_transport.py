@@ -6,6 +6,7 @@ What it relies on in uvicorn and websockets is checked in tests/upstream/."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 
@@ -13,6 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from netrun_ws import create_app
+from netrun_ws.transport import websocket as websocket_transport
 from netrun_ws.transport.websocket import CORK_LIMIT, READ_LIMIT, NetrunWebSocketProtocol
 from tests.host.helpers import (
     ECHO,
@@ -91,6 +93,50 @@ async def test_reading_pauses_while_the_app_is_behind_and_nothing_is_lost(text: 
     assert [reply["seq"] for reply in replies] == list(range(count))
     assert not direct.read_paused
     assert direct.queue.waiting_bytes == 0  # what was counted in was counted out
+
+
+async def _fail_with_1009_then_keep_sending(addr: str) -> RawWebSocket:
+    """A frame announcing 100 KB (over ws_max_size: websockets fails it at the header, 1009),
+    then 256 KB more once the server has had time to fail the connection."""
+    ws = await RawWebSocket.connect(addr, "/ws?user_id=u")
+    assert json.loads(await ws.read_text())["type"] == "connect"
+    oversize = encode_frame(Opcode.TEXT, b"a" * 100_000)
+    await ws.send_raw(oversize[:70_000])
+    await asyncio.sleep(0.3)
+    with contextlib.suppress(ConnectionError):
+        for _ in range(16):
+            await ws.send_raw(b"b" * 16_384)
+    await asyncio.sleep(0.3)
+    return ws
+
+
+async def test_a_protocol_failure_closes_lingering_so_the_client_reads_the_close() -> None:
+    # netrun-ws's protocol: after the 1009 close frame it closes its writing half and drops what
+    # the client still sends, so the client reads the close frame, then an orderly end of
+    # stream. uvicorn's own protocol closes at once with the client's bytes unread: the kernel
+    # answers them with a reset, which can destroy the close frame (docs/protocol.md, 1009).
+    app = create_app(echo_config(max_message_bytes=65536))
+    async with serve(app, ws_max_size=65536) as addr:
+        ws = await _fail_with_1009_then_keep_sending(addr)
+        assert (await ws.expect_close()).code == 1009
+        assert await asyncio.wait_for(ws.reader.read(), 5) == b""  # a FIN, not a reset
+        await ws.aclose()
+
+
+async def test_the_lingering_ends_after_its_time_if_the_client_stays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(websocket_transport, "LINGER_SECONDS", 0.3)
+    app = create_app(echo_config(max_message_bytes=65536))
+    async with serve(app, ws_max_size=65536) as addr:
+        ws = await _fail_with_1009_then_keep_sending(addr)
+        assert (await ws.expect_close()).code == 1009
+        await asyncio.sleep(0.6)  # past the linger: the server's socket is gone
+        with pytest.raises(ConnectionError):  # a reset, then a broken pipe
+            for _ in range(20):
+                await ws.send_raw(b"c" * 1024)
+                await asyncio.sleep(0.05)
+        ws.abort()
 
 
 async def test_a_client_still_sending_after_a_protocol_failure_reads_the_close_code() -> None:

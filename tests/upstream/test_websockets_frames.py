@@ -30,10 +30,17 @@ class MemoryTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.written = bytearray()
-        self.closed = False
+        self.closed = self.eof = False
 
     def write(self, data: Any) -> None:
+        assert not self.eof, "written after the end of stream"
         self.written += data
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof = True
 
     def is_closing(self) -> bool:
         return self.closed
@@ -109,7 +116,7 @@ ENDINGS: list[bytes] = [
 async def _snapshot(protocol: NetrunWebSocketProtocol, memory: MemoryTransport) -> Any:
     protocol.transport.flush()
     events = [event for event, _size in protocol.queue._events]
-    seen = events, bytes(memory.written), protocol.conn.state, protocol.close_sent
+    seen = events, bytes(memory.written), protocol.conn.state, protocol.close_sent, memory.eof
     protocol.connection_lost(None)  # the app reads on to the disconnect and returns
     await asyncio.gather(*protocol.tasks)
     return seen
