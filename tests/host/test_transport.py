@@ -116,7 +116,7 @@ async def test_a_protocol_failure_closes_lingering_so_the_client_reads_the_close
     # stream. uvicorn's own protocol closes at once with the client's bytes unread: the kernel
     # answers them with a reset, which can destroy the close frame (docs/protocol.md, 1009).
     app = create_app(echo_config(max_message_bytes=65536))
-    async with serve(app, ws_max_size=65536) as addr:
+    async with serve(app) as addr:
         ws = await _fail_with_1009_then_keep_sending(addr)
         assert (await ws.expect_close()).code == 1009
         assert await asyncio.wait_for(ws.reader.read(), 5) == b""  # a FIN, not a reset
@@ -128,7 +128,7 @@ async def test_the_lingering_ends_after_its_time_if_the_client_stays(
 ) -> None:
     monkeypatch.setattr(websocket_transport, "LINGER_SECONDS", 0.3)
     app = create_app(echo_config(max_message_bytes=65536))
-    async with serve(app, ws_max_size=65536) as addr:
+    async with serve(app) as addr:
         ws = await _fail_with_1009_then_keep_sending(addr)
         assert (await ws.expect_close()).code == 1009
         await asyncio.sleep(0.6)  # past the linger: the server's socket is gone

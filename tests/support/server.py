@@ -25,7 +25,8 @@ async def serve(app: Any, port: int = 0, **config: Any) -> AsyncIterator[str]:
     Extra keyword arguments go to :class:`uvicorn.Config` (e.g. ``ws_max_size``). A netrun-ws app
     gets the websocket and HTTP protocols and the deflate setting its config names
     (``server.ws_protocol``, else :data:`default_ws_protocol`; ``server.permessage_deflate``), as
-    ``netrun-ws run`` gives them; any other app gets uvicorn's defaults.
+    ``netrun-ws run`` gives them, and ``ws_max_size`` from ``limits.max_message_bytes``; any other
+    app gets uvicorn's defaults.
     """
     host = getattr(getattr(app, "state", None), "host", None)
     if host is not None:
@@ -36,6 +37,8 @@ async def serve(app: Any, port: int = 0, **config: Any) -> AsyncIterator[str]:
         config.setdefault("ws", ws_protocol_class(ws_protocol, host.config.limits))
         config.setdefault("http", http_protocol_class(ws_protocol))
         config.setdefault("ws_per_message_deflate", server_config.permessage_deflate)
+        # As `netrun-ws run`: websockets' parser refuses an oversize frame at its header (1009).
+        config.setdefault("ws_max_size", host.config.limits.max_message_bytes)
     config.setdefault("log_level", "warning")
     config.setdefault("lifespan", "auto")
     uvicorn_config = uvicorn.Config(app, host="127.0.0.1", port=port, **config)
