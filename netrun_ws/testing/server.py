@@ -184,6 +184,7 @@ async def serve(
     uvicorn_settings.setdefault("ws", ws_protocol_class(protocol, limits))
     uvicorn_settings.setdefault("http", http_protocol_class(protocol))
     uvicorn_settings.setdefault("ws_per_message_deflate", server_config.permessage_deflate)
+    uvicorn_settings.setdefault("ws_max_size", limits.max_message_bytes)  # as `netrun-ws run`
     uvicorn_settings.setdefault("log_level", "warning")
     uvicorn_settings.setdefault("lifespan", "on")
     failures: list[str] = []
