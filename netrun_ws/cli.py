@@ -14,7 +14,9 @@ import gc
 import importlib.util
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -393,41 +395,59 @@ def _draining_server_class() -> Any:
 
     class DrainingServer(uvicorn.Server):
         """uvicorn.Server whose first SIGTERM/SIGINT drains the host before uvicorn shuts down:
-        clients get a resume hint and 1012 from netrun-ws, not uvicorn's bare 1012."""
+        clients get a resume hint and 1012 from netrun-ws, not uvicorn's bare 1012.
+
+        Built on uvicorn's documented programmatic API only (``serve``, ``started``,
+        ``should_exit``, ``force_exit``): once the server has started, the loop's own signal
+        handlers take over from the ones uvicorn installed for start-up."""
 
         def __init__(self, config: uvicorn.Config, host: Any, *, freeze_heap: bool) -> None:
             super().__init__(config)
             self.host = host
             self.freeze_heap = freeze_heap
             self._drain_started = False
-            self._loop: asyncio.AbstractEventLoop | None = None
+            self._handled: list[int] = []
 
-        async def startup(self, sockets: Any = None) -> None:
-            self._loop = asyncio.get_running_loop()
-            await super().startup(sockets=sockets)
-            if self.freeze_heap and self.started:
+        async def serve(self, sockets: Any = None) -> None:
+            watcher = asyncio.ensure_future(self._when_started())
+            try:
+                await super().serve(sockets=sockets)
+            finally:
+                watcher.cancel()
+                loop = asyncio.get_running_loop()
+                for sig in self._handled:
+                    loop.remove_signal_handler(sig)
+
+        async def _when_started(self) -> None:
+            while not self.started:
+                if self.should_exit:
+                    return  # start-up failed, or a signal came first: uvicorn's handling
+                await asyncio.sleep(0.02)
+            if self.freeze_heap:
                 # What start-up built lives as long as the process: full collections, which
                 # also walk every connection's objects, need not walk it again and again.
                 gc.collect()
                 gc.freeze()
+            if threading.current_thread() is threading.main_thread():
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, self._signalled, sig)
+                    self._handled.append(sig)
 
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            loop = self._loop
-            if self._drain_started or loop is None or not self.started:
-                super().handle_exit(sig, frame)  # a second signal, or before start: as uvicorn
-                return
-            self._drain_started = True
-            loop.call_soon_threadsafe(self._begin_drain, sig, frame)
+        def _signalled(self, sig: int) -> None:
+            if not self._drain_started:
+                self._drain_started = True
+                self._drain_task = asyncio.ensure_future(self._drain())  # keep a reference
+            elif self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True  # as uvicorn: a further Ctrl-C stops waiting
+            else:
+                self.should_exit = True  # a second signal: shut down without the drain
 
-        def _begin_drain(self, sig: int, frame: Any) -> None:
-            task = asyncio.ensure_future(self._drain(sig, frame))
-            self._drain_task = task  # keep a reference
-
-        async def _drain(self, sig: int, frame: Any) -> None:
+        async def _drain(self) -> None:
             try:
                 await self.host.drain(self.config.timeout_graceful_shutdown)
             finally:
-                super().handle_exit(sig, frame)
+                self.should_exit = True
 
     return DrainingServer
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import inspect
 import logging
 import weakref
 from typing import Any
@@ -92,17 +91,6 @@ def test_the_fence_refuses_a_protocol_without_a_method_netrun_ws_uses(
 ) -> None:
     monkeypatch.delattr(fence.WebSocketsSansIOProtocol, "handle_pong")
     assert fence.refusal() == "uvicorn's websocket protocol has no ['handle_pong']"
-
-
-def test_the_server_methods_netrun_ws_run_overrides_are_there() -> None:
-    # netrun_ws.cli's DrainingServer (a public uvicorn.Server) overrides these two undocumented
-    # methods to drain on the first signal; tests/security/test_drain.py checks the behaviour.
-    assert list(inspect.signature(uvicorn.Server.startup).parameters) == ["self", "sockets"]
-    assert list(inspect.signature(uvicorn.Server.handle_exit).parameters) == [
-        "self",
-        "sig",
-        "frame",
-    ]
 
 
 async def test_upgrades_are_handed_over_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
