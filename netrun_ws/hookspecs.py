@@ -123,8 +123,9 @@ def authenticate(host: Host, request: WebSocket) -> Identity | None:
     """Return the connecting client's ``Identity``, or None to let the next plugin try.
 
     First non-None result wins. Raise ``AuthenticationError`` to refuse the client: it is closed
-    with 1008 and the error's public reason. If every implementation returns None the client is
-    refused the same way ("authentication required").
+    with 1008 and the error's public reason, or, raised with ``status=401`` (or 403), refused
+    before accept with that HTTP status. If every implementation returns None the client is
+    refused with 1008 ("authentication required").
     """
 
 

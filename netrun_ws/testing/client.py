@@ -1,8 +1,9 @@
 """``Client``: one test client of a served app, a thin layer over a ``websockets`` client that
 reads JSON with a deadline and asserts what came back.
 
-Kept small on purpose, so that a later ``netrun_ws.client`` can take its place behind the same
-methods.
+Kept bare on purpose: it sees every frame and close code as the server sent them. The package's
+own client (``netrun_ws.client.Client``, which reconnects and resumes) is
+``ServedApp.client()``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from starlette.types import Message, Receive, Scope, Send
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
+from netrun_ws import client as package_client
 from netrun_ws.app import NetrunApp, create_app
 from netrun_ws.cli import guard_connections, http_protocol_class, ws_protocol_class
 from netrun_ws.host import Host
@@ -66,7 +67,8 @@ Serve = Callable[..., Awaitable["ServedApp"]]
 
 
 class ServedApp:
-    """An app being served: ``app``, ``host``, ``addr`` (``"127.0.0.1:PORT"``), ``http_url``."""
+    """An app being served: ``app``, ``host``, ``addr`` (``"127.0.0.1:PORT"``), ``http_url``;
+    :meth:`connect` (a test :class:`Client`) and :meth:`client` (the package's own client)."""
 
     def __init__(
         self,
@@ -80,6 +82,8 @@ class ServedApp:
         self.addr = addr
         self.timeout = timeout
         self.clients: list[Client] = []
+        #: The package's own clients (:meth:`client`), closed with the test clients.
+        self.app_clients: list[package_client.Client] = []
         self._server = server
         self._task = task
 
@@ -137,6 +141,26 @@ class ServedApp:
             client.welcome = await client.expect("connect")
         return client
 
+    async def client(
+        self,
+        user_id: str | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> package_client.Client:
+        """The package's own client (:class:`netrun_ws.client.Client`: answers pings, reconnects,
+        resumes its session, recovers missed messages), started on this app, its welcome read
+        (``client.welcome``); closed at teardown. ``user_id`` goes in ``?user_id=`` (anonymous
+        auth), ``params`` are more query parameters, ``options`` go to the client (``token=``,
+        ``headers=``, ``registry=``, ``reconnect=``, ...). Use it to test a plugin the way an
+        application will use it; :meth:`connect` gives a bare client that asserts replies."""
+        query = {**({"user_id": user_id} if user_id is not None else {}), **(params or {})}
+        options.setdefault("open_timeout", self.timeout)
+        app_client = package_client.Client(self.ws_url(), params=query, **options)
+        self.app_clients.append(app_client)
+        await asyncio.wait_for(app_client.start(), self.timeout)
+        return app_client
+
     async def refused(
         self,
         user_id: str | None = None,
@@ -161,6 +185,10 @@ class ServedApp:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(), self.timeout)
         self.clients.clear()
+        for app_client in self.app_clients:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(app_client.close(), self.timeout)
+        self.app_clients.clear()
 
 
 @contextlib.asynccontextmanager

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from netrun_ws import create_app
+from netrun_ws.cli import main
 from netrun_ws.config import ConfigError
 from netrun_ws.runtime.client_files import client_file
 from tests.host.helpers import base_config
@@ -173,6 +174,45 @@ def test_the_type_declarations_catch_a_misuse(typescript: Path) -> None:
     compiled = tsc(typescript, USAGE.replace("// @ts-expect-error: there is no such event\n", ""))
     assert compiled.returncode != 0
     assert "nonsense" in compiled.stdout
+
+
+TYPED_USAGE = """
+import { NetrunClient } from "netrun-ws-client";
+import type { ClientMessage, ServerMessage } from "./netrun_ws";
+
+const client = new NetrunClient<ServerMessage, ClientMessage>("ws://127.0.0.1:8000/ws");
+client.on("message", (message) => {
+  if (message.type === "say") {
+    const line: string = `${message.room}: ${message.text} @${message.pos?.offset ?? "-"}`;
+    console.log(line);
+  }
+  // @ts-expect-error: the welcome is a "welcome" event, never a "message"
+  if (message.type === "connect") console.log(message);
+});
+client.on("welcome", (welcome) => console.log(welcome.session_id));
+client.send({ type: "join", room: "lobby" });
+// @ts-expect-error: a say without its text is not a message the server accepts
+client.send({ type: "say", room: "lobby" });
+// @ts-expect-error: a message listener of this client gets its server's messages
+client.on("message", (message: number) => message);
+"""
+
+
+def test_the_client_is_typed_with_the_servers_declarations(
+    typescript: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each @ts-expect-error must meet its error (else TS2578): the typing really applies.
+    assert main(["typescript", "--config", str(ROOT / "netrun_ws.yaml")]) == 0
+    (typescript / "netrun_ws.ts").write_text(capsys.readouterr().out)
+    compiled = tsc(typescript, TYPED_USAGE)
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+
+
+def test_the_declared_handled_types_are_the_modules() -> None:
+    declared = (CLIENT_DIR / "netrun-ws.d.ts").read_text()
+    union = re.search(r"^export type HandledType = (.+);$", declared, re.MULTILINE)
+    assert union is not None
+    assert re.findall(r'"(\w+)"', union[1]) == evaluate_module("netrun.HANDLED_TYPES")
 
 
 def node() -> str:

@@ -240,6 +240,17 @@ def test_the_shipped_config_loads_in_production() -> None:
     check_builtin_options(loaded)
 
 
+def test_the_status_page_is_on_locally_and_off_in_production_and_by_default() -> None:
+    # What README.md ("Watch it") and docs/security.md promise about the `status` sink.
+    def sinks(loaded: LoadedConfig) -> list[str]:
+        return [sink.plugin for sink in loaded.config.metrics]
+
+    assert "status" in sinks(load_config(SHIPPED_CONFIG, environ={}))
+    environ = {"NETRUN_WS_JWT_SECRET": "a-test-secret"}
+    assert "status" not in sinks(load_config(SHIPPED_CONFIG, env="production", environ=environ))
+    assert "status" not in sinks(load_config_from_dict({}))  # a config that lists no sinks
+
+
 def test_production_without_the_jwt_secret_names_the_variable() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(SHIPPED_CONFIG, env="production", environ={})

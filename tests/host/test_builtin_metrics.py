@@ -13,6 +13,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from netrun_ws import CloseCode, create_app
+from netrun_ws.testing import Serve
 from tests.host.helpers import base_config, recv_json, recv_until, wait_for
 from tests.host.manual_heartbeat import heartbeat_by_hand
 from tests.support.server import serve
@@ -57,16 +58,14 @@ async def test_traffic_counters_are_exact_in_prometheus_and_json() -> None:
     assert (metrics["messages_sent"], metrics["bytes_sent"]) == (7, sum(received_sizes))
 
 
-async def test_connections_closed_are_counted_by_close_code() -> None:
-    app = create_app(base_config(metrics=[{"plugin": "prometheus"}], plugins=[ECHO]))
-    async with serve(app) as addr:
-        for user, code in (("ann", 1000), ("bob", 4321), ("cid", 1000)):
-            async with connect(f"ws://{addr}/ws?user_id={user}") as client:
-                await recv_json(client)
-                await client.close(code)
-            await wait_for(lambda: not app.state.host.manager.connections())
-        async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
-            exposition = (await http.get("/metrics")).text
+async def test_connections_closed_are_counted_by_close_code(netrun_serve: Serve) -> None:
+    server = await netrun_serve({"metrics": [{"plugin": "prometheus"}], "plugins": [ECHO]})
+    for user, code in (("ann", 1000), ("bob", 4321), ("cid", 1000)):
+        client = await server.connect(user)  # its welcome read
+        await client.close(code)
+        await wait_for(lambda: not server.host.manager.connections())
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        exposition = (await http.get("/metrics")).text
     closed = "netrun_ws_connections_closed_total"
     assert counter(exposition, closed + '{code="1000"}') == 2
     assert counter(exposition, closed + '{code="4321"}') == 1

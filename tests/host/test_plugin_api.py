@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -72,3 +73,38 @@ async def test_auth_refusals_fire_on_auth_refused_and_are_counted(netrun_serve: 
     assert body["auth_refused"] == {"1008": 2}
     events = [detail for name, detail in server.host.state["events"] if name == "on_auth_refused"]
     assert events == [("/ws", "invalid user_id", 1008)] * 2
+
+
+HEADER_AUTH = """\
+from netrun_ws import AuthenticationError, Identity, hookimpl
+
+
+@hookimpl
+def authenticate(request):
+    tenant = request.headers.get("x-tenant")
+    if tenant is None:
+        raise AuthenticationError("tenant required", status=401)
+    if tenant != "acme":
+        raise AuthenticationError("unknown tenant", status=403)
+    return Identity(user_id=request.query_params.get("user_id", "anon"))
+"""
+
+
+async def test_a_header_auth_plugin_refuses_before_accept_with_401_or_403(
+    netrun_serve: Serve, tmp_path: Path
+) -> None:
+    (tmp_path / "tenant_auth.py").write_text(HEADER_AUTH)
+    server = await netrun_serve(
+        {
+            "plugins_dir": str(tmp_path),
+            "auth": {"plugin": "tenant_auth"},
+            "metrics": [{"plugin": "json"}],
+        }
+    )
+    assert await server.refused("ann") == 401
+    assert await server.refused("ann", headers={"X-Tenant": "globex"}) == 403
+    welcomed = await server.connect("ann", headers={"X-Tenant": "acme"})
+    assert welcomed.welcome["user_id"] == "ann"
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        counted = (await http.get("/metrics.json")).json()["auth_refused"]
+    assert counted == {"401": 1, "403": 1}

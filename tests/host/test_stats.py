@@ -6,12 +6,11 @@ import dataclasses
 import json
 
 import httpx
-from websockets.asyncio.client import connect
 
 from netrun_ws import create_app
 from netrun_ws.stats import collect_stats
-from tests.host.helpers import base_config, recv_json, wait_for
-from tests.support.server import serve
+from netrun_ws.testing import Serve
+from tests.host.helpers import base_config, wait_for
 
 ECHO = "tests.host.echo_plugin"
 
@@ -24,30 +23,26 @@ def test_before_start_there_is_nothing_open_and_no_store() -> None:
     assert stats.connections.overflow_policy == "disconnect"
 
 
-async def test_counts_of_a_live_server() -> None:
-    app = create_app(base_config(plugins=[ECHO], metrics=[{"plugin": "json"}]))
-    host = app.state.host
-    async with serve(app) as addr:
-        async with (
-            connect(f"ws://{addr}/ws?user_id=ann") as ann,
-            connect(f"ws://{addr}/ws?user_id=bob") as bob,
-        ):
-            await recv_json(ann), await recv_json(bob)  # the welcomes
-            frame = json.dumps({"type": "echo", "seq": 1})
-            await ann.send(frame)
-            assert (await recv_json(ann))["seq"] == 1
-            stats = collect_stats(host)
-            assert sorted(c.user_id for c in stats.open_connections) == ["ann", "bob"]
-            assert stats.connections.total_connections == 2
-            assert dict(stats.connections.connections_per_user) == {"ann": 1, "bob": 1}
-            assert stats.connections.messages_received == 1
-            assert stats.connections.bytes_received == len(frame)
-            assert stats.connections.messages_sent == 3  # two welcomes and the echo
-            assert stats.store is not None and stats.store["backend"] == "memory"
-        await wait_for(lambda: collect_stats(host).connections.total_connections == 0)
-        async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
-            served = (await http.get("/metrics.json")).json()
-        stats = collect_stats(host)
+async def test_counts_of_a_live_server(netrun_serve: Serve) -> None:
+    server = await netrun_serve({"plugins": [ECHO], "metrics": [{"plugin": "json"}]})
+    host = server.host
+    ann = await server.connect("ann")  # its welcome read
+    await server.connect("bob")
+    frame = json.dumps({"type": "echo", "seq": 1})
+    assert (await ann.request(frame, "echo"))["seq"] == 1
+    stats = collect_stats(host)
+    assert sorted(c.user_id for c in stats.open_connections) == ["ann", "bob"]
+    assert stats.connections.total_connections == 2
+    assert dict(stats.connections.connections_per_user) == {"ann": 1, "bob": 1}
+    assert stats.connections.messages_received == 1
+    assert stats.connections.bytes_received == len(frame)
+    assert stats.connections.messages_sent == 3  # two welcomes and the echo
+    assert stats.store is not None and stats.store["backend"] == "memory"
+    await server.close_clients()
+    await wait_for(lambda: collect_stats(host).connections.total_connections == 0)
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        served = (await http.get("/metrics.json")).json()
+    stats = collect_stats(host)
     # The json sink serves exactly these stats, under the names get_stats() always had.
     assert served["connections"] == dataclasses.asdict(stats.connections)
     assert served["connections"] == json.loads(json.dumps(host.manager.get_stats()))

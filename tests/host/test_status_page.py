@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from websockets.asyncio.client import connect
 from netrun_ws import create_app
 from netrun_ws.auth import JWTAuthService
 from tests.host.helpers import ECHO, base_config, recv_json
+from tests.support.cli_server import run_cli
 from tests.support.server import serve
 
 API_KEY = "status-page-api-key-0123456789"
@@ -131,6 +133,27 @@ async def test_without_an_api_key_the_page_is_loopback_only() -> None:
         refused = await http.get("/status", headers={"Authorization": "Bearer anything-at-all"})
     assert refused.status_code == 403
     assert refused.json() == {"error": "the status page is served to loopback clients only"}
+
+
+async def test_a_client_behind_a_proxy_on_the_same_host_is_not_loopback(
+    tmp_path: Path, served_ws_protocol: str
+) -> None:
+    # `netrun-ws run` itself: a proxy on this host connects from 127.0.0.1, and the client it
+    # names in X-Forwarded-For (the nginx recipe sends it) is who the page is refused to.
+    config = tmp_path / "netrun_ws.yaml"
+    config.write_text(
+        f"server: {{ws_protocol: {served_ws_protocol}}}\nheartbeat: null\nplugins_dir: null\n"
+        "metrics: [{plugin: status}]\n"
+    )
+    trusted = {"FORWARDED_ALLOW_IPS": "127.0.0.1"}  # uvicorn's default, whatever the shell says
+    async with (
+        run_cli(config, env=trusted) as server,
+        httpx.AsyncClient(base_url=f"http://{server.addr}") as http,
+    ):
+        local = await http.get("/status/data")
+        proxied = await http.get("/status/data", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert local.status_code == 200
+    assert proxied.status_code == 403
 
 
 async def test_the_page_is_self_contained() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from netrun_ws.client import ClientClosed, State
 from netrun_ws.testing import (
     Client,
     Serve,
@@ -93,3 +94,29 @@ async def test_a_failing_startup_is_raised_with_its_one_line(
         f"start-up failed: plugin 'nodb' (file {tmp_path / 'nodb.py'}): failed in startup: "
         "ConnectionError: database unreachable"
     )
+
+
+async def test_the_packages_own_client_is_served_and_closed_at_teardown() -> None:
+    before = asyncio.all_tasks()
+    async with serve(base_config(plugins=[ECHO])) as server:
+        app_client = await server.client("erin", params={"room": "lobby"})
+        assert app_client.welcome is not None and app_client.welcome["user_id"] == "erin"
+        connection = server.host.connection(app_client.welcome["connection_id"])
+        assert connection is not None
+        assert connection.handshake.query_params.get("room") == "lobby"
+        await app_client.send({"type": "echo", "seq": 1, "text": "hi"})
+        welcome, reply = [await asyncio.wait_for(app_client.recv(), 5) for _ in range(2)]
+        assert welcome == app_client.welcome  # the client yields the welcome too
+        assert isinstance(reply, dict) and (reply["type"], reply["text"]) == ("echo", "hi")
+    assert app_client.state is State.CLOSED
+    assert asyncio.all_tasks() == before
+
+
+async def test_a_refused_package_client_raises_and_is_still_cleaned_up(
+    netrun_server: ServedApp,
+) -> None:
+    with pytest.raises(ClientClosed):
+        await netrun_server.client("not valid")  # anonymous auth refuses this user id: 1008
+    assert len(netrun_server.app_clients) == 1
+    await netrun_server.close_clients()
+    assert netrun_server.app_clients == []

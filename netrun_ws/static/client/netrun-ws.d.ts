@@ -23,7 +23,14 @@ export declare function backoffDelay(
   action?: CloseAction,
 ): number;
 
-export declare const HANDLED_TYPES: readonly string[];
+export declare const HANDLED_TYPES: readonly HandledType[];
+/** The message types the client handles itself: never "message" events. */
+export type HandledType = "connect" | "ping" | "gap" | "recovered" | "delivery_gap" | "disconnect";
+/**
+ * The members of the message union `M` that reach "message" listeners (all but the handled
+ * types). With `M` from `netrun-ws typescript`, a listener narrows on `message.type`.
+ */
+export type AppMessage<M extends { type: string }> = M extends { type: HandledType } ? never : M;
 
 /** A channel's position: `room:<name>` or `user:<id>`. */
 export interface Position {
@@ -95,10 +102,11 @@ export interface StateChange {
   sessionId?: string | null;
 }
 
-export interface ClientEvents {
+/** The events of a client whose server sends the messages of `M` (see `NetrunClient`). */
+export interface ClientEvents<M extends { type: string } = ServerMessage> {
   state: StateChange;
   welcome: Welcome;
-  message: ServerMessage;
+  message: AppMessage<M>;
   gap: Gap;
   recovered: Recovered;
   disconnect: ServerMessage;
@@ -132,7 +140,16 @@ export interface ClientOptions {
   WebSocket?: typeof WebSocket;
 }
 
-export declare class NetrunClient extends EventTarget {
+/**
+ * A connection to a netrun-ws server. Typed end to end with the declarations `netrun-ws
+ * typescript` prints: `new NetrunClient<ServerMessage, ClientMessage>(url)` types "message"
+ * listeners with the server's messages (discriminated by `type`) and `send` with what the server
+ * accepts. Without type arguments, any message object.
+ */
+export declare class NetrunClient<
+  M extends { type: string } = ServerMessage,
+  C extends object = object,
+> extends EventTarget {
   constructor(url: string, options?: ClientOptions);
   readonly url: string;
   readonly options: ClientOptions;
@@ -142,8 +159,11 @@ export declare class NetrunClient extends EventTarget {
   readonly positions: Map<string, Position>;
   readonly policy: ReconnectPolicy;
   /** Subscribe to an event; returns a function that unsubscribes. */
-  on<K extends keyof ClientEvents>(type: K, listener: (detail: ClientEvents[K]) => void): () => void;
+  on<K extends keyof ClientEvents<M>>(
+    type: K,
+    listener: (detail: ClientEvents<M>[K]) => void,
+  ): () => void;
   connect(): this;
-  send(message: object): boolean;
+  send(message: C): boolean;
   close(code?: number, reason?: string): void;
 }
