@@ -407,6 +407,7 @@ def _draining_server_class() -> Any:
             self.freeze_heap = freeze_heap
             self._drain_started = False
             self._handled: list[int] = []
+            self._received: list[int] = []  # the signals the loop's handlers took
 
         async def serve(self, sockets: Any = None) -> None:
             watcher = asyncio.ensure_future(self._when_started())
@@ -416,7 +417,11 @@ def _draining_server_class() -> Any:
                 watcher.cancel()
                 loop = asyncio.get_running_loop()
                 for sig in self._handled:
-                    loop.remove_signal_handler(sig)
+                    loop.remove_signal_handler(sig)  # back to Python's default handler
+            if self._received:
+                # As uvicorn does with the signals it handles: the process ends the way that
+                # signal normally ends it (SIGTERM: killed, status 143; SIGINT: KeyboardInterrupt).
+                signal.raise_signal(self._received[0])
 
         async def _when_started(self) -> None:
             while not self.started:
@@ -435,6 +440,7 @@ def _draining_server_class() -> Any:
                     self._handled.append(sig)
 
         def _signalled(self, sig: int) -> None:
+            self._received.append(sig)
             if not self._drain_started:
                 self._drain_started = True
                 self._drain_task = asyncio.ensure_future(self._drain())  # keep a reference

@@ -69,8 +69,24 @@ async def test_sigterm_closes_clients_with_1012_and_exits_cleanly() -> None:
                         await client.recv()
             assert client.close_code == 1012
             assert client.close_reason == "service restart"
-        # uvicorn re-raises the signal once it has shut down gracefully (status 143 in a shell).
-        assert await asyncio.wait_for(server.process.wait(), 15) in (0, -signal.SIGTERM)
+        # The signal is re-raised once the server has shut down (status 143 in a shell).
+        assert await asyncio.wait_for(server.process.wait(), 15) == -signal.SIGTERM
+    assert "Traceback" not in server.text()
+
+
+async def test_ctrl_c_drains_the_same_way_and_exits_0() -> None:
+    async with run_cli(ROOT / "netrun_ws.yaml", cwd=ROOT) as server:
+        client = await connect(f"ws://{server.addr}/ws?user_id=u")
+        welcome = await recv_json(client)
+        server.process.send_signal(signal.SIGINT)
+        hint = await recv_until(client, "disconnect", timeout=10)
+        assert hint["code"] == 1012 and hint["session_id"] == welcome["session_id"]
+        with pytest.raises(websockets.ConnectionClosed):
+            async with asyncio.timeout(10):
+                while True:
+                    await client.recv()
+        assert client.close_code == 1012
+        assert await asyncio.wait_for(server.process.wait(), 15) == 0
     assert "Traceback" not in server.text()
 
 
