@@ -239,6 +239,37 @@ async def test_replay_limit_gets_a_gap() -> None:
         await ann.close()
 
 
+async def test_the_replay_byte_budget_is_shared_by_the_channels_in_order() -> None:
+    # 1,200 bytes for the whole resume: room:a's small stories fit, room:b's larger ones (under
+    # 1,200 bytes on their own) do not fit in what is left, so room:b gets a replay_limit gap
+    # and nothing of it is replayed.
+    app = create_app(chat_config(max_replay_bytes=1200))
+    host = app.state.host
+    async with serve(app) as addr:
+        ann, welcome = await open_client(addr, "ann")
+        await join(ann, "a")
+        await join(ann, "b")
+        await ann.close()
+        await wait_for(lambda: len(host.manager) == 0)
+        for n in range(3):
+            await host.publish_room("a", {"type": "story", "n": n})
+            await host.publish_room("b", {"type": "story", "n": n, "text": "x" * 150})
+        ann, again = await open_client(addr, "ann", welcome["session_id"], {})
+        recovery = await read_until(ann, "recovered")
+        replayed = [m for m in recovery if "pos" in m]
+        assert {m["pos"]["channel"] for m in replayed} == {"room:a"}
+        assert [m["n"] for m in replayed if m["type"] == "story"] == [0, 1, 2]
+        assert sum(len(json.dumps(m, separators=(",", ":"))) for m in replayed) <= 1200
+        top = again["positions"]["room:b"]
+        assert [m for m in recovery if m["type"] == "gap"] == [
+            {"type": "gap", "channel": "room:b", "reason": "replay_limit", **top}
+        ]
+        channels = recovery[-1]["channels"]
+        assert channels["room:a"]["replayed"] == len(replayed)
+        assert channels["room:b"] == {**top, "replayed": 0}
+        await ann.close()
+
+
 async def test_a_restarted_memory_store_changes_the_epoch() -> None:
     async with serve(create_app(chat_config())) as addr:
         ann, welcome = await open_client(addr, "ann")

@@ -207,3 +207,45 @@ async def test_while_redis_is_down_a_room_message_is_delivered_here_without_a_po
         assert restarted.offset == 0 and restarted.epoch != recorder.envelopes[0].pos.epoch  # type: ignore[union-attr]
     finally:
         await node.stop()
+
+
+async def test_a_positioned_redis_publish_is_one_command_that_keeps_and_publishes(
+    redis_server: RedisServer,
+) -> None:
+    # Issue 14: history is written together with the live publish, one round trip per publish.
+    # MONITOR shows every command a client sends, and those a script runs (client "lua").
+    node = redis_store(redis_server.url, f"trip-{uuid.uuid4().hex[:10]}")
+    recorder = Recorder()
+    await node.start(recorder.deliver, recorder.on_gap)
+    raw = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await node.publish(room(0))  # the script is loaded now: what follows is steady state
+        markers = [f"marker{uuid.uuid4().hex}" for _ in range(5)]
+        seen: list[tuple[str, str]] = []  # (client type, command) naming a marker
+        async with raw.monitor() as monitor:
+
+            async def watch() -> None:
+                async for info in monitor.listen():
+                    if any(marker in info["command"] for marker in markers):
+                        seen.append((info["client_type"], info["command"]))
+
+            watching = asyncio.create_task(watch())
+            try:
+                for marker in markers:
+                    payload = json.dumps({"type": "say", "m": marker})
+                    await node.publish(Envelope("room", "lobby", payload))
+                await eventually(
+                    lambda: sum(kind == "lua" for kind, _ in seen) == 2 * len(markers),
+                    what="the scripts' XADD and PUBLISH",
+                )
+            finally:
+                watching.cancel()
+        sent = [command.split(" ", 1)[0].upper() for kind, command in seen if kind != "lua"]
+        ran = [command.split(" ", 1)[0].upper() for kind, command in seen if kind == "lua"]
+        assert sent == ["EVALSHA"] * len(markers)  # one command per publish, nothing beside it
+        assert ran == ["XADD", "PUBLISH"] * len(markers)  # kept, then published, in the script
+        offsets = [e.pos.offset for e in recorder.envelopes if e.pos is not None]
+        assert offsets == list(range(1, 7))
+    finally:
+        await raw.aclose()
+        await node.stop()
