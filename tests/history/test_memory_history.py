@@ -90,6 +90,25 @@ async def test_history_off_for_a_kind_gives_no_positions() -> None:
         await ann.close()
 
 
+@pytest.mark.parametrize("kind", ["rooms", "users"])
+async def test_history_off_for_one_kind_leaves_the_other_on(kind: str) -> None:
+    app = create_app(chat_config(**{f"{kind}_enabled": False}))
+    host = app.state.host
+    async with serve(app) as addr:
+        ann, welcome = await open_client(addr, "ann")
+        await join(ann, "news")
+        await host.publish_room("news", {"type": "story"})
+        await host.send_to_user("ann", {"type": "note"})
+        story, note = await next_message(ann), await next_message(ann)
+        await ann.close()
+    if kind == "rooms":
+        assert set(welcome["positions"]) == {"user:ann"}
+        assert "pos" not in story and note["pos"]["channel"] == "user:ann"
+    else:
+        assert "positions" not in welcome  # rooms joined later get theirs in `pos`
+        assert story["pos"]["channel"] == "room:news" and "pos" not in note
+
+
 async def test_resume_replays_missed_messages_in_order_then_live() -> None:
     app = create_app(chat_config())
     host = app.state.host
