@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_plus
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +71,31 @@ class Positions:
         changed = last if last is not None and last.epoch != position.epoch else None
         return True, changed
 
-    def since_param(self) -> str | None:
-        """The ``since`` query value of a resume request, None when nothing is tracked."""
+    def since_param(self, budget: int | None = None) -> str | None:
+        """The ``since`` query value of a resume request, None when nothing is tracked.
+
+        ``budget``: the most characters it may take in the URL, form-encoded. When every
+        channel does not fit, those with the highest offsets go first (the server replays a
+        channel left out from where the session joined it: at most its offset's worth, and
+        the client drops what it already has); channels that do not fit are left out."""
         if not self._last:
             return None
-        body = {c: {"offset": p.offset, "epoch": p.epoch} for c, p in sorted(self._last.items())}
-        return json.dumps(body, separators=(",", ":"))
+        chosen = sorted(self._last.items())
+        if budget is not None and len(quote_plus(_since_json(chosen))) > budget:
+            by_offset = sorted(chosen, key=lambda item: (-item[1].offset, item[0]))
+            chosen, used = [], len(quote_plus("{}"))
+            for channel, position in by_offset:
+                size = len(quote_plus(_since_json([(channel, position)]))) - len(quote_plus("{}"))
+                if used + size + len(quote_plus(",")) > budget:
+                    break
+                chosen.append((channel, position))
+                used += size + len(quote_plus(","))
+            if not chosen:
+                return None
+            chosen.sort()
+        return _since_json(chosen)
+
+
+def _since_json(channels: list[tuple[str, Position]]) -> str:
+    body = {c: {"offset": p.offset, "epoch": p.epoch} for c, p in channels}
+    return json.dumps(body, separators=(",", ":"))
