@@ -25,6 +25,17 @@ export declare function backoffDelay(
 
 export declare const HANDLED_TYPES: readonly string[];
 
+/** The longest request target (path and query) a resume request is given (HTTP 414 past ~8 KB). */
+export declare const MAX_REQUEST_TARGET: number;
+/**
+ * The `since` query value of a resume request: every channel's position, or the channels with
+ * the highest offsets whose positions fit in `budget` URL-encoded characters; null when none.
+ */
+export declare function sinceParam(
+  positions: ReadonlyMap<string, Position>,
+  budget?: number,
+): string | null;
+
 /** A channel's position: `room:<name>` or `user:<id>`. */
 export interface Position {
   offset: number;
