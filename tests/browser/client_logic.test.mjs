@@ -2,7 +2,7 @@
 // tests/browser/test_client_package.py): resume URLs, duplicate drops, gaps, the close-code table.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { MAX_REQUEST_TARGET, NetrunClient, sinceParam } from "../../netrun_ws/static/client/netrun-ws.js";
+import { MAX_REQUEST_TARGET, MAX_SINCE_CHANNELS, NetrunClient, sinceParam } from "../../netrun_ws/static/client/netrun-ws.js";
 
 class FakeSocket {
   static made = [];
@@ -88,7 +88,7 @@ test("a resume names the channels that fit in a request line, the highest offset
     positions[`room:project-discussion-${String(k).padStart(4, "0")}`] = { offset: k, epoch: "k3j2a9xQ0b7Z" };
   }
   socket.receive(welcome({ positions }));
-  assert.ok(sinceParam(c.positions).length > 3 * MAX_REQUEST_TARGET / 2);
+  assert.ok(sinceParam(c.positions, Infinity, 200).length > 3 * MAX_REQUEST_TARGET / 2);
   socket.end(1012);
   await settle();
   socket = FakeSocket.made[1];
@@ -101,6 +101,9 @@ test("a resume names the channels that fit in a request line, the highest offset
   assert.equal(c.positions.size, 200); // still tracked: the server replays the others from the join
   assert.equal(sinceParam(new Map()), null);
   assert.equal(sinceParam(c.positions, 10), null);
+  const capped = Object.values(JSON.parse(sinceParam(c.positions))).map((p) => p.offset);
+  assert.equal(capped.length, MAX_SINCE_CHANNELS); // the server's default max_since_channels
+  assert.equal(Math.min(...capped), 200 - MAX_SINCE_CHANNELS);
 });
 
 test("a new session where one was asked for reports every tracked channel as lost", async () => {

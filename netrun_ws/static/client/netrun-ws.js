@@ -71,6 +71,8 @@ function isObject(value) {
  * " HTTP/1.1"; nginx's default: 8 KB), which a browser only sees as a close before open.
  */
 export const MAX_REQUEST_TARGET = 8000;
+/** The most channels a resume's `since` names: the server's default `history.max_since_channels`. */
+export const MAX_SINCE_CHANNELS = 100;
 
 const byName = ([a], [b]) => (a < b ? -1 : a > b ? 1 : 0);
 const encodedSince = (entries) =>
@@ -78,20 +80,20 @@ const encodedSince = (entries) =>
 
 /**
  * The `since` query value of a resume request (null when nothing is tracked or nothing fits):
- * every channel's position, or, when that takes more than `budget` characters in the URL, the
- * channels with the highest offsets that fit. The server replays a channel left out from where
+ * every channel's position, or, when that takes more than `budget` characters in the URL or
+ * names more than `maxChannels`, the channels with the highest offsets that fit. The server replays a channel left out from where
  * the session joined it, and the client drops what it already has.
  */
-export function sinceParam(positions, budget = Infinity) {
+export function sinceParam(positions, budget = Infinity, maxChannels = MAX_SINCE_CHANNELS) {
   let chosen = [...positions].sort(byName);
   if (chosen.length === 0) return null;
-  if (encodedSince(chosen) > budget) {
+  if (chosen.length > maxChannels || encodedSince(chosen) > budget) {
     const byOffset = [...chosen].sort((a, b) => b[1].offset - a[1].offset || byName(a, b));
     const empty = encodedSince([]);
     const comma = 3; // "," is %2C in a URL
     let used = empty;
     chosen = [];
-    for (const entry of byOffset) {
+    for (const entry of byOffset.slice(0, maxChannels)) {
       const size = encodedSince([entry]) - empty + comma;
       if (used + size > budget) break;
       chosen.push(entry);
