@@ -34,6 +34,7 @@ __all__ = [
     "room_channel",
     "splice_position",
     "user_channel",
+    "utf8_size",
 ]
 
 ROOM_PREFIX = "room:"
@@ -93,6 +94,11 @@ def splice_position(
     if rest.strip() == "}":
         return f'{head}{offset},"epoch":"{epoch}"}}}}'
     return f'{head}{offset},"epoch":"{epoch}"}},{rest}'
+
+
+def utf8_size(text: str) -> int:
+    """The size of ``text`` on the wire (UTF-8 bytes): what ``history.max_replay_bytes`` counts."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def check_no_position(message: Any) -> None:
@@ -223,7 +229,7 @@ class MemoryHistory:
         size = 0
         for index in range(start, len(entries)):
             payload = entries[index][2]
-            size += len(payload)
+            size += utf8_size(payload)
             if size > max_bytes:
                 return HistoryRead("ok", top, truncated=True)
             messages.append(payload)

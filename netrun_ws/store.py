@@ -185,7 +185,8 @@ class HistoryStore(Protocol):
         self, channel: str, since: Position, max_messages: int, max_bytes: int
     ) -> HistoryRead:
         """The messages after ``since`` in offset order, reading at most ``max_messages`` + 1
-        entries: never an unbounded range."""
+        entries: never an unbounded range. ``max_bytes`` bounds the payloads' UTF-8 size
+        (:func:`netrun_ws.history.utf8_size`, ``pos`` included)."""
 
     async def record_join(self, session_id: str, channel: str) -> Position:
         """Remember (until the session expires) that ``session_id`` joined ``channel`` now;

@@ -47,6 +47,11 @@ logger = logging.getLogger("netrun_ws.client")
 Message = dict[str, Any] | BaseModel
 TokenSource = Callable[[], str | Awaitable[str]]
 
+#: The longest request target (path and query) a resume request is given: servers refuse a
+#: longer request line (websockets' and so netrun-ws's limit is 8,192 bytes with "GET " and
+#: " HTTP/1.1", nginx's default 8 KB) with HTTP 414; ``since`` is cut to fit (Positions).
+MAX_REQUEST_TARGET = 8000
+
 #: Messages the client itself reads; always handed to the app as dicts, never parsed as models.
 CONTROL_TYPES = frozenset(
     {"connect", "disconnect", "gap", "recovered", "delivery_gap", "refreshed", "error"}
@@ -320,9 +325,9 @@ class Client:
         if self._draining and retry is Retry.BACKOFF:
             retry = Retry.PROMPT  # told to go by a `disconnect` message, then closed by the proxy
         self._draining = False
-        if ended.code == 400 and self._resuming and self._session_id is not None:
-            # The server refused our resume request (a bad `since`): start a fresh session and
-            # say what is lost rather than fail.
+        if ended.code in (400, 414) and self._resuming and self._session_id is not None:
+            # The server refused our resume request (a bad `since`, or a URL longer than a
+            # proxy takes): start a fresh session and say what is lost rather than fail.
             await self._lose_all("resume_refused")
             self._session_id = None
             return Retry.BACKOFF
@@ -403,7 +408,9 @@ class Client:
         self._resuming = self._session_id is not None
         if self._session_id is not None:
             query.append(("session_id", self._session_id))
-            since = self._positions.since_param()
+            # What fits in the server's request line (websockets' limit, proxies' too).
+            rest = len(urlunsplit(parts._replace(scheme="", netloc="", query=urlencode(query))))
+            since = self._positions.since_param(MAX_REQUEST_TARGET - rest - len("&since="))
             if since is not None:
                 query.append(("since", since))
         url = urlunsplit(parts._replace(query=urlencode(query)))

@@ -7,9 +7,15 @@ The wire contract (docs/protocol.md, "Positions and recovery"): a channel messag
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_plus
+
+#: The most channels a resume's ``since`` names: the server's default
+#: ``history.max_since_channels`` (more is refused with HTTP 400).
+MAX_SINCE_CHANNELS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +76,35 @@ class Positions:
         changed = last if last is not None and last.epoch != position.epoch else None
         return True, changed
 
-    def since_param(self) -> str | None:
-        """The ``since`` query value of a resume request, None when nothing is tracked."""
+    def since_param(
+        self, budget: int | None = None, max_channels: int = MAX_SINCE_CHANNELS
+    ) -> str | None:
+        """The ``since`` query value of a resume request, None when nothing is tracked.
+
+        ``budget``: the most characters it may take in the URL, form-encoded; ``max_channels``:
+        the most channels it may name. When every channel does not fit, those with the highest
+        offsets go first (the server replays a channel left out from where the session joined
+        it: at most its offset's worth, and the client drops what it already has)."""
         if not self._last:
             return None
-        body = {c: {"offset": p.offset, "epoch": p.epoch} for c, p in sorted(self._last.items())}
-        return json.dumps(body, separators=(",", ":"))
+        chosen = sorted(self._last.items())
+        fits = len(chosen) <= max_channels
+        if not fits or (budget is not None and len(quote_plus(_since_json(chosen))) > budget):
+            room = budget if budget is not None else math.inf
+            by_offset = sorted(chosen, key=lambda item: (-item[1].offset, item[0]))
+            chosen, used = [], len(quote_plus("{}"))
+            for channel, position in by_offset[:max_channels]:
+                size = len(quote_plus(_since_json([(channel, position)]))) - len(quote_plus("{}"))
+                if used + size + len(quote_plus(",")) > room:
+                    break
+                chosen.append((channel, position))
+                used += size + len(quote_plus(","))
+            if not chosen:
+                return None
+            chosen.sort()
+        return _since_json(chosen)
+
+
+def _since_json(channels: list[tuple[str, Position]]) -> str:
+    body = {c: {"offset": p.offset, "epoch": p.epoch} for c, p in channels}
+    return json.dumps(body, separators=(",", ":"))

@@ -82,6 +82,7 @@ HTTP_STATUS_RULES: Mapping[int, RetryRule] = {
         Retry.REAUTH, "forbidden: refused Origin, handshake hook, another user's session"
     ),
     404: RetryRule(Retry.NEVER, "no WebSocket endpoint at this path"),
+    414: RetryRule(Retry.NEVER, "URL too long (while resuming: the session is dropped, see below)"),
     429: RetryRule(Retry.BACKOFF, "too many connections for this user or address"),
     503: RetryRule(Retry.BACKOFF, "server full, or its session store is unavailable"),
 }

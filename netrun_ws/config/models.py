@@ -375,7 +375,10 @@ class HistoryConfig(BaseModel):
     max_replay_bytes: int = Field(
         default=1048576,
         gt=0,
-        description="Most bytes one resume replays over all its channels (same rule).",
+        description=(
+            "Most bytes (UTF-8, `pos` included) one resume replays over all its channels (same "
+            "rule)."
+        ),
     )
     max_since_channels: int = Field(
         default=100,

@@ -30,7 +30,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
 from netrun_ws.config import HistoryConfig
-from netrun_ws.history import new_epoch, splice_position
+from netrun_ws.history import new_epoch, splice_position, utf8_size
 from netrun_ws.redis.calls import AnyRedis, RedisStoreError, RedisTarget, bounded
 from netrun_ws.redis.pipeline import PipelinedConnection
 from netrun_ws.store import HistoryRead, Position
@@ -76,7 +76,9 @@ return {tonumber(top), epoch}
 """
 )
 
-# ARGV[3] since offset, ARGV[4] since epoch, ARGV[5] max messages.
+# ARGV[3] since offset, ARGV[4] since epoch, ARGV[5] max messages, ARGV[6] max bytes. Past
+# max bytes of payloads (each without its `pos`, so never more than as sent) only the first
+# entry is returned ('too_big'): what a resume reads from Redis is bounded in bytes too.
 _SINCE = (
     _ENSURE
     + """
@@ -87,6 +89,14 @@ if since > top then return {'out_of_history', top, epoch} end
 if top - since > tonumber(ARGV[5]) then return {'truncated', top, epoch} end
 if since == top then return {'ok', top, epoch} end
 local entries = redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+', 'COUNT', top - since)
+local size, limit = 0, tonumber(ARGV[6])
+for _, entry in ipairs(entries) do
+  local fields = entry[2]
+  for i = 1, #fields - 1, 2 do
+    if fields[i] == 'p' then size = size + #fields[i + 1] end
+  end
+  if size > limit then return {'too_big', top, epoch, {entries[1]}} end
+end
 return {'ok', top, epoch, entries}
 """
 )
@@ -192,12 +202,13 @@ class RedisHistory:
             since.offset,
             since.epoch,
             max_messages,
+            max_bytes,
         ]
         reply = await self._run(self._since, self._keys(channel), args, "history read")
         status, top = str(reply[0]), Position(int(reply[1]), str(reply[2]))
         if status == "truncated":
             return HistoryRead("ok", top, truncated=True)
-        if status != "ok":
+        if status not in ("ok", "too_big"):
             return HistoryRead(
                 "out_of_history" if status == "out_of_history" else "epoch_changed", top
             )
@@ -207,14 +218,16 @@ class RedisHistory:
         ):
             return HistoryRead("out_of_history", top)  # trimmed, or expired with the stream
         oldest_kept = (time.time() - self._ttl(channel)) * 1000
+        if entries and float(_fields(entries[0][1]).get("t", 0)) < oldest_kept:
+            return HistoryRead("out_of_history", top)
+        if status == "too_big":  # only the first entry came: more bytes than max_bytes
+            return HistoryRead("ok", top, truncated=True)
         messages: list[str] = []
         size = 0
         for entry_id, fields in entries:
             values = _fields(fields)
-            if not messages and float(values.get("t", 0)) < oldest_kept:
-                return HistoryRead("out_of_history", top)
             payload = splice_position(values.get("p", "{}"), channel, _offset(entry_id), top.epoch)
-            size += len(payload)
+            size += utf8_size(payload)
             if size > max_bytes:
                 return HistoryRead("ok", top, truncated=True)
             messages.append(payload)

@@ -18,7 +18,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from netrun_ws.codes import CloseCode
-from netrun_ws.history import ROOM_PREFIX, USER_PREFIX, room_channel, user_channel
+from netrun_ws.history import ROOM_PREFIX, USER_PREFIX, room_channel, user_channel, utf8_size
 from netrun_ws.store import Envelope, HistoryStore, Position
 from netrun_ws.wire import encode_message
 
@@ -199,7 +199,7 @@ class Recovery:
             for payload in read.messages:
                 await self._send(connection, payload)
                 messages_left -= 1
-                bytes_left -= len(payload)
+                bytes_left -= utf8_size(payload)
             recovered[channel] = {**read.top.as_dict(), "replayed": len(read.messages)}
         for gap in gaps:
             await self._send(connection, encode_message(gap))

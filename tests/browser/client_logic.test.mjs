@@ -2,7 +2,7 @@
 // tests/browser/test_client_package.py): resume URLs, duplicate drops, gaps, the close-code table.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { NetrunClient } from "../../netrun_ws/static/client/netrun-ws.js";
+import { MAX_REQUEST_TARGET, MAX_SINCE_CHANNELS, NetrunClient, sinceParam } from "../../netrun_ws/static/client/netrun-ws.js";
 
 class FakeSocket {
   static made = [];
@@ -73,6 +73,37 @@ test("a resume asks for the session from the last positions, and duplicates are 
   assert.deepEqual(of("message").map((m) => m.pos?.offset ?? null), [1, 2, 3, 4, null]);
   assert.equal(of("recovered").length, 1);
   assert.deepEqual(of("gap"), []);
+});
+
+test("a resume names the channels that fit in a request line, the highest offsets first", async () => {
+  // 200 rooms with long names: their positions take about 20 KB in a URL; a server refuses a
+  // request line over 8 KB (HTTP 414), which a browser sees only as a close before open.
+  const { client: c } = client({ params: { user_id: "alice" } });
+  c.connect();
+  await settle();
+  let socket = FakeSocket.made[0];
+  socket.open();
+  const positions = {};
+  for (let k = 0; k < 200; k += 1) {
+    positions[`room:project-discussion-${String(k).padStart(4, "0")}`] = { offset: k, epoch: "k3j2a9xQ0b7Z" };
+  }
+  socket.receive(welcome({ positions }));
+  assert.ok(sinceParam(c.positions, Infinity, 200).length > 3 * MAX_REQUEST_TARGET / 2);
+  socket.end(1012);
+  await settle();
+  socket = FakeSocket.made[1];
+  assert.ok((socket.url.pathname + socket.url.search).length <= MAX_REQUEST_TARGET);
+  assert.equal(socket.url.searchParams.get("session_id"), "s1");
+  const named = JSON.parse(socket.url.searchParams.get("since"));
+  const offsets = Object.values(named).map((p) => p.offset).sort((a, b) => a - b);
+  assert.ok(offsets.length > 40 && offsets.length < 200, String(offsets.length));
+  assert.deepEqual(offsets, Array.from({ length: offsets.length }, (_, i) => 200 - offsets.length + i));
+  assert.equal(c.positions.size, 200); // still tracked: the server replays the others from the join
+  assert.equal(sinceParam(new Map()), null);
+  assert.equal(sinceParam(c.positions, 10), null);
+  const capped = Object.values(JSON.parse(sinceParam(c.positions))).map((p) => p.offset);
+  assert.equal(capped.length, MAX_SINCE_CHANNELS); // the server's default max_since_channels
+  assert.equal(Math.min(...capped), 200 - MAX_SINCE_CHANNELS);
 });
 
 test("a new session where one was asked for reports every tracked channel as lost", async () => {

@@ -252,3 +252,35 @@ async def test_close_is_prompt_while_the_app_reads_nothing_and_keeps_what_arrive
         assert ticks == list(range(1, len(ticks) + 1))
         assert client.positions["room:feed"].offset == remaining[-1]["pos"]["offset"]  # type: ignore[index]
         await wait_for(lambda: not host.manager.connections())
+
+
+async def test_a_client_in_more_rooms_than_a_url_can_name_still_resumes_without_loss() -> None:
+    # 150 rooms with long names: their positions take about 16 KB in a URL, twice what the
+    # server's request line takes (a longer one is refused with 414). The client names those
+    # that fit; the server replays the others from the session's join positions.
+    rooms = [f"project-discussion-{k:04d}" for k in range(150)]
+    config = chat_config(plugins=[{"plugin": "chat", "max_rooms_per_connection": 200}])
+    recorder = Recorder()
+    async with served(config) as (app, addr):
+        host = app.state.host
+        async with client_for(addr, recorder, params={"user_id": "ann"}) as client:
+            feed = Feed(client)
+            for room in rooms:
+                await client.send({"type": "join", "room": room})
+            await wait_for(lambda: len(feed.of_type("joined")) == len(rooms))
+            for n, room in enumerate(rooms):
+                await host.publish_room(room, {"type": "tick", "n": n})
+            await feed.until_tick(len(rooms) - 1)
+            assert len(client.positions) == len(rooms) + 1  # and the user channel
+            (connection,) = host.manager.connections()
+            await host.disconnect(connection, 1011, "dropped by the test")
+            for n, room in enumerate(rooms, start=len(rooms)):  # missed while away
+                await host.publish_room(room, {"type": "tick", "n": n})
+            await recorder.wait_state(State.CONNECTED, count=2)
+            await feed.until_tick(2 * len(rooms) - 1)
+            await wait_for(lambda: feed.of_type("recovered"))
+    assert [s.resumed for s in recorder.states if s.state is State.CONNECTED] == [False, True]
+    assert recorder.gaps == []
+    assert sorted(feed.ticks()) == list(range(2 * len(rooms)))  # each once: nothing lost
+    (recovered,) = feed.of_type("recovered")
+    assert set(recovered["channels"]) == {*(f"room:{r}" for r in rooms), "user:ann"}

@@ -144,6 +144,28 @@ def test_the_since_parameter_lists_every_tracked_channel() -> None:
     assert positions.snapshot() == {}
 
 
+def test_a_since_over_its_budget_names_the_highest_offsets_and_fits() -> None:
+    from urllib.parse import quote_plus
+
+    positions = Positions()
+    for k in range(200):
+        positions.set(f"room:r{k:03d}", Position(k, "epoch-abc"))
+    whole = positions.since_param(max_channels=200)
+    assert whole is not None and len(json.loads(whole)) == 200
+    assert positions.since_param(len(quote_plus(whole)), 200) == whole  # fits: all of it
+    for budget in (len(quote_plus(whole)) - 1, 3000, 120):
+        cut = positions.since_param(budget, 200)
+        assert cut is not None and len(quote_plus(cut)) <= budget, budget
+        named = json.loads(cut)
+        offsets = sorted(value["offset"] for value in named.values())
+        assert offsets == list(range(200 - len(named), 200)), budget  # the highest ones
+        assert list(named) == sorted(named)
+    assert positions.since_param(10) is None  # not even one fits
+    capped = json.loads(positions.since_param() or "")  # the server's default: 100 channels
+    assert sorted(value["offset"] for value in capped.values()) == list(range(100, 200))
+    assert len(json.loads(positions.since_param(max_channels=3) or "")) == 3
+
+
 def jwt_with(claims: object) -> str:
     body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     return f"eyJhbGciOiJIUzI1NiJ9.{body}.sig"

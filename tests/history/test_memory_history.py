@@ -90,6 +90,25 @@ async def test_history_off_for_a_kind_gives_no_positions() -> None:
         await ann.close()
 
 
+@pytest.mark.parametrize("kind", ["rooms", "users"])
+async def test_history_off_for_one_kind_leaves_the_other_on(kind: str) -> None:
+    app = create_app(chat_config(**{f"{kind}_enabled": False}))
+    host = app.state.host
+    async with serve(app) as addr:
+        ann, welcome = await open_client(addr, "ann")
+        await join(ann, "news")
+        await host.publish_room("news", {"type": "story"})
+        await host.send_to_user("ann", {"type": "note"})
+        story, note = await next_message(ann), await next_message(ann)
+        await ann.close()
+    if kind == "rooms":
+        assert set(welcome["positions"]) == {"user:ann"}
+        assert "pos" not in story and note["pos"]["channel"] == "user:ann"
+    else:
+        assert "positions" not in welcome  # rooms joined later get theirs in `pos`
+        assert story["pos"]["channel"] == "room:news" and "pos" not in note
+
+
 async def test_resume_replays_missed_messages_in_order_then_live() -> None:
     app = create_app(chat_config())
     host = app.state.host
@@ -236,6 +255,37 @@ async def test_replay_limit_gets_a_gap() -> None:
             ("gap", "replay_limit"),
             ("recovered", None),
         ]
+        await ann.close()
+
+
+async def test_the_replay_byte_budget_is_shared_by_the_channels_in_order() -> None:
+    # 1,200 bytes for the whole resume: room:a's small stories fit, room:b's larger ones (under
+    # 1,200 bytes on their own) do not fit in what is left, so room:b gets a replay_limit gap
+    # and nothing of it is replayed.
+    app = create_app(chat_config(max_replay_bytes=1200))
+    host = app.state.host
+    async with serve(app) as addr:
+        ann, welcome = await open_client(addr, "ann")
+        await join(ann, "a")
+        await join(ann, "b")
+        await ann.close()
+        await wait_for(lambda: len(host.manager) == 0)
+        for n in range(3):
+            await host.publish_room("a", {"type": "story", "n": n})
+            await host.publish_room("b", {"type": "story", "n": n, "text": "x" * 150})
+        ann, again = await open_client(addr, "ann", welcome["session_id"], {})
+        recovery = await read_until(ann, "recovered")
+        replayed = [m for m in recovery if "pos" in m]
+        assert {m["pos"]["channel"] for m in replayed} == {"room:a"}
+        assert [m["n"] for m in replayed if m["type"] == "story"] == [0, 1, 2]
+        assert sum(len(json.dumps(m, separators=(",", ":"))) for m in replayed) <= 1200
+        top = again["positions"]["room:b"]
+        assert [m for m in recovery if m["type"] == "gap"] == [
+            {"type": "gap", "channel": "room:b", "reason": "replay_limit", **top}
+        ]
+        channels = recovery[-1]["channels"]
+        assert channels["room:a"]["replayed"] == len(replayed)
+        assert channels["room:b"] == {**top, "replayed": 0}
         await ann.close()
 
 

@@ -5,8 +5,9 @@ SIGKILL mid-stream. Its clients move to the other node and every client ends wit
 of its rooms exactly once, in order. With a history too small to cover the outage, every loss
 is a gap the client was told about, never a silent hole.
 
-No timing is asserted: the waits are generous deadlines; the achieved rate and recovery times
-are printed (pytest -s) and measured properly by `bench/run.py --only recovery`.
+Of timing, only the stream's rate is asserted (at least the issue's 1,000 messages per second;
+the pump aims at 1,200 and catches up after a stall); the waits are generous deadlines, and the
+recovery times are printed (pytest -s) and measured properly by `bench/run.py --only recovery`.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ async def test_every_client_gets_every_message_once_in_order_across_a_sigkill(
 ) -> None:
     async with two_nodes(tmp_path, redis_server, history={"rooms_size": 20000}) as (a, b):
         listeners, last, pump = await stream_through_a_kill(a, b)
-    assert pump.sent >= 1000
+    assert pump.sent >= 1000 and pump.rate >= 1000, (pump.sent, pump.rate)
     for listener in listeners:
         result = audit(listener.ledger, {room: last[room] for room in listener.rooms})
         assert result.problems == [], (listener.user, result.problems)
@@ -100,7 +101,8 @@ async def test_with_a_history_too_small_every_loss_is_a_reported_gap(
     # about 60 messages a room per second cannot be covered, so the moved clients must lose some.
     config = {"history": {"rooms_size": 2}, "initial_delay": 0.5}
     async with two_nodes(tmp_path, redis_server, **config) as (a, b):
-        listeners, last, _ = await stream_through_a_kill(a, b)
+        listeners, last, pump = await stream_through_a_kill(a, b)
+    assert pump.rate >= 1000, pump.rate
     holes = 0
     for listener in listeners:
         result = audit(listener.ledger, {room: last[room] for room in listener.rooms})

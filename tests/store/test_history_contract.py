@@ -125,6 +125,44 @@ async def test_reads_since_a_position_are_exact_and_bounded(
     assert small.truncated and small.messages == ()
 
 
+async def test_the_byte_bound_counts_utf8_bytes_not_characters(
+    store: tuple[MemoryStore | RedisStore, Recorder],
+) -> None:
+    history, recorder = store
+    # 100 characters of text, 200 bytes on the wire (UTF-8), in each of two messages.
+    for _ in range(2):
+        await history.publish(
+            Envelope("room", "lobby", json.dumps({"t": "é" * 100}, ensure_ascii=False))
+        )
+    await eventually(lambda: len(recorder.envelopes) == 2, what="two deliveries")
+    payloads = [str(envelope.payload) for envelope in recorder.envelopes]
+    chars = sum(len(payload) for payload in payloads)
+    size = sum(len(payload.encode()) for payload in payloads)
+    assert size == chars + 200
+    epoch = (await history.history_top("room:lobby")).epoch
+    start = Position(0, epoch)
+    fits = await history.history_since("room:lobby", start, 10, size)
+    assert fits.messages == tuple(payloads) and not fits.truncated
+    for bound in (size - 1, chars, 10):  # chars: the first fits, the two do not
+        read = await history.history_since("room:lobby", start, 10, bound)
+        assert (read.status, read.truncated, read.messages) == ("ok", True, ()), bound
+
+
+async def test_a_range_both_expired_and_too_big_is_out_of_history(
+    store: tuple[MemoryStore | RedisStore, Recorder],
+) -> None:
+    history, recorder = store
+    history.configure_history(HistoryConfig(rooms_size=3, rooms_ttl=0.3))
+    for n in range(2):
+        await history.publish(room(n))
+    await eventually(lambda: len(recorder.envelopes) == 2, what="two deliveries")
+    await asyncio.sleep(0.5)
+    epoch = (await history.history_top("room:lobby")).epoch
+    for bound in (10_000, 10):  # the age is the reason, whatever the byte bound
+        read = await history.history_since("room:lobby", Position(0, epoch), 10, bound)
+        assert (read.status, read.truncated) == ("out_of_history", False), bound
+
+
 async def test_join_records_are_kept_per_session_until_left(
     store: tuple[MemoryStore | RedisStore, Recorder],
 ) -> None:
@@ -206,4 +244,79 @@ async def test_while_redis_is_down_a_room_message_is_delivered_here_without_a_po
         restarted = await node.history_top("room:lobby")
         assert restarted.offset == 0 and restarted.epoch != recorder.envelopes[0].pos.epoch  # type: ignore[union-attr]
     finally:
+        await node.stop()
+
+
+async def test_a_positioned_redis_publish_is_one_command_that_keeps_and_publishes(
+    redis_server: RedisServer,
+) -> None:
+    # Issue 14: history is written together with the live publish, one round trip per publish.
+    # MONITOR shows every command a client sends, and those a script runs (client "lua").
+    node = redis_store(redis_server.url, f"trip-{uuid.uuid4().hex[:10]}")
+    recorder = Recorder()
+    await node.start(recorder.deliver, recorder.on_gap)
+    raw = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await node.publish(room(0))  # the script is loaded now: what follows is steady state
+        markers = [f"marker{uuid.uuid4().hex}" for _ in range(5)]
+        seen: list[tuple[str, str]] = []  # (client type, command) naming a marker
+        async with raw.monitor() as monitor:
+
+            async def watch() -> None:
+                async for info in monitor.listen():
+                    if any(marker in info["command"] for marker in markers):
+                        seen.append((info["client_type"], info["command"]))
+
+            watching = asyncio.create_task(watch())
+            try:
+                for marker in markers:
+                    payload = json.dumps({"type": "say", "m": marker})
+                    await node.publish(Envelope("room", "lobby", payload))
+                await eventually(
+                    lambda: sum(kind == "lua" for kind, _ in seen) == 2 * len(markers),
+                    what="the scripts' XADD and PUBLISH",
+                )
+            finally:
+                watching.cancel()
+        sent = [command.split(" ", 1)[0].upper() for kind, command in seen if kind != "lua"]
+        ran = [command.split(" ", 1)[0].upper() for kind, command in seen if kind == "lua"]
+        assert sent == ["EVALSHA"] * len(markers)  # one command per publish, nothing beside it
+        assert ran == ["XADD", "PUBLISH"] * len(markers)  # kept, then published, in the script
+        offsets = [e.pos.offset for e in recorder.envelopes if e.pos is not None]
+        assert offsets == list(range(1, 7))
+    finally:
+        await raw.aclose()
+        await node.stop()
+
+
+async def test_a_redis_read_past_the_byte_bound_does_not_send_the_range(
+    redis_server: RedisServer,
+) -> None:
+    # A resume may not make the server read unbounded history: past max_bytes the script sends
+    # the first entry only (what the age check needs), not the whole range.
+    node = redis_store(redis_server.url, f"bytes-{uuid.uuid4().hex[:10]}")
+    node.configure_history(HistoryConfig(rooms_size=10))
+    recorder = Recorder()
+    await node.start(recorder.deliver, recorder.on_gap)
+    raw = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await node.publish(room(0))
+        for _ in range(3):
+            await node.publish(Envelope("room", "lobby", json.dumps({"big": "x" * 100_000})))
+        await eventually(lambda: len(recorder.envelopes) == 4, what="four deliveries")
+        epoch = (await node.history_top("room:lobby")).epoch
+
+        async def output_bytes() -> int:
+            return int((await raw.info("stats"))["total_net_output_bytes"])
+
+        before = await output_bytes()
+        read = await node.history_since("room:lobby", Position(0, epoch), 10, 1000)
+        sent = await output_bytes() - before
+        assert (read.status, read.truncated) == ("ok", True)
+        assert sent < 20_000, sent  # the whole range is over 300,000 bytes
+        whole = await node.history_since("room:lobby", Position(0, epoch), 10, 1_000_000)
+        assert len(whole.messages) == 4
+        assert await output_bytes() - before > 300_000  # what the bound saved
+    finally:
+        await raw.aclose()
         await node.stop()

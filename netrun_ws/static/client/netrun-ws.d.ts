@@ -32,6 +32,21 @@ export type HandledType = "connect" | "ping" | "gap" | "recovered" | "delivery_g
  */
 export type AppMessage<M extends { type: string }> = M extends { type: HandledType } ? never : M;
 
+/** The longest request target (path and query) a resume request is given (HTTP 414 past ~8 KB). */
+export declare const MAX_REQUEST_TARGET: number;
+/** The most channels a resume's `since` names (the server's default `max_since_channels`). */
+export declare const MAX_SINCE_CHANNELS: number;
+/**
+ * The `since` query value of a resume request: every channel's position, or the channels with
+ * the highest offsets whose positions fit in `budget` URL-encoded characters, at most
+ * `maxChannels` of them; null when none.
+ */
+export declare function sinceParam(
+  positions: ReadonlyMap<string, Position>,
+  budget?: number,
+  maxChannels?: number,
+): string | null;
+
 /** A channel's position: `room:<name>` or `user:<id>`. */
 export interface Position {
   offset: number;

@@ -65,6 +65,46 @@ function isObject(value) {
 }
 
 /** `{offset, epoch}` of a well-formed position, else null (a malformed one is ignored). */
+/**
+ * The longest request target (path and query) a resume request is given: servers refuse a longer
+ * request line with HTTP 414 (netrun-ws, through websockets: 8,192 bytes with "GET " and
+ * " HTTP/1.1"; nginx's default: 8 KB), which a browser only sees as a close before open.
+ */
+export const MAX_REQUEST_TARGET = 8000;
+/** The most channels a resume's `since` names: the server's default `history.max_since_channels`. */
+export const MAX_SINCE_CHANNELS = 100;
+
+const byName = ([a], [b]) => (a < b ? -1 : a > b ? 1 : 0);
+const encodedSince = (entries) =>
+  new URLSearchParams({ s: JSON.stringify(Object.fromEntries(entries)) }).toString().length - 2;
+
+/**
+ * The `since` query value of a resume request (null when nothing is tracked or nothing fits):
+ * every channel's position, or, when that takes more than `budget` characters in the URL or
+ * names more than `maxChannels`, the channels with the highest offsets that fit. The server replays a channel left out from where
+ * the session joined it, and the client drops what it already has.
+ */
+export function sinceParam(positions, budget = Infinity, maxChannels = MAX_SINCE_CHANNELS) {
+  let chosen = [...positions].sort(byName);
+  if (chosen.length === 0) return null;
+  if (chosen.length > maxChannels || encodedSince(chosen) > budget) {
+    const byOffset = [...chosen].sort((a, b) => b[1].offset - a[1].offset || byName(a, b));
+    const empty = encodedSince([]);
+    const comma = 3; // "," is %2C in a URL
+    let used = empty;
+    chosen = [];
+    for (const entry of byOffset.slice(0, maxChannels)) {
+      const size = encodedSince([entry]) - empty + comma;
+      if (used + size > budget) break;
+      chosen.push(entry);
+      used += size;
+    }
+    if (chosen.length === 0) return null;
+    chosen.sort(byName);
+  }
+  return JSON.stringify(Object.fromEntries(chosen));
+}
+
 function positionOf(value) {
   if (!isObject(value) || !Number.isSafeInteger(value.offset)) return null;
   return typeof value.epoch === "string" ? { offset: value.offset, epoch: value.epoch } : null;
@@ -179,9 +219,9 @@ export class NetrunClient extends EventTarget {
     this._resuming = Boolean(this.sessionId);
     if (this.sessionId) {
       url.searchParams.set("session_id", this.sessionId);
-      if (this.positions.size > 0) {
-        url.searchParams.set("since", JSON.stringify(Object.fromEntries(this.positions)));
-      }
+      const room = MAX_REQUEST_TARGET - (url.pathname + url.search).length - "&since=".length;
+      const since = sinceParam(this.positions, room);
+      if (since !== null) url.searchParams.set("since", since);
     }
     return url.href;
   }
