@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -35,6 +35,16 @@ class NetrunApp(Starlette):
     uvicorn prints that line instead of a traceback.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._when_started: list[Callable[[], None]] = []
+
+    def when_started(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the lifespan startup has completed (the host and its store
+        started), before the server answers any connection: ``netrun-ws run`` takes over
+        SIGTERM/SIGINT there, so that no connection is served before its drain can run."""
+        self._when_started.append(callback)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         host: Host = self.state.host
@@ -54,6 +64,8 @@ class NetrunApp(Starlette):
             text = str(exc) if isinstance(exc, PluginLoadError) else describe_exception(exc)
             await send({"type": "lifespan.startup.failed", "message": f"start-up failed: {text}"})
             return
+        for callback in self._when_started:
+            callback()
         await send({"type": "lifespan.startup.complete"})
         message = await receive()
         assert message["type"] == "lifespan.shutdown"

@@ -327,7 +327,7 @@ def build_server(loaded: Any, **uvicorn_settings: Any) -> Any:
         gc.set_threshold(server.gc_threshold, *older)
     uvicorn_config = uvicorn.Config(app, **settings)
     guard_connections(uvicorn_config, loaded.config.limits)
-    return _draining_server_class()(uvicorn_config, app.state.host, freeze_heap=server.gc_freeze)
+    return _draining_server_class()(uvicorn_config, app, freeze_heap=server.gc_freeze)
 
 
 def ws_protocol_class(name: str, limits: Any = None) -> Any:
@@ -397,24 +397,23 @@ def _draining_server_class() -> Any:
         """uvicorn.Server whose first SIGTERM/SIGINT drains the host before uvicorn shuts down:
         clients get a resume hint and 1012 from netrun-ws, not uvicorn's bare 1012.
 
-        Built on uvicorn's documented programmatic API only (``serve``, ``started``,
-        ``should_exit``, ``force_exit``): once the server has started, the loop's own signal
-        handlers take over from the ones uvicorn installed for start-up."""
+        Built on uvicorn's documented programmatic API only (``serve``, ``should_exit``,
+        ``force_exit``): once the app's lifespan startup is complete, before any connection is
+        served, the loop's own signal handlers take over from the ones uvicorn installed."""
 
-        def __init__(self, config: uvicorn.Config, host: Any, *, freeze_heap: bool) -> None:
+        def __init__(self, config: uvicorn.Config, app: Any, *, freeze_heap: bool) -> None:
             super().__init__(config)
-            self.host = host
+            self.host = app.state.host
             self.freeze_heap = freeze_heap
             self._drain_started = False
             self._handled: list[int] = []
             self._received: list[int] = []  # the signals the loop's handlers took
+            app.when_started(self._started)
 
         async def serve(self, sockets: Any = None) -> None:
-            watcher = asyncio.ensure_future(self._when_started())
             try:
                 await super().serve(sockets=sockets)
             finally:
-                watcher.cancel()
                 loop = asyncio.get_running_loop()
                 for sig in self._handled:
                     loop.remove_signal_handler(sig)  # back to Python's default handler
@@ -423,17 +422,15 @@ def _draining_server_class() -> Any:
                 # signal normally ends it (SIGTERM: killed, status 143; SIGINT: KeyboardInterrupt).
                 signal.raise_signal(self._received[0])
 
-        async def _when_started(self) -> None:
-            while not self.started:
-                if self.should_exit:
-                    return  # start-up failed, or a signal came first: uvicorn's handling
-                await asyncio.sleep(0.02)
+        def _started(self) -> None:
+            """The host has started and the server is about to listen (the app's lifespan)."""
             if self.freeze_heap:
                 # What start-up built lives as long as the process: full collections, which
                 # also walk every connection's objects, need not walk it again and again.
                 gc.collect()
                 gc.freeze()
             if threading.current_thread() is threading.main_thread():
+                # uvicorn's handlers (installed for start-up) give way to the loop's.
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, self._signalled, sig)
