@@ -4,18 +4,16 @@ replies go out as before (every non-None result, in plugin order)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
-from websockets.asyncio.client import ClientConnection, connect
 
 from netrun_ws import create_app
 from netrun_ws.plugins import PluginLoadError
-from tests.host.helpers import base_config, recv_json, recv_until
+from netrun_ws.testing import Serve
+from tests.host.helpers import base_config
 from tests.host.routing.types_plugin import Say, Shout, Whisper
-from tests.support.server import serve
 
 ROUTING = "tests.host.routing"
 # Registered (and called, LIFO) in this order: untyped, named, loud, say, types.
@@ -23,26 +21,24 @@ PLUGINS = [f"{ROUTING}.{name}" for name in ("types_plugin", "say_plugin", "loud_
 PLUGINS += [f"{ROUTING}.named_plugin", f"{ROUTING}.untyped_plugin"]
 
 
-async def _send(client: ClientConnection, message: dict[str, Any]) -> None:
-    await client.send(json.dumps(message))
+async def _served(
+    netrun_serve: Serve, plugins: list[str], frames: list[dict[str, Any]], replies: int
+) -> Any:
+    """Serve ``plugins``, send ``frames``, read ``replies`` frames."""
+    server = await netrun_serve({"plugins": plugins})
+    client = await server.connect()
+    for frame in frames:
+        await client.send(frame)
+    got = [await client.recv() for _ in range(replies)]
+    await server.stop()
+    return server.host.state.get("seen", []), got
 
 
-async def _served(plugins: list[str], frames: list[dict[str, Any]], replies: int) -> Any:
-    """Serve ``plugins``, send ``frames`` then a ``whisper`` marker, read ``replies`` frames."""
-    app = create_app(base_config(plugins=plugins))
-    got: list[dict[str, Any]] = []
-    async with serve(app) as addr, connect(f"ws://{addr}/ws") as client:
-        await recv_until(client, "connect")
-        for frame in frames:
-            await _send(client, frame)
-        for _ in range(replies):
-            got.append(await recv_json(client))
-    return app.state.host.state.get("seen", []), got
-
-
-async def test_each_message_reaches_only_its_handlers_and_every_catch_all() -> None:
+async def test_each_message_reaches_only_its_handlers_and_every_catch_all(
+    netrun_serve: Serve,
+) -> None:
     frames = [{"type": "say", "text": "a"}, {"type": "shout", "text": "b"}, {"type": "whisper"}]
-    seen, replies = await _served(PLUGINS, frames, replies=4)
+    seen, replies = await _served(netrun_serve, PLUGINS, frames, replies=4)
     assert seen == [
         # say: untyped (catch-all), loud (Say | Shout), say (Say), types (BaseModel catch-all)
         ("untyped", "say"),
@@ -67,15 +63,17 @@ async def test_each_message_reaches_only_its_handlers_and_every_catch_all() -> N
     ]
 
 
-async def test_a_handler_of_another_type_is_not_called_and_sends_nothing() -> None:
+async def test_a_handler_of_another_type_is_not_called_and_sends_nothing(
+    netrun_serve: Serve,
+) -> None:
     plugins = [f"{ROUTING}.types_plugin", f"{ROUTING}.say_plugin"]
-    app = create_app(base_config(plugins=plugins))
-    async with serve(app) as addr, connect(f"ws://{addr}/ws") as client:
-        await recv_until(client, "connect")
-        await _send(client, {"type": "shout", "text": "x"})
-        await _send(client, {"type": "say", "text": "y"})
-        assert await recv_json(client) == {"type": "said", "by": "say_plugin", "text": "y"}
-    seen = app.state.host.state["seen"]
+    server = await netrun_serve({"plugins": plugins})
+    client = await server.connect()
+    await client.send({"type": "shout", "text": "x"})
+    await client.send({"type": "say", "text": "y"})
+    assert await client.recv() == {"type": "said", "by": "say_plugin", "text": "y"}
+    await server.stop()
+    seen = server.host.state["seen"]
     assert seen == [("catch_all", "shout"), ("say", "say"), ("catch_all", "say")]
 
 
@@ -117,21 +115,22 @@ async def test_the_relay_calls_the_handlers_of_the_type_only() -> None:
     ]
 
 
-async def test_the_heartbeat_plugin_answers_ping_only_and_starts_without_it() -> None:
+async def test_the_heartbeat_plugin_answers_ping_only_and_starts_without_it(
+    netrun_serve: Serve,
+) -> None:
     heartbeat = {"plugin": "ping", "interval": 30, "timeout": 90, "max_missed": 3}
-    app = create_app(base_config(heartbeat=heartbeat, plugins=[f"{ROUTING}.types_plugin"]))
-    routes = app.state.host.message_loop.routes
+    server = await netrun_serve({"heartbeat": heartbeat, "plugins": [f"{ROUTING}.types_plugin"]})
+    routes = server.host.message_loop.routes
     handled = {
         model.__name__
         for model, plan in routes.table.items()
         if any(step.plugin == "heartbeat" for step in plan)
     }
     assert handled == {"PingMessage"}
-    async with serve(app) as addr, connect(f"ws://{addr}/ws") as client:
-        await recv_until(client, "connect")
-        await _send(client, {"type": "say"})
-        await _send(client, {"type": "ping"})
-        assert await recv_json(client) == {"type": "pong"}
+    client = await server.connect()
+    await client.send({"type": "say"})
+    await client.send({"type": "ping"})
+    assert await client.recv() == {"type": "pong"}
     # A protocol without "ping": handles("ping", optional=True) routes nothing, start-up goes on.
     no_ping = {"plugin": "json", "schemas": []}
     app = create_app(

@@ -1,4 +1,6 @@
-"""metrics: status - the live status page's data and access rules, on a real served app.
+"""metrics: status - the live status page's data and access rules, on a real served app
+(netrun_ws.testing; the proxy test runs `netrun-ws run` itself, tests/support/cli_server.py,
+because it is about the X-Forwarded-For handling of the server the command builds).
 
 The page itself (charts moving, nodes disappearing) is driven in Chromium by
 tests/browser/test_status_page.py.
@@ -14,47 +16,43 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
 
-from netrun_ws import create_app
 from netrun_ws.auth import JWTAuthService
-from tests.host.helpers import ECHO, base_config, recv_json
+from netrun_ws.testing import Serve, ServedApp
+from tests.host.helpers import ECHO
 from tests.support.cli_server import run_cli
-from tests.support.server import serve
 
 API_KEY = "status-page-api-key-0123456789"
+SECRET = "status-secret-0123456789abcdefghij"
 
 
-def status_app(**server: Any) -> Any:
-    return create_app(
-        base_config(
-            server={"path": "/ws", **server},
-            auth={"plugin": "jwt", "secret": "status-secret-0123456789abcdefghij"},
-            metrics=[{"plugin": "status", "interval": 0.1, "window": 10}],
-            plugins=[ECHO],
-        )
-    )
+def status_config(**server: Any) -> dict[str, Any]:
+    return {
+        "server": {"path": "/ws", **server},
+        "auth": {"plugin": "jwt", "secret": SECRET},
+        "metrics": [{"plugin": "status", "interval": 0.1, "window": 10}],
+        "plugins": [ECHO],
+    }
 
 
-def sink(app: Any) -> Any:
-    host = app.state.host
+def sink(server: ServedApp) -> Any:
+    host = server.host
     return host.plugin_manager.get_plugin(host.slots["metrics.0"])
 
 
-async def test_the_data_counts_traffic_closes_and_errors() -> None:
-    app = create_app(
-        base_config(metrics=[{"plugin": "status", "interval": 0.1, "window": 10}], plugins=[ECHO])
+async def test_the_data_counts_traffic_closes_and_errors(netrun_serve: Serve) -> None:
+    server = await netrun_serve(
+        {"metrics": [{"plugin": "status", "interval": 0.1, "window": 10}], "plugins": [ECHO]}
     )
-    async with serve(app) as addr, httpx.AsyncClient(base_url=f"http://{addr}") as http:
-        async with connect(f"ws://{addr}/ws?user_id=alice") as client:
-            await recv_json(client)
-            for n in range(20):
-                await client.send(json.dumps({"type": "echo", "seq": n}))
-                await recv_json(client)
-            await client.send("not json")
-            await recv_json(client)
-            await asyncio.sleep(0.35)
-            data = (await http.get("/status/data")).json()
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        client = await server.connect("alice")
+        for n in range(20):
+            await client.request({"type": "echo", "seq": n}, "echo")
+        await client.send("not json")
+        await client.expect_error("invalid_json")
+        await asyncio.sleep(0.35)
+        data = (await http.get("/status/data")).json()
+        await client.close()
         assert max(data["series"]["connections"]) == 1
         assert sum(data["series"]["messages_in"]) > 0 and sum(data["series"]["messages_out"]) > 0
         assert max(data["series"]["errors"]) > 0  # the frame that was not JSON
@@ -68,47 +66,41 @@ async def test_the_data_counts_traffic_closes_and_errors() -> None:
     assert slots["store"]["version"] != "-"
 
 
-async def test_messages_in_per_second_is_a_rate_not_a_total() -> None:
-    app = create_app(base_config(metrics=[{"plugin": "status"}], plugins=[ECHO]))
-    async with serve(app) as addr, connect(f"ws://{addr}/ws?user_id=alice") as client:
-        await recv_json(client)
-        status = sink(app)
-        status.sample()  # the first reading only sets the baseline
-        for n in range(10):
-            await client.send(json.dumps({"type": "echo", "seq": n}))
-            await recv_json(client)
-        status.sample()
-        rate = status.samples[-1].messages_in
-        status.sample()  # no traffic since: the rate drops back to 0
-        assert rate > 0 and status.samples[-1].messages_in == 0
+async def test_messages_in_per_second_is_a_rate_not_a_total(netrun_serve: Serve) -> None:
+    server = await netrun_serve({"metrics": [{"plugin": "status"}], "plugins": [ECHO]})
+    client = await server.connect("alice")
+    status = sink(server)
+    status.sample()  # the first reading only sets the baseline
+    for n in range(10):
+        await client.request({"type": "echo", "seq": n}, "echo")
+    status.sample()
+    rate = status.samples[-1].messages_in
+    status.sample()  # no traffic since: the rate drops back to 0
+    assert rate > 0 and status.samples[-1].messages_in == 0
 
 
-async def test_the_busiest_rooms_and_the_masked_config_are_shown() -> None:
-    app = status_app()
-    host = app.state.host
-    async with serve(app) as addr, httpx.AsyncClient(base_url=f"http://{addr}") as http:
-        jwt = JWTAuthService("status-secret-0123456789abcdefghij").generate_token("bob")
-        bearer = {"Authorization": f"Bearer {jwt}"}
-        async with connect(f"ws://{addr}/ws", additional_headers=bearer):
-            await asyncio.sleep(0.05)
-            connection = host.stats().open_connections[0]
-            await host.join_room(connection, "lobby")
-            data = (await http.get("/status/data")).json()
+async def test_the_busiest_rooms_and_the_masked_config_are_shown(netrun_serve: Serve) -> None:
+    server = await netrun_serve(status_config())
+    host = server.host
+    jwt = JWTAuthService(SECRET).generate_token("bob")
+    client = await server.connect(headers={"Authorization": f"Bearer {jwt}"})
+    connection = host.connection(client.connection_id)
+    assert connection is not None
+    await host.join_room(connection, "lobby")
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        data = (await http.get("/status/data")).json()
     assert data["rooms"] == [{"room": "lobby", "members": 1}]
     text = json.dumps(data["config"])
-    assert "status-secret-0123456789abcdefghij" not in text
+    assert SECRET not in text
 
 
 @pytest.mark.parametrize("path", ["/status", "/status/data"])
-async def test_a_remote_client_needs_the_api_key(path: str) -> None:
+async def test_a_remote_client_needs_the_api_key(path: str, netrun_serve: Serve) -> None:
     # The served app sees loopback clients; the ASGI transport below reports another address.
-    app = status_app(api_key=API_KEY)
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 40000))
     # Served, so that the app has started; requests go through the ASGI transport.
-    async with (
-        serve(app),
-        httpx.AsyncClient(transport=transport, base_url="http://status.example") as http,
-    ):
+    server = await netrun_serve(status_config(api_key=API_KEY))
+    transport = httpx.ASGITransport(app=server.app, client=("203.0.113.9", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://status.example") as http:
         refused = await http.get(path)
         assert refused.status_code == 401
         assert refused.headers["www-authenticate"].startswith("Basic")
@@ -122,14 +114,11 @@ async def test_a_remote_client_needs_the_api_key(path: str) -> None:
     assert broken.status_code == 401
 
 
-async def test_without_an_api_key_the_page_is_loopback_only() -> None:
-    app = status_app()
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 40000))
+async def test_without_an_api_key_the_page_is_loopback_only(netrun_serve: Serve) -> None:
     # Served, so that the app has started; requests go through the ASGI transport.
-    async with (
-        serve(app),
-        httpx.AsyncClient(transport=transport, base_url="http://status.example") as http,
-    ):
+    server = await netrun_serve(status_config())
+    transport = httpx.ASGITransport(app=server.app, client=("203.0.113.9", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://status.example") as http:
         refused = await http.get("/status", headers={"Authorization": "Bearer anything-at-all"})
     assert refused.status_code == 403
     assert refused.json() == {"error": "the status page is served to loopback clients only"}
@@ -156,9 +145,9 @@ async def test_a_client_behind_a_proxy_on_the_same_host_is_not_loopback(
     assert proxied.status_code == 403
 
 
-async def test_the_page_is_self_contained() -> None:
-    app = status_app()
-    async with serve(app) as addr, httpx.AsyncClient(base_url=f"http://{addr}") as http:
+async def test_the_page_is_self_contained(netrun_serve: Serve) -> None:
+    server = await netrun_serve(status_config())
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
         page = await http.get("/status")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     # No CDN, no external script, style or font: the server may have no internet access.

@@ -2,7 +2,9 @@
 channel is used, corked writes keep order, reading pauses while the app is behind, and
 ``server.ws_protocol: uvicorn`` falls back to uvicorn's own protocol through plain ASGI.
 
-What it relies on in uvicorn and websockets is checked in tests/upstream/."""
+What it relies on in uvicorn and websockets is checked in tests/upstream/.
+
+Not on netrun_ws.testing: it tests the transport itself, with raw frames and protocol internals."""
 
 from __future__ import annotations
 

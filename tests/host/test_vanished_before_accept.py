@@ -1,6 +1,8 @@
 """A client that leaves between its upgrade request and the server's accept holds nothing: its
 per-IP and per-user slots and its store entries are released (a leak here would lock the client's
-address and user out for good, and grow a long-running node's memory)."""
+address and user out for good, and grow a long-running node's memory).
+
+Not on netrun_ws.testing: the vanishing client is a raw TCP socket, reset mid-upgrade."""
 
 from __future__ import annotations
 
