@@ -288,3 +288,39 @@ def test_the_client_logic_against_a_fake_socket() -> None:
     done = run([node(), "--test", "tests/browser/client_logic.test.mjs"], ROOT)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "# fail 0" in done.stdout and "# pass 6" in done.stdout
+
+
+#: What the docs' browser examples take from the page around them (an app's own functions).
+DOC_EXAMPLE_PAGE = """\
+declare function showState(state: string, code?: number, delay?: number): void;
+declare function render(message: object): void;
+declare function refetch(channel: string | null): void;  // null: every channel
+declare function rejoinRooms(): void;
+declare const socket: WebSocket;
+"""
+_DOC_BLOCK = re.compile(r"^```(js|ts)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+def doc_browser_examples() -> list[tuple[str, str]]:
+    """(where, code) of every ```js and ```ts block in README.md and docs/."""
+    found = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for number, match in enumerate(_DOC_BLOCK.finditer(page.read_text()), 1):
+            found.append((f"{page.relative_to(ROOT)} block {number}", match[2]))
+    return found
+
+
+def test_the_docs_browser_examples_compile(
+    typescript: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each example as a page would hold it, type-checked (tsc --strict) against the client's
+    # declarations and the default config's `netrun-ws typescript` output: a renamed event, a
+    # wrong argument or a message type the server does not have fails here.
+    assert main(["typescript", "--config", str(ROOT / "netrun_ws.yaml")]) == 0
+    (typescript / "netrun_ws.ts").write_text(capsys.readouterr().out)
+    examples = doc_browser_examples()
+    assert len(examples) >= 3, examples  # the clients.md and cli.md examples at least
+    for where, code in examples:
+        source = code.replace('"/client/netrun-ws.js"', '"netrun-ws-client"')
+        compiled = tsc(typescript, DOC_EXAMPLE_PAGE + "export {};\n" + source)
+        assert compiled.returncode == 0, f"{where}:\n{code}\n{compiled.stdout}{compiled.stderr}"
