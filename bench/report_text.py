@@ -77,6 +77,12 @@ connection. The peers echo the text frame back untouched (socket.io peers re-emi
 
 {echo}
 {ceiling}
+*server CPU* is the server process's CPU share over the window (user + system time, read by
+the load generator with psutil), *server CPU us/msg* that time per message. Where the load
+generator sets the rate, rate / CPU share estimates what a server would serve with its core to
+itself; the targets against Node's `ws` use that estimate when the rates cannot decide, and
+scenario 8 gives the CPU each message costs at a fixed, lower load.
+
 ## 2. Fan-out
 
 One publisher and N receivers. The publisher keeps a window of broadcasts in flight
