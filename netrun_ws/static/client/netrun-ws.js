@@ -64,7 +64,6 @@ function isObject(value) {
   return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
-/** `{offset, epoch}` of a well-formed position, else null (a malformed one is ignored). */
 /**
  * The longest request target (path and query) a resume request is given: servers refuse a longer
  * request line with HTTP 414 (netrun-ws, through websockets: 8,192 bytes with "GET " and
@@ -81,8 +80,9 @@ const encodedSince = (entries) =>
 /**
  * The `since` query value of a resume request (null when nothing is tracked or nothing fits):
  * every channel's position, or, when that takes more than `budget` characters in the URL or
- * names more than `maxChannels`, the channels with the highest offsets that fit. The server replays a channel left out from where
- * the session joined it, and the client drops what it already has.
+ * names more than `maxChannels`, the channels with the highest offsets that fit. The server
+ * replays a channel left out from where the session joined it, and the client drops what it
+ * already has.
  */
 export function sinceParam(positions, budget = Infinity, maxChannels = MAX_SINCE_CHANNELS) {
   let chosen = [...positions].sort(byName);
@@ -105,6 +105,7 @@ export function sinceParam(positions, budget = Infinity, maxChannels = MAX_SINCE
   return JSON.stringify(Object.fromEntries(chosen));
 }
 
+/** `{offset, epoch}` of a well-formed position, else null (a malformed one is ignored). */
 function positionOf(value) {
   if (!isObject(value) || !Number.isSafeInteger(value.offset)) return null;
   return typeof value.epoch === "string" ? { offset: value.offset, epoch: value.epoch } : null;
