@@ -29,7 +29,7 @@ from netrun_ws.reconnection import ReconnectionConfig
 from netrun_ws.wire import encode_message
 
 from .events import ClientClosed, Gap, State, StateChange
-from .positions import Position, Positions
+from .positions import MAX_SINCE_CHANNELS, Position, Positions
 from .retry import (
     NETWORK_ERROR,
     Retry,
@@ -139,6 +139,8 @@ class Client:
         self._max_queue = max_queue
         self._room = asyncio.Event()  # set when the app took a message, or close() began
         self._positions = Positions()
+        #: The most channels ``since`` names: the last welcome's ``max_since_channels``.
+        self._max_since_channels = MAX_SINCE_CHANNELS
         self._policy = self._fallback_policy
         self._session_id: str | None = None
         self._ws: ClientConnection | None = None
@@ -410,7 +412,9 @@ class Client:
             query.append(("session_id", self._session_id))
             # What fits in the server's request line (websockets' limit, proxies' too).
             rest = len(urlunsplit(parts._replace(scheme="", netloc="", query=urlencode(query))))
-            since = self._positions.since_param(MAX_REQUEST_TARGET - rest - len("&since="))
+            since = self._positions.since_param(
+                MAX_REQUEST_TARGET - rest - len("&since="), self._max_since_channels
+            )
             if since is not None:
                 query.append(("since", since))
         url = urlunsplit(parts._replace(query=urlencode(query)))
@@ -442,6 +446,9 @@ class Client:
         session_id = welcome.get("session_id")
         self._session_id = session_id if isinstance(session_id, str) else None
         self._policy = policy_from_welcome(welcome, self._fallback_policy)
+        limit = welcome.get("max_since_channels")
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            self._max_since_channels = limit
         raw_positions = welcome.get("positions")
         listed = raw_positions if isinstance(raw_positions, Mapping) else {}
         if self._resuming:

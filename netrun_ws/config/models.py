@@ -384,7 +384,10 @@ class HistoryConfig(BaseModel):
         default=100,
         gt=0,
         le=10000,
-        description="Most channels a resume's `since` may name; more is refused with HTTP 400.",
+        description=(
+            "Most channels a resume's `since` may name; more is refused with HTTP 400. The "
+            "welcome says it (`max_since_channels`), and the shipped clients name no more."
+        ),
     )
 
 

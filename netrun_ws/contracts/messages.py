@@ -79,6 +79,10 @@ class Welcome(BaseModel):
         default=None,
         description="Current position of the user channel and of every room the connection is in.",
     )
+    max_since_channels: int | None = Field(
+        default=None,
+        description="With positions: the most channels a resume's since may name on this server.",
+    )
 
 
 class Ping(_Message):

@@ -352,6 +352,8 @@ class Admission:
             welcome["positions"] = {
                 channel: position.as_dict() for channel, position in positions.items()
             }
+            # How many channels a resume's `since` may name here: clients cut theirs to it.
+            welcome["max_since_channels"] = self._host.config.history.max_since_channels
         await self._host.delivery.send_first(connection, welcome)
         if connection.metadata.get("recovering"):
             # Recovery when there is something to recover from: a resumed session or a `since`.

@@ -106,6 +106,26 @@ test("a resume names the channels that fit in a request line, the highest offset
   assert.equal(Math.min(...capped), 200 - MAX_SINCE_CHANNELS);
 });
 
+test("a resume names no more channels than the welcome's max_since_channels", async () => {
+  const { client: c } = client({ params: { user_id: "alice" } });
+  c.connect();
+  await settle();
+  let socket = FakeSocket.made[0];
+  socket.open();
+  const positions = { "user:alice": { offset: 1, epoch: "u1" } };
+  for (const [room, offset] of [["a", 5], ["b", 9], ["c", 2]]) {
+    positions[`room:${room}`] = { offset, epoch: "e1" };
+  }
+  socket.receive(welcome({ positions, max_since_channels: 2 }));
+  socket.end(1006);
+  await settle();
+  socket = FakeSocket.made[1];
+  assert.deepEqual(Object.keys(JSON.parse(socket.url.searchParams.get("since"))).sort(), [
+    "room:a",
+    "room:b",
+  ]);
+});
+
 test("a new session where one was asked for reports every tracked channel as lost", async () => {
   const { client: c, of } = client();
   c.connect();

@@ -204,23 +204,51 @@ async def test_a_delivery_gap_reaches_the_callback_and_the_stream() -> None:
     )
 
 
-async def test_a_refused_resume_request_starts_a_new_session_and_reports_the_loss() -> None:
+async def test_a_client_names_no_more_channels_than_the_welcome_allows() -> None:
+    # The server takes at most 2 channels in `since` and says so in its welcome: the client,
+    # in 3 rooms plus its user channel, names the 2 with the highest offsets, and resumes.
     recorder = Recorder()
-    config = chat_config(history={"max_since_channels": 1})
+    config = chat_config(history={"max_since_channels": 2})
     async with served(config) as (app, addr):
         host = app.state.host
         async with client_for(addr, recorder, params={"user_id": "ann"}) as client:
             first = await next_of(client, "connect")
-            await joined(client, "lobby")
-            await host.publish_room("lobby", {"type": "tick", "n": 1})
-            await next_of(client, "tick")
+            assert isinstance(first, dict) and first["max_since_channels"] == 2
+            for room in ("a", "b", "c"):
+                await joined(client, room)
+            for n, room in enumerate(("a", "b", "b", "c", "c", "c")):
+                await host.publish_room(room, {"type": "tick", "n": n})
+                await next_of(client, "tick")
             (connection,) = host.manager.connections()
             await host.disconnect(connection, 1011, "dropped by the test")
-            # user:ann and room:lobby in `since`: one channel too many, refused with 400.
             welcome = await next_of(client, "connect")
+            assert isinstance(welcome, dict)
+            assert welcome["resumed"] is True and welcome["session_id"] == first["session_id"]
+    assert not [s for s in recorder.states if s.code == 400]
+    assert recorder.gaps == []
+
+
+async def test_a_refused_resume_request_starts_a_new_session_and_reports_the_loss() -> None:
+    # The server restarts with a lower max_since_channels than its welcome gave: the client's
+    # `since` (user:ann and room:lobby) is one channel too many and is refused with 400.
+    recorder = Recorder()
+    async with served(chat_config()) as (app, addr):
+        host = app.state.host
+        client = client_for(addr, recorder, params={"user_id": "ann"})
+        await client.start()
+        first = await next_of(client, "connect")
+        await joined(client, "lobby")
+        await host.publish_room("lobby", {"type": "tick", "n": 1})
+        await next_of(client, "tick")
+    try:
+        port = int(addr.rpartition(":")[2])
+        async with served(chat_config(history={"max_since_channels": 1}), port=port):
+            welcome = await next_of(client, "connect", timeout=10)
             assert isinstance(welcome, dict) and isinstance(first, dict)
             assert welcome["session_id"] != first["session_id"]
             assert welcome["resumed"] is False
+    finally:
+        await client.close()
     assert {(gap.channel, gap.reason) for gap in recorder.gaps} == {
         ("room:lobby", "resume_refused"),
         ("user:ann", "resume_refused"),

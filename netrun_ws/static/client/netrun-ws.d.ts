@@ -70,6 +70,8 @@ export interface Welcome extends ServerMessage {
   heartbeat?: { interval: number; timeout: number; max_missed: number };
   reconnect?: ReconnectPolicy & { strategy: string };
   positions?: Record<string, Position>;
+  /** With positions: the most channels a resume's `since` may name on this server. */
+  max_since_channels?: number;
 }
 
 export type GapReason =

@@ -125,6 +125,7 @@ export class NetrunClient extends EventTarget {
     this.welcome = null;
     /** Last position received per channel: {channel: {offset, epoch}}. */
     this.positions = new Map();
+    this._maxSinceChannels = MAX_SINCE_CHANNELS; // the last welcome's max_since_channels
     this.policy = { ...DEFAULT_POLICY, ...(options.reconnect ?? {}) };
     this._socket = null;
     this._attempt = 0; // consecutive failed attempts since the last welcome
@@ -221,7 +222,7 @@ export class NetrunClient extends EventTarget {
     if (this.sessionId) {
       url.searchParams.set("session_id", this.sessionId);
       const room = MAX_REQUEST_TARGET - (url.pathname + url.search).length - "&since=".length;
-      const since = sinceParam(this.positions, room);
+      const since = sinceParam(this.positions, room, this._maxSinceChannels);
       if (since !== null) url.searchParams.set("since", since);
     }
     return url.href;
@@ -304,6 +305,9 @@ export class NetrunClient extends EventTarget {
       }
     }
     this.sessionId = welcome.session_id ?? this.sessionId;
+    if (Number.isSafeInteger(welcome.max_since_channels) && welcome.max_since_channels > 0) {
+      this._maxSinceChannels = welcome.max_since_channels;
+    }
     this.welcome = welcome;
     if (welcome.reconnect) this.policy = { ...this.policy, ...welcome.reconnect };
     this._attempt = 0;
