@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -55,20 +56,25 @@ async def test_default_config_chat_between_two_clients() -> None:
     assert "Traceback" not in server.text()
 
 
+async def drained(client: Any, welcome: dict[str, Any]) -> None:
+    """The client got the resume hint, then the 1012 close "service restart"."""
+    hint = await recv_until(client, "disconnect", timeout=10)
+    assert hint["code"] == 1012 and hint["session_id"] == welcome["session_id"]
+    with pytest.raises(websockets.ConnectionClosed):
+        async with asyncio.timeout(10):
+            while True:
+                await client.recv()
+    assert client.close_code == 1012
+    assert client.close_reason == "service restart"
+
+
 async def test_sigterm_closes_clients_with_1012_and_exits_cleanly() -> None:
     async with run_cli(ROOT / "netrun_ws.yaml", cwd=ROOT) as server:
         clients = [await connect(f"ws://{server.addr}/ws?user_id=u{i}") for i in range(20)]
         welcomes = [await recv_json(client) for client in clients]
         server.process.send_signal(signal.SIGTERM)
         for client, welcome in zip(clients, welcomes, strict=True):
-            hint = await recv_until(client, "disconnect", timeout=10)
-            assert hint["code"] == 1012 and hint["session_id"] == welcome["session_id"]
-            with pytest.raises(websockets.ConnectionClosed):
-                async with asyncio.timeout(10):
-                    while True:
-                        await client.recv()
-            assert client.close_code == 1012
-            assert client.close_reason == "service restart"
+            await drained(client, welcome)
         # The signal is re-raised once the server has shut down (status 143 in a shell).
         assert await asyncio.wait_for(server.process.wait(), 15) == -signal.SIGTERM
     assert "Traceback" not in server.text()
@@ -79,13 +85,7 @@ async def test_ctrl_c_drains_the_same_way_and_exits_0() -> None:
         client = await connect(f"ws://{server.addr}/ws?user_id=u")
         welcome = await recv_json(client)
         server.process.send_signal(signal.SIGINT)
-        hint = await recv_until(client, "disconnect", timeout=10)
-        assert hint["code"] == 1012 and hint["session_id"] == welcome["session_id"]
-        with pytest.raises(websockets.ConnectionClosed):
-            async with asyncio.timeout(10):
-                while True:
-                    await client.recv()
-        assert client.close_code == 1012
+        await drained(client, welcome)
         assert await asyncio.wait_for(server.process.wait(), 15) == 0
     assert "Traceback" not in server.text()
 
