@@ -1,11 +1,13 @@
 """The code standards, checked by the suite rather than by memory: ``mypy --strict`` on the
-package (pyproject's ``[tool.mypy]``), and ruff's lint rules and formatting on the repository
-(``[tool.ruff]``). The tools are pinned to a minor release in the ``dev`` extra."""
+package and on the tests (pyproject's ``[tool.mypy]`` lists both), and ruff's lint rules and
+formatting on the repository (``[tool.ruff]``). The tools are pinned to a minor release in the
+``dev`` extra."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,9 @@ def tool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_package_is_mypy_strict_clean() -> None:
+def test_the_package_and_the_tests_are_mypy_strict_clean() -> None:
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"]
+    assert (settings["strict"], settings["packages"]) == (True, ["netrun_ws", "tests"])
     done = tool("mypy")
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
 

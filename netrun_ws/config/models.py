@@ -561,7 +561,7 @@ def config_model(slots: Sequence[Slot]) -> type[ConfigSections]:
 if TYPE_CHECKING:
     # What the type checker sees: the table's kinds as this module's types.
     class Config(ConfigSections, SlotTable[SlotConfig, SlotConfig | None, list[SlotConfig]]):
-        plugins_dir: str | None
+        plugins_dir: str | None = _PLUGINS_DIR
 
 else:
     Config = config_model(SLOTS)

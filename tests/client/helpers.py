@@ -16,7 +16,7 @@ from tests.support.server import serve
 SECRET = "client-test-secret-0123456789abcdef0123"
 JWT = {"plugin": "jwt", "secret": SECRET}
 #: A reconnect policy fast enough for tests (the welcome carries it to the client).
-FAST_RECONNECT = {
+FAST_RECONNECT: dict[str, Any] = {
     "plugin": "exponential",
     "initial_delay": 0.05,
     "max_delay": 0.2,

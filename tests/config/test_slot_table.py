@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import pytest
 
@@ -18,7 +18,16 @@ from netrun_ws import create_app
 from netrun_ws.config import Config, SlotConfig
 from netrun_ws.config.loader import _PLUGIN_KEYS
 from netrun_ws.config.models import SLOT_KEYS, config_model
-from netrun_ws.config.slot_table import SLOTS, Many, One, Slot, SlotTable, slot, table_rows
+from netrun_ws.config.slot_table import (
+    SLOTS,
+    Many,
+    One,
+    OneOrNull,
+    Slot,
+    SlotTable,
+    slot,
+    table_rows,
+)
 from netrun_ws.plugins.loading import BUILTINS
 from netrun_ws.plugins.slots import slot_entries
 from tests.support.cli_server import cli_env
@@ -31,6 +40,12 @@ def plugin_names(value: SlotConfig | list[SlotConfig] | None) -> tuple[str, ...]
     if value is None:
         return ()
     return tuple(entry.plugin for entry in value) if isinstance(value, list) else (value.plugin,)
+
+
+class WithSinks(Protocol):
+    """A config model made with a ``sinks`` slot added: a field the type checker cannot see."""
+
+    sinks: list[SlotConfig]
 
 
 # --------------------------------------------------------------------------- derived from the table
@@ -81,8 +96,8 @@ def test_a_list_slot_of_a_test_table_becomes_a_list_field() -> None:
         "plugins_dir",
         "plugins",
     ]
-    assert plugin_names(model().sinks) == ("null",)
-    written = model.model_validate({"sinks": "file", "metrics": None})
+    assert plugin_names(cast(WithSinks, model()).sinks) == ("null",)
+    written = cast(WithSinks, model.model_validate({"sinks": "file", "metrics": None}))
     assert plugin_names(written.sinks) == ("file",)
     assert model.model_fields["sinks"].description == "Where events go."
 
@@ -123,7 +138,7 @@ def test_a_slot_declared_without_a_kind_is_refused_naming_it() -> None:
 
 
 def test_a_slot_named_like_another_config_key_is_refused() -> None:
-    class Table(SlotTable[Any, Any, Any]):
+    class Table(SlotTable[One, OneOrNull, Many]):
         server: One = slot("Clashes.", builtins={"a": "x.a"}, default="a")
         sinks: Many = slot("Fine.", default=())
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -20,7 +21,7 @@ ASYNCAPI_SPECS = "@asyncapi/specs@6.11.1"
 TYPESCRIPT = "typescript@5.9.3"
 
 
-def missing_tool(message: str) -> None:
+def missing_tool(message: str) -> NoReturn:
     """Skip (fail under CI): a tool the test needs is not there."""
     if os.environ.get("CI"):
         pytest.fail(message)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from netrun_ws import hookspecs
 from netrun_ws.plugins import reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,5 +75,5 @@ def test_the_hook_table_is_generated_from_the_specs() -> None:
     assert doc == reference.render(doc), (
         f"docs/hooks.md's hook table is stale; regenerate it with: {reference.REGENERATE_COMMAND}"
     )
-    for name in reference.hookspecs.all_hook_names():
+    for name in hookspecs.all_hook_names():
         assert f"[`{name}(" in doc, name

@@ -10,7 +10,7 @@ import re
 import httpx
 import pytest
 import websockets
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from netrun_ws import CloseCode, create_app
 from netrun_ws.testing import Serve
@@ -19,6 +19,13 @@ from tests.host.manual_heartbeat import heartbeat_by_hand
 from tests.support.server import serve
 
 ECHO = "tests.host.echo_plugin"
+
+
+async def recv_text(client: ClientConnection) -> str:
+    """The next message, which the server sends as a text frame."""
+    message = await client.recv()
+    assert isinstance(message, str), message
+    return message
 
 
 def counter(exposition: str, name: str) -> float:
@@ -39,12 +46,12 @@ async def test_traffic_counters_are_exact_in_prometheus_and_json() -> None:
     async with serve(app) as addr:
         for user, count in (("ann", 3), ("bob", 2)):
             async with connect(f"ws://{addr}/ws?user_id={user}", compression=None) as client:
-                received_sizes.append(len((await client.recv()).encode()))  # the welcome
+                received_sizes.append(len((await recv_text(client)).encode()))  # the welcome
                 for seq in range(count):
                     frame = json.dumps({"type": "echo", "seq": seq, "text": "é" * seq})
                     sent_sizes.append(len(frame.encode()))
                     await client.send(frame)
-                    received_sizes.append(len((await client.recv()).encode()))
+                    received_sizes.append(len((await recv_text(client)).encode()))
         await wait_for(lambda: not app.state.host.manager.connections())
         async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
             exposition = (await http.get("/metrics")).text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from netrun_ws.testing import Serve
 from tests.host.helpers import wait_for
+from tests.host.older_store import OlderStore
 
 OLDER = {"plugin": "tests.host.older_store"}
 OPEN = ["revoked", "claim_session", "create_connection", "add_connection"]
@@ -15,6 +16,7 @@ CLOSE = ["claim_session", "save_connection_state", "remove_connection", "disconn
 async def test_a_connection_opens_and_closes_through_the_older_calls(netrun_serve: Serve) -> None:
     server = await netrun_serve({"store": OLDER})
     store = server.host.store
+    assert isinstance(store, OlderStore)
     client = await server.connect("alice", session_id="s-1")
     assert store.calls == OPEN
     store.calls.clear()
@@ -31,6 +33,7 @@ async def test_refusals_through_the_older_calls_leave_nothing_registered(
 ) -> None:
     server = await netrun_serve({"store": OLDER, "limits": {"max_connections_per_user": 1}})
     store = server.host.store
+    assert isinstance(store, OlderStore)
     await server.connect("alice", session_id="s-1")
     assert await server.refused("bob", session_id="s-1") == 403  # another user's session
     assert await server.refused("alice") == 429  # max_connections_per_user

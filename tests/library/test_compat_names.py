@@ -220,7 +220,7 @@ def test_connection_metadata_record_and_to_dict() -> None:
     assert data["state"] == "connected"
     assert datetime.fromisoformat(data["connected_at"]) == record.connected_at
     given = {"room": "a"}
-    assert ConnectionMetadata("c", "u", None, metadata=given).metadata is given  # type: ignore[arg-type]
+    assert ConnectionMetadata("c", "u", None, metadata=given).metadata is given
 
 
 # -- session_manager records ----------------------------------------------------------------------

@@ -122,7 +122,7 @@ def test_base_message_accepts_any_message_type() -> None:
     message = WebSocketMessage(type=MessageType.NOTIFICATION, message_id="m1")
     assert message.type is MessageType.NOTIFICATION
     with pytest.raises(ValueError, match="type"):
-        WebSocketMessage(type="nope")  # type: ignore[arg-type]
+        WebSocketMessage(type="nope")
 
 
 def test_models_serialise_the_wire_type() -> None:

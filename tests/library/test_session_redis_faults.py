@@ -61,7 +61,8 @@ async def outcome(call: Awaitable[Any]) -> tuple[Any, float]:
 async def assert_works(manager: WebSocketSessionManager) -> None:
     """Every operation succeeds and sees what it wrote."""
     cid = await asyncio.wait_for(manager.create_connection("s-ok", "u-ok", "n"), 5)
-    assert (await manager.get_connection(cid) or {}).get("user_id") == "u-ok"
+    record = await manager.get_connection(cid)
+    assert record is not None and record["user_id"] == "u-ok"
     assert await manager.update_heartbeat(cid) is True
     assert await manager.save_connection_state(cid, {"ok": True}) is True
     assert await manager.restore_connection_state(cid) == {"ok": True}

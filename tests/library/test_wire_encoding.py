@@ -47,7 +47,7 @@ class CustomSerializer(Aliased):
 
 
 class OverridesDump(Aliased):
-    def model_dump_json(self, **kwargs: object) -> str:  # type: ignore[override]
+    def model_dump_json(self, **kwargs: object) -> str:
         return '{"overridden": true}'
 
 

@@ -39,6 +39,7 @@ async def test_deflate_is_off_by_default(tmp_path: Path, ws_protocol: str) -> No
     async with run_cli(config(tmp_path, False, ws_protocol), cwd=tmp_path) as server:
         async with connect(f"ws://{server.addr}/ws", compression="deflate") as client:
             await recv_json(client)
+            assert client.response is not None
             extensions = client.response.headers.get("Sec-WebSocket-Extensions")
             assert extensions is None
 
@@ -53,6 +54,7 @@ async def test_a_deflate_bomb_is_closed_with_1009_and_the_server_stays_up(
             await recv_json(bystander)
             async with connect(url, compression="deflate", max_size=None) as bomber:
                 await recv_json(bomber)
+                assert bomber.response is not None
                 assert "permessage-deflate" in bomber.response.headers["Sec-WebSocket-Extensions"]
                 # 16 MiB of one character compresses to a few KiB on the wire.
                 await bomber.send('{"type": "ping", "pad": "' + "0" * (16 * 1024 * 1024) + '"}')

@@ -59,7 +59,7 @@ async def nodes(store: dict[str, Any], **overrides: Any) -> AsyncIterator[list[A
     async with contextlib.AsyncExitStack() as stack:
         apps = []
         for _ in range(count):
-            app = create_app(config)
+            app: Any = create_app(config)  # a NetrunApp, given an .addr here
             app.addr = await stack.enter_async_context(serve(app))
             apps.append(app)
         yield apps

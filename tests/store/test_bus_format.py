@@ -96,7 +96,7 @@ def test_a_header_without_exclusions_is_what_the_json_encoder_writes(
     target: str | None, payload: str | bytes
 ) -> None:
     for kind in ("user", "room", "broadcast"):
-        envelope = Envelope(kind, target, payload)  # type: ignore[arg-type]
+        envelope = Envelope(kind, target, payload)
         expected = json.dumps(
             [1, 'nöde-"a"', kind, target, int(isinstance(payload, bytes)), [], []],
             separators=(",", ":"),

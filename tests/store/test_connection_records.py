@@ -108,7 +108,7 @@ async def test_revocations_refuse_by_issue_time_and_claim_nothing(
     now = time.time()
     await store.revoke("user:alice", now, now + 60)
     await store.revoke("token:jti:t-1", now, now + 60)
-    refused = [
+    refused: list[list[tuple[str, float | None]]] = [
         [("user:alice", now - 10)],  # issued before the revocation
         [("user:alice", None)],  # no iat
         [("user:bob", None), ("token:jti:t-1", None)],  # a revoked token

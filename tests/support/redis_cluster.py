@@ -18,7 +18,8 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -30,6 +31,13 @@ __all__ = ["RedisCluster", "redis_cluster", "shared_redis_cluster"]
 
 #: Seconds for ``redis-cli --cluster create`` and for every node to report cluster_state:ok.
 FORM_TIMEOUT = 20.0
+
+
+def _command(client: redis.Redis, *args: str | int | bytes) -> Any:
+    """One command's reply; redis-py's ``execute_command`` is untyped (the reply's shape is the
+    command's)."""
+    execute: Callable[..., Any] = client.execute_command
+    return execute(*args)
 
 
 def _redis_cli() -> str:
@@ -96,7 +104,7 @@ class RedisCluster:
         """The node that serves ``key``'s slot now."""
         slot = key_slot(key.encode())
         with redis.Redis(port=self.nodes[0].port) as seed:
-            for start, end, primary, *_ in seed.execute_command("CLUSTER SLOTS"):
+            for start, end, primary, *_ in _command(seed, "CLUSTER SLOTS"):
                 if start <= slot <= end:
                     return next(node for node in self.nodes if node.port == int(primary[1]))
         raise LookupError(f"no node serves slot {slot}")
@@ -112,15 +120,15 @@ class RedisCluster:
         try:
             src, dst = clients[source.port], clients[to.port]
             src_id, dst_id = (
-                src.execute_command("CLUSTER MYID"),
-                dst.execute_command("CLUSTER MYID"),
+                _command(src, "CLUSTER MYID"),
+                _command(dst, "CLUSTER MYID"),
             )
-            dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
-            src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
-            while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
-                src.execute_command("MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", *keys)
+            _command(dst, "CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+            _command(src, "CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+            while keys := _command(src, "CLUSTER GETKEYSINSLOT", slot, 100):
+                _command(src, "MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", *keys)
             for port in [to.port, source.port, *clients]:  # the new owner first
-                clients[port].execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+                _command(clients[port], "CLUSTER SETSLOT", slot, "NODE", dst_id)
         finally:
             for client in clients.values():
                 client.close()

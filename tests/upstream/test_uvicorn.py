@@ -65,6 +65,8 @@ def test_the_protocol_has_every_attribute_uvicorns_has() -> None:
     assert not getattr(ours, "__dict__", None)
     assert ours.conn.max_message_size == theirs.conn.max_message_size
     # uvicorn's permessage-deflate settings (on by default in uvicorn.Config) are kept.
+    assert ours.conn.available_extensions is not None
+    assert theirs.conn.available_extensions is not None
     assert [vars(factory) for factory in ours.conn.available_extensions] == [
         vars(factory) for factory in theirs.conn.available_extensions
     ]
