@@ -33,6 +33,7 @@ __all__ = [
     "guard_connections",
     "http_protocol_class",
     "main",
+    "protocol_settings",
     "serve_loaded",
     "ws_protocol_class",
 ]
@@ -315,11 +316,8 @@ def build_server(loaded: Any, **uvicorn_settings: Any) -> Any:
         "port": server.port,
         "log_level": server.log_level,
         "lifespan": "on",
-        "ws_max_size": loaded.config.limits.max_message_bytes,
-        "ws_per_message_deflate": server.permessage_deflate,
-        "ws": ws_protocol_class(server.ws_protocol, loaded.config.limits),
-        "http": http_protocol_class(server.ws_protocol),
         "timeout_graceful_shutdown": server.drain_timeout,
+        **protocol_settings(loaded.config),
     }
     settings.update(uvicorn_settings)
     if server.gc_threshold is not None:
@@ -328,6 +326,21 @@ def build_server(loaded: Any, **uvicorn_settings: Any) -> Any:
     uvicorn_config = uvicorn.Config(app, **settings)
     guard_connections(uvicorn_config, loaded.config.limits)
     return _draining_server_class()(uvicorn_config, app, freeze_heap=server.gc_freeze)
+
+
+def protocol_settings(config: Any, ws_protocol: str | None = None) -> dict[str, Any]:
+    """The ``uvicorn.Config`` arguments for how ``config`` (an app's ``Config``) speaks on the
+    wire, as ``netrun-ws run`` serves it: the websocket and HTTP protocols of
+    ``server.ws_protocol`` (or ``ws_protocol``), permessage-deflate, and ``ws_max_size`` from
+    ``limits.max_message_bytes`` (websockets' parser refuses an oversize frame at its header).
+    The test servers use it too, so that tests meet what users run."""
+    protocol = ws_protocol or config.server.ws_protocol
+    return {
+        "ws": ws_protocol_class(protocol, config.limits),
+        "http": http_protocol_class(protocol),
+        "ws_per_message_deflate": config.server.permessage_deflate,
+        "ws_max_size": config.limits.max_message_bytes,
+    }
 
 
 def ws_protocol_class(name: str, limits: Any = None) -> Any:

@@ -18,7 +18,7 @@ from websockets.exceptions import InvalidStatus
 
 from netrun_ws import client as package_client
 from netrun_ws.app import NetrunApp, create_app
-from netrun_ws.cli import guard_connections, http_protocol_class, ws_protocol_class
+from netrun_ws.cli import guard_connections, protocol_settings
 from netrun_ws.host import Host
 from netrun_ws.testing.client import DEFAULT_TIMEOUT, Client
 
@@ -206,13 +206,11 @@ async def serve(
     when the app fails to start (a ``startup`` hook or the store)."""
     if not isinstance(app, NetrunApp):
         app = build_app(app)
-    server_config = app.state.host.config.server
-    protocol = ws_protocol or server_config.ws_protocol
     limits = app.state.host.config.limits
-    uvicorn_settings.setdefault("ws", ws_protocol_class(protocol, limits))
-    uvicorn_settings.setdefault("http", http_protocol_class(protocol))
-    uvicorn_settings.setdefault("ws_per_message_deflate", server_config.permessage_deflate)
-    uvicorn_settings.setdefault("ws_max_size", limits.max_message_bytes)  # as `netrun-ws run`
+    uvicorn_settings = {
+        **protocol_settings(app.state.host.config, ws_protocol),
+        **uvicorn_settings,
+    }
     uvicorn_settings.setdefault("log_level", "warning")
     uvicorn_settings.setdefault("lifespan", "on")
     failures: list[str] = []

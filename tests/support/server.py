@@ -9,7 +9,7 @@ from typing import Any
 
 import uvicorn
 
-from netrun_ws.cli import guard_connections, http_protocol_class, ws_protocol_class
+from netrun_ws.cli import guard_connections, protocol_settings
 
 #: The ``server.ws_protocol`` to serve an app with when its config does not name one (None: the
 #: config's default). The ``served_ws_protocol`` fixture (tests/conftest.py) sets it, so that
@@ -30,15 +30,10 @@ async def serve(app: Any, port: int = 0, **config: Any) -> AsyncIterator[str]:
     """
     host = getattr(getattr(app, "state", None), "host", None)
     if host is not None:
-        server_config = host.config.server
-        ws_protocol = server_config.ws_protocol
-        if default_ws_protocol is not None and "ws_protocol" not in server_config.model_fields_set:
+        ws_protocol = None
+        if "ws_protocol" not in host.config.server.model_fields_set:
             ws_protocol = default_ws_protocol
-        config.setdefault("ws", ws_protocol_class(ws_protocol, host.config.limits))
-        config.setdefault("http", http_protocol_class(ws_protocol))
-        config.setdefault("ws_per_message_deflate", server_config.permessage_deflate)
-        # As `netrun-ws run`: websockets' parser refuses an oversize frame at its header (1009).
-        config.setdefault("ws_max_size", host.config.limits.max_message_bytes)
+        config = {**protocol_settings(host.config, ws_protocol), **config}
     config.setdefault("log_level", "warning")
     config.setdefault("lifespan", "auto")
     uvicorn_config = uvicorn.Config(app, host="127.0.0.1", port=port, **config)
