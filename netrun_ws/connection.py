@@ -67,6 +67,9 @@ class DirectChannel(Protocol):
     async def wait_writable(self) -> None:
         """Return once the write buffer has drained below its low-water mark."""
 
+    def peer_close(self) -> tuple[int, str] | None:
+        """The code and reason of the close frame the client sent, or None if it sent none."""
+
 
 class SocketClosedError(ConnectionError):
     """The direct send path found the socket closed."""
@@ -294,6 +297,12 @@ class Connection:
             self.bytes_sent += size
             return True
         return self.enqueue(frame, wire)
+
+    def peer_close(self) -> tuple[int, str] | None:
+        """The close code and reason the client sent, when the server's protocol tells it and
+        the client has sent its close frame; else None."""
+        direct = self.direct or self._held_direct
+        return None if direct is None else direct.peer_close()
 
     def _socket_gone(self) -> bool:
         """A direct write found the socket closed: give the connection up (False: not sent)."""

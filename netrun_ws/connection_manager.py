@@ -430,9 +430,15 @@ class WebSocketConnectionManager:
 
     def _send_failed(self, connection: Connection, error: Exception) -> None:
         if self._unregister(connection):
-            self._failed_sends += 1
-            reason = f"send failed: {type(error).__name__}"
-            self._spawn(self._finish_removed(connection, ABNORMAL_CLOSURE, reason))
+            peer = connection.peer_close()
+            if peer is not None:
+                # The client closed first (frames it sent before its close frame were still
+                # being answered): its own code, not an abnormal closure.
+                code, reason = peer
+            else:
+                self._failed_sends += 1
+                code, reason = ABNORMAL_CLOSURE, f"send failed: {type(error).__name__}"
+            self._spawn(self._finish_removed(connection, code, reason))
 
     def _overflowed(self, connection: Connection) -> None:
         if self._unregister(connection):

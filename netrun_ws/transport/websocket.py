@@ -819,6 +819,11 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.write(header + data)
         return size
 
+    def peer_close(self) -> tuple[int, str] | None:
+        """The code and reason of the client's close frame, once received; else None."""
+        close = self.conn.close_rcvd
+        return None if close is None else (close.code, close.reason)
+
     def send_wire(self, wire: bytes) -> bool:
         """Write an already framed, non-empty message (from :func:`netrun_ws.wire.wire_frame`);
         only when :attr:`plain_frames`. False if the socket is not open."""

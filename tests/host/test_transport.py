@@ -20,13 +20,14 @@ from netrun_ws.transport import websocket as websocket_transport
 from netrun_ws.transport.websocket import CORK_LIMIT, READ_LIMIT, NetrunWebSocketProtocol
 from tests.host.helpers import (
     ECHO,
+    RECORDING,
     echo_burst,
     echo_config,
     only_connection,
     recv_json,
     wait_for,
 )
-from tests.support.raw_ws import Opcode, RawWebSocket, encode_frame
+from tests.support.raw_ws import Opcode, RawWebSocket, close_payload, encode_frame
 from tests.support.server import serve
 
 
@@ -157,3 +158,30 @@ async def test_a_client_still_sending_after_a_protocol_failure_reads_the_close_c
                 await ws.send_raw(b"".join(fragments))
             assert (await ws.expect_close()).code == 1009
             await ws.aclose()
+
+
+@pytest.mark.parametrize("ws_protocol", ["netrun", "uvicorn"])
+async def test_a_client_closing_while_its_replies_are_pending_keeps_its_close_code(
+    ws_protocol: str,
+) -> None:
+    """A client that sends messages and its close frame at once has closed cleanly: the replies
+    the server can no longer send do not turn its close into 1006 ("send failed")."""
+    config = echo_config(ws_protocol)
+    config["plugins"] = [ECHO, RECORDING]
+    app = create_app(config)
+    echo = app.state.host.plugin_manager.get_plugin(ECHO)
+    echo.hold.clear()  # the replies wait until the close handshake is over
+    events = app.state.host.state["events"]
+    async with serve(app) as addr:
+        ws = await RawWebSocket.connect(addr, "/ws?user_id=u")
+        assert json.loads(await ws.read_text())["type"] == "connect"
+        messages = [json.dumps({"type": "echo", "seq": seq}).encode() for seq in range(5)]
+        frames = [encode_frame(Opcode.TEXT, message) for message in messages]
+        await ws.send_raw(b"".join(frames) + encode_frame(Opcode.CLOSE, close_payload(1000, "bye")))
+        assert (await ws.expect_close()).code == 1000
+        await ws.aclose()
+        echo.hold.set()
+        await wait_for(lambda: any(name == "on_disconnect" for name, _ in events))
+        stats = app.state.host.manager.get_stats()
+    assert dict(events)["on_disconnect"] == 1000
+    assert stats["failed_sends"] == 0
