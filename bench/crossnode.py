@@ -297,6 +297,9 @@ def latency_only(duration: float, reps: int) -> dict[str, Any]:
             time.sleep(2.0)
             result["same_node"].append(latency(port_a, port_a, rate, senders, duration))
             time.sleep(2.0)
+        # Last: one sender falls behind by seconds, and the nodes work through its backlog after
+        # its window closed; a window after it would measure that backlog.
+        for _ in range(reps):
             result["cross_node_one_sender"].append(latency(port_a, port_b, rate, 1, duration))
             time.sleep(2.0)
     for key in list(result):
