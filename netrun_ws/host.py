@@ -258,12 +258,15 @@ class Host:
         close_reason = ""
         try:
             await self.fire.on_connect(connection)
-            await admission.welcome(connection, identity)
-            self.expiry.schedule(connection, identity.expires_at)
-            await self.fire.on_ready(connection)
-            close_code, close_reason = await self.message_loop.run(
-                receive or websocket.receive, connection
-            )
+            left = await admission.welcome(connection, identity)
+            if left is not None:
+                close_code, close_reason = left
+            else:
+                self.expiry.schedule(connection, identity.expires_at)
+                await self.fire.on_ready(connection)
+                close_code, close_reason = await self.message_loop.run(
+                    receive or websocket.receive, connection
+                )
         except HookError as error:
             logger.error("%s", error, exc_info=error.error)
             await self.fire.on_error(connection, error)

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from netrun_ws.runtime.auth_messages import AuthMessage, RefreshMessage
+from netrun_ws.runtime.auth_messages import AuthMessage, RefreshMessage, SinceMessage
 
 
 class _Message(BaseModel):
@@ -82,6 +82,13 @@ class Welcome(BaseModel):
     max_since_channels: int | None = Field(
         default=None,
         description="With positions: the most channels a resume's since may name on this server.",
+    )
+    since_frame: bool | None = Field(
+        default=None,
+        description=(
+            "With positions: this server reads a resume's positions from a since frame "
+            "(since_frame=1), for more channels than fit in a URL."
+        ),
     )
 
 
@@ -166,6 +173,6 @@ SERVER_MESSAGES: tuple[type[BaseModel], ...] = (
 )
 """What the host (and the heartbeat plugin) send, whatever plugins are configured."""
 
-CLIENT_MESSAGES: tuple[type[BaseModel], ...] = (AuthMessage, RefreshMessage)
+CLIENT_MESSAGES: tuple[type[BaseModel], ...] = (AuthMessage, RefreshMessage, SinceMessage)
 """What the host itself reads (it registers them beside the plugins' types; the models it parses
 with are the ones described)."""

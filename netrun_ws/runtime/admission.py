@@ -11,6 +11,8 @@ HTTP status; after accept, the close code that status stands for (docs/architect
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import math
 import re
@@ -21,7 +23,7 @@ from pydantic import ValidationError
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from netrun_ws.codes import CloseCode
+from netrun_ws.codes import CloseCode, ErrorCode
 from netrun_ws.connection import uuid4_hex
 from netrun_ws.handshake import SUBPROTOCOL, Handshake, answered_subprotocol
 from netrun_ws.history import ROOM_PREFIX, room_channel, user_channel
@@ -31,9 +33,10 @@ from netrun_ws.plugins.loading import describe_exception
 from netrun_ws.runtime.auth_messages import AuthMessage
 from netrun_ws.runtime.connection_records import forget, records_of
 from netrun_ws.runtime.deadlines import Deadlines
-from netrun_ws.runtime.recovery import SinceError, parse_since
+from netrun_ws.runtime.recovery import SinceError, parse_since, since_positions
 from netrun_ws.runtime.revocation import REVOKED
 from netrun_ws.store import ConnectionRecords, Position
+from netrun_ws.wire import error_reply
 
 if TYPE_CHECKING:
     from netrun_ws.connection import Connection
@@ -278,6 +281,9 @@ class Admission:
         if recovering:
             metadata["recovering"] = True
             metadata["since"] = since
+            # More channels than fit in a URL: the positions come as the first frame.
+            if query and websocket.query_params.get("since_frame") == "1":
+                metadata["since_frame"] = True
             if host.config.history.users_enabled:
                 user_hold = user_channel(user_id)
                 metadata["holds"] = {user_hold}
@@ -330,8 +336,9 @@ class Admission:
 
     # ----------------------------------------------------------------- after accept
 
-    async def welcome(self, connection: Connection, identity: Identity) -> None:
-        """Resume a returning session (state, rooms), then send the welcome."""
+    async def welcome(self, connection: Connection, identity: Identity) -> tuple[int, str] | None:
+        """Resume a returning session (state, rooms), send the welcome, then recover what it
+        missed. Returns the close code and reason when the client left meanwhile, else None."""
         resumed = await self._resume(connection)
         recovery = self._host.recovery
         positions = await recovery.welcome_positions(connection)
@@ -352,15 +359,60 @@ class Admission:
             welcome["positions"] = {
                 channel: position.as_dict() for channel, position in positions.items()
             }
-            # How many channels a resume's `since` may name here: clients cut theirs to it.
+            # How many channels a resume's `since` may name here: clients cut theirs to it, or
+            # send them all in a `since` frame (this server reads one: `since_frame`).
             welcome["max_since_channels"] = self._host.config.history.max_since_channels
+            welcome["since_frame"] = True
         await self._host.delivery.send_first(connection, welcome)
         if connection.metadata.get("recovering"):
+            if connection.metadata.pop("since_frame", False):
+                ended = await self._read_since_frame(connection)
+                if ended is not None:
+                    return ended
             # Recovery when there is something to recover from: a resumed session or a `since`.
             if resumed or connection.metadata.get("since") is not None:
                 await recovery.recover(connection, positions)
             else:
                 await recovery.finish(connection, positions)
+        return None
+
+    async def _read_since_frame(self, connection: Connection) -> tuple[int, str] | None:
+        """The first frame of a resume that asked for it (``since_frame=1``): its positions
+        join those of the URL's ``since`` (the frame's win). A bad one gets an error reply and
+        recovery goes on from what the server has (nothing is lost: channels left out replay
+        from where the session joined them); a frame that is not a ``since`` one is the message
+        loop's first. Returns the close code and reason when the client left meanwhile."""
+        host = self._host
+        timeout = host.config.server.handshake_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                frame = await connection.websocket.receive()
+        except TimeoutError:
+            why = f"no since frame within {timeout:g} s"
+            await host.send(connection, error_reply(ErrorCode.INVALID_MESSAGE, why))
+            return None
+        if frame["type"] == "websocket.disconnect":
+            return frame.get("code", 1005), frame.get("reason") or ""
+        text = frame.get("text")
+        try:
+            value = json.loads(text) if text is not None else None
+        except ValueError:
+            value = None
+        if not isinstance(value, dict) or value.get("type") != "since":
+            connection.metadata["unread"] = frame
+            return None
+        try:
+            if set(value) != {"type", "channels"}:
+                raise SinceError('expected {"type": "since", "channels": {...}}')
+            positions = since_positions(value["channels"], None)
+        except SinceError as error:
+            await host.send(
+                connection, error_reply(ErrorCode.INVALID_MESSAGE, f"invalid since: {error}")
+            )
+            return None
+        metadata = connection.metadata
+        metadata["since"] = {**(metadata.get("since") or {}), **positions}
+        return None
 
     async def _resume(self, connection: Connection) -> bool:
         """A client returning with its session id gets its saved state back and rejoins rooms:

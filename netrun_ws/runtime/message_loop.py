@@ -26,7 +26,7 @@ from netrun_ws.plugins.hooks import HookError, Plan, awaitable, run_plan
 from netrun_ws.plugins.loading import describe_exception
 from netrun_ws.plugins.routing import MessageRoutes
 from netrun_ws.protocol import ProtocolError
-from netrun_ws.runtime.auth_messages import AuthMessage, RefreshMessage
+from netrun_ws.runtime.auth_messages import AuthMessage, RefreshMessage, SinceMessage
 from netrun_ws.runtime.revocation import REVOKED
 from netrun_ws.wire import encode_message, error_reply
 
@@ -47,12 +47,13 @@ class MessageLoop:
 
     def __init__(self, host: Host) -> None:
         self._host = host
-        host.registry.register(AuthMessage, RefreshMessage)
+        host.registry.register(AuthMessage, RefreshMessage, SinceMessage)
         self._core_handlers: dict[
             type[BaseModel], Callable[[Connection, BaseModel], Awaitable[None]]
         ] = {
             RefreshMessage: self._refresh,
             AuthMessage: self._already_authenticated,
+            SinceMessage: self._since_out_of_place,
         }
 
     def hooks_ready(self) -> None:
@@ -90,9 +91,13 @@ class MessageLoop:
         # netrun-ws's uvicorn protocol: frames already received are taken without an await, and
         # an idle connection waits on a bare future (no coroutine frames kept per connection).
         direct = connection.direct
+        # A frame read while waiting for a resume's `since` frame that was not one.
+        unread: Message | None = connection.metadata.pop("unread", None)
         while True:
             frame: Message | None
-            if direct is not None:
+            if unread is not None:
+                frame, unread = unread, None
+            elif direct is not None:
                 frame = direct.receive_nowait()
                 while frame is None:
                     await direct.receive_ready()
@@ -244,6 +249,10 @@ class MessageLoop:
 
     async def _already_authenticated(self, connection: Connection, message: BaseModel) -> None:
         await self._host.send(connection, error_reply(ErrorCode.FORBIDDEN, "already authenticated"))
+
+    async def _since_out_of_place(self, connection: Connection, message: BaseModel) -> None:
+        why = "since is read only as the first frame of a resume with since_frame=1"
+        await self._host.send(connection, error_reply(ErrorCode.INVALID_MESSAGE, why))
 
 
 def _replier(plan: Plan) -> str:

@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     from netrun_ws.connection import Connection
     from netrun_ws.host import Host
 
-__all__ = ["MAX_SINCE_CHANNEL", "REPLAY_DRAIN_TIMEOUT", "Recovery", "SinceError", "parse_since"]
+__all__ = [
+    "MAX_SINCE_CHANNEL",
+    "REPLAY_DRAIN_TIMEOUT",
+    "Recovery",
+    "SinceError",
+    "parse_since",
+    "since_positions",
+]
 
 logger = logging.getLogger("netrun_ws")
 
@@ -52,9 +59,15 @@ def parse_since(raw: str, max_channels: int) -> dict[str, Position]:
         value = json.loads(raw)
     except ValueError:
         raise SinceError("not JSON") from None
+    return since_positions(value, max_channels)
+
+
+def since_positions(value: Any, max_channels: int | None) -> dict[str, Position]:
+    """The positions of a decoded ``since`` object (None: as many channels as it names, for the
+    ``since`` frame, which the frame size bounds)."""
     if not isinstance(value, dict):
         raise SinceError("not a JSON object of channel -> {offset, epoch}")
-    if len(value) > max_channels:
+    if max_channels is not None and len(value) > max_channels:
         raise SinceError(f"more than {max_channels} channels")
     found: dict[str, Position] = {}
     for channel, position in value.items():
