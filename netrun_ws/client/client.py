@@ -141,6 +141,10 @@ class Client:
         self._positions = Positions()
         #: The most channels ``since`` names: the last welcome's ``max_since_channels``.
         self._max_since_channels = MAX_SINCE_CHANNELS
+        #: The last welcome said the server reads a ``since`` frame (``since_frame``).
+        self._since_frame_offered = False
+        #: The ``since`` frame the current resume request promised (``since_frame=1``).
+        self._since_frame: str | None = None
         self._policy = self._fallback_policy
         self._session_id: str | None = None
         self._ws: ClientConnection | None = None
@@ -369,6 +373,8 @@ class Client:
             if self._token is not None and self._token_transport == "message":
                 # server.first_message_auth: the token is the first message, before the welcome.
                 await ws.send(json.dumps({"type": "auth", "token": self._token}))
+            if self._since_frame is not None:
+                await ws.send(self._since_frame)  # read by the server after the welcome
             welcome = await self._read_welcome(ws)
             self._ws = ws
             await self._on_welcome(welcome)
@@ -408,15 +414,23 @@ class Client:
         ]
         query.extend(self._params.items())
         self._resuming = self._session_id is not None
+        self._since_frame = None
         if self._session_id is not None:
             query.append(("session_id", self._session_id))
             # What fits in the server's request line (websockets' limit, proxies' too).
             rest = len(urlunsplit(parts._replace(scheme="", netloc="", query=urlencode(query))))
-            since = self._positions.since_param(
-                MAX_REQUEST_TARGET - rest - len("&since="), self._max_since_channels
-            )
-            if since is not None:
-                query.append(("since", since))
+            budget = MAX_REQUEST_TARGET - rest - len("&since=")
+            positions = self._positions
+            if self._since_frame_offered and not positions.fit_in_url(
+                budget, self._max_since_channels
+            ):
+                # Every channel in the first frame rather than some in the URL.
+                query.append(("since_frame", "1"))
+                self._since_frame = positions.since_frame()
+            else:
+                since = positions.since_param(budget, self._max_since_channels)
+                if since is not None:
+                    query.append(("since", since))
         url = urlunsplit(parts._replace(query=urlencode(query)))
         headers = dict(self._headers)
         subprotocols: list[Subprotocol] | None = None
@@ -449,6 +463,7 @@ class Client:
         limit = welcome.get("max_since_channels")
         if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
             self._max_since_channels = limit
+        self._since_frame_offered = welcome.get("since_frame") is True
         raw_positions = welcome.get("positions")
         listed = raw_positions if isinstance(raw_positions, Mapping) else {}
         if self._resuming:

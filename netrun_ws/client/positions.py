@@ -76,6 +76,20 @@ class Positions:
         changed = last if last is not None and last.epoch != position.epoch else None
         return True, changed
 
+    def fit_in_url(self, budget: int, max_channels: int = MAX_SINCE_CHANNELS) -> bool:
+        """Whether every channel fits in a ``since`` of ``budget`` form-encoded characters
+        naming at most ``max_channels``."""
+        chosen = sorted(self._last.items())
+        return len(chosen) <= max_channels and len(quote_plus(_since_json(chosen))) <= budget
+
+    def since_frame(self) -> str:
+        """The ``{"type": "since", "channels": ...}`` frame naming every channel (a resume
+        request with ``since_frame=1`` sends it first)."""
+        channels = {
+            c: {"offset": p.offset, "epoch": p.epoch} for c, p in sorted(self._last.items())
+        }
+        return json.dumps({"type": "since", "channels": channels}, separators=(",", ":"))
+
     def since_param(
         self, budget: int | None = None, max_channels: int = MAX_SINCE_CHANNELS
     ) -> str | None:

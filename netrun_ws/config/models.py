@@ -99,7 +99,8 @@ class ServerConfig(BaseModel):
         gt=0,
         description=(
             "Seconds a client may take to authenticate: the authenticate hooks at the handshake, "
-            "or the first message with first_message_auth."
+            "or the first message with first_message_auth; also how long a resume with "
+            "since_frame=1 may take to send its since frame."
         ),
     )
     first_message_auth: bool = Field(

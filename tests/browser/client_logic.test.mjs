@@ -126,6 +126,35 @@ test("a resume names no more channels than the welcome's max_since_channels", as
   ]);
 });
 
+test("a server offering since_frame gets every channel in the first frame, not the URL", async () => {
+  const { client: c } = client({ params: { user_id: "alice" } });
+  c.connect();
+  await settle();
+  let socket = FakeSocket.made[0];
+  socket.open();
+  const positions = { "user:alice": { offset: 1, epoch: "u1" } };
+  for (const [room, offset] of [["a", 5], ["b", 9], ["c", 2]]) {
+    positions[`room:${room}`] = { offset, epoch: "e1" };
+  }
+  socket.receive(welcome({ positions, max_since_channels: 2, since_frame: true }));
+  socket.end(1006);
+  await settle();
+  socket = FakeSocket.made[1];
+  assert.equal(socket.url.searchParams.get("since_frame"), "1");
+  assert.equal(socket.url.searchParams.get("since"), null);
+  socket.open();
+  assert.deepEqual(socket.sent, [{ type: "since", channels: positions }]);
+  // Channels that fit in the URL go there, as before.
+  socket.receive(welcome({ positions: { "user:alice": positions["user:alice"] }, since_frame: true }));
+  socket.end(1006);
+  await settle();
+  socket = FakeSocket.made[2];
+  assert.equal(socket.url.searchParams.get("since_frame"), null);
+  assert.deepEqual(JSON.parse(socket.url.searchParams.get("since")), {
+    "user:alice": { offset: 1, epoch: "u1" },
+  });
+});
+
 test("a new session where one was asked for reports every tracked channel as lost", async () => {
   const { client: c, of } = client();
   c.connect();

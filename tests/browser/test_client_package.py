@@ -287,7 +287,7 @@ def test_the_client_logic_against_a_fake_socket() -> None:
     # tests/browser/client_logic.test.mjs under Node's test runner.
     done = run([node(), "--test", "tests/browser/client_logic.test.mjs"], ROOT)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert "# fail 0" in done.stdout and "# pass 7" in done.stdout
+    assert "# fail 0" in done.stdout and "# pass 8" in done.stdout
 
 
 #: What the docs' browser examples take from the page around them (an app's own functions).

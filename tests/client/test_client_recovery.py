@@ -204,9 +204,10 @@ async def test_a_delivery_gap_reaches_the_callback_and_the_stream() -> None:
     )
 
 
-async def test_a_client_names_no_more_channels_than_the_welcome_allows() -> None:
+async def test_a_client_tracking_more_channels_than_since_takes_sends_a_since_frame() -> None:
     # The server takes at most 2 channels in `since` and says so in its welcome: the client,
-    # in 3 rooms plus its user channel, names the 2 with the highest offsets, and resumes.
+    # in 3 rooms plus its user channel, sends all four positions in a `since` frame instead,
+    # and is replayed nothing it had (not room a's tick, from where the session joined it).
     recorder = Recorder()
     config = chat_config(history={"max_since_channels": 2})
     async with served(config) as (app, addr):
@@ -224,8 +225,13 @@ async def test_a_client_names_no_more_channels_than_the_welcome_allows() -> None
             welcome = await next_of(client, "connect")
             assert isinstance(welcome, dict)
             assert welcome["resumed"] is True and welcome["session_id"] == first["session_id"]
+            recovered = await next_of(client, "recovered")
     assert not [s for s in recorder.states if s.code == 400]
     assert recorder.gaps == []
+    assert isinstance(recovered, dict)
+    # Each room replays only the chat plugin's notices of ann leaving and rejoining it.
+    replayed = {channel: entry["replayed"] for channel, entry in recovered["channels"].items()}
+    assert replayed == {"user:ann": 0, "room:a": 2, "room:b": 2, "room:c": 2}
 
 
 async def test_a_refused_resume_request_starts_a_new_session_and_reports_the_loss() -> None:
@@ -287,8 +293,8 @@ async def test_close_is_prompt_while_the_app_reads_nothing_and_keeps_what_arrive
 
 async def test_a_client_in_more_rooms_than_a_url_can_name_still_resumes_without_loss() -> None:
     # 150 rooms with long names: their positions take about 16 KB in a URL, twice what the
-    # server's request line takes (a longer one is refused with 414). The client names those
-    # that fit; the server replays the others from the session's join positions.
+    # server's request line takes (a longer one is refused with 414). The client sends them in a
+    # `since` frame: each room replays what was missed and nothing before.
     rooms = [f"project-discussion-{k:04d}" for k in range(150)]
     config = chat_config(plugins=[{"plugin": "chat", "max_rooms_per_connection": 200}])
     recorder = Recorder()
@@ -315,3 +321,5 @@ async def test_a_client_in_more_rooms_than_a_url_can_name_still_resumes_without_
     assert sorted(feed.ticks()) == list(range(2 * len(rooms)))  # each once: nothing lost
     (recovered,) = feed.of_type("recovered")
     assert set(recovered["channels"]) == {*(f"room:{r}" for r in rooms), "user:ann"}
+    # The missed tick and the chat plugin's notices of ann leaving and rejoining, per room.
+    assert {recovered["channels"][f"room:{r}"]["replayed"] for r in rooms} == {3}

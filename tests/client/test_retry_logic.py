@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from urllib.parse import quote_plus
 
 import pytest
 
@@ -145,7 +146,6 @@ def test_the_since_parameter_lists_every_tracked_channel() -> None:
 
 
 def test_a_since_over_its_budget_names_the_highest_offsets_and_fits() -> None:
-    from urllib.parse import quote_plus
 
     positions = Positions()
     for k in range(200):
@@ -185,3 +185,16 @@ def test_refresh_comes_a_margin_before_expiry_and_halfway_for_short_tokens() -> 
     assert refresh_delay(expires_at=30.0, now=0.0, margin=30.0) == 15.0  # halfway, not at once
     assert refresh_delay(expires_at=60.0, now=0.0, margin=5.0) == 55.0
     assert refresh_delay(expires_at=10.0, now=20.0, margin=5.0) == 0.0  # already expired
+
+
+def test_every_channel_fits_in_the_url_or_goes_in_a_since_frame() -> None:
+    positions = Positions()
+    for k in range(5):
+        positions.set(f"room:r{k}", Position(k, "e"))
+    whole = positions.since_param(max_channels=200)
+    assert whole is not None
+    assert positions.fit_in_url(len(quote_plus(whole)), 5)
+    assert not positions.fit_in_url(len(quote_plus(whole)) - 1, 5)  # one character short
+    assert not positions.fit_in_url(10_000, 4)  # one channel too many
+    frame = json.loads(positions.since_frame())
+    assert frame == {"type": "since", "channels": json.loads(whole)}

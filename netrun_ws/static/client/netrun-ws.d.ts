@@ -47,6 +47,15 @@ export declare function sinceParam(
   maxChannels?: number,
 ): string | null;
 
+/** Whether every position fits in a `since` of `budget` characters naming at most `maxChannels`. */
+export declare function sinceFits(
+  positions: ReadonlyMap<string, Position>,
+  budget?: number,
+  maxChannels?: number,
+): boolean;
+/** The `{"type": "since", "channels": ...}` frame naming every position (`since_frame=1`). */
+export declare function sinceFrame(positions: ReadonlyMap<string, Position>): string;
+
 /** A channel's position: `room:<name>` or `user:<id>`. */
 export interface Position {
   offset: number;
@@ -72,6 +81,8 @@ export interface Welcome extends ServerMessage {
   positions?: Record<string, Position>;
   /** With positions: the most channels a resume's `since` may name on this server. */
   max_since_channels?: number;
+  /** With positions: this server reads a resume's positions from a `since` frame. */
+  since_frame?: boolean;
 }
 
 export type GapReason =

@@ -105,6 +105,17 @@ export function sinceParam(positions, budget = Infinity, maxChannels = MAX_SINCE
   return JSON.stringify(Object.fromEntries(chosen));
 }
 
+/** Whether every tracked position fits in a `since` of `budget` characters and `maxChannels`. */
+export function sinceFits(positions, budget = Infinity, maxChannels = MAX_SINCE_CHANNELS) {
+  const all = [...positions].sort(byName);
+  return all.length <= maxChannels && encodedSince(all) <= budget;
+}
+
+/** The `{"type": "since", "channels": ...}` frame naming every tracked position. */
+export function sinceFrame(positions) {
+  return JSON.stringify({ type: "since", channels: Object.fromEntries([...positions].sort(byName)) });
+}
+
 /** `{offset, epoch}` of a well-formed position, else null (a malformed one is ignored). */
 function positionOf(value) {
   if (!isObject(value) || !Number.isSafeInteger(value.offset)) return null;
@@ -126,6 +137,8 @@ export class NetrunClient extends EventTarget {
     /** Last position received per channel: {channel: {offset, epoch}}. */
     this.positions = new Map();
     this._maxSinceChannels = MAX_SINCE_CHANNELS; // the last welcome's max_since_channels
+    this._sinceFrameOffered = false; // the last welcome's since_frame: the server reads one
+    this._sinceFrame = null; // the since frame the current resume request promised
     this.policy = { ...DEFAULT_POLICY, ...(options.reconnect ?? {}) };
     this._socket = null;
     this._attempt = 0; // consecutive failed attempts since the last welcome
@@ -203,6 +216,7 @@ export class NetrunClient extends EventTarget {
       opened = true;
       this._refusals = 0;
       this._seen();
+      if (this._sinceFrame !== null) socket.send(this._sinceFrame); // read after the welcome
     };
     socket.onmessage = (event) => this._frame(event.data);
     socket.onclose = (event) => {
@@ -219,11 +233,18 @@ export class NetrunClient extends EventTarget {
       url.searchParams.set(key, String(value));
     }
     this._resuming = Boolean(this.sessionId);
+    this._sinceFrame = null;
     if (this.sessionId) {
       url.searchParams.set("session_id", this.sessionId);
       const room = MAX_REQUEST_TARGET - (url.pathname + url.search).length - "&since=".length;
-      const since = sinceParam(this.positions, room, this._maxSinceChannels);
-      if (since !== null) url.searchParams.set("since", since);
+      if (this._sinceFrameOffered && !sinceFits(this.positions, room, this._maxSinceChannels)) {
+        // Every channel in the first frame rather than some in the URL.
+        url.searchParams.set("since_frame", "1");
+        this._sinceFrame = sinceFrame(this.positions);
+      } else {
+        const since = sinceParam(this.positions, room, this._maxSinceChannels);
+        if (since !== null) url.searchParams.set("since", since);
+      }
     }
     return url.href;
   }
@@ -308,6 +329,7 @@ export class NetrunClient extends EventTarget {
     if (Number.isSafeInteger(welcome.max_since_channels) && welcome.max_since_channels > 0) {
       this._maxSinceChannels = welcome.max_since_channels;
     }
+    this._sinceFrameOffered = welcome.since_frame === true;
     this.welcome = welcome;
     if (welcome.reconnect) this.policy = { ...this.policy, ...welcome.reconnect };
     this._attempt = 0;
