@@ -106,20 +106,25 @@ test("a resume names the channels that fit in a request line, the highest offset
   assert.equal(Math.min(...capped), 200 - MAX_SINCE_CHANNELS);
 });
 
-test("a resume names no more channels than the welcome's max_since_channels", async () => {
+/** alice in rooms a, b, c after a welcome with `fields`, then dropped: the resume's socket. */
+async function resumeInThreeRooms(fields) {
   const { client: c } = client({ params: { user_id: "alice" } });
   c.connect();
   await settle();
-  let socket = FakeSocket.made[0];
+  const socket = FakeSocket.made[0];
   socket.open();
   const positions = { "user:alice": { offset: 1, epoch: "u1" } };
   for (const [room, offset] of [["a", 5], ["b", 9], ["c", 2]]) {
     positions[`room:${room}`] = { offset, epoch: "e1" };
   }
-  socket.receive(welcome({ positions, max_since_channels: 2 }));
+  socket.receive(welcome({ positions, ...fields }));
   socket.end(1006);
   await settle();
-  socket = FakeSocket.made[1];
+  return { resume: FakeSocket.made[1], positions };
+}
+
+test("a resume names no more channels than the welcome's max_since_channels", async () => {
+  const { resume: socket } = await resumeInThreeRooms({ max_since_channels: 2 });
   assert.deepEqual(Object.keys(JSON.parse(socket.url.searchParams.get("since"))).sort(), [
     "room:a",
     "room:b",
@@ -127,19 +132,9 @@ test("a resume names no more channels than the welcome's max_since_channels", as
 });
 
 test("a server offering since_frame gets every channel in the first frame, not the URL", async () => {
-  const { client: c } = client({ params: { user_id: "alice" } });
-  c.connect();
-  await settle();
-  let socket = FakeSocket.made[0];
-  socket.open();
-  const positions = { "user:alice": { offset: 1, epoch: "u1" } };
-  for (const [room, offset] of [["a", 5], ["b", 9], ["c", 2]]) {
-    positions[`room:${room}`] = { offset, epoch: "e1" };
-  }
-  socket.receive(welcome({ positions, max_since_channels: 2, since_frame: true }));
-  socket.end(1006);
-  await settle();
-  socket = FakeSocket.made[1];
+  const fields = { max_since_channels: 2, since_frame: true };
+  const { resume, positions } = await resumeInThreeRooms(fields);
+  let socket = resume;
   assert.equal(socket.url.searchParams.get("since_frame"), "1");
   assert.equal(socket.url.searchParams.get("since"), null);
   socket.open();
