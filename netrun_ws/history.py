@@ -125,8 +125,9 @@ class _Channel:
     epoch: str
     used_at: float  # last publish or join (unix time): idle channels are dropped
     top: int = 0
-    # (offset, unix time, payload) of the last `size` messages, oldest first.
-    entries: deque[tuple[int, float, str]] = dataclasses.field(default_factory=deque)
+    # (offset, unix time, payload) of the last `size` messages, oldest first; None until the
+    # first one (an empty deque is about 600 bytes, and most user channels never get a message).
+    entries: deque[tuple[int, float, str]] | None = None
 
 
 class MemoryHistory:
@@ -178,6 +179,8 @@ class MemoryHistory:
         text: str = envelope.payload  # type: ignore[assignment]  # a str: envelope_channel said so
         payload = splice_position(text, channel, offset, epoch, state.prefix)
         entries = state.entries
+        if entries is None:
+            entries = state.entries = deque()
         entries.append((offset, now, payload))
         size = self.config.rooms_size if envelope.kind == "room" else self.config.users_size
         if len(entries) > size:
@@ -216,7 +219,7 @@ class MemoryHistory:
         if missed == 0:
             return HistoryRead("ok", top)
         state = self._channels[channel]
-        entries = state.entries
+        entries = state.entries or ()
         ttl = self.config.rooms_ttl if channel[0] == "r" else self.config.users_ttl
         oldest_kept = time.time() - ttl
         first = entries[0][0] if entries else top.offset + 1
@@ -269,6 +272,8 @@ class MemoryHistory:
             entries = state.entries
             while entries and entries[0][1] < now - ttl:
                 entries.popleft()
+            if entries is not None and not entries:
+                state.entries = None
             if state.used_at < now - max(ttl, self._session_ttl):
                 idle.append(name)
         for name in idle:

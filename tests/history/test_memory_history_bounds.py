@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import tracemalloc
 
 from netrun_ws.config import HistoryConfig
 from netrun_ws.history import MemoryHistory
@@ -31,6 +32,24 @@ def test_entries_older_than_the_ttl_are_dropped_by_the_sweep() -> None:
     # The top stays (offsets keep growing); what is older than the ttl is gone, and says so.
     assert history.top("user:alice").offset == 5
     assert history.since("user:alice", start, 100, 1 << 20).status == "out_of_history"
+    _send(history, "alice", 5)  # emptied by the sweep, the channel keeps messages again
+    assert len(history.since("user:alice", Position(5, start.epoch), 100, 1 << 20).messages) == 1
+
+
+def test_a_channel_without_messages_holds_no_buffer() -> None:
+    # Every connection's user channel is made at its welcome and most never get a message: an
+    # empty deque each would be about 600 bytes of an idle connection's memory.
+    history = _history()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for user in range(1000):
+            history.record_join(f"session-{user}", f"user:u{user}")
+        per_channel = (tracemalloc.get_traced_memory()[0] - before) / 1000
+    finally:
+        tracemalloc.stop()
+    # About 650 bytes: the channel, its session's join record, their names (1,400 with a deque).
+    assert per_channel < 1000, per_channel
 
 
 def test_idle_channels_are_dropped_and_come_back_in_a_new_epoch() -> None:
