@@ -107,6 +107,8 @@ _json_text: Callable[[str], str] = json.encoder.encode_basestring_ascii
 _NO_STRINGS: frozenset[str] = frozenset()
 _POSITION_PREFIXES: dict[str, str] = {}
 _MAX_POSITION_PREFIXES = 1024
+_HEADER_PREFIXES: dict[tuple[str, str, str | None, bool], bytes] = {}
+_MAX_HEADER_PREFIXES = 1024
 
 
 def _header(values: list[Any]) -> bytes:
@@ -134,12 +136,20 @@ def encode_header_prefix(origin: str, envelope: Envelope) -> bytes:
     position there)."""
     binary = isinstance(envelope.payload, bytes)
     if not (envelope.exclude_users or envelope.exclude_connections):
-        # Almost every envelope: the same bytes as below, without building an encoder per call.
+        # Almost every envelope: the same bytes as below, without building an encoder per call,
+        # remembered for the last targets (a busy user or room gets many).
+        key = (origin, envelope.kind, envelope.target, binary)
+        known = _HEADER_PREFIXES.get(key)
+        if known is not None:
+            return known
+        if len(_HEADER_PREFIXES) >= _MAX_HEADER_PREFIXES:
+            _HEADER_PREFIXES.clear()
         target = "null" if envelope.target is None else _json_text(envelope.target)
-        return (
+        header = _HEADER_PREFIXES[key] = (
             f"[{WIRE_VERSION},{_json_text(origin)},{_json_text(envelope.kind)},{target},"
             f"{int(binary)},[],[]"
         ).encode("ascii")
+        return header
     header = _header(
         [
             WIRE_VERSION,
