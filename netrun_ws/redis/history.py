@@ -134,11 +134,10 @@ class RedisHistory:
         self._config = config
         #: channel -> the publish script call's packed arguments that depend only on the
         #: channel and the config (see :meth:`_packed_publish`).
-        self._publish_parts: dict[str, tuple[bytes, bytes]] = {}
+        self._publish_parts: dict[str, tuple[bytes, bytes, bytes]] = {}
         self._publish = client.register_script(_PUBLISH)
         self._top = client.register_script(_TOP)
         self._since = client.register_script(_SINCE)
-        self._publish_tail = _bulk(bus.encode()) + _bulk(publish_command.encode())
 
     @property
     def config(self) -> HistoryConfig:
@@ -218,27 +217,20 @@ class RedisHistory:
         self, channel: str, epoch: str, now: int, header: bytes, body: bytes
     ) -> bytes:
         """The EVALSHA of the publish script in RESP, with :meth:`_publish_args`: what depends
-        only on the channel and the config is packed once per channel (packing every argument
-        per call cost more than the rest of the publish's Python code)."""
+        only on the channel and the config (all but the message's own four arguments) is packed
+        once per channel, from those same arguments (packing every argument per call cost more
+        than the rest of the publish's Python code)."""
         parts = self._publish_parts.get(channel)
         if parts is None:
             if len(self._publish_parts) >= _MAX_PACKED_CHANNELS:
                 self._publish_parts.clear()
             keys = self._keys(channel)
-            head = [
-                b"EVALSHA",
-                self._publish.sha.encode(),
-                b"2",
-                *(key.encode("utf-8", "surrogatepass") for key in keys),
-            ]
-            middle = [
-                str(self._meta_ttl(channel)).encode(),
-                str(self._size(channel)).encode(),
-                str(max(1, round(self._ttl(channel)))).encode(),
-            ]
+            args = self._publish_args(channel, "", 0, b"", b"")  # ARGV 1, 5, 6, 7 vary
+            head = ["EVALSHA", self._publish.sha, len(keys), *keys]
             parts = self._publish_parts[channel] = (
-                b"*14\r\n" + b"".join(map(_bulk, head)),
-                b"".join(map(_bulk, middle)),
+                b"*%d\r\n%s" % (len(head) + len(args), _bulks(head)),
+                _bulks(args[1:4]),
+                _bulks(args[7:]),
             )
         stamp = b"%d" % now
         return b"%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n%s" % (
@@ -252,7 +244,7 @@ class RedisHistory:
             header,
             len(body),
             body,
-            self._publish_tail,
+            parts[2],
         )
 
     async def top(self, channel: str, session_id: str | None = None) -> Position:
@@ -333,9 +325,20 @@ class RedisHistory:
         return channels
 
 
-def _bulk(value: bytes) -> bytes:
-    """``value`` as a RESP bulk string."""
-    return b"$%d\r\n%s\r\n" % (len(value), value)
+def _bulks(values: list[Any]) -> bytes:
+    """``values`` (str, bytes or int) as RESP bulk strings, as hiredis packs them."""
+    packed = []
+    for value in values:
+        if type(value) is str:
+            value = value.encode("utf-8", "surrogatepass")
+        elif type(value) is int:
+            value = b"%d" % value
+        elif type(value) is not bytes:
+            raise TypeError(
+                f"a Redis argument must be str, bytes or int, not {type(value).__name__}"
+            )
+        packed.append(b"$%d\r\n%s\r\n" % (len(value), value))
+    return b"".join(packed)
 
 
 def _offset(entry_id: Any) -> int:
