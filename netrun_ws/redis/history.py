@@ -16,7 +16,8 @@ Keys, per channel ``C`` (``room:<room>`` / ``user:<user_id>``) under the store's
 Publishing is ONE script call: HINCRBY top, XADD (+MAXLEN trim), PUBLISH (SPUBLISH on Redis
 Cluster, where the keys and the bus share the ``{P}`` hash tag's slot) on the cluster bus with
 the position in the header. On one Redis it is an EVALSHA on the store's pipelined publish
-connection (:mod:`netrun_ws.redis.pipeline`), written with the other publishes of its loop turn.
+connection (:mod:`netrun_ws.redis.pipeline`), written with the other publishes of its loop turn
+(packed here: the arguments that depend only on the channel once per channel).
 Redis runs scripts one at a time, so the bus carries every channel's messages in offset order,
 and every node (the origin included) delivers them from the bus in that order.
 """
