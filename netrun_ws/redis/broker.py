@@ -52,6 +52,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
+from netrun_ws import fast_records
 from netrun_ws.history import ROOM_PREFIX, USER_PREFIX, position_prefix, splice_position
 from netrun_ws.reconnection import ReconnectionConfig, ReconnectionManager
 from netrun_ws.redis.calls import (
@@ -64,7 +65,7 @@ from netrun_ws.redis.calls import (
     describe_failure,
 )
 from netrun_ws.redis.pipeline import PipelinedConnection
-from netrun_ws.store import Deliver, DeliveryGap, Envelope, EnvelopeKind, GapCallback, Position
+from netrun_ws.store import Deliver, DeliveryGap, Envelope, EnvelopeKind, GapCallback
 from netrun_ws.wire import Frame
 
 __all__ = [
@@ -97,13 +98,17 @@ _TEXT_ERRORS = "surrogatepass"
 
 #: Made once: ``json.dumps`` with options builds an encoder per call (most of a header's cost).
 _HEADER_ENCODER = json.JSONEncoder(separators=(",", ":"))
-#: ``raw_decode`` on text skips ``json.loads``'s encoding detection and whitespace scans.
-_HEADER_DECODER = json.JSONDecoder()
+#: What ``raw_decode`` calls, called directly: on text it skips ``json.loads``'s encoding
+#: detection and whitespace scans (set by the decoder's ``__init__``; typeshed omits it).
+_scan_json: Callable[[str, int], tuple[Any, int]]
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 #: A string as JSON text, ASCII only: what the header encoder writes for one.
 _json_text: Callable[[str], str] = json.encoder.encode_basestring_ascii
 _NO_STRINGS: frozenset[str] = frozenset()
 _POSITION_PREFIXES: dict[str, str] = {}
 _MAX_POSITION_PREFIXES = 1024
+_HEADER_PREFIXES: dict[tuple[str, str, str | None, bool], bytes] = {}
+_MAX_HEADER_PREFIXES = 1024
 
 
 def _header(values: list[Any]) -> bytes:
@@ -131,12 +136,20 @@ def encode_header_prefix(origin: str, envelope: Envelope) -> bytes:
     position there)."""
     binary = isinstance(envelope.payload, bytes)
     if not (envelope.exclude_users or envelope.exclude_connections):
-        # Almost every envelope: the same bytes as below, without building an encoder per call.
+        # Almost every envelope: the same bytes as below, without building an encoder per call,
+        # remembered for the last targets (a busy user or room gets many).
+        key = (origin, envelope.kind, envelope.target, binary)
+        known = _HEADER_PREFIXES.get(key)
+        if known is not None:
+            return known
+        if len(_HEADER_PREFIXES) >= _MAX_HEADER_PREFIXES:
+            _HEADER_PREFIXES.clear()
         target = "null" if envelope.target is None else _json_text(envelope.target)
-        return (
+        header = _HEADER_PREFIXES[key] = (
             f"[{WIRE_VERSION},{_json_text(origin)},{_json_text(envelope.kind)},{target},"
             f"{int(binary)},[],[]"
         ).encode("ascii")
+        return header
     header = _header(
         [
             WIRE_VERSION,
@@ -157,47 +170,75 @@ def encode_probe(origin: str, sent_at: float) -> bytes:
 
 def decode_message(data: bytes) -> WireMessage:
     """Decode a message of :func:`encode_envelope` or a probe; ValueError says what is wrong."""
-    end = data.find(b"\n")
-    if end < 0:
+    origin, envelope, probe_sent = _decode(data)
+    return WireMessage(origin, envelope, probe_sent)
+
+
+def _decode(data: bytes) -> tuple[str, Envelope | None, float | None]:
+    """:func:`decode_message`'s origin, envelope and probe time, without the ``WireMessage``
+    (each bus message is decoded here on every node: the checks are written for speed)."""
+    line, newline, body = data.partition(b"\n")
+    if not newline:
         raise ValueError("no header line")
     try:
-        header = _header_value(data[:end])
+        header = _header_value(line)
     except ValueError:
         raise ValueError("the header is not JSON") from None
-    if not isinstance(header, list) or len(header) not in (7, 9):
+    size = len(header) if type(header) is list else 0
+    if size == 9:
+        version, origin, kind, target, binary, exclude_users, exclude_connections, offset, epoch = (
+            header
+        )
+    elif size == 7:
+        version, origin, kind, target, binary, exclude_users, exclude_connections = header
+    else:
         raise ValueError("the header is not a 7- or 9-element array")
-    version, origin, kind, target, binary, exclude_users, exclude_connections = header[:7]
     if version != WIRE_VERSION:
         raise ValueError(f"wire format version {version!r:.20} (this node speaks {WIRE_VERSION})")
-    if not isinstance(origin, str) or not origin:
+    if type(origin) is not str or not origin:
         raise ValueError("no origin node")
     if kind == _PROBE:
-        if not isinstance(target, str):
+        if type(target) is not str:
             raise ValueError("a probe without its send time")
-        return WireMessage(origin, None, probe_sent=float(target))
-    envelope_kind = _KINDS.get(kind) if isinstance(kind, str) else None
+        return origin, None, float(target)
+    envelope_kind = _KINDS.get(kind) if type(kind) is str else None
     if envelope_kind is None:
         raise ValueError(f"unknown kind {kind!r:.40}")
-    if target is not None and not isinstance(target, str):
+    if target is not None and type(target) is not str:
         raise ValueError("the target is neither a string nor null")
     if binary not in (0, 1):
         raise ValueError("the binary flag is neither 0 nor 1")
-    excluded = (_strings(exclude_users), _strings(exclude_connections))
-    body = data[end + 1 :]
+    # Almost always nobody is excluded: an empty list.
+    users = _NO_STRINGS if type(exclude_users) is list and not exclude_users else None
+    if users is None:
+        users = _strings(exclude_users)
+    connections = (
+        _NO_STRINGS if type(exclude_connections) is list and not exclude_connections else None
+    )
+    if connections is None:
+        connections = _strings(exclude_connections)
     payload: Frame = body if binary else body.decode("utf-8", _TEXT_ERRORS)
-    if len(header) == 7:
-        return WireMessage(origin, Envelope(envelope_kind, target, payload, *excluded))
-    offset, epoch = header[7], header[8]
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 1:
+    if size == 7:
+        return (
+            origin,
+            fast_records.envelope(envelope_kind, target, payload, users, connections),
+            None,
+        )
+    if type(offset) is not int or offset < 1:  # a JSON true is a bool, not an int
         raise ValueError("the position's offset is not a positive integer")
-    if not isinstance(epoch, str) or not epoch or not isinstance(payload, str):
+    if type(epoch) is not str or not epoch or type(payload) is not str:
         raise ValueError("a position without an epoch, or on a binary payload")
     if envelope_kind not in ("room", "user") or target is None or not payload.startswith("{"):
         raise ValueError("a position on a message that is not a room or user JSON object")
     channel = (ROOM_PREFIX if envelope_kind == "room" else USER_PREFIX) + target
-    payload = splice_position(payload, channel, offset, epoch, _position_prefix(channel))
-    position = Position(offset, epoch)
-    return WireMessage(origin, Envelope(envelope_kind, target, payload, *excluded, pos=position))
+    prefix = _POSITION_PREFIXES.get(channel) or _position_prefix(channel)
+    payload = splice_position(payload, channel, offset, epoch, prefix)
+    position = fast_records.position(offset, epoch)
+    return (
+        origin,
+        fast_records.envelope(envelope_kind, target, payload, users, connections, position),
+        None,
+    )
 
 
 def _header_value(header: bytes) -> Any:
@@ -205,8 +246,8 @@ def _header_value(header: bytes) -> Any:
     whitespace scans for the headers nodes write (plain ASCII, no spaces)."""
     try:
         text = header.decode()
-        value, end = _HEADER_DECODER.raw_decode(text)
-    except ValueError:  # a decode error too
+        value, end = _scan_json(text, 0)
+    except (ValueError, StopIteration):  # a decode error too; StopIteration: no value at all
         return json.loads(header)  # what it accepts (and how it refuses) stays the reference
     return value if end == len(text) else json.loads(header)
 
@@ -229,10 +270,6 @@ def _position_prefix(channel: str) -> str:
             _POSITION_PREFIXES.clear()
         prefix = _POSITION_PREFIXES[channel] = position_prefix(channel)
     return prefix
-
-
-def _pos_key(pos: Position) -> tuple[int, str]:
-    return pos.offset, pos.epoch
 
 
 def _strings(value: object) -> frozenset[str]:
@@ -645,7 +682,7 @@ class RedisBroker:
             if not data[: data.find(b"\n")].endswith(b'"]'):
                 return
         try:
-            message = decode_message(data)
+            origin, envelope, _ = _decode(data)
         except ValueError as exc:
             self.malformed += 1
             if self._malformed_log.allow():
@@ -656,16 +693,17 @@ class RedisBroker:
                     self._malformed_log.take_suppressed(),
                 )
             return
-        envelope = message.envelope
         if envelope is None or self._deliver is None:
             return  # another node's probe
         if not own:
             self.received += 1
         try:
             local = await self._deliver(envelope)
-            if own and envelope.pos is not None:
-                key = (envelope.kind, envelope.target or "", *_pos_key(envelope.pos))
-                future = self.own_delivery(key)
+            pos = envelope.pos
+            if own and pos is not None:
+                key = (envelope.kind, envelope.target or "", pos.offset, pos.epoch)
+                entry = self._own.get(key)  # the publisher's, unless the copy came first
+                future = entry[0] if entry is not None else self.own_delivery(key)
                 if not future.done():
                     future.set_result(local)
         except Exception:
@@ -673,7 +711,7 @@ class RedisBroker:
             if self._delivery_log.allow():
                 logger.exception(
                     "delivering an envelope from node %s failed (%d more failures not logged)",
-                    message.origin,
+                    origin,
                     self._delivery_log.take_suppressed(),
                 )
 

@@ -16,7 +16,8 @@ Keys, per channel ``C`` (``room:<room>`` / ``user:<user_id>``) under the store's
 Publishing is ONE script call: HINCRBY top, XADD (+MAXLEN trim), PUBLISH (SPUBLISH on Redis
 Cluster, where the keys and the bus share the ``{P}`` hash tag's slot) on the cluster bus with
 the position in the header. On one Redis it is an EVALSHA on the store's pipelined publish
-connection (:mod:`netrun_ws.redis.pipeline`), written with the other publishes of its loop turn.
+connection (:mod:`netrun_ws.redis.pipeline`), written with the other publishes of its loop turn
+(packed here: the arguments that depend only on the channel once per channel).
 Redis runs scripts one at a time, so the bus carries every channel's messages in offset order,
 and every node (the origin included) delivers them from the bus in that order.
 """
@@ -29,6 +30,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
+from netrun_ws import fast_records
 from netrun_ws.config import HistoryConfig
 from netrun_ws.history import new_epoch, splice_position, utf8_size
 from netrun_ws.redis.calls import AnyRedis, RedisStoreError, RedisTarget, bounded
@@ -36,6 +38,9 @@ from netrun_ws.redis.pipeline import PipelinedConnection
 from netrun_ws.store import HistoryRead, Position
 
 __all__ = ["RedisHistory"]
+
+#: Channels whose packed publish arguments are remembered (all dropped when it is reached).
+_MAX_PACKED_CHANNELS = 1024
 
 # Creates the channel's epoch if it is missing (emptying a leftover stream). KEYS[1] meta,
 # KEYS[2] stream; ARGV[1] new epoch, ARGV[2] meta ttl (s).
@@ -127,10 +132,22 @@ class RedisHistory:
         self._publish_command = publish_command
         self._timeout = timeout
         self._session_ttl = max(1, round(session_ttl))
-        self.config = config
+        self._config = config
+        #: channel -> the publish script call's packed arguments that depend only on the
+        #: channel and the config (see :meth:`_packed_publish`).
+        self._publish_parts: dict[str, tuple[bytes, bytes, bytes]] = {}
         self._publish = client.register_script(_PUBLISH)
         self._top = client.register_script(_TOP)
         self._since = client.register_script(_SINCE)
+
+    @property
+    def config(self) -> HistoryConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: HistoryConfig) -> None:
+        self._config = config
+        self._publish_parts.clear()  # they hold sizes and ttls of the config
 
     def _keys(self, channel: str) -> list[str]:
         meta = f"{self._prefix}:h:{channel}"
@@ -138,6 +155,10 @@ class RedisHistory:
 
     def _meta_ttl(self, channel: str) -> int:
         return max(self._session_ttl, round(self._ttl(channel)))
+
+    def _size(self, channel: str) -> int:
+        config = self.config
+        return config.rooms_size if channel.startswith("room:") else config.users_size
 
     def _ttl(self, channel: str) -> float:
         config = self.config
@@ -154,34 +175,78 @@ class RedisHistory:
     async def publish(self, channel: str, header: bytes, payload: str) -> tuple[Position, int]:
         """Assign the next offset, keep the message and PUBLISH it on the bus with its position
         (one round trip). Returns the position and how many subscribers got it."""
-        size = self.config.rooms_size if channel.startswith("room:") else self.config.users_size
-        args: list[Any] = [
-            new_epoch(),
-            self._meta_ttl(channel),
-            size,
-            max(1, round(self._ttl(channel))),
-            round(time.time() * 1000),
-            header,
-            payload.encode("utf-8", "surrogatepass"),
-            self._bus,
-            self._publish_command,
-        ]
-        keys = self._keys(channel)
+        fresh = new_epoch()
+        now = round(time.time() * 1000)
+        body = payload.encode("utf-8", "surrogatepass")
         if self._pipeline is None:
+            args = self._publish_args(channel, fresh, now, header, body)
+            keys = self._keys(channel)
             top, epoch, receivers = await self._run(self._publish, keys, args, "history PUBLISH")
             return Position(int(top), str(epoch)), int(receivers)
         try:
-            top, epoch, receivers = await self._pipeline.call(
-                "history PUBLISH", "EVALSHA", self._publish.sha, len(keys), *keys, *args
+            top, epoch, receivers = await self._pipeline.call_packed(
+                "history PUBLISH", self._packed_publish(channel, fresh, now, header, body)
             )
         except NoScriptError:  # Redis restarted or flushed its scripts: load it, run it
+            args = self._publish_args(channel, fresh, now, header, body)
+            keys = self._keys(channel)
             top, epoch, receivers = await self._run(self._publish, keys, args, "history PUBLISH")
         except ResponseError as exc:
             raise RedisStoreError(
                 f"Redis at {self._target.location} failed during history PUBLISH: "
                 f"{self._target.scrub(str(exc))[:200]}"
             ) from None
-        return Position(int(top), str(epoch)), int(receivers)
+        return fast_records.position(int(top), str(epoch)), int(receivers)
+
+    def _publish_args(
+        self, channel: str, epoch: str, now: int, header: bytes, body: bytes
+    ) -> list[Any]:
+        """The publish script's ARGV (see ``_PUBLISH``)."""
+        return [
+            epoch,
+            self._meta_ttl(channel),
+            self._size(channel),
+            max(1, round(self._ttl(channel))),
+            now,
+            header,
+            body,
+            self._bus,
+            self._publish_command,
+        ]
+
+    def _packed_publish(
+        self, channel: str, epoch: str, now: int, header: bytes, body: bytes
+    ) -> bytes:
+        """The EVALSHA of the publish script in RESP, with :meth:`_publish_args`: what depends
+        only on the channel and the config (all but the message's own four arguments) is packed
+        once per channel, from those same arguments (packing every argument per call cost more
+        than the rest of the publish's Python code)."""
+        parts = self._publish_parts.get(channel)
+        if parts is None:
+            if len(self._publish_parts) >= _MAX_PACKED_CHANNELS:
+                self._publish_parts.clear()
+            keys = self._keys(channel)
+            args = self._publish_args(channel, "", 0, b"", b"")  # ARGV 1, 5, 6, 7 vary
+            head = ["EVALSHA", self._publish.sha, len(keys), *keys]
+            parts = self._publish_parts[channel] = (
+                b"*%d\r\n%s" % (len(head) + len(args), _bulks(head)),
+                _bulks(args[1:4]),
+                _bulks(args[7:]),
+            )
+        stamp = b"%d" % now
+        return b"%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n%s" % (
+            parts[0],
+            len(epoch),
+            epoch.encode(),
+            parts[1],
+            len(stamp),
+            stamp,
+            len(header),
+            header,
+            len(body),
+            body,
+            parts[2],
+        )
 
     async def top(self, channel: str, session_id: str | None = None) -> Position:
         """The channel's top; with ``session_id``, also record it as that session's join."""
@@ -259,6 +324,22 @@ class RedisHistory:
             if offset.isdigit() and epoch:
                 channels[str(channel)] = Position(int(offset), epoch)
         return channels
+
+
+def _bulks(values: list[Any]) -> bytes:
+    """``values`` (str, bytes or int) as RESP bulk strings, as hiredis packs them."""
+    packed = []
+    for value in values:
+        if type(value) is str:
+            value = value.encode("utf-8", "surrogatepass")
+        elif type(value) is int:
+            value = b"%d" % value
+        elif type(value) is not bytes:
+            raise TypeError(
+                f"a Redis argument must be str, bytes or int, not {type(value).__name__}"
+            )
+        packed.append(b"$%d\r\n%s\r\n" % (len(value), value))
+    return b"".join(packed)
 
 
 def _offset(entry_id: Any) -> int:

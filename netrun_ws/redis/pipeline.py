@@ -76,6 +76,11 @@ class PipelinedConnection:
         number) to be written at the end of this loop turn; the future
         gets its raw reply (no redis-py response callbacks: ``"OK"``, not True), the
         ``ResponseError`` of an error reply, or :class:`RedisStoreError`."""
+        return self.call_packed(operation, _pack(args))
+
+    def call_packed(self, operation: str, command: bytes) -> asyncio.Future[Any]:
+        """:meth:`call` for a command the caller packed in RESP itself (one array of bulk
+        strings: Redis's reply is matched to it in order)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self._closed:
             future.set_exception(RedisStoreError("the Redis store is stopped"))
@@ -86,7 +91,7 @@ class PipelinedConnection:
                 )
             )
         else:
-            self._queued.append((_pack(args), future, operation))
+            self._queued.append((command, future, operation))
             if self._writer is None:
                 self._writer = asyncio.create_task(self._write_loop(), name="redis-pipeline")
             self._wake.set()

@@ -62,6 +62,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from netrun_ws._masking import mask_url
 from netrun_ws.config import HistoryConfig
+from netrun_ws.fast_records import publish_result
 from netrun_ws.history import envelope_channel, splice_position
 from netrun_ws.reconnection import ReconnectionConfig
 from netrun_ws.redis.broker import RedisBroker, encode_header_prefix
@@ -397,7 +398,7 @@ class RedisStore:
             local = await broker.own_delivery(key)
         finally:
             broker.forget_own(key)
-        return PublishResult(local=local, remote_nodes=max(0, receivers - 1))
+        return publish_result(local, max(0, receivers - 1))
 
     # ---------------------------------------------------------------- history
 

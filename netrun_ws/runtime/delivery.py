@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from netrun_ws import fast_records
 from netrun_ws.codes import CloseCode
 from netrun_ws.history import ROOM_PREFIX, USER_PREFIX, check_no_position
 from netrun_ws.identity import Identity
@@ -103,24 +104,26 @@ class Delivery:
 
     async def send_to_user(self, user_id: str, message: Any) -> int:
         check_no_position(message)
-        result = await self.publish(Envelope("user", user_id, encode_message(message)))
+        result = await self.publish(fast_records.envelope("user", user_id, encode_message(message)))
         return result.local
 
     async def broadcast(self, message: Any, exclude_users: Iterable[str] = ()) -> int:
-        envelope = Envelope("broadcast", None, encode_message(message), frozenset(exclude_users))
-        return (await self.publish(envelope)).local
+        sent = fast_records.envelope(
+            "broadcast", None, encode_message(message), frozenset(exclude_users)
+        )
+        return (await self.publish(sent)).local
 
     async def publish_room(
         self, room: str, message: Any, exclude_connections: Iterable[str] = ()
     ) -> int:
         check_no_position(message)
-        envelope = Envelope(
+        sent = fast_records.envelope(
             "room",
             room,
             encode_message(message),
             exclude_connections=frozenset(exclude_connections),
         )
-        return (await self.publish(envelope)).local
+        return (await self.publish(sent)).local
 
     def _local_targets(self, envelope: Envelope) -> list[Connection]:
         """This node's recipients of ``envelope`` (a snapshot: safe while they come and go)."""

@@ -1,6 +1,6 @@
 """The bus's wire format decoded without Redis: the fast paths give what the plain ones gave.
 
-``decode_message`` reads the headers nodes write with ``raw_decode`` and falls back to
+``decode_message`` reads the headers nodes write with the JSON scanner and falls back to
 ``json.loads`` for anything else; exclusions are usually empty; positions are spliced with a
 remembered prefix per channel. Epochs are made in batches (``new_epoch``).
 """
@@ -104,3 +104,17 @@ def test_a_header_without_exclusions_is_what_the_json_encoder_writes(
         assert encode_header_prefix('nöde-"a"', envelope) == expected[:-1].encode("ascii")
         decoded = decode_message(encode_envelope('nöde-"a"', envelope))
         assert decoded.origin == 'nöde-"a"' and decoded.envelope == envelope
+
+
+def test_headers_are_alike_for_more_targets_than_are_remembered() -> None:
+    targets = broker._MAX_HEADER_PREFIXES + 10  # the remembered headers are dropped once
+    for _ in range(2):  # made, then remembered (or made again once dropped)
+        for index in range(targets):
+            for payload in ("text", b"bytes"):
+                envelope = Envelope("user", f"u{index}", payload)
+                binary = int(isinstance(payload, bytes))
+                expected = json.dumps(
+                    [1, "node-a", "user", f"u{index}", binary, [], []], separators=(",", ":")
+                )
+                assert encode_header_prefix("node-a", envelope) == expected[:-1].encode()
+    assert len(broker._HEADER_PREFIXES) <= broker._MAX_HEADER_PREFIXES
