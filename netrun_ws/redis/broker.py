@@ -98,10 +98,8 @@ _TEXT_ERRORS = "surrogatepass"
 
 #: Made once: ``json.dumps`` with options builds an encoder per call (most of a header's cost).
 _HEADER_ENCODER = json.JSONEncoder(separators=(",", ":"))
-#: What ``raw_decode`` calls, called directly: on text it skips ``json.loads``'s encoding
-#: detection and whitespace scans (set by the decoder's ``__init__``; typeshed omits it).
-_scan_json: Callable[[str, int], tuple[Any, int]]
-_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+#: ``raw_decode`` on text skips ``json.loads``'s encoding detection and whitespace scans.
+_HEADER_DECODER = json.JSONDecoder()
 #: A string as JSON text, ASCII only: what the header encoder writes for one.
 _json_text: Callable[[str], str] = json.encoder.encode_basestring_ascii
 _NO_STRINGS: frozenset[str] = frozenset()
@@ -246,8 +244,8 @@ def _header_value(header: bytes) -> Any:
     whitespace scans for the headers nodes write (plain ASCII, no spaces)."""
     try:
         text = header.decode()
-        value, end = _scan_json(text, 0)
-    except (ValueError, StopIteration):  # a decode error too; StopIteration: no value at all
+        value, end = _HEADER_DECODER.raw_decode(text)
+    except ValueError:  # a decode error too
         return json.loads(header)  # what it accepts (and how it refuses) stays the reference
     return value if end == len(text) else json.loads(header)
 
