@@ -73,6 +73,7 @@ from netrun_ws.redis.calls import (
     finish_within,
 )
 from netrun_ws.redis.history import RedisHistory
+from netrun_ws.redis.layout import DEFAULT_BUS_GROUPS, KeyLayout
 from netrun_ws.redis.pipeline import PipelinedConnection
 from netrun_ws.redis.presence import RedisPresence
 from netrun_ws.redis.records import revocation_args
@@ -141,6 +142,7 @@ class RedisStore:
         operation_timeout: float = 5.0,
         reconnect: ReconnectionConfig = DEFAULT_RECONNECT,
         cluster: bool = False,
+        bus_groups: int = DEFAULT_BUS_GROUPS,
     ) -> None:
         self.node_ttl = _seconds("node_ttl", node_ttl)
         self.node_heartbeat = _seconds("node_heartbeat", node_heartbeat)
@@ -168,8 +170,10 @@ class RedisStore:
                 f"nodes, got {shown!r}"
             )
         self.key_prefix = key_prefix
-        # On a cluster every key is named under the hash tag {prefix}: one slot for them all.
-        keys = f"{{{key_prefix}}}" if cluster else key_prefix
+        #: Key and bus names: on a cluster, the per-connection keys under the hash tag {prefix}
+        #: (one slot), history and the bus spread over ``bus_groups`` slot groups.
+        self.layout = KeyLayout(key_prefix, cluster=cluster, groups=bus_groups)
+        keys = self.layout.keys
         # A Redis Cluster client does not queue calls for a full pool: the gate does.
         self._target = RedisTarget(url, asyncio.Semaphore(POOL_SIZE) if cluster else None)
         self._session_client: RedisCluster | None = None
@@ -185,7 +189,8 @@ class RedisStore:
             operation_timeout=operation_timeout,
         )
         self._keys = keys
-        self.channel = f"{keys}:bus"
+        #: The bus channel of group 0 (one Redis: the only one).
+        self.channel = self.layout.buses[0]
         self.node_id = new_node_id()
         self._reconnect = reconnect
         self._deliver: Deliver | None = None
@@ -242,7 +247,7 @@ class RedisStore:
             client,
             pipeline=pipeline,
             target=self._target,
-            channel=self.channel,
+            buses=self.layout.buses,
             cluster=self.cluster,
             node_id=self.node_id,
             probe_interval=self.probe_interval,
@@ -264,8 +269,7 @@ class RedisStore:
             client,
             pipeline=pipeline,
             target=self._target,
-            key_prefix=self._keys,
-            bus=self.channel,
+            layout=self.layout,
             publish_command="SPUBLISH" if self.cluster else "PUBLISH",
             timeout=self.operation_timeout,
             session_ttl=self._connection_ttl,
@@ -274,10 +278,11 @@ class RedisStore:
         self._heartbeat = asyncio.create_task(presence.run(), name="redis-presence")
         self._deliver = deliver
         logger.info(
-            "Redis store started: node %s on %s (channel %s)",
+            "Redis store started: node %s on %s (channel %s%s)",
             self.node_id,
             self.location,
             self.channel,
+            f" and {self.layout.groups - 1} more" if self.layout.groups > 1 else "",
         )
 
     async def stop(self) -> None:
@@ -375,7 +380,8 @@ class RedisStore:
             channel = envelope_channel(envelope, self._history_config)
         if channel is None or broker.in_publish_outage:
             local = await deliver(envelope)
-            return PublishResult(local=local, remote_nodes=await broker.send(envelope))
+            group = self.layout.envelope_group(envelope)
+            return PublishResult(local=local, remote_nodes=await broker.send(envelope, group))
         assert history is not None and isinstance(envelope.payload, str)  # by envelope_channel
         header = encode_header_prefix(self.node_id, envelope)
         try:
@@ -383,7 +389,7 @@ class RedisStore:
         except RedisStoreError as exc:
             broker.publish_failed(str(exc))
             return PublishResult(local=await deliver(envelope))  # no position: none was given
-        if not broker.subscribed:
+        if not broker.receiving(self.layout.group_of(channel)):
             # Our copy will not come back: deliver here at once (in order, since nothing else
             # arrives from the bus meanwhile); the outage is reported as a delivery gap.
             spliced = splice_position(envelope.payload, channel, pos.offset, pos.epoch)
