@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -64,6 +65,16 @@ def rooms_by_owner(store: RedisStore, cluster: RedisCluster) -> dict[int, dict[i
         owner = cluster.owner_of(layout.tags[group]).port
         found.setdefault(owner, {}).setdefault(group, room)
     return found
+
+
+async def on_node(port: int, *command: str | int) -> Any:
+    """One command's reply from one master (no cluster client: no redirection)."""
+    raw = aioredis.Redis(port=port)
+    try:
+        execute: Callable[..., Awaitable[Any]] = raw.execute_command  # untyped in redis-py
+        return await execute(*command)
+    finally:
+        await raw.aclose()
 
 
 def offsets(recorder: Recorder, room: str) -> list[int]:
@@ -163,11 +174,7 @@ async def test_history_and_the_bus_are_spread_over_the_masters(
             owner = redis_cluster.owner_of(bus)
             assert owner is redis_cluster.owner_of(a.layout.tags[group])
             for node in redis_cluster.nodes:
-                raw = aioredis.Redis(port=node.port)
-                try:
-                    reply = await raw.execute_command("PUBSUB SHARDNUMSUB", bus)
-                finally:
-                    await raw.aclose()
+                reply = await on_node(node.port, "PUBSUB SHARDNUMSUB", bus)
                 assert reply == [(bus.encode(), 2 if node is owner else 0)], (bus, node)
         positions = {}
         for room in rooms.values():
@@ -181,13 +188,9 @@ async def test_history_and_the_bus_are_spread_over_the_masters(
             assert redis_cluster.owner_of(meta).port == port
             slot = key_slot(meta.encode())
             for node in redis_cluster.nodes:
-                raw = aioredis.Redis(port=node.port)
-                try:
-                    held = await raw.execute_command("CLUSTER COUNTKEYSINSLOT", slot)
-                    if node.port == port:
-                        assert await raw.execute_command("EXISTS", meta, meta + ":s") == 2
-                finally:
-                    await raw.aclose()
+                held = await on_node(node.port, "CLUSTER COUNTKEYSINSLOT", slot)
+                if node.port == port:
+                    assert await on_node(node.port, "EXISTS", meta, meta + ":s") == 2
                 assert (held > 0) == (node.port == port), (room, node)
             # ... and the message after the position is read back from there.
             read = await a.history_since(f"room:{room}", positions[room], 10, 10_000)
