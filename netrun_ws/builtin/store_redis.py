@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from netrun_ws import hookimpl
 from netrun_ws.config import mask_url
 from netrun_ws.extras import require_extra
-from netrun_ws.redis.layout import DEFAULT_BUS_GROUPS, MAX_BUS_GROUPS
+from netrun_ws.redis import DEFAULT_BUS_GROUPS, MAX_BUS_GROUPS
 
 if TYPE_CHECKING:
     from netrun_ws.redis import RedisStore

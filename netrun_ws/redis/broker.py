@@ -1,12 +1,14 @@
-"""Cross-node delivery over one Redis pub/sub channel, watched by a self-delivery probe.
+"""Cross-node delivery over Redis pub/sub bus channels, watched by a self-delivery probe.
 
-Every node subscribes to one channel, ``P:bus`` (on Redis Cluster the shard channel ``{P}:bus``,
-with SPUBLISH and SSUBSCRIBE on the node that owns its slot, followed when the slot moves).
-Publishing an envelope is ONE ``PUBLISH`` for the whole cluster, whatever the number of
-recipients; each node decodes it once and hands it to its own ``deliver``; the origin node skips
-its own copy (it delivered locally already).
+One Redis: every node subscribes to one channel, ``P:bus``. Redis Cluster: one shard channel
+per slot group (:mod:`netrun_ws.redis.layout`), ``{P:<g>}:bus``; a room's or user's messages go
+on its group's channel, the others (broadcasts, revocations, messages to one connection) on
+group 0's, with SPUBLISH; every node SSUBSCRIBEs all of them, on one connection per master that
+owns some (the cluster client's slot map says which). Publishing an envelope is ONE ``PUBLISH``
+for the whole cluster, whatever the number of recipients; each node decodes it once and hands it
+to its own ``deliver``; the origin node skips its own copy (it delivered locally already).
 
-Wire format of a message on ``P:bus``::
+Wire format of a message on a bus channel::
 
     <header> "\\n" <payload>
     header  = JSON array [1, origin_node, kind, target, binary, exclude_users, exclude_connections]
@@ -22,15 +24,22 @@ count.
 
 ``1`` is the format version; a message of an unknown version or shape is counted as malformed
 and dropped. A probe is ``[1, node, "probe", "<monotonic send time>", 0, [], []]`` with an empty
-payload: every ``probe_interval`` seconds each node publishes one and must receive it back within
-``probe_timeout``. If it does not (the subscription died silently: ``CLIENT KILL TYPE pubsub``, a
-paused or restarted Redis, a dropped connection), the node tears its subscription down and
-resubscribes with backoff, and reports the window in which messages from other nodes may have
-been lost as a :class:`~netrun_ws.store.DeliveryGap` (pub/sub is at-most-once).
+payload: every ``probe_interval`` seconds each node publishes one per subscription connection (on
+the group of that connection probed longest ago, so each group in turn) and must receive it back
+within ``probe_timeout``. If a connection's probes stop coming back (the subscription died
+silently: ``CLIENT KILL TYPE pubsub``, a paused or restarted Redis, a dropped connection), the
+node closes it and resubscribes its groups with backoff; if one group's probe does not come back
+while the connection's others do, or Redis unsubscribes a group (``sunsubscribe``: its slot moved
+to another master), that group alone is resubscribed, on its slot's owner. Either way the window
+in which messages from other nodes may have been lost is reported as one
+:class:`~netrun_ws.store.DeliveryGap` per resubscription (pub/sub is at-most-once); the other
+groups keep flowing.
 
 While PUBLISH fails, publishing drops the message and counts it (``publish_failures``) instead of
 buffering it: one failed PUBLISH marks an outage, during which publishes return at once without
-calling Redis, until the next probe is published successfully.
+calling Redis, until the next probe is published successfully. On a cluster the outage is one
+for all groups: a master that fails its PUBLISHes pauses publishing to every group until a probe
+goes through again (a failed master's groups are not told apart from the others' yet).
 """
 
 from __future__ import annotations
@@ -532,7 +541,9 @@ class RedisBroker:
         now = time.monotonic()
         for sent in [sent for sent in self._probes if now - sent > 2 * self._probe_timeout]:
             del self._probes[sent]
-        chosen = []
+        # Lost groups too: a probe PUBLISH that works again ends a publish outage, and on a
+        # cluster its MOVED refreshes the slot map before the group is resubscribed.
+        chosen = [group for group in self._groups if group.link is None]
         for link in list(self._links.values()):
             groups = [self._groups[index] for index in link.groups]
             if groups:

@@ -6,8 +6,8 @@ and ``key_prefix``:
 
 - ``sessions``: a :class:`~netrun_ws.session.WebSocketSessionManager` on the same Redis, so a
   state saved on one node is restored on another;
-- ``publish``: local delivery, then ONE ``PUBLISH`` for the cluster
-  (:mod:`netrun_ws.redis.broker`); other nodes deliver to their own connections. A room or
+- ``publish``: local delivery, then ONE ``PUBLISH`` for the cluster (on its channel's bus:
+  :mod:`netrun_ws.redis.broker`); other nodes deliver to their own connections. A room or
   user message with history on is instead ONE script call that assigns its position, keeps it
   and publishes it (:mod:`netrun_ws.redis.history`); every node, this one included, delivers it
   from the subscription, in offset order. While Redis does not take it, it is delivered locally
@@ -32,12 +32,17 @@ Guarantees and their limits:
   (:mod:`netrun_ws.redis.records`); at close, the claim, the saved state and the release too;
 - every Redis call is bounded by ``operation_timeout``.
 
-Redis Cluster (``cluster=True``, the URL naming any node): every key is named under the hash tag
-``{P}`` (the prefix in braces), so each script and multi-key command stays on one slot, and the
-bus is the shard channel ``{P}:bus`` (SPUBLISH/SSUBSCRIBE on the node that owns that slot). The
-store is correct on a cluster and follows failovers and resharding (MOVED/ASK through the
-cluster client; the subscriber resubscribes on the new owner and reports the gap), but all of
-its keys and its bus live on ONE shard: more shards add no capacity to it (docs/deployment.md).
+Redis Cluster (``cluster=True``, the URL naming any node): the per-message work is spread over
+``bus_groups`` slot groups (:mod:`netrun_ws.redis.layout`): a room's or user's history keys and
+the bus channel that carries its messages are under its group's hash tag ``{P:<g>}``, so the
+history script, its SPUBLISH and the pub/sub output for a channel run on the master that owns
+that group's slot, and more masters add message capacity. Every node subscribes to every group's
+shard channel (one connection per master) and still reads every cross-node message. The
+per-connection keys (presence, records, sessions, revocations) stay under the one hash tag
+``{P}``, on one master. The store follows failovers and resharding (MOVED/ASK through the
+cluster client; a moved group is resubscribed on its new owner alone, and its gap reported).
+Order: per channel, delivery is in offset order; across channels of different groups, one
+sender's messages may arrive in another order than sent (docs/deployment.md).
 """
 
 from __future__ import annotations
