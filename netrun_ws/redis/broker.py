@@ -858,6 +858,12 @@ class RedisBroker:
         failed = await self._attach(lost)
         restored = [group for group in lost if group not in failed]
         if restored:
+            if self._publish_outage.in_outage:
+                # Redis is back: end the publish outage before the gap tells clients that
+                # delivery is (a probe through the publish path, not a wait for the probe loop).
+                with contextlib.suppress(RedisStoreError):
+                    await self._send_probe(restored[0])
+                    self._publish_outage.recovered()
             await self._restored(restored)
         if failed:
             raise RedisError(
