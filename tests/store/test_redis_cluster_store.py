@@ -105,10 +105,11 @@ async def test_a_moved_group_slot_is_followed_alone_and_the_other_groups_keep_de
         # Rooms in other groups, one on the same master (so on the same subscription
         # connection) as the moved group, one elsewhere, are published to all along.
         sent = 0
+        stop = asyncio.Event()
 
         async def steady() -> None:
             nonlocal sent
-            while True:
+            while not stop.is_set():
                 sent += 1
                 await b.publish(say(neighbour, sent))
                 await b.publish(say(elsewhere, sent))
@@ -129,8 +130,8 @@ async def test_a_moved_group_slot_is_followed_alone_and_the_other_groups_keep_de
             await eventually(b.ready, what="store b ready again")
             await asyncio.sleep(0.3)  # more traffic after the move
         finally:
-            publisher.cancel()
-            await asyncio.gather(publisher, return_exceptions=True)
+            stop.set()  # each publish completes: `sent` counts what was published
+            await asyncio.wait_for(publisher, 10)
         for store in stores:
             stats = store.stats()
             assert stats["subscribed"] is True and stats["resubscribes"] == 1
@@ -150,6 +151,62 @@ async def test_a_moved_group_slot_is_followed_alone_and_the_other_groups_keep_de
         assert after is not None and after.epoch == before.epoch
         assert await a.room_members(moved) == {"c-a": "ann"}
         assert len(await b.nodes()) == 2
+    finally:
+        for store in stores:
+            await store.stop()
+
+
+async def test_a_lost_subscription_connection_resubscribes_its_groups_and_only_them(
+    private_cluster: RedisCluster,
+) -> None:
+    prefix = f"killed-{uuid.uuid4().hex[:8]}"
+    stores = [cluster_store(private_cluster.url, prefix) for _ in range(2)]
+    recorders = [Recorder(), Recorder()]
+    for store, recorder in zip(stores, recorders, strict=True):
+        await store.start(recorder.deliver, recorder.on_gap)
+    a, b = stores
+    try:
+        by_owner = rooms_by_owner(a, private_cluster)
+        killed, spared = private_cluster.nodes[:2]
+        victim = next(iter(by_owner[killed.port].values()))
+        bystander = next(iter(by_owner[spared.port].values()))
+        sent = 0
+        stop = asyncio.Event()
+
+        async def steady() -> None:
+            nonlocal sent
+            while not stop.is_set():
+                sent += 1
+                await b.publish(say(bystander, sent))
+                await asyncio.sleep(0.01)
+
+        publisher = asyncio.create_task(steady())
+        try:
+            await eventually(lambda: sent >= 5, what="steady traffic")
+            # Both stores' subscription connections to one master are killed: each closes it
+            # and resubscribes that master's groups, with one gap naming them.
+            assert await on_node(killed.port, "CLIENT KILL", "TYPE", "pubsub") == 2
+            for recorder in recorders:
+                await eventually(lambda r=recorder: len(r.gaps) == 1, what="a delivery gap")
+                reason = recorder.gaps[0].reason
+                assert "subscription connection failed" in reason
+                for group in by_owner[killed.port]:
+                    assert a.layout.buses[group] in reason
+                for group in by_owner[spared.port]:
+                    assert a.layout.buses[group] not in reason
+            await eventually(a.ready, what="store a ready again")
+            await asyncio.sleep(0.3)
+        finally:
+            stop.set()  # each publish completes: `sent` counts what was published
+            await asyncio.wait_for(publisher, 10)
+        # The other masters' groups kept delivering: no hole in the bystander room.
+        await eventually(
+            lambda: offsets(recorders[0], bystander) == list(range(1, sent + 1)),
+            what="every message of the bystander room",
+        )
+        await b.publish(say(victim, 1))
+        await eventually(lambda: offsets(recorders[0], victim) == [1], what="the victim room")
+        assert a.stats()["subscriber_connections"] == 3 and a.stats()["resubscribes"] == 1
     finally:
         for store in stores:
             await store.stop()
