@@ -318,6 +318,7 @@ class _Group:
     last_good: float = 0.0  # unix time it last proved to work
     lost_at: float | None = None  # unix: the start of the window to report as a gap
     lost_reason: str = ""
+    attach_error: str = ""  # why the last attempt to subscribe it failed
 
 
 class RedisBroker:
@@ -413,7 +414,7 @@ class RedisBroker:
             if missing:
                 raise RedisStoreError(
                     f"Redis at {self._target.location} did not take the subscription to "
-                    f"{missing[0].channel}: {missing[0].lost_reason}"
+                    f"{missing[0].channel}: {missing[0].attach_error}"
                 )
             self._tasks = [
                 asyncio.create_task(self._supervise(), name="redis-subscriber"),
@@ -569,7 +570,14 @@ class RedisBroker:
         group.probe_sent = sent
         if group.probe_pending is None:
             group.probe_pending = sent
-        await self._publish(encode_probe(self._node_id, sent), "PUBLISH probe", group.channel)
+        try:
+            await self._publish(encode_probe(self._node_id, sent), "PUBLISH probe", group.channel)
+        except RedisStoreError:
+            # Not published (or not known to be): its absence says nothing of the subscription.
+            self._probes.pop(sent, None)
+            if group.probe_pending == sent:
+                group.probe_pending = None
+            raise
 
     def _check_subscriptions(self, now: float) -> None:
         for link in list(self._links.values()):
@@ -724,9 +732,7 @@ class RedisBroker:
         return failed
 
     def _failed_attach(self, group: _Group, error: BaseException) -> None:
-        cause = self._target.scrub(describe_failure(error))
-        if group.lost_at is None:
-            group.lost_reason = cause
+        group.attach_error = self._target.scrub(describe_failure(error))
 
     async def _read(self, link: _Link) -> None:
         """Read one subscription connection until it fails; a failure loses its groups."""
@@ -867,7 +873,7 @@ class RedisBroker:
             await self._restored(restored)
         if failed:
             raise RedisError(
-                f"{len(failed)} bus channel(s) not resubscribed: {failed[0].lost_reason}"
+                f"{len(failed)} bus channel(s) not resubscribed: {failed[0].attach_error}"
             )
         return True
 
