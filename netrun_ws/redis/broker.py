@@ -550,9 +550,17 @@ class RedisBroker:
             if groups:
                 chosen.append(min(groups, key=lambda group: group.probe_sent or -math.inf))
         failure: str | None = None
-        for outcome in await asyncio.gather(
-            *(self._send_probe(group) for group in chosen), return_exceptions=True
-        ):
+        if len(chosen) == 1:  # one Redis: no task per probe
+            outcomes: list[object] = []
+            try:
+                await self._send_probe(chosen[0])
+            except RedisStoreError as exc:
+                outcomes.append(exc)
+        else:
+            outcomes = await asyncio.gather(
+                *(self._send_probe(group) for group in chosen), return_exceptions=True
+            )
+        for outcome in outcomes:
             if isinstance(outcome, RedisStoreError):
                 failure = str(outcome)
             elif isinstance(outcome, BaseException):
