@@ -478,12 +478,13 @@ class RedisBroker:
             return 0
         message = encode_envelope(self._node_id, envelope)
         try:
-            receivers = await self._publish(message, "PUBLISH", self._groups[group].channel)
+            bus = self._groups[group]
+            receivers = await self._publish(message, "PUBLISH", bus.channel)
         except RedisStoreError as exc:
             self.publish_failures += 1
             self._publish_outage.failed(str(exc))
             return 0
-        return max(0, receivers - (1 if self.receiving(group) else 0))
+        return max(0, receivers - (0 if bus.link is None else 1))
 
     @property
     def in_publish_outage(self) -> bool:

@@ -385,7 +385,7 @@ class RedisStore:
             channel = envelope_channel(envelope, self._history_config)
         if channel is None or broker.in_publish_outage:
             local = await deliver(envelope)
-            group = self.layout.envelope_group(envelope)
+            group = self.layout.envelope_group(envelope) if self.cluster else 0
             return PublishResult(local=local, remote_nodes=await broker.send(envelope, group))
         assert history is not None and isinstance(envelope.payload, str)  # by envelope_channel
         header = encode_header_prefix(self.node_id, envelope)
@@ -394,7 +394,7 @@ class RedisStore:
         except RedisStoreError as exc:
             broker.publish_failed(str(exc))
             return PublishResult(local=await deliver(envelope))  # no position: none was given
-        if not broker.receiving(self.layout.group_of(channel)):
+        if not broker.receiving(self.layout.group_of(channel) if self.cluster else 0):
             # Our copy will not come back: deliver here at once (in order, since nothing else
             # arrives from the bus meanwhile); the outage is reported as a delivery gap.
             spliced = splice_position(envelope.payload, channel, pos.offset, pos.epoch)
