@@ -128,6 +128,7 @@ class RedisHistory:
         self._pipeline = pipeline
         self._target = target
         self._layout = layout
+        self._one_bus = layout.groups == 1  # one Redis: no group to look up per publish
         self._publish_command = publish_command
         self._timeout = timeout
         self._session_ttl = max(1, round(session_ttl))
@@ -136,8 +137,8 @@ class RedisHistory:
         self._top = client.register_script(_TOP)
         self._since = client.register_script(_SINCE)
 
-    def _keys(self, channel: str) -> list[str]:
-        meta = self._layout.history_base(channel)
+    def _keys(self, channel: str, group: int | None = None) -> list[str]:
+        meta = self._layout.history_base(channel, group)
         return [meta, meta + ":s"]
 
     def _meta_ttl(self, channel: str) -> int:
@@ -159,6 +160,7 @@ class RedisHistory:
         """Assign the next offset, keep the message and PUBLISH it on the bus with its position
         (one round trip). Returns the position and how many subscribers got it."""
         size = self.config.rooms_size if channel.startswith("room:") else self.config.users_size
+        group = 0 if self._one_bus else self._layout.group_of(channel)
         args: list[Any] = [
             new_epoch(),
             self._meta_ttl(channel),
@@ -167,10 +169,10 @@ class RedisHistory:
             round(time.time() * 1000),
             header,
             payload.encode("utf-8", "surrogatepass"),
-            self._layout.buses[self._layout.group_of(channel)],
+            self._layout.buses[group],
             self._publish_command,
         ]
-        keys = self._keys(channel)
+        keys = self._keys(channel, group)
         if self._pipeline is None:
             top, epoch, receivers = await self._run(self._publish, keys, args, "history PUBLISH")
             return Position(int(top), str(epoch)), int(receivers)
