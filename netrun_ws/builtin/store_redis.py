@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from netrun_ws import hookimpl
 from netrun_ws.config import mask_url
 from netrun_ws.extras import require_extra
+from netrun_ws.redis import DEFAULT_BUS_GROUPS, MAX_BUS_GROUPS
 
 if TYPE_CHECKING:
     from netrun_ws.redis import RedisStore
@@ -58,9 +59,19 @@ class Options(BaseModel):
     operation_timeout: float = Field(5.0, gt=0, description="Longest wait for any Redis call.")
     cluster: bool = Field(
         False,
-        description="True for Redis Cluster (url names any node): every key under the hash tag "
-        "{key_prefix} and the bus as a shard channel, so all of them live on one shard "
+        description="True for Redis Cluster (url names any node): channel history and the bus "
+        "spread over `bus_groups` slot groups, each with its own hash tag and shard channel; "
+        "presence, sessions and records under the one hash tag {key_prefix} "
         "(docs/deployment.md, Redis Cluster).",
+    )
+    bus_groups: int = Field(
+        DEFAULT_BUS_GROUPS,
+        ge=1,
+        le=MAX_BUS_GROUPS,
+        description="Redis Cluster only: how many slot groups channel history and the bus are "
+        "spread over (a channel's group is a stable hash of its name). Part of the key layout "
+        "like key_prefix: the same on every node; changing it starts every channel's history "
+        "anew. Ignored on one Redis.",
     )
 
     @field_validator("url")
@@ -121,4 +132,5 @@ class Plugin:
             connection_ttl=options.connection_ttl,
             operation_timeout=options.operation_timeout,
             cluster=options.cluster,
+            bus_groups=options.bus_groups,
         )

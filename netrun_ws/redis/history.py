@@ -1,29 +1,34 @@
 """Channel history in Redis: positions assigned atomically with the cluster PUBLISH.
 
-Keys, per channel ``C`` (``room:<room>`` / ``user:<user_id>``) under the store's prefix ``P``:
+Keys, per channel ``C`` (``room:<room>`` / ``user:<user_id>``) under the base ``T`` of its slot
+group (:mod:`netrun_ws.redis.layout`: the prefix ``P`` on one Redis, the group's hash tag
+``{P:<g>}`` on Redis Cluster):
 
-- ``P:h:C`` (hash): ``epoch`` and ``top`` (the last offset). Created with a fresh random epoch
+- ``T:h:C`` (hash): ``epoch`` and ``top`` (the last offset). Created with a fresh random epoch
   when missing (first use, expiry, FLUSHALL, a restart without persistence), which also empties
   the stream: positions of a lost history are never mistaken for current ones. It expires
   ``max(ttl, session ttl)`` after the channel's last use, so a quiet channel keeps its epoch as
   long as a session could resume.
-- ``P:h:C:s`` (stream): one entry per message, id ``<offset>-1``, fields ``t`` (unix ms) and
+- ``T:h:C:s`` (stream): one entry per message, id ``<offset>-1``, fields ``t`` (unix ms) and
   ``p`` (the payload without ``pos``); trimmed to ``size`` entries; expires ``ttl`` after the last
   message (every entry is older than ``ttl`` by then).
-- ``P:hj:<session_id>`` (hash): channel -> ``"<offset> <epoch>"``, where the session joined;
-  expires with the session.
+- ``T:hj:<session_id>`` (hash): channel -> ``"<offset> <epoch>"``, where the session joined the
+  group's channels (one hash per group, in the slot of the channels it records); expires with
+  the session. A session's channels are read from every group's hash.
 
-Publishing is ONE script call: HINCRBY top, XADD (+MAXLEN trim), PUBLISH (SPUBLISH on Redis
-Cluster, where the keys and the bus share the ``{P}`` hash tag's slot) on the cluster bus with
-the position in the header. On one Redis it is an EVALSHA on the store's pipelined publish
-connection (:mod:`netrun_ws.redis.pipeline`), written with the other publishes of its loop turn
-(packed here: the arguments that depend only on the channel once per channel).
-Redis runs scripts one at a time, so the bus carries every channel's messages in offset order,
-and every node (the origin included) delivers them from the bus in that order.
+Publishing is ONE script call: HINCRBY top, XADD (+MAXLEN trim), PUBLISH on the channel's bus
+with the position in the header (on Redis Cluster SPUBLISH on its group's bus ``{P:<g>}:bus``,
+which shares the group tag's slot with the keys). On one Redis it is an EVALSHA on the store's
+pipelined publish connection (:mod:`netrun_ws.redis.pipeline`), written with the other
+publishes of its loop turn (packed here: the arguments that depend only on the channel once per
+channel).
+Redis runs a slot's scripts one at a time, so each bus carries each of its channels' messages in
+offset order, and every node (the origin included) delivers them from the bus in that order.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -34,6 +39,7 @@ from netrun_ws import fast_records
 from netrun_ws.config import HistoryConfig
 from netrun_ws.history import new_epoch, splice_position, utf8_size
 from netrun_ws.redis.calls import AnyRedis, RedisStoreError, RedisTarget, bounded
+from netrun_ws.redis.layout import KeyLayout
 from netrun_ws.redis.pipeline import PipelinedConnection
 from netrun_ws.store import HistoryRead, Position
 
@@ -115,8 +121,7 @@ class RedisHistory:
         client: AnyRedis,
         *,
         target: RedisTarget,
-        key_prefix: str,
-        bus: str,
+        layout: KeyLayout,
         publish_command: str = "PUBLISH",
         timeout: float,
         session_ttl: float,
@@ -127,8 +132,8 @@ class RedisHistory:
         #: One Redis (not a cluster): publishes share the pipelined publish connection.
         self._pipeline = pipeline
         self._target = target
-        self._prefix = key_prefix
-        self._bus = bus
+        self._layout = layout
+        self._one_bus = layout.groups == 1  # one Redis: no group to look up per publish
         self._publish_command = publish_command
         self._timeout = timeout
         self._session_ttl = max(1, round(session_ttl))
@@ -149,8 +154,11 @@ class RedisHistory:
         self._config = config
         self._publish_parts.clear()  # they hold sizes and ttls of the config
 
-    def _keys(self, channel: str) -> list[str]:
-        meta = f"{self._prefix}:h:{channel}"
+    def _group(self, channel: str) -> int:
+        return 0 if self._one_bus else self._layout.group_of(channel)
+
+    def _keys(self, channel: str, group: int | None = None) -> list[str]:
+        meta = self._layout.history_base(channel, group)
         return [meta, meta + ":s"]
 
     def _meta_ttl(self, channel: str) -> int:
@@ -210,7 +218,7 @@ class RedisHistory:
             now,
             header,
             body,
-            self._bus,
+            self._layout.buses[self._group(channel)],
             self._publish_command,
         ]
 
@@ -253,7 +261,7 @@ class RedisHistory:
         keys = self._keys(channel)
         args: list[Any] = [new_epoch(), self._meta_ttl(channel)]
         if session_id is not None:
-            keys.append(self._joins_key(session_id))
+            keys.append(self._layout.joins_key(session_id, self._layout.group_of(channel)))
             args += [channel, self._session_ttl]
         top, epoch = await self._run(self._top, keys, args, "history top")
         return Position(int(top), str(epoch))
@@ -300,29 +308,32 @@ class RedisHistory:
             return HistoryRead("out_of_history", top)
         return HistoryRead("ok", top, tuple(messages))
 
-    def _joins_key(self, session_id: str) -> str:
-        return f"{self._prefix}:hj:{session_id}"
-
     async def forget_join(self, session_id: str, channel: str) -> None:
+        key = self._layout.joins_key(session_id, self._layout.group_of(channel))
         await bounded(
-            self._client.hdel(self._joins_key(session_id), channel),
+            self._client.hdel(key, channel),
             timeout=self._timeout,
             operation="HDEL history join",
             target=self._target,
         )
 
     async def session_channels(self, session_id: str) -> dict[str, Position]:
-        found: dict[Any, Any] = await bounded(
-            self._client.hgetall(self._joins_key(session_id)),
-            timeout=self._timeout,
-            operation="HGETALL history joins",
-            target=self._target,
-        )
+        """Where the session joined its channels: one read per slot group (one on one Redis)."""
+        reads = [
+            bounded(
+                self._client.hgetall(self._layout.joins_key(session_id, group)),
+                timeout=self._timeout,
+                operation="HGETALL history joins",
+                target=self._target,
+            )
+            for group in range(self._layout.groups)
+        ]
         channels: dict[str, Position] = {}
-        for channel, value in found.items():
-            offset, _, epoch = str(value).partition(" ")
-            if offset.isdigit() and epoch:
-                channels[str(channel)] = Position(int(offset), epoch)
+        for found in await asyncio.gather(*reads):
+            for channel, value in found.items():
+                offset, _, epoch = str(value).partition(" ")
+                if offset.isdigit() and epoch:
+                    channels[str(channel)] = Position(int(offset), epoch)
         return channels
 
 

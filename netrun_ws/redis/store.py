@@ -6,8 +6,8 @@ and ``key_prefix``:
 
 - ``sessions``: a :class:`~netrun_ws.session.WebSocketSessionManager` on the same Redis, so a
   state saved on one node is restored on another;
-- ``publish``: local delivery, then ONE ``PUBLISH`` for the cluster
-  (:mod:`netrun_ws.redis.broker`); other nodes deliver to their own connections. A room or
+- ``publish``: local delivery, then ONE ``PUBLISH`` for the cluster (on its channel's bus:
+  :mod:`netrun_ws.redis.broker`); other nodes deliver to their own connections. A room or
   user message with history on is instead ONE script call that assigns its position, keeps it
   and publishes it (:mod:`netrun_ws.redis.history`); every node, this one included, delivers it
   from the subscription, in offset order. While Redis does not take it, it is delivered locally
@@ -32,12 +32,17 @@ Guarantees and their limits:
   (:mod:`netrun_ws.redis.records`); at close, the claim, the saved state and the release too;
 - every Redis call is bounded by ``operation_timeout``.
 
-Redis Cluster (``cluster=True``, the URL naming any node): every key is named under the hash tag
-``{P}`` (the prefix in braces), so each script and multi-key command stays on one slot, and the
-bus is the shard channel ``{P}:bus`` (SPUBLISH/SSUBSCRIBE on the node that owns that slot). The
-store is correct on a cluster and follows failovers and resharding (MOVED/ASK through the
-cluster client; the subscriber resubscribes on the new owner and reports the gap), but all of
-its keys and its bus live on ONE shard: more shards add no capacity to it (docs/deployment.md).
+Redis Cluster (``cluster=True``, the URL naming any node): the per-message work is spread over
+``bus_groups`` slot groups (:mod:`netrun_ws.redis.layout`): a room's or user's history keys and
+the bus channel that carries its messages are under its group's hash tag ``{P:<g>}``, so the
+history script, its SPUBLISH and the pub/sub output for a channel run on the master that owns
+that group's slot, and more masters add message capacity. Every node subscribes to every group's
+shard channel (one connection per master) and still reads every cross-node message. The
+per-connection keys (presence, records, sessions, revocations) stay under the one hash tag
+``{P}``, on one master. The store follows failovers and resharding (MOVED/ASK through the
+cluster client; a moved group is resubscribed on its new owner alone, and its gap reported).
+Order: per channel, delivery is in offset order; across channels of different groups, one
+sender's messages may arrive in another order than sent (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ from netrun_ws.redis.calls import (
     finish_within,
 )
 from netrun_ws.redis.history import RedisHistory
+from netrun_ws.redis.layout import DEFAULT_BUS_GROUPS, KeyLayout
 from netrun_ws.redis.pipeline import PipelinedConnection
 from netrun_ws.redis.presence import RedisPresence
 from netrun_ws.redis.records import revocation_args
@@ -142,6 +148,7 @@ class RedisStore:
         operation_timeout: float = 5.0,
         reconnect: ReconnectionConfig = DEFAULT_RECONNECT,
         cluster: bool = False,
+        bus_groups: int = DEFAULT_BUS_GROUPS,
     ) -> None:
         self.node_ttl = _seconds("node_ttl", node_ttl)
         self.node_heartbeat = _seconds("node_heartbeat", node_heartbeat)
@@ -169,8 +176,10 @@ class RedisStore:
                 f"nodes, got {shown!r}"
             )
         self.key_prefix = key_prefix
-        # On a cluster every key is named under the hash tag {prefix}: one slot for them all.
-        keys = f"{{{key_prefix}}}" if cluster else key_prefix
+        #: Key and bus names: on a cluster, the per-connection keys under the hash tag {prefix}
+        #: (one slot), history and the bus spread over ``bus_groups`` slot groups.
+        self.layout = KeyLayout(key_prefix, cluster=cluster, groups=bus_groups)
+        keys = self.layout.keys
         # A Redis Cluster client does not queue calls for a full pool: the gate does.
         self._target = RedisTarget(url, asyncio.Semaphore(POOL_SIZE) if cluster else None)
         self._session_client: RedisCluster | None = None
@@ -186,7 +195,8 @@ class RedisStore:
             operation_timeout=operation_timeout,
         )
         self._keys = keys
-        self.channel = f"{keys}:bus"
+        #: The bus channel of group 0 (one Redis: the only one).
+        self.channel = self.layout.buses[0]
         self.node_id = new_node_id()
         self._reconnect = reconnect
         self._deliver: Deliver | None = None
@@ -243,7 +253,7 @@ class RedisStore:
             client,
             pipeline=pipeline,
             target=self._target,
-            channel=self.channel,
+            buses=self.layout.buses,
             cluster=self.cluster,
             node_id=self.node_id,
             probe_interval=self.probe_interval,
@@ -265,8 +275,7 @@ class RedisStore:
             client,
             pipeline=pipeline,
             target=self._target,
-            key_prefix=self._keys,
-            bus=self.channel,
+            layout=self.layout,
             publish_command="SPUBLISH" if self.cluster else "PUBLISH",
             timeout=self.operation_timeout,
             session_ttl=self._connection_ttl,
@@ -275,10 +284,11 @@ class RedisStore:
         self._heartbeat = asyncio.create_task(presence.run(), name="redis-presence")
         self._deliver = deliver
         logger.info(
-            "Redis store started: node %s on %s (channel %s)",
+            "Redis store started: node %s on %s (channel %s%s)",
             self.node_id,
             self.location,
             self.channel,
+            f" and {self.layout.groups - 1} more" if self.layout.groups > 1 else "",
         )
 
     async def stop(self) -> None:
@@ -376,7 +386,8 @@ class RedisStore:
             channel = envelope_channel(envelope, self._history_config)
         if channel is None or broker.in_publish_outage:
             local = await deliver(envelope)
-            return PublishResult(local=local, remote_nodes=await broker.send(envelope))
+            group = self.layout.envelope_group(envelope) if self.cluster else 0
+            return PublishResult(local=local, remote_nodes=await broker.send(envelope, group))
         assert history is not None and isinstance(envelope.payload, str)  # by envelope_channel
         header = encode_header_prefix(self.node_id, envelope)
         try:
@@ -384,7 +395,7 @@ class RedisStore:
         except RedisStoreError as exc:
             broker.publish_failed(str(exc))
             return PublishResult(local=await deliver(envelope))  # no position: none was given
-        if not broker.subscribed:
+        if not broker.receiving(self.layout.group_of(channel) if self.cluster else 0):
             # Our copy will not come back: deliver here at once (in order, since nothing else
             # arrives from the bus meanwhile); the outage is reported as a delivery gap.
             spliced = splice_position(envelope.payload, channel, pos.offset, pos.epoch)

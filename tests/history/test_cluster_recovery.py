@@ -1,5 +1,6 @@
-"""Recovery across real `netrun-ws run` nodes sharing a private redis-server: a client resumes on
-another node than it left, also after its node was killed with SIGKILL."""
+"""Recovery across real `netrun-ws run` nodes sharing a private redis-server (or the shared Redis
+Cluster): a client resumes on another node than it left, also after its node was killed with
+SIGKILL, and on a cluster with rooms whose history and bus live on different masters."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from netrun_ws.redis.layout import KeyLayout
 from tests.cluster.test_cluster import API_KEY, cluster
 from tests.history.helpers import last_positions, next_message, open_client, read_until
 from tests.support.cli_server import RunningServer
@@ -73,6 +75,47 @@ async def test_a_client_leaves_node_a_and_recovers_on_node_b(
         await say(a, "feed", 6)
         live = await next_message(ann)
         assert live["n"] == 6 and live["pos"]["offset"] == room[-1] + 1
+        await ann.close()
+
+
+def rooms_on_every_master(redis_cluster: RedisCluster) -> list[str]:
+    """One room per master of the cluster: its history keys (its slot group's) live there."""
+    layout = KeyLayout("netrun_ws", cluster=True)  # the nodes' prefix and default groups
+    rooms: dict[int, str] = {}
+    n = 0
+    while len(rooms) < len(redis_cluster.nodes):
+        room, n = f"feed{n}", n + 1
+        owner = redis_cluster.owner_of(layout.history_base(f"room:{room}"))
+        assert owner is redis_cluster.owner_of(layout.buses[layout.group_of(f"room:{room}")])
+        rooms.setdefault(owner.port, room)
+    return list(rooms.values())
+
+
+async def test_rooms_on_every_redis_cluster_master_cross_nodes_and_are_recovered(
+    tmp_path: Path, redis_cluster: RedisCluster
+) -> None:
+    rooms = rooms_on_every_master(redis_cluster)
+    channels = sorted(f"room:{room}" for room in rooms)
+    async with cluster(tmp_path, redis_cluster, nodes=2) as (a, b):
+        ann, welcome = await open_client(a.addr, "ann")
+        for room in rooms:
+            await join(ann, room)
+        for room in rooms:
+            await say(b, room, 1)  # crosses from b to a on each room's group bus
+        seen = [await next_message(ann) for _ in rooms]
+        assert sorted(m["pos"]["channel"] for m in seen) == channels
+        await ann.close()
+        for n in (2, 3):
+            for room in rooms:
+                await say(a, room, n)
+        # The session's joins (one hash per slot group) and each room's history are read
+        # from the room's master, on the other node.
+        ann, again = await open_client(b.addr, "ann", welcome["session_id"], last_positions(seen))
+        assert again["resumed"] is True and sorted(again["rooms"]) == sorted(rooms)
+        recovery = await read_until(ann, "recovered")
+        for channel in channels:
+            replayed = [m for m in recovery if m.get("pos", {}).get("channel") == channel]
+            assert ticks(replayed) == [2, 3], channel
         await ann.close()
 
 

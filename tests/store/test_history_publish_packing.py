@@ -14,6 +14,7 @@ from netrun_ws.config import HistoryConfig
 from netrun_ws.redis import history as history_module
 from netrun_ws.redis.calls import RedisTarget
 from netrun_ws.redis.history import RedisHistory
+from netrun_ws.redis.layout import KeyLayout
 from netrun_ws.redis.pipeline import _pack
 from netrun_ws.redis.store import RedisStore
 from netrun_ws.store import Envelope
@@ -25,13 +26,13 @@ pytestmark = pytest.mark.timeout(60)
 CHANNELS = ["user:bob", "room:lobby", "room:é ☃", "user:\ud800lone", 'room:a"b\\c', "room:"]
 
 
-def unconnected_history(config: HistoryConfig, *, prefix: str = "p") -> RedisHistory:
+def unconnected_history(config: HistoryConfig, *, cluster: bool = False) -> RedisHistory:
     client = aioredis.Redis()  # never connected: packing needs no Redis
     return RedisHistory(
         client,
         target=RedisTarget("redis://localhost"),
-        key_prefix=prefix,
-        bus=f"{prefix}:bus",
+        layout=KeyLayout("netrun_ws", cluster=cluster),
+        publish_command="SPUBLISH" if cluster else "PUBLISH",
         timeout=1.0,
         session_ttl=600,
         config=config,
@@ -43,9 +44,9 @@ def packed_one_by_one(history: RedisHistory, channel: str, *values: object) -> b
     return _pack(("EVALSHA", history._publish.sha, 2, *history._keys(channel), *args))
 
 
-@pytest.mark.parametrize("prefix", ["netrun_ws", "{netrun_ws}"])
-def test_the_packed_call_is_its_arguments_packed_one_by_one(prefix: str) -> None:
-    history = unconnected_history(HistoryConfig(rooms_size=7, users_ttl=90.6), prefix=prefix)
+@pytest.mark.parametrize("cluster", [False, True], ids=["one Redis", "cluster slot groups"])
+def test_the_packed_call_is_its_arguments_packed_one_by_one(cluster: bool) -> None:
+    history = unconnected_history(HistoryConfig(rooms_size=7, users_ttl=90.6), cluster=cluster)
     for round_ in range(2):  # packed, then from the parts kept
         for channel in CHANNELS:
             header = f'[1,"node-{round_}","room","x",0,[],[]'.encode()

@@ -1,6 +1,8 @@
-"""RedisStore on a real Redis Cluster when the cluster moves the store's slot under it (as a
-resharding does): commands follow MOVED, the shard subscription follows the slot to its new
-owner and reports the window as a gap, history and presence carry on with the migrated keys.
+"""RedisStore on a real Redis Cluster: channel history and the bus spread over the masters (one
+slot group per hash tag and shard channel), and when the cluster moves one group's slot (as a
+resharding does): commands follow MOVED, that group's shard subscription follows the slot to its
+new owner and reports the window as a gap while the other groups keep delivering, and history
+and presence carry on with the migrated keys.
 
 The cluster is a private one (the test moves slots); the store and history contracts run on
 the shared cluster (test_store_contract.py, test_history_contract.py).
@@ -11,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
+from redis.crc import key_slot
 
 from netrun_ws.redis.broker import node_url
 from netrun_ws.redis.store import RedisStore
@@ -34,58 +39,219 @@ async def private_cluster() -> AsyncIterator[RedisCluster]:
         await asyncio.to_thread(cluster.stop_blocking)
 
 
-def say(n: int) -> Envelope:
-    return Envelope("room", "lobby", json.dumps({"type": "say", "n": n}))
+def say(room: str, n: int) -> Envelope:
+    return Envelope("room", room, json.dumps({"type": "say", "n": n}))
 
 
-async def test_a_moved_slot_is_followed_by_commands_subscription_and_history(
+def cluster_store(url: str, prefix: str) -> RedisStore:
+    return RedisStore(
+        url,
+        key_prefix=prefix,
+        cluster=True,
+        probe_interval=0.1,
+        probe_timeout=0.5,
+        operation_timeout=2.0,
+    )
+
+
+def rooms_by_owner(store: RedisStore, cluster: RedisCluster) -> dict[int, dict[int, str]]:
+    """Room names by the port of the master that owns their group, by group: one room for
+    every group."""
+    found: dict[int, dict[int, str]] = {}
+    layout, n = store.layout, 0
+    while sum(len(groups) for groups in found.values()) < layout.groups:
+        room, n = f"r{n}", n + 1
+        group = layout.group_of(f"room:{room}")
+        owner = cluster.owner_of(layout.tags[group]).port
+        found.setdefault(owner, {}).setdefault(group, room)
+    return found
+
+
+async def on_node(port: int, *command: str | int) -> Any:
+    """One command's reply from one master (no cluster client: no redirection)."""
+    raw = aioredis.Redis(port=port)
+    try:
+        execute: Callable[..., Awaitable[Any]] = raw.execute_command  # untyped in redis-py
+        return await execute(*command)
+    finally:
+        await raw.aclose()
+
+
+def offsets(recorder: Recorder, room: str) -> list[int]:
+    return [e.pos.offset for e in recorder.envelopes if e.target == room and e.pos is not None]
+
+
+async def test_a_moved_group_slot_is_followed_alone_and_the_other_groups_keep_delivering(
     private_cluster: RedisCluster,
 ) -> None:
     prefix = f"moved-{uuid.uuid4().hex[:8]}"
-    stores = [
-        RedisStore(
-            private_cluster.url,
-            key_prefix=prefix,
-            cluster=True,
-            probe_interval=0.1,
-            probe_timeout=0.5,
-            operation_timeout=2.0,
-        )
-        for _ in range(2)
-    ]
+    stores = [cluster_store(private_cluster.url, prefix) for _ in range(2)]
     recorders = [Recorder(), Recorder()]
     for store, recorder in zip(stores, recorders, strict=True):
         await store.start(recorder.deliver, recorder.on_gap)
     a, b = stores
     try:
-        await a.join_room("lobby", "c-a", "ann")
-        await b.publish(say(1))
-        await eventually(lambda: len(recorders[0].envelopes) == 1, what="the first message")
-        before = await b.history_top("room:lobby")
+        by_owner = rooms_by_owner(a, private_cluster)
+        assert len(by_owner) == 3  # the 16 groups spread over the 3 masters
+        assert a.stats()["subscriber_connections"] == 3
+        source, target = (node for node in private_cluster.nodes[:2])
+        (moved_group, moved), (_, neighbour) = list(by_owner[source.port].items())[:2]
+        elsewhere = next(iter(by_owner[target.port].values()))
+        await a.join_room(moved, "c-a", "ann")
+        await b.publish(say(moved, 1))
+        await eventually(lambda: offsets(recorders[0], moved) == [1], what="the first message")
+        before = await b.history_top(f"room:{moved}")
 
-        tag = f"{{{prefix}}}"
-        owner = private_cluster.owner_of(tag)
-        target = next(node for node in private_cluster.nodes if node is not owner)
-        await asyncio.to_thread(private_cluster.move_slot_blocking, tag, target)
-        assert private_cluster.owner_of(tag) is target
+        # Rooms in other groups, one on the same master (so on the same subscription
+        # connection) as the moved group, one elsewhere, are published to all along.
+        sent = 0
+        stop = asyncio.Event()
 
-        # Both subscribers were on the old owner: each resubscribes and reports the window.
-        for recorder in recorders:
-            await eventually(lambda r=recorder: len(r.gaps) == 1, what="a delivery gap")
-        await eventually(a.ready, what="store a ready again")
-        await eventually(b.ready, what="store b ready again")
+        async def steady() -> None:
+            nonlocal sent
+            while not stop.is_set():
+                sent += 1
+                await b.publish(say(neighbour, sent))
+                await b.publish(say(elsewhere, sent))
+                await asyncio.sleep(0.01)
+
+        publisher = asyncio.create_task(steady())
+        try:
+            await eventually(lambda: sent >= 5, what="steady traffic")
+            tag = a.layout.tags[moved_group]
+            await asyncio.to_thread(private_cluster.move_slot_blocking, tag, target)
+            assert private_cluster.owner_of(tag) is target
+            # Both subscribers had the moved group on the old owner: each resubscribes it
+            # (on its connection to the new owner) and reports the window, naming its channel.
+            for recorder in recorders:
+                await eventually(lambda r=recorder: len(r.gaps) == 1, what="a delivery gap")
+                assert a.layout.buses[moved_group] in recorder.gaps[0].reason
+            await eventually(a.ready, what="store a ready again")
+            await eventually(b.ready, what="store b ready again")
+            await asyncio.sleep(0.3)  # more traffic after the move
+        finally:
+            stop.set()  # each publish completes: `sent` counts what was published
+            await asyncio.wait_for(publisher, 10)
         for store in stores:
-            assert store.stats()["subscribed"] is True and store.stats()["resubscribes"] == 1
+            stats = store.stats()
+            assert stats["subscribed"] is True and stats["resubscribes"] == 1
+            assert stats["gaps"] == 1 and stats["subscriber_connections"] == 3
+        # The other groups were never interrupted: every offset arrived, in order, no hole.
+        for room in (neighbour, elsewhere):
+            await eventually(
+                lambda r=room: offsets(recorders[0], r) == list(range(1, sent + 1)),
+                what=f"every message of {room}",
+            )
 
-        # The history keys moved with the slot: offsets continue in the same epoch.
-        result = await b.publish(say(2))
+        # The moved group's history keys moved with its slot: offsets continue, same epoch.
+        result = await b.publish(say(moved, 2))
         assert result.remote_nodes == 1
-        await eventually(lambda: len(recorders[0].envelopes) == 2, what="the message after")
-        moved = recorders[0].envelopes[-1].pos
-        assert moved is not None and moved.epoch == before.epoch
-        assert moved.offset == before.offset + 1
-        assert await a.room_members("lobby") == {"c-a": "ann"}
+        await eventually(lambda: offsets(recorders[0], moved) == [1, 2], what="after the move")
+        after = recorders[0].envelopes[-1].pos
+        assert after is not None and after.epoch == before.epoch
+        assert await a.room_members(moved) == {"c-a": "ann"}
         assert len(await b.nodes()) == 2
+    finally:
+        for store in stores:
+            await store.stop()
+
+
+async def test_a_lost_subscription_connection_resubscribes_its_groups_and_only_them(
+    private_cluster: RedisCluster,
+) -> None:
+    prefix = f"killed-{uuid.uuid4().hex[:8]}"
+    stores = [cluster_store(private_cluster.url, prefix) for _ in range(2)]
+    recorders = [Recorder(), Recorder()]
+    for store, recorder in zip(stores, recorders, strict=True):
+        await store.start(recorder.deliver, recorder.on_gap)
+    a, b = stores
+    try:
+        by_owner = rooms_by_owner(a, private_cluster)
+        killed, spared = private_cluster.nodes[:2]
+        victim = next(iter(by_owner[killed.port].values()))
+        bystander = next(iter(by_owner[spared.port].values()))
+        sent = 0
+        stop = asyncio.Event()
+
+        async def steady() -> None:
+            nonlocal sent
+            while not stop.is_set():
+                sent += 1
+                await b.publish(say(bystander, sent))
+                await asyncio.sleep(0.01)
+
+        publisher = asyncio.create_task(steady())
+        try:
+            await eventually(lambda: sent >= 5, what="steady traffic")
+            # Both stores' subscription connections to one master are killed: each closes it
+            # and resubscribes that master's groups, with one gap naming them.
+            assert await on_node(killed.port, "CLIENT KILL", "TYPE", "pubsub") == 2
+            for recorder in recorders:
+                await eventually(lambda r=recorder: len(r.gaps) == 1, what="a delivery gap")
+                reason = recorder.gaps[0].reason
+                assert "subscription connection failed" in reason
+                for group in by_owner[killed.port]:
+                    assert a.layout.buses[group] in reason
+                for group in by_owner[spared.port]:
+                    assert a.layout.buses[group] not in reason
+            await eventually(a.ready, what="store a ready again")
+            await asyncio.sleep(0.3)
+        finally:
+            stop.set()  # each publish completes: `sent` counts what was published
+            await asyncio.wait_for(publisher, 10)
+        # The other masters' groups kept delivering: no hole in the bystander room.
+        await eventually(
+            lambda: offsets(recorders[0], bystander) == list(range(1, sent + 1)),
+            what="every message of the bystander room",
+        )
+        await b.publish(say(victim, 1))
+        await eventually(lambda: offsets(recorders[0], victim) == [1], what="the victim room")
+        assert a.stats()["subscriber_connections"] == 3 and a.stats()["resubscribes"] == 1
+    finally:
+        for store in stores:
+            await store.stop()
+
+
+async def test_history_and_the_bus_are_spread_over_the_masters(
+    redis_cluster: RedisCluster,
+) -> None:
+    prefix = f"spread-{uuid.uuid4().hex[:8]}"
+    stores = [cluster_store(redis_cluster.url, prefix) for _ in range(2)]
+    recorders = [Recorder(), Recorder()]
+    for store, recorder in zip(stores, recorders, strict=True):
+        await store.start(recorder.deliver, recorder.on_gap)
+    a, b = stores
+    try:
+        by_owner = rooms_by_owner(a, redis_cluster)
+        rooms = {port: next(iter(groups.values())) for port, groups in by_owner.items()}
+        assert len(rooms) == 3
+        # Each bus channel is a shard channel on its group's master: Redis counts this
+        # node's and the other node's subscriptions there, and none on the other masters.
+        for group, bus in enumerate(a.layout.buses):
+            owner = redis_cluster.owner_of(bus)
+            assert owner is redis_cluster.owner_of(a.layout.tags[group])
+            for node in redis_cluster.nodes:
+                reply = await on_node(node.port, "PUBSUB SHARDNUMSUB", bus)
+                assert reply == [(bus.encode(), 2 if node is owner else 0)], (bus, node)
+        positions = {}
+        for room in rooms.values():
+            await b.publish(say(room, 1))
+            positions[room] = await a.history_top(f"room:{room}")
+            await b.publish(say(room, 2))
+        await eventually(lambda: len(recorders[0].envelopes) == 6, what="every message")
+        for port, room in rooms.items():
+            # The room's history keys are on its group's master, and only there.
+            meta = a.layout.history_base(f"room:{room}")
+            assert redis_cluster.owner_of(meta).port == port
+            slot = key_slot(meta.encode())
+            for node in redis_cluster.nodes:
+                held = await on_node(node.port, "CLUSTER COUNTKEYSINSLOT", slot)
+                if node.port == port:
+                    assert await on_node(node.port, "EXISTS", meta, meta + ":s") == 2
+                assert (held > 0) == (node.port == port), (room, node)
+            # ... and the message after the position is read back from there.
+            read = await a.history_since(f"room:{room}", positions[room], 10, 10_000)
+            assert read.status == "ok" and [json.loads(m)["n"] for m in read.messages] == [2]
     finally:
         for store in stores:
             await store.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -551,4 +552,21 @@ def test_the_cluster_option_builds_a_cluster_store_with_its_keys_under_a_hash_ta
     plugin.configure(Options.model_validate({"url": "redis://h:7000", "cluster": True}))
     store = plugin.provide_store()
     assert isinstance(store, RedisStore) and store.cluster is True
-    assert store.channel == "{netrun_ws}:bus" and store.sessions.key_prefix == "{netrun_ws}"
+    assert store.sessions.key_prefix == "{netrun_ws}"  # the per-connection keys: one slot
+    # History and the bus: 16 slot groups, each its own tag and shard channel.
+    buses = store.layout.buses
+    assert len(set(buses)) == 16 and store.channel == buses[0]
+    assert all(re.fullmatch(r"\{netrun_ws:\d+(\.\d+)?\}:bus", bus) for bus in buses)
+    plugin.configure(
+        Options.model_validate({"url": "redis://h:7000", "cluster": True, "bus_groups": 3})
+    )
+    assert len(plugin.provide_store().layout.buses) == 3
+    with pytest.raises(ValidationError, match="bus_groups"):
+        Options.model_validate({"url": "redis://h:7000", "cluster": True, "bus_groups": 0})
+
+
+def test_one_redis_keeps_its_key_names_and_one_bus() -> None:
+    store = RedisStore("redis://127.0.0.1:1/0", key_prefix="app", bus_groups=8)
+    assert store.layout.buses == ("app:bus",) and store.channel == "app:bus"
+    assert store.layout.history_base("room:lobby") == "app:h:room:lobby"
+    assert store.layout.joins_key("s1", 0) == "app:hj:s1"
