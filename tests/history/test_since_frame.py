@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -37,6 +39,23 @@ async def _session_in_rooms(addr: str, host: Any) -> tuple[str, list[dict[str, A
 async def _resume(addr: str, session_id: str, query: str = "") -> ClientConnection:
     url = f"ws://{addr}/ws?user_id=ann&session_id={session_id}&since_frame=1{query}"
     return await connect(url)
+
+
+@contextlib.asynccontextmanager
+async def _resuming(config: dict[str, Any] | None = None) -> AsyncIterator[ClientConnection]:
+    """ann's session (ROOMS, two stories each) resumed with since_frame=1, nothing sent yet."""
+    app = create_app(config or chat_config())
+    async with serve(app) as addr:
+        session_id, _ = await _session_in_rooms(addr, app.state.host)
+        ann = await _resume(addr, session_id)
+        try:
+            yield ann
+        finally:
+            await ann.close()
+
+
+def _stories(replay: list[dict[str, Any]]) -> int:
+    return len([m for m in replay if m["type"] == "story"])
 
 
 async def test_the_since_frame_recovers_every_channel_from_its_position() -> None:
@@ -78,48 +97,34 @@ async def test_without_the_frame_the_left_out_channels_replay_from_the_join() ->
         await next_message(ann)
         replay = await read_until(ann, "recovered")
         await ann.close()
-    assert len([m for m in replay if m["type"] == "story"]) == 2 * (len(ROOMS) - 1)
+    assert _stories(replay) == 2 * (len(ROOMS) - 1)
 
 
 async def test_a_bad_since_frame_gets_an_error_and_recovery_goes_on_from_the_joins() -> None:
-    app = create_app(chat_config())
-    host = app.state.host
-    async with serve(app) as addr:
-        session_id, _ = await _session_in_rooms(addr, host)
-        ann = await _resume(addr, session_id)
+    async with _resuming() as ann:
         await ann.send(json.dumps({"type": "since", "channels": {"room:r0": {"offset": -1}}}))
         await next_message(ann)  # the welcome
         error = await next_message(ann)
         assert error["type"] == "error" and error["code"] == "invalid_message"
         assert error["error"].startswith("invalid since: channel 'room:r0'")
         replay = await read_until(ann, "recovered")  # nothing lost: replayed from the joins
-        await ann.close()
-    assert len([m for m in replay if m["type"] == "story"]) == 2 * len(ROOMS)
+    assert _stories(replay) == 2 * len(ROOMS)
 
 
 async def test_a_first_frame_that_is_not_since_is_handled_after_the_recovery() -> None:
-    app = create_app(chat_config())
-    host = app.state.host
-    async with serve(app) as addr:
-        session_id, _ = await _session_in_rooms(addr, host)
-        ann = await _resume(addr, session_id)
+    async with _resuming() as ann:
         await ann.send(json.dumps({"type": "direct", "to": "ann", "text": "first"}))
         await next_message(ann)  # the welcome
         replay = await read_until(ann, "recovered")
         after = [await next_message(ann) for _ in range(2)]
-        await ann.close()
-    assert len([m for m in replay if m["type"] == "story"]) == 2 * len(ROOMS)
+    assert _stories(replay) == 2 * len(ROOMS)
     assert {m["type"] for m in after} == {"direct", "ack"}
 
 
 async def test_no_since_frame_in_time_gets_an_error_then_the_recovery() -> None:
     config = chat_config()
     config["server"] = {**config["server"], "handshake_timeout": 0.3}
-    app = create_app(config)
-    host = app.state.host
-    async with serve(app) as addr:
-        session_id, _ = await _session_in_rooms(addr, host)
-        ann = await _resume(addr, session_id)
+    async with _resuming(config) as ann:
         await next_message(ann)  # the welcome
         error = await next_message(ann)
         assert error == {
@@ -129,8 +134,7 @@ async def test_no_since_frame_in_time_gets_an_error_then_the_recovery() -> None:
             "details": None,
         }
         replay = await read_until(ann, "recovered")
-        await ann.close()
-    assert len([m for m in replay if m["type"] == "story"]) == 2 * len(ROOMS)
+    assert _stories(replay) == 2 * len(ROOMS)
 
 
 async def test_a_since_message_later_is_answered_with_an_error() -> None:

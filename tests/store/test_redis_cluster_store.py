@@ -11,6 +11,7 @@ the shared cluster (test_store_contract.py, test_history_contract.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,6 +38,45 @@ async def private_cluster() -> AsyncIterator[RedisCluster]:
         yield cluster
     finally:
         await asyncio.to_thread(cluster.stop_blocking)
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(url: str, name: str) -> AsyncIterator[tuple[list[RedisStore], list[Recorder]]]:
+    """Two started cluster stores sharing a fresh prefix, and what each delivers."""
+    prefix = f"{name}-{uuid.uuid4().hex[:8]}"
+    stores = [cluster_store(url, prefix) for _ in range(2)]
+    recorders = [Recorder(), Recorder()]
+    try:
+        for store, recorder in zip(stores, recorders, strict=True):
+            await store.start(recorder.deliver, recorder.on_gap)
+        yield stores, recorders
+    finally:
+        for store in stores:
+            await store.stop()
+
+
+@contextlib.asynccontextmanager
+async def steady_traffic(store: RedisStore, rooms: list[str]) -> AsyncIterator[list[int]]:
+    """Publish ``say(room, n)`` to each of ``rooms`` every 10 ms from ``store`` while the block
+    runs (from the 5th message on); the yielded list's one item counts what was published, once
+    the block is left (each publish completes: none is cancelled midway)."""
+    sent = [0]
+    stop = asyncio.Event()
+
+    async def steady() -> None:
+        while not stop.is_set():
+            sent[0] += 1
+            for room in rooms:
+                await store.publish(say(room, sent[0]))
+            await asyncio.sleep(0.01)
+
+    publisher = asyncio.create_task(steady())
+    try:
+        await eventually(lambda: sent[0] >= 5, what="steady traffic")
+        yield sent
+    finally:
+        stop.set()
+        await asyncio.wait_for(publisher, 10)
 
 
 def say(room: str, n: int) -> Envelope:
@@ -84,13 +124,8 @@ def offsets(recorder: Recorder, room: str) -> list[int]:
 async def test_a_moved_group_slot_is_followed_alone_and_the_other_groups_keep_delivering(
     private_cluster: RedisCluster,
 ) -> None:
-    prefix = f"moved-{uuid.uuid4().hex[:8]}"
-    stores = [cluster_store(private_cluster.url, prefix) for _ in range(2)]
-    recorders = [Recorder(), Recorder()]
-    for store, recorder in zip(stores, recorders, strict=True):
-        await store.start(recorder.deliver, recorder.on_gap)
-    a, b = stores
-    try:
+    async with two_nodes(private_cluster.url, "moved") as (stores, recorders):
+        a, b = stores
         by_owner = rooms_by_owner(a, private_cluster)
         assert len(by_owner) == 3  # the 16 groups spread over the 3 masters
         assert a.stats()["subscriber_connections"] == 3
@@ -104,20 +139,7 @@ async def test_a_moved_group_slot_is_followed_alone_and_the_other_groups_keep_de
 
         # Rooms in other groups, one on the same master (so on the same subscription
         # connection) as the moved group, one elsewhere, are published to all along.
-        sent = 0
-        stop = asyncio.Event()
-
-        async def steady() -> None:
-            nonlocal sent
-            while not stop.is_set():
-                sent += 1
-                await b.publish(say(neighbour, sent))
-                await b.publish(say(elsewhere, sent))
-                await asyncio.sleep(0.01)
-
-        publisher = asyncio.create_task(steady())
-        try:
-            await eventually(lambda: sent >= 5, what="steady traffic")
+        async with steady_traffic(b, [neighbour, elsewhere]) as published:
             tag = a.layout.tags[moved_group]
             await asyncio.to_thread(private_cluster.move_slot_blocking, tag, target)
             assert private_cluster.owner_of(tag) is target
@@ -129,9 +151,7 @@ async def test_a_moved_group_slot_is_followed_alone_and_the_other_groups_keep_de
             await eventually(a.ready, what="store a ready again")
             await eventually(b.ready, what="store b ready again")
             await asyncio.sleep(0.3)  # more traffic after the move
-        finally:
-            stop.set()  # each publish completes: `sent` counts what was published
-            await asyncio.wait_for(publisher, 10)
+        sent = published[0]
         for store in stores:
             stats = store.stats()
             assert stats["subscribed"] is True and stats["resubscribes"] == 1
@@ -151,38 +171,18 @@ async def test_a_moved_group_slot_is_followed_alone_and_the_other_groups_keep_de
         assert after is not None and after.epoch == before.epoch
         assert await a.room_members(moved) == {"c-a": "ann"}
         assert len(await b.nodes()) == 2
-    finally:
-        for store in stores:
-            await store.stop()
 
 
 async def test_a_lost_subscription_connection_resubscribes_its_groups_and_only_them(
     private_cluster: RedisCluster,
 ) -> None:
-    prefix = f"killed-{uuid.uuid4().hex[:8]}"
-    stores = [cluster_store(private_cluster.url, prefix) for _ in range(2)]
-    recorders = [Recorder(), Recorder()]
-    for store, recorder in zip(stores, recorders, strict=True):
-        await store.start(recorder.deliver, recorder.on_gap)
-    a, b = stores
-    try:
+    async with two_nodes(private_cluster.url, "killed") as (stores, recorders):
+        a, b = stores
         by_owner = rooms_by_owner(a, private_cluster)
         killed, spared = private_cluster.nodes[:2]
         victim = next(iter(by_owner[killed.port].values()))
         bystander = next(iter(by_owner[spared.port].values()))
-        sent = 0
-        stop = asyncio.Event()
-
-        async def steady() -> None:
-            nonlocal sent
-            while not stop.is_set():
-                sent += 1
-                await b.publish(say(bystander, sent))
-                await asyncio.sleep(0.01)
-
-        publisher = asyncio.create_task(steady())
-        try:
-            await eventually(lambda: sent >= 5, what="steady traffic")
+        async with steady_traffic(b, [bystander]) as published:
             # Both stores' subscription connections to one master are killed: each closes it
             # and resubscribes that master's groups, with one gap naming them.
             assert await on_node(killed.port, "CLIENT KILL", "TYPE", "pubsub") == 2
@@ -196,9 +196,7 @@ async def test_a_lost_subscription_connection_resubscribes_its_groups_and_only_t
                     assert a.layout.buses[group] not in reason
             await eventually(a.ready, what="store a ready again")
             await asyncio.sleep(0.3)
-        finally:
-            stop.set()  # each publish completes: `sent` counts what was published
-            await asyncio.wait_for(publisher, 10)
+        sent = published[0]
         # The other masters' groups kept delivering: no hole in the bystander room.
         await eventually(
             lambda: offsets(recorders[0], bystander) == list(range(1, sent + 1)),
@@ -207,21 +205,13 @@ async def test_a_lost_subscription_connection_resubscribes_its_groups_and_only_t
         await b.publish(say(victim, 1))
         await eventually(lambda: offsets(recorders[0], victim) == [1], what="the victim room")
         assert a.stats()["subscriber_connections"] == 3 and a.stats()["resubscribes"] == 1
-    finally:
-        for store in stores:
-            await store.stop()
 
 
 async def test_history_and_the_bus_are_spread_over_the_masters(
     redis_cluster: RedisCluster,
 ) -> None:
-    prefix = f"spread-{uuid.uuid4().hex[:8]}"
-    stores = [cluster_store(redis_cluster.url, prefix) for _ in range(2)]
-    recorders = [Recorder(), Recorder()]
-    for store, recorder in zip(stores, recorders, strict=True):
-        await store.start(recorder.deliver, recorder.on_gap)
-    a, b = stores
-    try:
+    async with two_nodes(redis_cluster.url, "spread") as (stores, recorders):
+        a, b = stores
         by_owner = rooms_by_owner(a, redis_cluster)
         rooms = {port: next(iter(groups.values())) for port, groups in by_owner.items()}
         assert len(rooms) == 3
@@ -252,9 +242,6 @@ async def test_history_and_the_bus_are_spread_over_the_masters(
             # ... and the message after the position is read back from there.
             read = await a.history_since(f"room:{room}", positions[room], 10, 10_000)
             assert read.status == "ok" and [json.loads(m)["n"] for m in read.messages] == [2]
-    finally:
-        for store in stores:
-            await store.stop()
 
 
 def test_node_url_keeps_scheme_and_credentials() -> None:
