@@ -166,7 +166,7 @@ class Schema:
         if kind == "string":
             return self._string(schema)
         if kind == "integer":
-            return st.integers()
+            return st.integers(schema.get("minimum"), schema.get("maximum"))
         if kind == "number":
             return st.integers(-(10**15), 10**15) | st.floats(allow_nan=False, allow_infinity=False)
         if kind == "boolean":
@@ -175,6 +175,13 @@ class Schema:
             return st.none()
         if kind == "array":
             return st.lists(self.value(schema.get("items", {})), max_size=3)
+        if kind == "object" and "properties" in schema:  # a nested model
+            required = set(schema.get("required", ()))
+            fields = {name: self.value(prop) for name, prop in schema["properties"].items()}
+            return st.fixed_dictionaries(
+                {name: value for name, value in fields.items() if name in required},
+                optional={name: value for name, value in fields.items() if name not in required},
+            )
         if kind == "object":
             extra = schema.get("additionalProperties", {})
             values = self.value(extra if isinstance(extra, Mapping) else {})
@@ -271,6 +278,8 @@ class Probe:
             return [error(ErrorCode.FORBIDDEN)]  # already authenticated
         if tag == "refresh":
             return [error(ErrorCode.INVALID_TOKEN)]  # anonymous auth verifies no tokens
+        if tag == "since":
+            return [error(ErrorCode.INVALID_MESSAGE)]  # only the first frame of a resume
         if tag == "join":
             if room in self.rooms or len(self.rooms) < MAX_ROOMS:
                 self.rooms.add(room)
