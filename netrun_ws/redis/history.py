@@ -133,7 +133,6 @@ class RedisHistory:
         self._pipeline = pipeline
         self._target = target
         self._layout = layout
-        self._one_bus = layout.groups == 1  # one Redis: no group to look up per publish
         self._publish_command = publish_command
         self._timeout = timeout
         self._session_ttl = max(1, round(session_ttl))
@@ -154,11 +153,8 @@ class RedisHistory:
         self._config = config
         self._publish_parts.clear()  # they hold sizes and ttls of the config
 
-    def _group(self, channel: str) -> int:
-        return 0 if self._one_bus else self._layout.group_of(channel)
-
-    def _keys(self, channel: str, group: int | None = None) -> list[str]:
-        meta = self._layout.history_base(channel, group)
+    def _keys(self, channel: str) -> list[str]:
+        meta = self._layout.history_base(channel)
         return [meta, meta + ":s"]
 
     def _meta_ttl(self, channel: str) -> int:
@@ -218,7 +214,7 @@ class RedisHistory:
             now,
             header,
             body,
-            self._layout.buses[self._group(channel)],
+            self._layout.buses[self._layout.group_of(channel)],
             self._publish_command,
         ]
 

@@ -79,12 +79,9 @@ class KeyLayout:
             return self.group_of(USER_PREFIX + envelope.target)
         return 0
 
-    def history_base(self, channel: str, group: int | None = None) -> str:
-        """``<tag>:h:<channel>``: the channel's metadata hash (its stream adds ``:s``); ``group``
-        when the caller knows it already."""
-        if group is None:
-            group = self.group_of(channel)
-        return f"{self.tags[group]}:h:{channel}"
+    def history_base(self, channel: str) -> str:
+        """``<tag>:h:<channel>``: the channel's metadata hash (its stream adds ``:s``)."""
+        return f"{self.tags[self.group_of(channel)]}:h:{channel}"
 
     def joins_key(self, session_id: str, group: int) -> str:
         """The hash of where session ``session_id`` joined the channels of ``group``."""
