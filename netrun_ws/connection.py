@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal, Protocol
 
 from starlette.websockets import WebSocket, WebSocketState
@@ -69,6 +69,10 @@ class DirectChannel(Protocol):
 
     def peer_close(self) -> tuple[int, str] | None:
         """The code and reason of the close frame the client sent, or None if it sent none."""
+
+    def serve_after_app(self, serving: Coroutine[Any, Any, None]) -> None:
+        """Run ``serving`` (the rest of the connection, until it closes) in a task the server
+        keeps, and let the ASGI app's call return without closing the socket."""
 
 
 class SocketClosedError(ConnectionError):

@@ -256,6 +256,7 @@ class Host:
             connection.asgi_send = send
         close_code: int = CloseCode.NORMAL
         close_reason = ""
+        handed_over = False
         try:
             await self.fire.on_connect(connection)
             left = await admission.welcome(connection, identity)
@@ -264,19 +265,43 @@ class Host:
             else:
                 self.expiry.schedule(connection, identity.expires_at)
                 await self.fire.on_ready(connection)
+                direct = connection.direct
+                if direct is not None:
+                    # netrun-ws's protocol serves the frames in a task of its own and lets this
+                    # call return: an idle connection keeps one coroutine, not this chain.
+                    direct.serve_after_app(self._serve_frames(connection))
+                    handed_over = True
+                    return
                 close_code, close_reason = await self.message_loop.run(
                     receive or websocket.receive, connection
                 )
-        except HookError as error:
-            logger.error("%s", error, exc_info=error.error)
-            await self.fire.on_error(connection, error)
-            close_code, close_reason = CloseCode.INTERNAL_ERROR, "internal error"
-        except Exception as exc:  # a host bug must not leak a traceback to the client
-            logger.exception("connection %s failed", connection.connection_id)
-            await self.fire.on_error(connection, exc)
-            close_code, close_reason = CloseCode.INTERNAL_ERROR, "internal error"
+        except Exception as exc:
+            close_code, close_reason = await self._connection_failed(connection, exc)
+        finally:
+            if not handed_over:
+                await self.manager.disconnect(connection.connection_id, close_code, close_reason)
+
+    async def _serve_frames(self, connection: Connection) -> None:
+        """A connection's frames on netrun-ws's protocol, from its welcome to its disconnect."""
+        close_code: int = CloseCode.NORMAL
+        close_reason = ""
+        try:
+            close_code, close_reason = await self.message_loop.run(
+                connection.websocket.receive, connection
+            )
+        except Exception as exc:
+            close_code, close_reason = await self._connection_failed(connection, exc)
         finally:
             await self.manager.disconnect(connection.connection_id, close_code, close_reason)
+
+    async def _connection_failed(self, connection: Connection, exc: Exception) -> tuple[int, str]:
+        """Log a failure that ended a connection's serving, fire ``on_error``; the close (1011)."""
+        if isinstance(exc, HookError):
+            logger.error("%s", exc, exc_info=exc.error)
+        else:  # a host bug must not leak a traceback to the client
+            logger.error("connection %s failed", connection.connection_id, exc_info=exc)
+        await self.fire.on_error(connection, exc)
+        return CloseCode.INTERNAL_ERROR, "internal error"
 
     async def disconnect(
         self, connection: Connection | str, code: int = CloseCode.NORMAL, reason: str = ""

@@ -13,6 +13,12 @@ Tested with uvicorn 0.54 (:data:`TESTED`). ``NetrunWebSocketProtocol`` subclasse
   the ASGI ``scope`` on the protocol, and ``send`` answering ``websocket.accept`` the way
   ``NetrunWebSocketProtocol._accept`` repeats it (uvicorn's default headers, the app's headers,
   the subprotocol, then keepalive pings);
+- ``run_asgi`` being the task ``handle_connect`` starts for the app (registered in ``tasks``,
+  removed by ``on_task_complete``), which closes the transport once the app returns, answers
+  500 through ``send_500_response`` when the app fails before the handshake, and treats
+  :class:`ClientDisconnected` as a normal end: netrun-ws's protocol runs the app the same way,
+  except that an app which handed its connection to ``serve_after_app`` returns with the socket
+  open;
 - :class:`ServerState`'s ``connections``, ``tasks`` and ``default_headers``, and
   :func:`get_client_addr` / :func:`get_path_with_query_string` for the access-log line.
 
@@ -28,7 +34,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+from uvicorn.protocols.utils import ClientDisconnected, get_client_addr, get_path_with_query_string
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
@@ -38,6 +44,7 @@ __all__ = [
     "METHODS",
     "STATE",
     "TESTED",
+    "ClientDisconnected",
     "ServerState",
     "WebSocketsSansIOProtocol",
     "get_client_addr",
@@ -108,6 +115,9 @@ METHODS = (
     "send_keepalive_ping",
     "send",
     "receive",
+    "run_asgi",
+    "send_500_response",
+    "on_task_complete",
 )
 
 _INIT_PARAMETERS = ["self", "config", "server_state", "app_state", "_loop"]

@@ -42,7 +42,7 @@ import asyncio
 import logging
 import re
 import weakref
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any, ClassVar
 
 from uvicorn import Config
@@ -57,6 +57,7 @@ from websockets.server import ServerProtocol
 
 from netrun_ws._upstream.uvicorn import (
     STATE,
+    ClientDisconnected,
     ServerState,
     WebSocketsSansIOProtocol,
     get_client_addr,
@@ -378,6 +379,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
     __slots__ = (
         *sorted(STATE),
         "frame_tokens",
+        "handed_over",
         "queue_full",
         "request",
         "response",
@@ -454,6 +456,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.unparsed = b""  # the rest of a read left while throttled
         self.write_paused = False  # kept by ``writable``
         self.request = self.response = None  # type: ignore[assignment]
+        self.handed_over = False  # the app gave the connection to serve_after_app
 
     def _server_protocol(self, kind: type[ServerProtocol]) -> ServerProtocol:
         # uvicorn's settings for websockets' protocol, deflate included when configured.
@@ -818,6 +821,44 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             header = frame_header(OPCODE_TEXT if text else OPCODE_BINARY, size)
         self.transport.write(header + data)
         return size
+
+    async def run_asgi(self) -> None:
+        # The app's task, run as uvicorn runs it (the fence, netrun_ws._upstream.uvicorn, says
+        # what that is), except that an app which handed its connection to serve_after_app
+        # returns with the socket open: the task it handed over closes it.
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self.close_timer is None and not self.handed_over:
+            self.transport.close()
+
+    def serve_after_app(self, serving: Coroutine[Any, Any, None]) -> None:
+        """Run ``serving``, the rest of an accepted connection, in a task of its own (one that
+        uvicorn's shutdown waits for, like the app's), and let the app's call return without
+        closing the socket. An idle connection then keeps one suspended coroutine instead of
+        the app's whole await chain (uvicorn's task, its middleware, the app's frames), and a
+        frame wakes that coroutine alone."""
+        self.handed_over = True
+        task = self.loop.create_task(serving)
+        task.add_done_callback(self._served)
+        self.tasks.add(task)
+
+    def _served(self, task: asyncio.Task[None]) -> None:
+        self.on_task_complete(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self.logger.error("Exception in ASGI application", exc_info=error)
+        if self.close_timer is None:
+            self.transport.close()
 
     def peer_close(self) -> tuple[int, str] | None:
         """The code and reason of the client's close frame, once received; else None."""
