@@ -70,9 +70,13 @@ class DirectChannel(Protocol):
     def peer_close(self) -> tuple[int, str] | None:
         """The code and reason of the close frame the client sent, or None if it sent none."""
 
-    def serve_after_app(self, serving: Coroutine[Any, Any, None]) -> None:
-        """Run ``serving`` (the rest of the connection, until it closes) in a task the server
-        keeps, and let the ASGI app's call return without closing the socket."""
+    def serve_after_app(
+        self, serve: Callable[[], Coroutine[Any, Any, bool]], at_once: bool = False
+    ) -> None:
+        """Serve the rest of the connection with ``serve()``, in tasks the server keeps, and let
+        the ASGI app's call return without closing the socket. ``serve()`` runs when an event is
+        waiting (``at_once``: now): it returns False once the connection is over, True when it
+        parked (nothing waiting), to be run again at the next event."""
 
 
 class SocketClosedError(ConnectionError):
@@ -158,6 +162,7 @@ class Connection:
         "messages_received",
         "messages_sent",
         "metadata",
+        "parked_loop",
         "session_id",
         "user_id",
         "websocket",
@@ -190,6 +195,8 @@ class Connection:
         self.messages_sent = self.messages_received = 0
         self.bytes_sent = self.bytes_received = 0
         self.closed = False
+        #: The message loop's state while it is parked (netrun_ws.runtime.message_loop).
+        self.parked_loop: tuple[float, float, int, int] | None = None
         self.dropped = 0
         self.maxsize = maxsize
         self._drop_oldest = overflow_policy == "drop_oldest"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
+from functools import partial
 from typing import Any
 
 import pluggy
@@ -267,32 +268,40 @@ class Host:
                 await self.fire.on_ready(connection)
                 direct = connection.direct
                 if direct is not None:
-                    # netrun-ws's protocol serves the frames in a task of its own and lets this
-                    # call return: an idle connection keeps one coroutine, not this chain.
-                    direct.serve_after_app(self._serve_frames(connection))
+                    # netrun-ws's protocol serves the frames in tasks of its own and lets this
+                    # call return: an idle connection keeps no coroutine, nor this chain.
+                    direct.serve_after_app(
+                        partial(self._serve_frames, connection), "unread" in connection.metadata
+                    )
                     handed_over = True
                     return
-                close_code, close_reason = await self.message_loop.run(
-                    receive or websocket.receive, connection
-                )
+                left = await self.message_loop.run(receive or websocket.receive, connection)
+                if left is not None:  # None (parked) only on a direct channel
+                    close_code, close_reason = left
         except Exception as exc:
             close_code, close_reason = await self._connection_failed(connection, exc)
         finally:
             if not handed_over:
                 await self.manager.disconnect(connection.connection_id, close_code, close_reason)
 
-    async def _serve_frames(self, connection: Connection) -> None:
-        """A connection's frames on netrun-ws's protocol, from its welcome to its disconnect."""
+    async def _serve_frames(self, connection: Connection) -> bool:
+        """A connection's frames on netrun-ws's protocol, from its welcome to its disconnect;
+        True when the message loop parked instead (no frame waiting), to be run again."""
         close_code: int = CloseCode.NORMAL
         close_reason = ""
+        parked = False
         try:
-            close_code, close_reason = await self.message_loop.run(
-                connection.websocket.receive, connection
-            )
+            left = await self.message_loop.run(connection.websocket.receive, connection)
+            if left is None:
+                parked = True
+            else:
+                close_code, close_reason = left
         except Exception as exc:
             close_code, close_reason = await self._connection_failed(connection, exc)
         finally:
-            await self.manager.disconnect(connection.connection_id, close_code, close_reason)
+            if not parked:
+                await self.manager.disconnect(connection.connection_id, close_code, close_reason)
+        return parked
 
     async def _connection_failed(self, connection: Connection, exc: Exception) -> tuple[int, str]:
         """Log a failure that ended a connection's serving, fire ``on_error``; the close (1011)."""

@@ -41,6 +41,12 @@ logger = logging.getLogger("netrun_ws")
 #: Outbound frames queued on a connection past which its message loop yields to the writer.
 _YIELD_TO_WRITER = 16
 
+#: Seconds between a connection's last two frames past which, with no frame waiting, its loop
+#: parks (returns None) rather than waiting in place: a connection that sends less than about
+#: once a second keeps no coroutine between its frames, one that sends more keeps its loop (a
+#: wake from parked costs a task).
+PARK_AFTER = 1.0
+
 
 class MessageLoop:
     """Runs connections' message loops for one host."""
@@ -70,8 +76,13 @@ class MessageLoop:
         plan = host.hooks.plan("on_message", ("host", "connection", "message"))
         self.routes = MessageRoutes(plan, host.registry.types())
 
-    async def run(self, receive: Receive, connection: Connection) -> tuple[int, str]:
-        """Receive frames until the peer leaves; returns the close code and reason to record."""
+    async def run(self, receive: Receive, connection: Connection) -> tuple[int, str] | None:
+        """Receive frames until the peer leaves; returns the close code and reason to record.
+
+        On a direct channel it may instead *park*: return None when no frame is waiting and the
+        connection's last two frames were over :data:`PARK_AFTER` apart, its state kept on the
+        connection; the caller runs it again when the next event arrives.
+        """
         host = self._host
         fire, delivery = host.fire, host.delivery
         limits = host.config.limits
@@ -79,8 +90,14 @@ class MessageLoop:
         max_bytes = limits.max_message_bytes
         rate = limits.messages_per_second
         burst = max(rate, 1.0)
-        tokens, last = burst, time.time()
-        errors = limited = 0
+        parked = connection.parked_loop
+        if parked is None:
+            tokens, last = burst, time.time()
+            errors = limited = 0
+        else:  # woken: the rate limit and the error count go on where they were
+            tokens, last, errors, limited = parked
+            connection.parked_loop = None
+        gap = PARK_AFTER + 1.0  # between the last two frames; none yet: as if idle
         parse_text = host.registry.parse_text
         # Fixed once the host is set up: read once per connection, not once per frame.
         has_received, has_invalid = self._has_received, self._has_invalid
@@ -99,6 +116,9 @@ class MessageLoop:
                 frame, unread = unread, None
             elif direct is not None:
                 frame = direct.receive_nowait()
+                if frame is None and gap > PARK_AFTER:
+                    connection.parked_loop = (tokens, last, errors, limited)
+                    return None
                 while frame is None:
                     await direct.receive_ready()
                     frame = direct.receive_nowait()
@@ -115,6 +135,7 @@ class MessageLoop:
                 raw = frame.get("bytes") or b""
             size = len(raw)
             now = time.time()
+            gap = now - connection.last_activity
             connection.last_activity = now
             connection.messages_received += 1
             connection.bytes_received += size

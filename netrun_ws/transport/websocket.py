@@ -42,7 +42,7 @@ import asyncio
 import logging
 import re
 import weakref
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, ClassVar
 
 from uvicorn import Config
@@ -266,13 +266,16 @@ class ReceiveQueue:
     counts the bytes of received messages waiting.
     """
 
-    __slots__ = ("_events", "_loop", "_waiter", "waiting_bytes")
+    __slots__ = ("_events", "_loop", "_waiter", "waiting_bytes", "wake")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         # (event, its size in bytes); short (bounded by READ_LIMIT), so pop(0) is cheap.
         self._events: list[tuple[Any, int]] = []
         self._waiter: asyncio.Future[None] | None = None
+        #: Called (once, then cleared) by the next put while nobody waits on :meth:`ready`:
+        #: how a parked connection is woken.
+        self.wake: Callable[[], None] | None = None
         self.waiting_bytes = 0
 
     def put_nowait(self, event: Any, size: int = 0) -> None:
@@ -282,6 +285,9 @@ class ReceiveQueue:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        elif (wake := self.wake) is not None:
+            self.wake = None
+            wake()
 
     def get_nowait(self) -> Any | None:
         """The next event, or None when there is none yet."""
@@ -381,6 +387,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         "frame_tokens",
         "handed_over",
         "queue_full",
+        "serving",
         "request",
         "response",
         "scope",
@@ -457,6 +464,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.write_paused = False  # kept by ``writable``
         self.request = self.response = None  # type: ignore[assignment]
         self.handed_over = False  # the app gave the connection to serve_after_app
+        self.serving: Callable[[], Coroutine[Any, Any, bool]] | None = None  # and this with it
 
     def _server_protocol(self, kind: type[ServerProtocol]) -> ServerProtocol:
         # uvicorn's settings for websockets' protocol, deflate included when configured.
@@ -842,21 +850,49 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.close_timer is None and not self.handed_over:
             self.transport.close()
 
-    def serve_after_app(self, serving: Coroutine[Any, Any, None]) -> None:
-        """Run ``serving``, the rest of an accepted connection, in a task of its own (one that
-        uvicorn's shutdown waits for, like the app's), and let the app's call return without
-        closing the socket. An idle connection then keeps one suspended coroutine instead of
-        the app's whole await chain (uvicorn's task, its middleware, the app's frames), and a
-        frame wakes that coroutine alone."""
-        self.handed_over = True
-        task = self.loop.create_task(serving)
-        task.add_done_callback(self._served)
-        self.tasks.add(task)
+    def serve_after_app(
+        self, serve: Callable[[], Coroutine[Any, Any, bool]], at_once: bool = False
+    ) -> None:
+        """Serve the rest of an accepted connection with ``serve()``, in tasks uvicorn's shutdown
+        waits for (like the app's), and let the app's call return without closing the socket.
 
-    def _served(self, task: asyncio.Task[None]) -> None:
-        self.on_task_complete(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
+        ``serve()`` runs in a task when an event is waiting (``at_once``: now). It returns False
+        once the connection is over (the socket is then closed as ``run_asgi`` would), or True
+        when it parked with nothing waiting: it runs again, in a new task, at the next event.
+        A parked connection keeps no coroutine at all, and a busy one the two frames of
+        ``serve()`` instead of the app's whole await chain (uvicorn's task, its middleware, the
+        app)."""
+        self.handed_over = True
+        self.serving = serve
+        if at_once or self.queue._events:
+            self._serve()
+        else:
+            self.queue.wake = self._serve
+
+    def _serve(self) -> None:
+        serve = self.serving
+        if serve is None:  # over (a late event): nothing to run
+            return
+        task = self.loop.create_task(serve())
+        task.add_done_callback(self._served)
+        self.tasks.add(task)  # type: ignore[arg-type]  # uvicorn's set is of Task[None]
+
+    def _served(self, task: asyncio.Task[bool]) -> None:
+        self.on_task_complete(task)  # type: ignore[arg-type]
+        parked = False
+        if task.cancelled():
+            pass
+        elif (error := task.exception()) is not None:
             self.logger.error("Exception in ASGI application", exc_info=error)
+        else:
+            parked = task.result()
+        if parked:
+            if self.queue._events:  # arrived after serve() parked, before this callback
+                self._serve()
+            else:
+                self.queue.wake = self._serve
+            return
+        self.serving = None
         if self.close_timer is None:
             self.transport.close()
 
