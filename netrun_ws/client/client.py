@@ -201,18 +201,26 @@ class Client:
         await asyncio.shield(self._first_outcome)
 
     async def close(self) -> None:
-        """Close the connection with 1000 and stop reconnecting; iteration ends."""
+        """Close the connection with 1000 and stop reconnecting; iteration ends once the
+        messages received until the server's close frame are read."""
         self._closing = True
         self._room.set()  # a reader waiting for the app to make room goes on reading
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
-                await ws.close()
+                await ws.close()  # the close handshake, bounded by websockets' close_timeout
         task = self._task
         if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            try:
+                if ws is not None and not task.done():
+                    # websockets keeps the frames that came before the server's close frame
+                    # readable: the reader hands them to the inbox and then ends by itself.
+                    # Only an app callback (on_gap) could hold it; that wait is bounded too.
+                    await asyncio.wait({task}, timeout=ws.close_timeout)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._finish(None)
 
     async def wait_closed(self) -> None:
@@ -496,7 +504,8 @@ class Client:
             return
         kind = message.get("type")
         if kind == "ping":
-            await ws.send('{"type":"pong"}')
+            if not self._closing:  # a send after our close frame would wait for the close
+                await ws.send('{"type":"pong"}')
             return
         if kind == "gap":
             channel, position = message.get("channel"), Position.parse(message)

@@ -2,7 +2,9 @@
 
 Lines typed on stdin are sent as JSON messages; every message received is printed on stdout as one
 JSON line; connection states go to stderr as lines starting with ``#``. Pings are answered,
-reconnects happen by the server's policy. EOF (Ctrl-D) or Ctrl-C close the connection cleanly.
+reconnects happen by the server's policy. EOF (Ctrl-D, the end of a piped file) closes the
+connection cleanly once what the server sent before its close reply is printed; Ctrl-C closes it
+at once.
 """
 
 from __future__ import annotations
@@ -152,7 +154,13 @@ async def run_console(
     sender = asyncio.create_task(_send_lines(client, lines, err))
     try:
         await asyncio.wait({printer, sender}, return_when=asyncio.FIRST_COMPLETED)
-        ended = printer.exception() if printer.done() else None
+        if not printer.done():
+            # The end of input: close with the handshake, and print what the server sent
+            # before its answer to the close frame before saying "closed". The client's close
+            # timeout bounds the wait; iteration ends once that is read.
+            await client.close()
+            await asyncio.wait({printer})
+        ended = printer.exception()
         if isinstance(ended, ClientClosed):
             print(f"error: {ended.reason}", file=err, flush=True)
             return EXIT_CLOSED

@@ -24,6 +24,40 @@ FAST_RECONNECT: dict[str, Any] = {
 }
 
 
+#: ``{"type": "burst", "count": N}`` is answered with N ``{"type": "item", "n": i}`` messages; how
+#: many the server wrote is counted in ``host.state["burst_sent"]``.
+BURST = """\
+from typing import Literal
+
+from pydantic import BaseModel
+
+from netrun_ws import hookimpl
+
+
+class Burst(BaseModel):
+    type: Literal["burst"]
+    count: int
+
+
+@hookimpl
+def configure(host):
+    host.state["burst_sent"] = 0
+
+
+@hookimpl
+def register_message_types():
+    return [Burst]
+
+
+@hookimpl
+async def on_message(host, connection, message):
+    if isinstance(message, Burst):
+        for n in range(message.count):
+            if await host.send(connection, {"type": "item", "n": n}):
+                host.state["burst_sent"] += 1
+"""
+
+
 def token(user: str, seconds: float = 300) -> str:
     return JWTAuthService(SECRET).generate_token(user, expiry_seconds=seconds)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 from netrun_ws.client import ClientClosed, State
 from netrun_ws.protocol import MessageRegistry
 from tests.client.helpers import (
+    BURST,
     FAST_RECONNECT,
     JWT,
     Recorder,
@@ -260,6 +262,32 @@ async def test_close_ends_iteration_and_send_then_raises() -> None:
         with pytest.raises(ClientClosed):
             await client.send({"type": "join", "room": "x"})
         await wait_for(lambda: not app.state.host.manager.connections())
+
+
+async def test_a_server_ping_read_while_closing_holds_up_neither_close_nor_messages(
+    tmp_path: Path,
+) -> None:
+    # Server pings queue up behind a burst the app has not read (max_queue holds the reader),
+    # and a second burst follows them. After close() the reader meets those pings: answering one
+    # would wait for the close to finish while websockets, its queue full, stops reading the
+    # close reply, so close() would wait out close_timeout and the second burst would be lost.
+    (tmp_path / "burst.py").write_text(BURST)
+    heartbeat = {"plugin": "ping", "interval": 0.02, "timeout": 60, "max_missed": 10_000}
+    config = chat_config(plugins_dir=str(tmp_path), plugins=["burst"], heartbeat=heartbeat)
+    async with served(config) as (app, addr):
+        client = client_for(addr, params={"user_id": "a"}, max_queue=8)
+        await client.start()
+        await client.send({"type": "burst", "count": 100})
+        first = await next_of(client, "item")
+        await asyncio.sleep(0.3)  # pings meanwhile, behind the first burst
+        await client.send({"type": "burst", "count": 100})
+        await wait_for(lambda: app.state.host.state["burst_sent"] == 200)
+        started = time.monotonic()
+        await client.close()
+        assert time.monotonic() - started < 3
+        rest = [m async for m in client]
+    items = [first] + [m for m in rest if m["type"] == "item"]  # type: ignore[index]
+    assert [m["n"] for m in items] == list(range(100)) * 2  # type: ignore[index]
 
 
 async def test_an_expired_token_without_a_refresh_callback_ends_the_client() -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.client.helpers import JWT, chat_config, served, token
+from tests.client.helpers import BURST, JWT, chat_config, served, token
 from tests.support.cli_server import cli_env
 
 
@@ -100,6 +100,27 @@ async def test_lines_are_sent_messages_printed_and_bad_json_is_one_line() -> Non
     assert code == 0
     assert "Traceback" not in rest
     assert rest.rstrip().endswith("# closed")
+
+
+async def test_at_the_end_of_input_what_arrived_before_the_close_is_printed(
+    tmp_path: Path,
+) -> None:
+    # The server writes a burst; stdin ends as its first message is printed. Every message the
+    # server wrote precedes its answer to the console's close: all are printed, then "# closed".
+    (tmp_path / "burst.py").write_text(BURST)
+    config = chat_config(plugins_dir=str(tmp_path), plugins=["burst"])
+    async with served(config) as (app, addr), connect(f"ws://{addr}/ws?user_id=erin") as s:
+        assert s.process.stdout is not None
+        await s.send('{"type": "burst", "count": 1000}')
+        first = await s.message("item")
+        code, rest = await s.end()
+        printed = [json.loads(line) for line in (await s.process.stdout.read()).splitlines()]
+        sent = app.state.host.state["burst_sent"]
+    assert code == 0
+    assert "Traceback" not in rest
+    assert rest.rstrip().endswith("# closed")
+    assert sent > 100
+    assert [first["n"]] + [m["n"] for m in printed] == list(range(sent))
 
 
 async def test_a_token_file_authenticates_through_the_subprotocol(tmp_path: Path) -> None:
