@@ -1,4 +1,5 @@
-"""The message loop: one coroutine per connection, from its first frame to its disconnect.
+"""The message loop: one coroutine per connection, from its first frame to its disconnect (on
+netrun-ws's protocol it parks while the connection is idle, and runs again at its next event).
 
 Per frame: activity and counters, the size limit (1009), ``on_message_received``, the token bucket
 (``rate_limited`` replies, then 4102), one pydantic validation against the union of registered
@@ -41,10 +42,10 @@ logger = logging.getLogger("netrun_ws")
 #: Outbound frames queued on a connection past which its message loop yields to the writer.
 _YIELD_TO_WRITER = 16
 
-#: Seconds between a connection's last two frames past which, with no frame waiting, its loop
-#: parks (returns None) rather than waiting in place: a connection that sends less than about
-#: once a second keeps no coroutine between its frames, one that sends more keeps its loop (a
-#: wake from parked costs a task).
+#: Seconds a connection was quiet before its latest frames past which, once no frame is waiting,
+#: its loop parks (returns None) rather than waiting in place: a connection that sends less than
+#: about once a second keeps no coroutine between its frames, one that sends more keeps its loop
+#: (a wake from parked costs a task).
 PARK_AFTER = 1.0
 
 
@@ -80,8 +81,8 @@ class MessageLoop:
         """Receive frames until the peer leaves; returns the close code and reason to record.
 
         On a direct channel it may instead *park*: return None when no frame is waiting and the
-        connection's last two frames were over :data:`PARK_AFTER` apart, its state kept on the
-        connection; the caller runs it again when the next event arrives.
+        connection had been quiet for over :data:`PARK_AFTER` before its latest frames, its
+        state kept on the connection; the caller runs it again when the next event arrives.
         """
         host = self._host
         fire, delivery = host.fire, host.delivery
@@ -97,7 +98,9 @@ class MessageLoop:
         else:  # woken: the rate limit and the error count go on where they were
             tokens, last, errors, limited = parked
             connection.parked_loop = None
-        gap = PARK_AFTER + 1.0  # between the last two frames; none yet: as if idle
+        # How long the connection was quiet before its latest frames (the wait they ended, since
+        # its last frame or its connect): read once per wait, not per frame.
+        quiet = time.time() - connection.last_activity
         parse_text = host.registry.parse_text
         # Fixed once the host is set up: read once per connection, not once per frame.
         has_received, has_invalid = self._has_received, self._has_invalid
@@ -116,12 +119,14 @@ class MessageLoop:
                 frame, unread = unread, None
             elif direct is not None:
                 frame = direct.receive_nowait()
-                if frame is None and gap > PARK_AFTER:
-                    connection.parked_loop = (tokens, last, errors, limited)
-                    return None
-                while frame is None:
-                    await direct.receive_ready()
-                    frame = direct.receive_nowait()
+                if frame is None:
+                    if quiet > PARK_AFTER:
+                        connection.parked_loop = (tokens, last, errors, limited)
+                        return None
+                    while frame is None:
+                        await direct.receive_ready()
+                        frame = direct.receive_nowait()
+                    quiet = time.time() - connection.last_activity
             else:
                 frame = await receive()
             if frame["type"] == "websocket.disconnect":
@@ -135,7 +140,6 @@ class MessageLoop:
                 raw = frame.get("bytes") or b""
             size = len(raw)
             now = time.time()
-            gap = now - connection.last_activity
             connection.last_activity = now
             connection.messages_received += 1
             connection.bytes_received += size

@@ -26,6 +26,10 @@ and frames parsed by the ``websockets`` library) with these changes, each measur
   protocol object, whose :meth:`send_now` frames and queues a message without a coroutine, a task or
   an await; :class:`netrun_ws.connection.Connection` uses it when present, and the plain ASGI
   ``send`` otherwise (any other server, or ``server.ws_protocol: uvicorn``).
+- **The app's call may end before the connection.** An app that hands the rest of a connection
+  to :meth:`NetrunWebSocketProtocol.serve_after_app` returns with the socket open; the protocol
+  runs what it was handed in tasks of its own, one per wake when that parks between events, so
+  an idle connection keeps no coroutine (the host does this once a connection is welcomed).
 
 Behaviour on the wire (handshake, close codes, keepalive pings, limits) is uvicorn's, except that
 a request websockets refuses before it is complete gets that refusal (uvicorn sends nothing).
@@ -273,8 +277,8 @@ class ReceiveQueue:
         # (event, its size in bytes); short (bounded by READ_LIMIT), so pop(0) is cheap.
         self._events: list[tuple[Any, int]] = []
         self._waiter: asyncio.Future[None] | None = None
-        #: Called (once, then cleared) by the next put while nobody waits on :meth:`ready`:
-        #: how a parked connection is woken.
+        #: Called (once, then cleared) by the next put while there is no waiter (see
+        #: :meth:`park`): how a parked connection is woken.
         self.wake: Callable[[], None] | None = None
         self.waiting_bytes = 0
 
@@ -283,9 +287,10 @@ class ReceiveQueue:
         self._events.append((event, size))
         self.waiting_bytes += size
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        elif (wake := self.wake) is not None:
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+        elif (wake := self.wake) is not None:  # parked (the waiter is dropped then)
             self.wake = None
             wake()
 
@@ -306,6 +311,11 @@ class ReceiveQueue:
             if self._events:
                 waiter.set_result(None)
         return waiter
+
+    def park(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` at the next put (nobody waits on :meth:`ready` any more)."""
+        self._waiter = None
+        self.wake = wake
 
     async def get(self) -> Any:
         while not self._events:
@@ -867,7 +877,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         if at_once or self.queue._events:
             self._serve()
         else:
-            self.queue.wake = self._serve
+            self.queue.park(self._serve)
 
     def _serve(self) -> None:
         serve = self.serving
@@ -890,7 +900,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             if self.queue._events:  # arrived after serve() parked, before this callback
                 self._serve()
             else:
-                self.queue.wake = self._serve
+                self.queue.park(self._serve)
             return
         self.serving = None
         if self.close_timer is None:
