@@ -261,9 +261,10 @@ def run_history(plan: Plan) -> list[dict[str, Any]]:
     results = []
     for rep in range(max(2, plan.reps)):
         for kind in rotated(HISTORY_KINDS, rep):
-            with server(kind, "fanout", "off") as (port, _):
+            with server(kind, "fanout", "off") as (port, pid):
                 url, proto = url_for(kind, port)
                 args = ["fanout", "--url", url, "--proto", proto, "--phases", "1000"]
+                args += ["--server-pid", str(pid)]
                 args += ["--warmup", "0.5", "--duration", str(plan.fanout_duration)]
                 args += ["--prefill", "0", "--prefill-payload-bytes", "16384"]
                 process = loadgen(args)

@@ -238,6 +238,9 @@ class Host:
 
         ``receive``/``send`` are the server's raw ASGI callables when the caller has them
         (``NetrunApp``): after the handshake, frames then bypass Starlette's per-frame wrappers.
+        On netrun-ws's own protocol (a direct channel) the call returns once the connection is
+        welcomed, its socket open: the protocol serves the rest (``serve_after_app``), so ASGI
+        middleware around the app sees the call end before the connection does.
         """
         admission = self.admission
         admitted = await admission.admit(websocket)

@@ -79,6 +79,7 @@ from netrun_ws._upstream.websockets import (
 )
 from netrun_ws.connection import DIRECT_EXTENSION
 from netrun_ws.timers import timers_for
+from netrun_ws.transport.shared_headers import share_headers
 from netrun_ws.wire import OPCODE_BINARY, OPCODE_TEXT, frame_header
 
 _OPEN = State.OPEN
@@ -656,7 +657,9 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         # websockets negotiated the extensions while preparing its answer (conn.accept).
         self.plain_frames = not self.conn.extensions
         if not self.close_sent:  # the handshake request was valid: an ASGI scope exists
-            extensions: dict[str, Any] = self.scope["extensions"]
+            scope = self.scope
+            scope["headers"] = share_headers(scope["headers"])  # type: ignore[arg-type]
+            extensions: dict[str, Any] = scope["extensions"]
             extensions[DIRECT_EXTENSION] = self
 
     async def send(self, message: Any) -> None:
