@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from netrun_ws.ids_by_user import IdsByUser
 from netrun_ws.metric_records import ConnectionMetrics, LatencyMetrics, check_latency
 
 __all__ = ["MetricsCollector"]
@@ -61,7 +62,7 @@ class MetricsCollector:
         self._wall_clock = wall_clock
         self._started = clock()
         self._connections: dict[str, _ConnectionCounters] = {}
-        self._user_connections: dict[str, set[str]] = {}
+        self._user_connections = IdsByUser()
         # A ring buffer keeps recording O(1); reads build a LatencyMetrics from it.
         self._latency: deque[float] = deque(maxlen=latency_window)
         self._latency_recorded = 0
@@ -83,7 +84,7 @@ class MetricsCollector:
         self._connections[connection_id] = _ConnectionCounters(
             connection_id, user_id, connected_at, last_activity=connected_at, started=self._clock()
         )
-        self._user_connections.setdefault(user_id, set()).add(connection_id)
+        self._user_connections.add(user_id, connection_id)
         self.total_connections += 1
         self.peak_connections = max(self.peak_connections, len(self._connections))
 
@@ -104,11 +105,7 @@ class MetricsCollector:
         counters = self._connections.pop(connection_id, None)
         if counters is None:
             return None
-        siblings = self._user_connections.get(counters.user_id)
-        if siblings is not None:
-            siblings.discard(connection_id)
-            if not siblings:
-                del self._user_connections[counters.user_id]
+        self._user_connections.discard(counters.user_id, connection_id)
         return counters
 
     # -- recording (hot path) -------------------------------------------------------------------
@@ -195,7 +192,7 @@ class MetricsCollector:
 
     def get_user_metrics(self, user_id: str) -> dict[str, Any]:
         """Sums over the user's registered connections (zeros for a user with none)."""
-        connection_ids = sorted(self._user_connections.get(user_id, ()))
+        connection_ids = sorted(self._user_connections.ids(user_id))
         members = [self._connections[connection_id] for connection_id in connection_ids]
         return {
             "user_id": user_id,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from netrun_ws._masking import mask_url, scrub_password
 from netrun_ws.extras import require_extra
+from netrun_ws.ids_by_user import IdsByUser
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster
@@ -187,7 +188,7 @@ class MemorySessionBackend:
     def __init__(self, ttl: float) -> None:
         self._ttl = ttl
         self._connections: dict[str, _MemoryEntry] = {}
-        self._users: dict[str, set[str]] = {}
+        self._users = IdsByUser()
         self._states: dict[str, tuple[str, float]] = {}  # session id -> (payload, expires_at)
         self._owners: dict[str, tuple[str, float]] = {}  # session id -> (user id, expires_at)
         # Sessions never resumed are not read again: expired ones are swept once the saved
@@ -214,7 +215,7 @@ class MemorySessionBackend:
     def _add(self, record: ConnectionRecord, now: float) -> None:
         expires_at = now + self._ttl
         self._connections[record.connection_id] = _MemoryEntry(record, now, expires_at)
-        self._users.setdefault(record.user_id, set()).add(record.connection_id)
+        self._users.add(record.user_id, record.connection_id)
 
     async def add_claimed(self, record: ConnectionRecord, now: float) -> bool:
         if not self._claim(record.session_id, record.user_id, now):
@@ -317,7 +318,7 @@ class MemorySessionBackend:
         return saved[0]
 
     async def user_connections(self, user_id: str, now: float) -> list[str]:
-        ids = list(self._users.get(user_id, ()))
+        ids = list(self._users.ids(user_id))
         return [cid for cid in ids if self._live(cid, now) is not None]
 
     async def snapshot(self, now: float) -> SessionSnapshot:
@@ -346,11 +347,7 @@ class MemorySessionBackend:
 
     def _forget(self, record: ConnectionRecord) -> None:
         del self._connections[record.connection_id]
-        ids = self._users.get(record.user_id)
-        if ids is not None:
-            ids.discard(record.connection_id)
-            if not ids:
-                del self._users[record.user_id]
+        self._users.discard(record.user_id, record.connection_id)
 
     def _sweep_if_grown(self, now: float) -> None:
         if len(self._states) + len(self._owners) >= self._sweep_at:

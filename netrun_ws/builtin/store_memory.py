@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from netrun_ws import hookimpl
 from netrun_ws.config import HistoryConfig
 from netrun_ws.history import MemoryHistory
+from netrun_ws.ids_by_user import IdsByUser
 from netrun_ws.session import WebSocketSessionManager
 from netrun_ws.store import (
     Deliver,
@@ -49,7 +50,7 @@ class MemoryStore:
         self.node_id = f"memory-{uuid.uuid4().hex[:12]}"
         self._deliver: Deliver | None = None
         self._rooms: dict[str, dict[str, str]] = {}
-        self._users: dict[str, set[str]] = {}
+        self._users = IdsByUser()
         self._started_at = 0.0
         self._published = 0
         # subject -> (revoked_at, until): entries are few (one per revoke call) and swept then.
@@ -135,23 +136,17 @@ class MemoryStore:
         return self._count(connection_id, user_id, max_per_user)
 
     def _count(self, connection_id: str, user_id: str, max_per_user: int | None) -> bool:
-        connections = self._users.setdefault(user_id, set())
-        if max_per_user is not None and len(connections) >= max_per_user:
-            if not connections:
-                del self._users[user_id]
+        users = self._users
+        if max_per_user is not None and users.count(user_id) >= max_per_user:
             return False
-        connections.add(connection_id)
+        users.add(user_id, connection_id)
         return True
 
     async def remove_connection(self, connection_id: str, user_id: str) -> None:
         self._uncount(connection_id, user_id)
 
     def _uncount(self, connection_id: str, user_id: str) -> None:
-        connections = self._users.get(user_id)
-        if connections is not None:
-            connections.discard(connection_id)
-            if not connections:
-                del self._users[user_id]
+        self._users.discard(user_id, connection_id)
 
     async def join_room(self, room: str, connection_id: str, user_id: str) -> None:
         self._rooms.setdefault(room, {})[connection_id] = user_id
@@ -167,7 +162,7 @@ class MemoryStore:
         return dict(self._rooms.get(room, {}))
 
     async def online_users(self) -> set[str]:
-        return set(self._users)
+        return set(self._users.users())
 
     async def revoke(self, subject: str, revoked_at: float, until: float) -> None:
         now = time.time()

@@ -20,7 +20,8 @@ def test_equal_lists_with_common_names_and_fields_kept_once() -> None:
         (fresh("cookie"), fresh("a=1")),
         (fresh("cookie"), fresh("b=2")),
     ]
-    first, second = share_headers(list(sent)), share_headers([tuple(f) for f in sent])
+    first = share_headers(list(sent))
+    second = share_headers([(name, value) for name, value in sent])
     assert first == sent and second == sent
     assert first is not sent
     assert first[1] is second[1]  # upgrade: websocket, the whole field
