@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -310,7 +311,7 @@ class TokenPolicy:
             raise TokenValidationError("missing_claim")
         if not isinstance(user, str) or not user:
             raise TokenValidationError("invalid_token")
-        return payload
+        return _kept(payload)
 
     @staticmethod
     def _expired_or_invalid(token: str | bytes) -> TokenRejection:
@@ -318,6 +319,17 @@ class TokenPolicy:
         is invalid, not one to refresh. Its signature has verified: reading it again is safe."""
         payload = _decode(token, options={"verify_signature": False})
         return "expired" if _numeric_dates(payload) else "invalid_token"
+
+
+def _kept(payload: dict[str, Any]) -> dict[str, Any]:
+    """The claims as a connection keeps them for its lifetime: each claim's name one string per
+    process (interned, as "exp" or "sub" recur in every token), and ``sub`` the same object as an
+    equal ``user_id``. An equal dict; about 270 bytes less per connection."""
+    kept = {sys.intern(name): value for name, value in payload.items()}
+    user = kept.get("user_id")
+    if user is not None and user == kept.get("sub"):
+        kept["sub"] = user
+    return kept
 
 
 def _numeric_dates(payload: Mapping[str, Any]) -> bool:

@@ -71,10 +71,13 @@ class DirectChannel(Protocol):
         """The code and reason of the close frame the client sent, or None if it sent none."""
 
     def serve_after_app(
-        self, serve: Callable[[], Coroutine[Any, Any, bool]], at_once: bool = False
+        self,
+        serve: Callable[[Any], Coroutine[Any, Any, bool]],
+        argument: Any,
+        at_once: bool = False,
     ) -> None:
-        """Serve the rest of the connection with ``serve()``, in tasks the server keeps, and let
-        the ASGI app's call return without closing the socket. ``serve()`` runs when an event is
+        """Serve the rest of the connection with ``serve(argument)``, in tasks the server keeps,
+        and let the ASGI app's call return without closing the socket. It runs when an event is
         waiting (``at_once``: now): it returns False once the connection is over, True when it
         parked (nothing waiting), to be run again at the next event."""
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
-from functools import partial
 from typing import Any
 
 import pluggy
@@ -58,6 +57,8 @@ class Host:
         self.config = loaded.config
         #: Free-form per-host state plugins may share.
         self.state: dict[str, Any] = {}
+        # One bound method for every connection handed to its protocol (not one each).
+        self._frames_server = self._serve_frames
         limits = self.config.limits
         self.manager = WebSocketConnectionManager(
             max_connections_per_user=limits.max_connections_per_user,
@@ -274,7 +275,7 @@ class Host:
                     # netrun-ws's protocol serves the frames in tasks of its own and lets this
                     # call return: an idle connection keeps no coroutine, nor this chain.
                     direct.serve_after_app(
-                        partial(self._serve_frames, connection), "unread" in connection.metadata
+                        self._frames_server, connection, "unread" in connection.metadata
                     )
                     handed_over = True
                     return

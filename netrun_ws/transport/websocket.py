@@ -399,6 +399,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         "handed_over",
         "queue_full",
         "serving",
+        "serving_argument",
         "request",
         "response",
         "scope",
@@ -475,7 +476,9 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.write_paused = False  # kept by ``writable``
         self.request = self.response = None  # type: ignore[assignment]
         self.handed_over = False  # the app gave the connection to serve_after_app
-        self.serving: Callable[[], Coroutine[Any, Any, bool]] | None = None  # and this with it
+        # What the app handed over with it: serve(argument) serves the connection.
+        self.serving: Callable[[Any], Coroutine[Any, Any, bool]] | None = None
+        self.serving_argument: Any = None
 
     def _server_protocol(self, kind: type[ServerProtocol]) -> ServerProtocol:
         # uvicorn's settings for websockets' protocol, deflate included when configured.
@@ -864,19 +867,23 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.close()
 
     def serve_after_app(
-        self, serve: Callable[[], Coroutine[Any, Any, bool]], at_once: bool = False
+        self,
+        serve: Callable[[Any], Coroutine[Any, Any, bool]],
+        argument: Any,
+        at_once: bool = False,
     ) -> None:
-        """Serve the rest of an accepted connection with ``serve()``, in tasks uvicorn's shutdown
-        waits for (like the app's), and let the app's call return without closing the socket.
+        """Serve the rest of an accepted connection with ``serve(argument)``, in tasks uvicorn's
+        shutdown waits for (like the app's), and let the app's call return without closing the
+        socket. (A function and its argument rather than a closure: one shared ``serve`` then
+        serves every connection.)
 
-        ``serve()`` runs in a task when an event is waiting (``at_once``: now). It returns False
-        once the connection is over (the socket is then closed as ``run_asgi`` would), or True
-        when it parked with nothing waiting: it runs again, in a new task, at the next event.
-        A parked connection keeps no coroutine at all, and a busy one the two frames of
-        ``serve()`` instead of the app's whole await chain (uvicorn's task, its middleware, the
-        app)."""
+        It runs in a task when an event is waiting (``at_once``: now), and returns False once the
+        connection is over (the socket is then closed as ``run_asgi`` would), or True when it
+        parked with nothing waiting: it runs again, in a new task, at the next event. A parked
+        connection keeps no coroutine at all, and a busy one the two frames of ``serve`` instead
+        of the app's whole await chain (uvicorn's task, its middleware, the app)."""
         self.handed_over = True
-        self.serving = serve
+        self.serving, self.serving_argument = serve, argument
         if at_once or self.queue._events:
             self._serve()
         else:
@@ -886,7 +893,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         serve = self.serving
         if serve is None:  # over (a late event): nothing to run
             return
-        task = self.loop.create_task(serve())
+        task = self.loop.create_task(serve(self.serving_argument))
         task.add_done_callback(self._served)
         self.tasks.add(task)  # type: ignore[arg-type]  # uvicorn's set is of Task[None]
 
@@ -905,7 +912,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             else:
                 self.queue.park(self._serve)
             return
-        self.serving = None
+        self.serving = self.serving_argument = None
         if self.close_timer is None:
             self.transport.close()
 

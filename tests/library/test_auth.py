@@ -585,3 +585,18 @@ def test_settings_changed_after_construction_apply_to_the_next_verification() ->
     service.audience = "api"
     with pytest.raises(TokenValidationError, match="missing_claim"):
         service.validate_token_or_raise(token)
+
+
+def test_verified_claims_share_their_names_across_tokens(service: JWTAuthService) -> None:
+    # A connection keeps its claims for its lifetime: the names are one string per process and
+    # `sub` is the same object as an equal `user_id`; the claims are equal to the token's.
+    first = service.validate_token_or_raise(service.generate_token("alice", {"room_a": 1}))
+    second = service.validate_token_or_raise(service.generate_token("bob", {"room_a": 2}))
+    assert first["user_id"] == first["sub"] == "alice" and first["room_a"] == 1
+    assert first["user_id"] is first["sub"]
+    names = {name: name for name in first}
+    assert all(names[name] is name for name in second)
+    token = service.generate_token("carol")
+    assert service.validate_token_or_raise(token) == jwt.decode(
+        token, options={"verify_signature": False}
+    )
