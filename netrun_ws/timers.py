@@ -6,7 +6,11 @@ As event-loop timers they cost about 450-600 bytes each (the loop's handle, its 
 context, the bound callback and its arguments); here each is a small :class:`Timer` in a heap,
 and one loop timer is armed for the earliest of them. A timer fires when the loop's would (its
 time reached, in order of time, then of scheduling). Cancelled timers stay in the heap until
-their time comes, or until they are the majority, when the heap is rebuilt without them.
+their time comes, or until they are a quarter of it, when the heap is rebuilt without them
+(each idle connection keeps two live timers, and every connection cancels its request deadline
+at the upgrade: after a burst of connects, a cancelled deadline would otherwise stay for the
+whole request timeout, about 180 bytes each; rebuilding costs the entries it keeps, at most three
+for every one it drops).
 
 For timers that are mostly cancelled or long: a short, busy one is better left to the loop.
 """
@@ -75,7 +79,7 @@ class TimerHeap:
         heapq.heappush(self._heap, (when, self._seq, timer))
         if self._handle is None or when < self._armed_at:
             self._arm(when)
-        if self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(self._heap):
+        if self._cancelled > _COMPACT_MIN and self._cancelled * 4 > len(self._heap):
             self._compact()
         return timer
 

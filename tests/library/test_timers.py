@@ -81,17 +81,21 @@ def test_a_callback_that_schedules_keeps_every_timer_on_time() -> None:
     run_in_virtual_time(scenario)
 
 
-def test_cancelled_timers_are_dropped_once_they_are_the_majority() -> None:
+def test_cancelled_timers_are_dropped_once_they_are_a_quarter() -> None:
     async def scenario() -> None:
         timers = TimerHeap(asyncio.get_running_loop())
         fired: list[int] = []
         handles = [timers.call_later(3600.0, fired.append, n) for n in range(1000)]
-        for handle in handles[:900]:
+        for handle in handles[:240]:
             handle.cancel()
-        timers.call_later(1.0, fired.append, -1)  # a schedule rebuilds the heap
-        assert len(timers._heap) < 200 and len(timers) == 101
+        timers.call_later(1.0, fired.append, -1)  # under a quarter: nothing rebuilt
+        assert len(timers._heap) == 1001 and len(timers) == 761
+        for handle in handles[240:300]:
+            handle.cancel()
+        timers.call_later(1.0, fired.append, -2)  # past a quarter: rebuilt without them
+        assert len(timers._heap) == len(timers) == 702
         await asyncio.sleep(3601)
-        assert fired == [-1, *range(900, 1000)]
+        assert fired == [-1, -2, *range(300, 1000)]
 
     run_in_virtual_time(scenario)
 
