@@ -111,6 +111,8 @@ METHODS = (
     "handle_parser_exception",
     "send_receive_event_to_app",
     "start_keepalive",
+    "stop_keepalive",
+    "shutdown",
     "schedule_ping",
     "send_keepalive_ping",
     "send",

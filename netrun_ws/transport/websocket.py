@@ -32,7 +32,9 @@ and frames parsed by the ``websockets`` library) with these changes, each measur
   an idle connection keeps no coroutine (the host does this once a connection is welcomed).
 
 Behaviour on the wire (handshake, close codes, keepalive pings, limits) is uvicorn's, except that
-a request websockets refuses before it is complete gets that refusal (uvicorn sends nothing).
+a request websockets refuses before it is complete gets that refusal (uvicorn sends nothing), a
+protocol error's close is lingering, and the answer to a client's close frame waits until the app
+is done with the connection, so replies to the messages before it are not dropped.
 
 The uvicorn and websockets internals this builds on are imported from
 :mod:`netrun_ws._upstream.uvicorn` and :mod:`netrun_ws._upstream.websockets`, which say what it
@@ -78,7 +80,7 @@ from netrun_ws._upstream.websockets import (
     release_parser,
 )
 from netrun_ws.connection import DIRECT_EXTENSION
-from netrun_ws.timers import timers_for
+from netrun_ws.timers import Timer, timers_for
 from netrun_ws.transport.shared_headers import share_headers
 from netrun_ws.wire import OPCODE_BINARY, OPCODE_TEXT, frame_header
 
@@ -380,6 +382,11 @@ class WritableFlag:
 _UVICORN_ERROR_LOG = logging.getLogger("uvicorn.error")
 
 
+def _answer_held_close(protocol: NetrunWebSocketProtocol) -> None:
+    protocol.held_close_timer = None  # fired
+    protocol.answer_held_close()
+
+
 def _send_keepalive_ping(protocol: NetrunWebSocketProtocol) -> None:
     protocol.send_keepalive_ping()
 
@@ -397,6 +404,8 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         *sorted(STATE),
         "frame_tokens",
         "handed_over",
+        "held_close",
+        "held_close_timer",
         "queue_full",
         "serving",
         "serving_argument",
@@ -476,6 +485,9 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.write_paused = False  # kept by ``writable``
         self.request = self.response = None  # type: ignore[assignment]
         self.handed_over = False  # the app gave the connection to serve_after_app
+        # The answer to the client's close frame, held until the app is done (handle_close).
+        self.held_close: bytes | None = None
+        self.held_close_timer: Timer | None = None
         # What the app handed over with it: serve(argument) serves the connection.
         self.serving: Callable[[Any], Coroutine[Any, Any, bool]] | None = None
         self.serving_argument: Any = None
@@ -509,6 +521,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport._buffer.clear()  # nothing can be written any more
+        self._drop_held_close()
         super().connection_lost(exc)
         # Break the cycles through this protocol, so that refcounting frees a closed connection
         # at once: its flag (after uvicorn set it for the senders still waiting), websockets'
@@ -561,6 +574,54 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.handle_events()
         if conn.parser_exc is not None:
             self.handle_parser_exception()
+
+    def handle_close(self, event: Frame) -> None:
+        """The client's close frame. uvicorn answers it at once and closes the socket, so the
+        app's replies to the messages that came before it (in the same read, or still being
+        handled) are dropped. Here the answer websockets prepared is held until the app is done
+        with the connection (its task ends, or it closes), at most ``close_timeout`` seconds,
+        and replies written meanwhile go out first: RFC 6455 (5.5.1) lets an endpoint finish
+        sending before it answers a close. With permessage-deflate, websockets frames the
+        replies and refuses to once the close is received: uvicorn's way then."""
+        conn = self.conn
+        if self.close_sent or conn.extensions or self.transport.is_closing():
+            super().handle_close(event)
+            return
+        close = conn.close_rcvd
+        assert close is not None
+        self.queue.put_nowait(
+            {"type": "websocket.disconnect", "code": close.code, "reason": close.reason}
+        )
+        self.held_close = b"".join(conn.data_to_send())
+        self.stop_keepalive()  # closing: no more pings
+        self.held_close_timer = timers_for(self.loop).call_later(
+            self.close_timeout, _answer_held_close, self
+        )
+
+    def shutdown(self) -> None:
+        # uvicorn's, at server shutdown; with a held answer the client has closed already, and
+        # websockets refuses to start a close of its own: the answer goes out instead.
+        if self.held_close is not None:
+            self.answer_held_close()
+            return
+        super().shutdown()
+
+    def answer_held_close(self) -> None:
+        """Write the held answer to the client's close frame (if any) and close the socket."""
+        held = self.held_close
+        if held is None:
+            return
+        self._drop_held_close()
+        if not self.transport.is_closing():
+            self.transport.write(held)
+            self.transport.close()
+
+    def _drop_held_close(self) -> None:
+        self.held_close = None
+        timer = self.held_close_timer
+        if timer is not None:
+            self.held_close_timer = None
+            timer.cancel()
 
     def handle_parser_exception(self) -> None:
         """The client broke the protocol (an oversize message, invalid UTF-8, a bad frame):
@@ -666,6 +727,9 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             extensions[DIRECT_EXTENSION] = self
 
     async def send(self, message: Any) -> None:
+        if self.held_close is not None and message["type"] == "websocket.close":
+            self.answer_held_close()  # the client closed first: the app is done with it
+            return
         if (
             message["type"] == "websocket.accept"
             and not self.handshake_complete
@@ -822,7 +886,11 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         """Frame ``message`` (text for ``str``) and write it. Returns the payload's size in bytes,
         or -1 if the socket is not open."""
         conn = self.conn
-        if self.close_sent or self.disconnected or conn.state is not _OPEN:
+        if (
+            self.close_sent
+            or self.disconnected
+            or (conn.state is not _OPEN and self.held_close is None)
+        ):
             return -1
         if isinstance(message, str):
             text, data = True, message.encode()
@@ -863,8 +931,10 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.send_500_response()
             elif result is not None:
                 self.logger.error("ASGI callable should return None, but returned '%s'.", result)
-        if self.close_timer is None and not self.handed_over:
-            self.transport.close()
+        if not self.handed_over:
+            self.answer_held_close()
+            if self.close_timer is None:
+                self.transport.close()
 
     def serve_after_app(
         self,
@@ -913,6 +983,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.queue.park(self._serve)
             return
         self.serving = self.serving_argument = None
+        self.answer_held_close()
         if self.close_timer is None:
             self.transport.close()
 
@@ -924,7 +995,11 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
     def send_wire(self, wire: bytes) -> bool:
         """Write an already framed, non-empty message (from :func:`netrun_ws.wire.wire_frame`);
         only when :attr:`plain_frames`. False if the socket is not open."""
-        if self.close_sent or self.disconnected or connection_state(self.conn) is not _OPEN:
+        if (
+            self.close_sent
+            or self.disconnected
+            or (connection_state(self.conn) is not _OPEN and self.held_close is None)
+        ):
             return False
         # CorkedTransport.write and _Flusher.add, inline: this is a broadcast's per-recipient
         # step, and each method call was a tenth of its cost.

@@ -160,17 +160,35 @@ async def test_a_client_still_sending_after_a_protocol_failure_reads_the_close_c
             await ws.aclose()
 
 
+async def _replies_then_close(ws: RawWebSocket) -> tuple[list[int], int]:
+    """The seq of each echo reply read before the server's close frame, and its code."""
+    seqs = []
+    while True:
+        frame = await ws.read_frame(timeout=5.0)
+        if frame.opcode == Opcode.CLOSE:
+            await ws.aclose()
+            return seqs, _close_code(frame.payload)
+        seqs.append(json.loads(frame.payload)["seq"])
+
+
+def _close_code(payload: bytes) -> int:
+    return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+
+
 @pytest.mark.parametrize("ws_protocol", ["netrun", "uvicorn"])
-async def test_a_client_closing_while_its_replies_are_pending_keeps_its_close_code(
+async def test_a_client_closing_while_its_replies_are_pending_gets_them_on_netrun_protocol(
     ws_protocol: str,
 ) -> None:
-    """A client that sends messages and its close frame at once has closed cleanly: the replies
-    the server can no longer send do not turn its close into 1006 ("send failed")."""
+    """A client that sends messages and its close frame at once has closed cleanly. On
+    netrun-ws's protocol the server answers that close once the app is done with the
+    connection, so the replies the app makes meanwhile go out first (here the handler waits
+    200 ms before replying); uvicorn's protocol answers at once and drops them. Either way the
+    close stays the client's (1000), and no send counts as failed."""
     config = echo_config(ws_protocol)
     config["plugins"] = [ECHO, RECORDING]
     app = create_app(config)
     echo = app.state.host.plugin_manager.get_plugin(ECHO)
-    echo.hold.clear()  # the replies wait until the close handshake is over
+    echo.hold.clear()
     events = app.state.host.state["events"]
     async with serve(app) as addr:
         ws = await RawWebSocket.connect(addr, "/ws?user_id=u")
@@ -178,10 +196,56 @@ async def test_a_client_closing_while_its_replies_are_pending_keeps_its_close_co
         messages = [json.dumps({"type": "echo", "seq": seq}).encode() for seq in range(5)]
         frames = [encode_frame(Opcode.TEXT, message) for message in messages]
         await ws.send_raw(b"".join(frames) + encode_frame(Opcode.CLOSE, close_payload(1000, "bye")))
-        assert (await ws.expect_close()).code == 1000
-        await ws.aclose()
-        echo.hold.set()
+        asyncio.get_running_loop().call_later(0.2, echo.hold.set)
+        seqs, code = await _replies_then_close(ws)
+        assert code == 1000
+        assert seqs == (list(range(5)) if ws_protocol == "netrun" else [])
         await wait_for(lambda: any(name == "on_disconnect" for name, _ in events))
         stats = app.state.host.manager.get_stats()
     assert dict(events)["on_disconnect"] == 1000
     assert stats["failed_sends"] == 0
+
+
+async def test_the_answer_to_a_close_waits_no_longer_than_close_timeout() -> None:
+    # A handler that never finishes: the held answer goes out after close_timeout anyway.
+    config = echo_config("netrun")
+    app = create_app(config)
+    echo = app.state.host.plugin_manager.get_plugin(ECHO)
+    echo.hold.clear()
+    async with serve(app) as addr:
+        ws = await RawWebSocket.connect(addr, "/ws?user_id=u")
+        assert json.loads(await ws.read_text())["type"] == "connect"
+        direct = only_connection(app).direct
+        assert isinstance(direct, NetrunWebSocketProtocol)
+        direct.close_timeout = 0.3
+        message = json.dumps({"type": "echo", "seq": 0}).encode()
+        await ws.send_raw(
+            encode_frame(Opcode.TEXT, message) + encode_frame(Opcode.CLOSE, close_payload(1000))
+        )
+        started = asyncio.get_running_loop().time()
+        seqs, code = await _replies_then_close(ws)
+        took = asyncio.get_running_loop().time() - started
+        echo.hold.set()
+    assert (seqs, code) == ([], 1000)
+    assert 0.25 < took < 3.0
+
+
+async def test_uvicorns_shutdown_with_a_held_answer_sends_it() -> None:
+    # uvicorn's own shutdown would start a close websockets refuses once the client's close is
+    # received (InvalidState): with an answer held, the protocol sends that instead.
+    app = create_app(echo_config("netrun"))
+    echo = app.state.host.plugin_manager.get_plugin(ECHO)
+    echo.hold.clear()
+    async with serve(app) as addr:
+        ws = await RawWebSocket.connect(addr, "/ws?user_id=u")
+        assert json.loads(await ws.read_text())["type"] == "connect"
+        direct = only_connection(app).direct
+        message = json.dumps({"type": "echo", "seq": 0}).encode()
+        await ws.send_raw(
+            encode_frame(Opcode.TEXT, message) + encode_frame(Opcode.CLOSE, close_payload(1000))
+        )
+        await wait_for(lambda: direct.held_close is not None)
+        direct.shutdown()
+        assert direct.held_close is None
+        assert await _replies_then_close(ws) == ([], 1000)
+        echo.hold.set()
