@@ -279,23 +279,23 @@ class Host:
                     )
                     handed_over = True
                     return
-                left = await self.message_loop.run(receive or websocket.receive, connection)
-                if left is not None:  # None (parked) only on a direct channel
-                    close_code, close_reason = left
+                handed_over = True  # _serve_frames ends the connection, whatever happens
+                await self._serve_frames(connection, receive or websocket.receive)
         except Exception as exc:
             close_code, close_reason = await self._connection_failed(connection, exc)
         finally:
             if not handed_over:
                 await self.manager.disconnect(connection.connection_id, close_code, close_reason)
 
-    async def _serve_frames(self, connection: Connection) -> bool:
-        """A connection's frames on netrun-ws's protocol, from its welcome to its disconnect;
-        True when the message loop parked instead (no frame waiting), to be run again."""
+    async def _serve_frames(self, connection: Connection, receive: Receive | None = None) -> bool:
+        """A connection's frames, from its welcome to its disconnect; True when the message
+        loop parked instead (no frame waiting: on a direct channel only), to be run again.
+        ``receive``: the server's ASGI callable when the caller has it."""
         close_code: int = CloseCode.NORMAL
         close_reason = ""
         parked = False
         try:
-            left = await self.message_loop.run(connection.websocket.receive, connection)
+            left = await self.message_loop.run(receive or connection.websocket.receive, connection)
             if left is None:
                 parked = True
             else:
