@@ -162,7 +162,7 @@ async def test_a_client_still_sending_after_a_protocol_failure_reads_the_close_c
 
 async def _replies_then_close(ws: RawWebSocket) -> tuple[list[int], int]:
     """The seq of each echo reply read before the server's close frame, and its code."""
-    seqs = []
+    seqs: list[int] = []
     while True:
         frame = await ws.read_frame(timeout=5.0)
         if frame.opcode == Opcode.CLOSE:
