@@ -932,9 +932,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             elif result is not None:
                 self.logger.error("ASGI callable should return None, but returned '%s'.", result)
         if not self.handed_over:
-            self.answer_held_close()
-            if self.close_timer is None:
-                self.transport.close()
+            self._app_done()
 
     def serve_after_app(
         self,
@@ -954,6 +952,10 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         of the app's whole await chain (uvicorn's task, its middleware, the app)."""
         self.handed_over = True
         self.serving, self.serving_argument = serve, argument
+        self._serve_or_park(at_once)
+
+    def _serve_or_park(self, at_once: bool = False) -> None:
+        """Serve now if an event is waiting (or ``at_once``), else at the next one."""
         if at_once or self.queue._events:
             self._serve()
         else:
@@ -976,13 +978,14 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
             self.logger.error("Exception in ASGI application", exc_info=error)
         else:
             parked = task.result()
-        if parked:
-            if self.queue._events:  # arrived after serve() parked, before this callback
-                self._serve()
-            else:
-                self.queue.park(self._serve)
+        if parked:  # an event may have come after serve() parked, before this callback
+            self._serve_or_park()
             return
         self.serving = self.serving_argument = None
+        self._app_done()
+
+    def _app_done(self) -> None:
+        """The app is done with the connection: answer a held close, close unless closing."""
         self.answer_held_close()
         if self.close_timer is None:
             self.transport.close()

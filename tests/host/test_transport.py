@@ -171,6 +171,19 @@ async def _replies_then_close(ws: RawWebSocket) -> tuple[list[int], int]:
         seqs.append(json.loads(frame.payload)["seq"])
 
 
+async def _welcomed(addr: str) -> RawWebSocket:
+    ws = await RawWebSocket.connect(addr, "/ws?user_id=u")
+    assert json.loads(await ws.read_text())["type"] == "connect"
+    return ws
+
+
+async def _send_echoes_then_close(ws: RawWebSocket, count: int, reason: str = "") -> None:
+    """``count`` echoes and the client's close frame (1000), in one write."""
+    messages = [json.dumps({"type": "echo", "seq": seq}).encode() for seq in range(count)]
+    frames = [encode_frame(Opcode.TEXT, message) for message in messages]
+    await ws.send_raw(b"".join(frames) + encode_frame(Opcode.CLOSE, close_payload(1000, reason)))
+
+
 def _close_code(payload: bytes) -> int:
     return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
 
@@ -191,11 +204,8 @@ async def test_a_client_closing_while_its_replies_are_pending_gets_them_on_netru
     echo.hold.clear()
     events = app.state.host.state["events"]
     async with serve(app) as addr:
-        ws = await RawWebSocket.connect(addr, "/ws?user_id=u")
-        assert json.loads(await ws.read_text())["type"] == "connect"
-        messages = [json.dumps({"type": "echo", "seq": seq}).encode() for seq in range(5)]
-        frames = [encode_frame(Opcode.TEXT, message) for message in messages]
-        await ws.send_raw(b"".join(frames) + encode_frame(Opcode.CLOSE, close_payload(1000, "bye")))
+        ws = await _welcomed(addr)
+        await _send_echoes_then_close(ws, 5, "bye")
         asyncio.get_running_loop().call_later(0.2, echo.hold.set)
         seqs, code = await _replies_then_close(ws)
         assert code == 1000
@@ -213,15 +223,11 @@ async def test_the_answer_to_a_close_waits_no_longer_than_close_timeout() -> Non
     echo = app.state.host.plugin_manager.get_plugin(ECHO)
     echo.hold.clear()
     async with serve(app) as addr:
-        ws = await RawWebSocket.connect(addr, "/ws?user_id=u")
-        assert json.loads(await ws.read_text())["type"] == "connect"
+        ws = await _welcomed(addr)
         direct = only_connection(app).direct
         assert isinstance(direct, NetrunWebSocketProtocol)
         direct.close_timeout = 0.3
-        message = json.dumps({"type": "echo", "seq": 0}).encode()
-        await ws.send_raw(
-            encode_frame(Opcode.TEXT, message) + encode_frame(Opcode.CLOSE, close_payload(1000))
-        )
+        await _send_echoes_then_close(ws, 1)
         started = asyncio.get_running_loop().time()
         seqs, code = await _replies_then_close(ws)
         took = asyncio.get_running_loop().time() - started
@@ -237,13 +243,9 @@ async def test_uvicorns_shutdown_with_a_held_answer_sends_it() -> None:
     echo = app.state.host.plugin_manager.get_plugin(ECHO)
     echo.hold.clear()
     async with serve(app) as addr:
-        ws = await RawWebSocket.connect(addr, "/ws?user_id=u")
-        assert json.loads(await ws.read_text())["type"] == "connect"
+        ws = await _welcomed(addr)
+        await _send_echoes_then_close(ws, 1)
         direct = only_connection(app).direct
-        message = json.dumps({"type": "echo", "seq": 0}).encode()
-        await ws.send_raw(
-            encode_frame(Opcode.TEXT, message) + encode_frame(Opcode.CLOSE, close_payload(1000))
-        )
         await wait_for(lambda: direct.held_close is not None)
         direct.shutdown()
         assert direct.held_close is None
