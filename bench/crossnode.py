@@ -13,12 +13,15 @@
   process holds both ends, so send and receive times share a clock.
 
 Both nodes run on the server core; the load generator (picows on uvloop) and Redis on the other.
+Then the cross-node latency again with node B on the other core (``cross_node_split``): two
+nodes sharing a core wait for each other's scheduler slices, which separate machines do not.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -86,19 +89,25 @@ plugins: [chat, bench.echo_plugin]
 """
 
 
+#: Where the two nodes run: both on the server core (the default), or node B on the other core.
+ONE_CORE = (SERVER_CPU, SERVER_CPU)
+SPLIT = (SERVER_CPU, CLIENT_CPU)
+
+
 @contextlib.contextmanager
-def cluster(workdir: Path) -> Iterator[tuple[int, int, int]]:
+def cluster(workdir: Path, cpus: tuple[int, int] = ONE_CORE) -> Iterator[tuple[int, int, int]]:
     """A private redis-server and two `netrun-ws run` nodes; yields their ports and Redis's."""
-    with cluster_nodes(workdir, CONFIG) as (nodes, redis_port):
+    with cluster_nodes(workdir, CONFIG, cpus) as (nodes, redis_port):
         yield nodes[0][0], nodes[1][0], redis_port
 
 
 @contextlib.contextmanager
 def cluster_nodes(
-    workdir: Path, config_template: str
+    workdir: Path, config_template: str, cpus: tuple[int, int] = ONE_CORE
 ) -> Iterator[tuple[list[tuple[int, subprocess.Popen[bytes]]], int]]:
     """A private redis-server and two `netrun-ws run` nodes with ``config_template`` (formatted
-    with ``redis_port`` and ``plugins``); yields each node's port and process, and Redis's port."""
+    with ``redis_port`` and ``plugins``), node i pinned to core ``cpus[i]``; yields each node's
+    port and process, and Redis's port."""
     redis_port = _free_port()
     processes: list[subprocess.Popen[bytes]] = []
     log = (workdir / "nodes.log").open("wb")
@@ -114,14 +123,14 @@ def cluster_nodes(
         config = workdir / "netrun_ws.yaml"
         config.write_text(config_template.format(redis_port=redis_port, plugins=ROOT / "plugins"))
         nodes = []
-        for _ in range(2):
+        for cpu in cpus:
             port = _free_port()
             node = subprocess.Popen(
                 [sys.executable, "-m", "netrun_ws", "run", "--config", str(config),
                  "--port", str(port)],
                 stdout=log, stderr=log, cwd=workdir,
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
-                preexec_fn=lambda: os.sched_setaffinity(0, {SERVER_CPU}),
+                preexec_fn=functools.partial(os.sched_setaffinity, 0, {cpu}),
             )  # fmt: skip
             processes.append(node)
             _wait_port(port, node)
@@ -267,6 +276,12 @@ def scenario(quick: bool) -> dict[str, Any]:
         result["cross_node_one_sender"] = latency(port_a, port_b, rate, 1, duration)
         time.sleep(2.0)
         result["redis_memory"] = redis_memory(port_a, redis_port, 2000 if quick else 5000)
+    # Two nodes on one core wait for each other's scheduler slices (a few ms each): node B on
+    # the other core, as on a machine of its own, measures the cross-node path instead.
+    with tempfile.TemporaryDirectory() as tmp, cluster(Path(tmp), SPLIT) as (port_a, port_b, _):
+        latency(port_a, port_b, 1000.0, senders, 1.0)
+        time.sleep(1.0)
+        result["cross_node_split"] = latency(port_a, port_b, rate, senders, duration * reps)
     result["fanout_ratio"] = _ratio(result["fanout_cross"], result["fanout_single"])
     return result
 
@@ -283,13 +298,15 @@ def run(quick: bool = False) -> dict[str, Any]:
     return scenario(quick)
 
 
-def latency_only(duration: float, reps: int) -> dict[str, Any]:
+def latency_only(duration: float, reps: int, split: bool = False) -> dict[str, Any]:
     """Only the latency windows (cross-node, same-node, one sender), each ``duration`` seconds,
-    ``reps`` times on the same two nodes: for working on the cross-node path."""
+    ``reps`` times on the same two nodes (``split``: node B on the other core): for working on
+    the cross-node path."""
     os.sched_setaffinity(0, {CLIENT_CPU})
     rate, senders = 5000.0, 10
     result: dict[str, Any] = {"cross_node": [], "same_node": [], "cross_node_one_sender": []}
-    with tempfile.TemporaryDirectory() as tmp, cluster(Path(tmp)) as (port_a, port_b, _):
+    cpus = SPLIT if split else ONE_CORE
+    with tempfile.TemporaryDirectory() as tmp, cluster(Path(tmp), cpus) as (port_a, port_b, _):
         latency(port_a, port_b, 1000.0, senders, 1.0)  # warm-up: imports, Redis pools
         time.sleep(1.0)
         for _ in range(reps):
@@ -316,11 +333,14 @@ def main() -> None:
         action="store_true",
         help="only the send_to_user latency windows (no fan-out, no Redis memory)",
     )
+    parser.add_argument(
+        "--split", action="store_true", help="--latency-only: node B on the load generator's core"
+    )
     parser.add_argument("--duration", type=float, default=4.0, help="--latency-only: s/window")
     parser.add_argument("--reps", type=int, default=3, help="--latency-only: windows per kind")
     args = parser.parse_args()
     if args.latency_only:
-        print(json.dumps(latency_only(args.duration, args.reps), indent=1))
+        print(json.dumps(latency_only(args.duration, args.reps, args.split), indent=1))
     else:
         print(json.dumps(run(args.quick), indent=1))
 

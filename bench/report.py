@@ -545,13 +545,22 @@ def targets(
             f"same run (issue 18) | {ratio:.2f}x | {_verdict(ratio >= 0.8)}{miss} |"
         )
     if crossnode:
-        cross = crossnode["cross_node"]
+        # The target is judged with node B on a core of its own (as on a machine of its own)
+        # where the run measured it; the one-core figure follows as context.
+        split = crossnode.get("cross_node_split")
+        cross = split or crossnode["cross_node"]
         p99 = cross["p99_ms"]
         senders = f", {cross['senders']} senders" if "senders" in cross else ""
+        placement = ", node B on the other core" if split else ""
         rows.append(
-            f"| cross-node send_to_user p99 < 3 ms at {cross['rate']:,.0f} msg/s{senders} "
-            f"(issues 4 and 18) | {p99:.2f} ms | {_verdict(p99 < 3.0)} |"
+            f"| cross-node send_to_user p99 < 3 ms at {cross['rate']:,.0f} msg/s{senders}"
+            f"{placement} (issues 4 and 18) | {p99:.2f} ms | {_verdict(p99 < 3.0)} |"
         )
+        if split:
+            rows.append(
+                "| (no target; context) the same with both nodes on one core (they wait for each "
+                f"other's scheduler slices) | {crossnode['cross_node']['p99_ms']:.2f} ms | - |"
+            )
     if recovery:
         lost = recovery["lost"] + recovery["duplicates_or_disorder"]
         rows.append(
@@ -666,6 +675,10 @@ def crossnode_section(result: dict[str, Any] | None) -> str:
         _latency_row("node A -> node B (Redis)", result["cross_node"]),
         _latency_row("node A -> node A", result["same_node"]),
     ]
+    if "cross_node_split" in result:
+        rows.append(
+            _latency_row("node A -> node B, B on the other core", result["cross_node_split"])
+        )
     if "cross_node_one_sender" in result:
         rows.append(_latency_row("node A -> node B, one sender", result["cross_node_one_sender"]))
     if "fanout_ratio" not in result:  # a result file of the older scenario: latency only
