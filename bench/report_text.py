@@ -285,7 +285,9 @@ made. *missing* counts what had not arrived 1 s after the window: 0 means the se
 Servers alternate as elsewhere. At a load this far below the limit, each read of a socket
 carries one or two frames, so the figures include the per-wakeup cost that a saturated server
 spreads over many frames: scenarios 1 and 2 (*server CPU us/msg* columns) show the cost at full
-load.
+load. The target on extra plugins (each costs < 5%) is judged here: what a plugin costs is CPU per
+message, and at the same load in the same repetition the netrun-ws variants differ by that alone,
+where scenario 1's rates moved by a third between windows of the same server.
 
 {fixed}
 ## Where the time goes (netrun-ws echo profile)
