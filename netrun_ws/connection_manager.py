@@ -27,6 +27,7 @@ from netrun_ws.connection import (
     close_quietly,
 )
 from netrun_ws.connection_metadata import DEFAULT_ENDPOINT, ConnectionMetadata, ConnectionOrigin
+from netrun_ws.ids_by_user import IdsByUser
 from netrun_ws.wire import encode_message, frame_size
 
 logger = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class WebSocketConnectionManager:
         self.on_disconnect: DisconnectCallback | None = None
 
         self._connections: dict[str, Connection] = {}
-        self._by_user: dict[str, dict[str, Connection]] = {}
+        self._by_user = IdsByUser()  # user id -> connection ids, oldest first
         self._by_session: dict[str, str] = {}  # session id -> connection id
         self._pending_by_user: dict[str, int] = {}  # slots reserved by connects awaiting accept
         self._pending_total = 0
@@ -288,12 +289,13 @@ class WebSocketConnectionManager:
 
     async def send_to_user(self, user_id: str, message: Any, binary: bool = False) -> int:
         """Queue ``message``, encoded once, for every connection of ``user_id``; return how many."""
-        connections = self._by_user.get(user_id)
-        if not connections:
+        ids = self._by_user.ids(user_id)
+        if not ids:
             return 0
         frame = encode_message(message, binary)
         # A snapshot: an overflowing connection unregisters itself during the loop.
-        return sum(1 for c in tuple(connections.values()) if c.enqueue(frame))
+        connections = [self._connections[connection_id] for connection_id in ids]
+        return sum(1 for c in connections if c.enqueue(frame))
 
     async def broadcast(
         self, message: Any, exclude_users: Iterable[str] | None = None, binary: bool = False
@@ -386,7 +388,7 @@ class WebSocketConnectionManager:
 
     def get_user_connections(self, user_id: str) -> list[str]:
         """Connection ids of ``user_id``'s live connections, oldest first."""
-        return list(self._by_user.get(user_id, ()))
+        return list(self._by_user.ids(user_id))
 
     def connections(self) -> tuple[Connection, ...]:
         """A snapshot of the live connections (safe to iterate while connections come and go)."""
@@ -412,7 +414,9 @@ class WebSocketConnectionManager:
         return {
             "total_connections": len(self._connections),
             "total_users": len(self._by_user),
-            "connections_per_user": {user: len(c) for user, c in self._by_user.items()},
+            "connections_per_user": {
+                user: self._by_user.count(user) for user in self._by_user.users()
+            },
             "max_connections_per_user": self.max_connections_per_user,
             "max_connections": self.max_connections,
             "pending_connections": self._pending_total,
@@ -455,7 +459,7 @@ class WebSocketConnectionManager:
             or (session_id in self._by_session and not replace_session)
         ):
             return SessionInUseError(session_id)
-        held = len(self._by_user.get(user_id, ())) + self._pending_by_user.get(user_id, 0)
+        held = self._by_user.count(user_id) + self._pending_by_user.get(user_id, 0)
         if held >= self.max_connections_per_user:
             return ConnectionLimitError(
                 "max_connections_per_user", self.max_connections_per_user, user_id
@@ -488,7 +492,7 @@ class WebSocketConnectionManager:
 
     def _register(self, connection: Connection) -> None:
         self._connections[connection.connection_id] = connection
-        self._by_user.setdefault(connection.user_id, {})[connection.connection_id] = connection
+        self._by_user.add(connection.user_id, connection.connection_id)
         if connection.session_id is not None:
             self._by_session[connection.session_id] = connection.connection_id
         self._total_connects += 1
@@ -500,10 +504,7 @@ class WebSocketConnectionManager:
         del self._connections[connection.connection_id]
         if self._origins:
             self._origins.pop(connection.connection_id, None)
-        user_connections = self._by_user[connection.user_id]
-        del user_connections[connection.connection_id]
-        if not user_connections:
-            del self._by_user[connection.user_id]
+        self._by_user.discard(connection.user_id, connection.connection_id)
         session_id = connection.session_id
         if session_id is not None and self._by_session.get(session_id) == connection.connection_id:
             del self._by_session[session_id]

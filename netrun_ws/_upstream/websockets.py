@@ -22,6 +22,10 @@ Tested with websockets 17 (:data:`TESTED`). The upgrade request reaches websocke
 - for the per-recipient step of a broadcast (:data:`connection_state`): that the ``state``
   property returns the protocol's ``_state`` attribute (checked on a live protocol; the
   property itself is read otherwise);
+- for letting go of the frame parser between frames (:func:`drop_idle_parser`): that
+  ``Protocol.parse`` keeps nothing in its own variables from one frame to the next (each frame
+  starts again at ``at_eof``), so a fresh parser continues where an idle one stood, and that
+  only ``receive_data`` and ``receive_eof`` advance it (the others replace it);
 - for freeing a closed connection at once (:func:`release_parser`): that the frame parser is the
   generator in ``parser``, whose suspended frame holds the protocol (a cycle), and that
   ``parser_exc``'s traceback holds that frame too.
@@ -35,6 +39,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from operator import attrgetter
+from typing import Any
 
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeaderValue
@@ -54,6 +59,7 @@ __all__ = [
     "ParsedRequestServerProtocol",
     "apply_mask",
     "connection_state",
+    "drop_idle_parser",
     "parser_idle",
     "refusal",
     "release_parser",
@@ -64,9 +70,32 @@ TESTED = ReleaseRange("websockets", (17,), (18,))
 
 class ParsedRequestServerProtocol(ServerProtocol):
     """websockets' server protocol for a connection whose upgrade request was parsed already:
-    its parser starts at the frames (the stock one first waits for the request's lines)."""
+    its parser starts at the frames (the stock one first waits for the request's lines).
+
+    Its frame parser exists only while it has something to read: between frames the suspended
+    generator (and the ``at_eof`` generator it waits in, about 440 bytes) holds nothing a fresh
+    one would not, so :func:`drop_idle_parser` lets it go and the next bytes start a new one."""
 
     parse = Protocol.parse
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.parser.close()  # started by websockets; restarted at the first bytes
+        self.parser = None  # type: ignore[assignment]
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        if self.parser is None:
+            self._start_parser()
+        super().receive_data(data)
+
+    def receive_eof(self) -> None:
+        if self.parser is None and not self.reader.eof:
+            self._start_parser()
+        super().receive_eof()
+
+    def _start_parser(self) -> None:
+        self.parser = self.parse()
+        next(self.parser)
 
 
 try:  # the C function websockets itself unmasks with, when its wheel ships it
@@ -81,36 +110,59 @@ _AT_EOF = StreamReader.at_eof.__code__
 
 
 def parser_idle(conn: Protocol) -> bool:
-    """Whether ``conn``'s frame parser waits for the first byte of a frame, with nothing buffered,
-    no fragmented message open and no debug logging: bytes handed to it now start a frame, and a
-    whole final data frame would only be appended to its events."""
-    waiting = conn.parser.gi_yieldfrom  # type: ignore[attr-defined]
-    return (
-        waiting is not None
-        and waiting.gi_code is _AT_EOF
-        and conn.current_size is None
-        and not conn.reader.buffer
-        and not conn.debug
-    )
+    """Whether ``conn``'s frame parser waits for the first byte of a frame (or was let go there),
+    with nothing buffered, no fragmented message open and no debug logging: bytes handed to it
+    now start a frame, and a whole final data frame would only be appended to its events."""
+    parser = conn.parser
+    if parser is not None:
+        waiting = parser.gi_yieldfrom  # type: ignore[attr-defined]
+        if waiting is None or waiting.gi_code is not _AT_EOF:
+            return False
+    return conn.current_size is None and not conn.reader.buffer and not conn.debug
+
+
+_PARSE = Protocol.parse.__code__
+
+
+def drop_idle_parser(conn: Protocol) -> None:
+    """Let go of an open :class:`ParsedRequestServerProtocol`'s frame parser while it waits
+    between frames: a connection that is not reading a frame keeps no generator."""
+    parser = conn.parser
+    if (
+        parser is not None
+        and isinstance(conn, ParsedRequestServerProtocol)
+        and parser.gi_code is _PARSE  # type: ignore[attr-defined]
+        and conn.state is State.OPEN
+        and parser_idle(conn)
+    ):
+        parser.close()
+        conn.parser = None  # type: ignore[assignment]
 
 
 def _fast_path_refusal() -> str | None:
     """The parser-state probe behind :func:`parser_idle`, on a live protocol."""
     conn = ParsedRequestServerProtocol()
     conn.state = State.OPEN
+    conn._start_parser()
     if not parser_idle(conn):
         return "websockets' frame parser no longer waits in StreamReader.at_eof between frames"
     frame = b"\x81\x82\x01\x02\x03\x04" + apply_mask(b"hi", b"\x01\x02\x03\x04")
     conn.receive_data(frame[:3])  # a frame started: the parser is no longer idle
     if parser_idle(conn):
         return "websockets' frame parser state can no longer be told from outside"
+    drop_idle_parser(conn)  # not idle: kept
     conn.receive_data(frame[3:])
     events = conn.events_received()
     if not parser_idle(conn) or conn.data_to_send():
         return "websockets' frame parser does more than queue a whole text frame"
+    drop_idle_parser(conn)
+    if conn.parser is not None:
+        return "websockets' frame parser no longer waits between frames where it can be let go"
+    conn.receive_data(frame)  # a fresh parser reads on where the idle one stood
+    events += conn.events_received()
     if [(type(e), getattr(e, "opcode", None), getattr(e, "data", None)) for e in events] != [
         (Frame, Opcode.TEXT, b"hi")
-    ]:
+    ] * 2:
         return "websockets' frame parser no longer gives a whole text frame as one event"
     return None
 

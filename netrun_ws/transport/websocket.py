@@ -76,6 +76,7 @@ from netrun_ws._upstream.websockets import (
     ParsedRequestServerProtocol,
     apply_mask,
     connection_state,
+    drop_idle_parser,
     parser_idle,
     release_parser,
 )
@@ -574,6 +575,8 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.handle_events()
         if conn.parser_exc is not None:
             self.handle_parser_exception()
+        else:
+            drop_idle_parser(conn)  # between frames: no generator kept while idle
 
     def handle_close(self, event: Frame) -> None:
         """The client's close frame. uvicorn answers it at once and closes the socket, so the

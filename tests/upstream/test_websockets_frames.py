@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from netrun_ws._upstream import websockets as fence
 from netrun_ws.transport import websocket as transport
@@ -124,8 +125,9 @@ async def _snapshot(protocol: NetrunWebSocketProtocol, memory: MemoryTransport) 
 
 async def _read(stream: bytes, cuts: list[int], fast: bool, monkeypatch: Any) -> Any:
     with monkeypatch.context() as patch:
-        if not fast:
+        if not fast:  # websockets' parser alone, kept between frames as websockets keeps it
             patch.setattr(transport, "parser_idle", lambda conn: False)
+            patch.setattr(transport, "drop_idle_parser", lambda conn: None)
         protocol, memory = await _opened()
         edges = [0, *cuts, len(stream)]
         for start, stop in itertools.pairwise(edges):
@@ -163,6 +165,49 @@ async def test_whole_frames_in_one_read_skip_websockets_parser(
     assert len(fed) == 1  # a control frame is websockets' business
     monkeypatch.undo()
     await _snapshot(protocol, _memory)
+
+
+async def test_an_idle_connection_keeps_no_parser_and_a_fresh_one_reads_on() -> None:
+    protocol, memory = await _opened()
+    assert protocol.conn.parser is None  # open, nothing read yet
+    protocol.data_received(encode_frame(Opcode.PING, b"p"))
+    assert memory.written or protocol.transport._buffer  # the pong
+    assert protocol.conn.parser is None  # let go once the ping was read
+    protocol.data_received(encode_frame(Opcode.TEXT, b"frag", fin=False))
+    assert protocol.conn.parser is not None  # a fragmented message is open: kept
+    protocol.data_received(
+        encode_frame(Opcode.PING, b"mid") + encode_frame(Opcode.CONTINUATION, b"ment")
+    )
+    assert protocol.conn.parser is None
+    whole = encode_frame(Opcode.TEXT, b"cut")
+    protocol.data_received(whole[:3])
+    assert protocol.conn.parser is not None  # a frame cut by the read: its parser waits
+    protocol.data_received(whole[3:])
+    assert protocol.conn.parser is None
+    texts = [event.get("text") for event, _size in protocol.queue._events]
+    assert texts == ["fragment", "cut"]
+    await _snapshot(protocol, memory)
+
+
+def test_the_parser_is_let_go_only_when_open_and_between_frames() -> None:
+    conn = fence.ParsedRequestServerProtocol()
+    assert conn.parser is None  # started at the first bytes, not before
+    conn.state = State.OPEN
+    frame = encode_frame(Opcode.TEXT, b"hello")
+    conn.receive_data(frame[:2])
+    fence.drop_idle_parser(conn)
+    assert conn.parser is not None  # in the middle of a frame
+    conn.receive_data(frame[2:])
+    fence.drop_idle_parser(conn)
+    assert conn.parser is None
+    conn.receive_data(encode_frame(Opcode.CLOSE, close_payload(1000, "bye")))
+    assert conn.state is State.CLOSING
+    fence.drop_idle_parser(conn)
+    assert conn.parser is not None  # closing: websockets' own parser or discarder stays
+    stock = ServerProtocol()  # reads the request first: never restarted from scratch
+    stock.state = State.OPEN
+    fence.drop_idle_parser(stock)
+    assert stock.parser is not None
 
 
 def test_the_parser_is_idle_only_between_frames() -> None:
