@@ -121,13 +121,26 @@ SWEEP_EVERY = 60.0
 
 @dataclasses.dataclass(slots=True)
 class _Channel:
-    prefix: str  # position_prefix(channel), made once
     epoch: str
     used_at: float  # last publish or join (unix time): idle channels are dropped
     top: int = 0
+    # position_prefix(channel), made at the first message (most user channels never get one).
+    prefix: str | None = None
     # (offset, unix time, payload) of the last `size` messages, oldest first; None until the
     # first one (an empty deque is about 600 bytes, and most user channels never get a message).
     entries: deque[tuple[int, float, str]] | None = None
+
+
+#: A session's join positions: (expires at, channel -> position), or (expires at, channel,
+#: position) for a session of one channel.
+_Joins = tuple[float, dict[str, Position]] | tuple[float, str, Position]
+
+
+def _joined(found: _Joins) -> dict[str, Position]:
+    """A new dict of the channels and positions in ``found``."""
+    if len(found) == 3:
+        return {found[1]: found[2]}
+    return dict(found[1])
 
 
 class MemoryHistory:
@@ -143,10 +156,14 @@ class MemoryHistory:
     def __init__(self, config: HistoryConfig, session_ttl: float) -> None:
         self.config = config
         self.epoch = new_epoch()
+        #: Every fresh channel's position until a history is dropped: one object, not one each.
+        self._start = Position(0, self.epoch)
         self._channels: dict[str, _Channel] = {}
         self._session_ttl = session_ttl
-        # session id -> (expires at, channel -> join position)
-        self._joins: dict[str, tuple[float, dict[str, Position]]] = {}
+        # session id -> (expires at, channel -> join position), or (expires at, channel, join
+        # position) while the session joined one channel (its user channel, for most): a dict
+        # per session would cost more than the rest of its entry.
+        self._joins: dict[str, _Joins] = {}
         self._next_sweep = time.time() + SWEEP_EVERY
         self._dropped_any = False  # from then on, a new channel may be one that was dropped
 
@@ -159,7 +176,7 @@ class MemoryHistory:
         state = self._channels.get(channel)
         if state is None:
             epoch = new_epoch() if self._dropped_any else self.epoch
-            state = self._channels[channel] = _Channel(position_prefix(channel), epoch, now)
+            state = self._channels[channel] = _Channel(epoch, now)
         else:
             state.used_at = now
         return state
@@ -177,7 +194,10 @@ class MemoryHistory:
         offset = state.top
         epoch = state.epoch
         text: str = envelope.payload  # type: ignore[assignment]  # a str: envelope_channel said so
-        payload = splice_position(text, channel, offset, epoch, state.prefix)
+        prefix = state.prefix
+        if prefix is None:
+            prefix = state.prefix = position_prefix(channel)
+        payload = splice_position(text, channel, offset, epoch, prefix)
         entries = state.entries
         if entries is None:
             entries = state.entries = deque()
@@ -243,23 +263,36 @@ class MemoryHistory:
         if now >= self._next_sweep:
             self.sweep(now)
         state = self._channel(channel, now)  # made now: the join position has its epoch
-        top = Position(state.top, state.epoch)
+        start = self._start
+        if state.top == 0 and state.epoch is start.epoch:
+            top = start  # a channel nothing was sent to yet (most user channels)
+        else:
+            top = Position(state.top, state.epoch)
+        expires = now + self._session_ttl
         found = self._joins.get(session_id)
-        joins = found[1] if found is not None else {}
+        if found is None or (len(found) == 3 and found[1] == channel):
+            self._joins[session_id] = (expires, channel, top)
+            return top
+        joins = _joined(found)
         joins[channel] = top
-        self._joins[session_id] = (now + self._session_ttl, joins)
+        self._joins[session_id] = (expires, joins)
         return top
 
     def forget_join(self, session_id: str, channel: str) -> None:
         found = self._joins.get(session_id)
-        if found is not None:
-            found[1].pop(channel, None)
+        if found is None:
+            return
+        if len(found) == 3:
+            if found[1] == channel:
+                del self._joins[session_id]
+            return
+        found[1].pop(channel, None)
 
     def session_channels(self, session_id: str) -> dict[str, Position]:
         found = self._joins.get(session_id)
         if found is None or found[0] < time.time():
             return {}
-        return dict(found[1])
+        return _joined(found)
 
     def sweep(self, now: float) -> None:
         """Drop expired entries, idle channels and expired sessions' join records (run at most
@@ -279,5 +312,5 @@ class MemoryHistory:
         for name in idle:
             del self._channels[name]
         self._dropped_any = self._dropped_any or bool(idle)
-        for session_id in [key for key, (expires, _) in self._joins.items() if expires < now]:
+        for session_id in [key for key, found in self._joins.items() if found[0] < now]:
             del self._joins[session_id]

@@ -4,6 +4,7 @@ sweep is called with a clock moved forward instead of waiting)."""
 from __future__ import annotations
 
 import json
+import random
 import time
 import tracemalloc
 
@@ -77,3 +78,27 @@ def test_a_channel_used_within_the_session_ttl_is_kept() -> None:
     history.sweep(time.time() + SESSION_TTL - 10)
     assert history.channel_count == 1
     assert history.top("user:alice") == Position(1, first.epoch)
+
+
+def test_join_records_answer_as_a_dict_per_session_whatever_their_shape() -> None:
+    # A session of one channel is kept without a dict of its own; several get one. Either way
+    # session_channels answers what a plain dict of joins would.
+    rng = random.Random(14)
+    history = _history()
+    model: dict[str, dict[str, Position]] = {}
+    for _ in range(3000):
+        session, channel = f"s{rng.randrange(5)}", f"room:r{rng.randrange(4)}"
+        if rng.random() < 0.3:
+            _send(history, "someone", 0)  # other channels move on meanwhile
+            history.position(Envelope("room", channel[5:], '{"n":1}'))
+        if rng.random() < 0.6:
+            top = history.record_join(session, channel)
+            assert top == history.top(channel)
+            model.setdefault(session, {})[channel] = top
+        else:
+            history.forget_join(session, channel)
+            model.get(session, {}).pop(channel, None)
+        for name in (f"s{n}" for n in range(5)):
+            assert history.session_channels(name) == model.get(name, {})
+    history.sweep(time.time() + SESSION_TTL + 1)  # every session's records expire
+    assert all(history.session_channels(f"s{n}") == {} for n in range(5))
