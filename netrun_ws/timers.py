@@ -9,7 +9,7 @@ time reached, in order of time, then of scheduling). Cancelled timers stay in th
 their time comes, or until they are a quarter of it, when the heap is rebuilt without them
 (each idle connection keeps two live timers, and every connection cancels its request deadline
 at the upgrade: after a burst of connects, a cancelled deadline would otherwise stay for the
-whole request timeout, about 180 bytes each; rebuilding costs the entries it keeps, at most three
+whole request timeout, about 120 bytes each; rebuilding costs the entries it keeps, at most three
 for every one it drops).
 
 For timers that are mostly cancelled or long: a short, busy one is better left to the loop.
@@ -35,15 +35,22 @@ _COMPACT_MIN = 64
 class Timer:
     """One scheduled call; :meth:`cancel` it as a loop ``TimerHandle``."""
 
-    __slots__ = ("_arg", "_callback", "_heap", "when")
+    __slots__ = ("_arg", "_callback", "_heap", "_seq", "when")
 
     def __init__(
-        self, when: float, callback: Callable[[Any], object], arg: Any, heap: TimerHeap
+        self, when: float, callback: Callable[[Any], object], arg: Any, heap: TimerHeap, seq: int
     ) -> None:
         self.when = when
+        self._seq = seq  # ties in time fire in the order they were scheduled
         self._callback: Callable[[Any], object] | None = callback
         self._arg = arg
         self._heap = heap
+
+    def __lt__(self, other: Timer) -> bool:
+        # The heap orders the timers themselves: a (when, seq, timer) tuple per entry would cost
+        # each idle connection about 150 bytes more.
+        when = self.when
+        return when < other.when or (when == other.when and self._seq < other._seq)
 
     def cancel(self) -> None:
         if self._callback is not None:
@@ -61,8 +68,8 @@ class TimerHeap:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._heap: list[tuple[float, int, Timer]] = []
-        self._seq = 0  # ties in time fire in the order they were scheduled
+        self._heap: list[Timer] = []
+        self._seq = 0
         self._cancelled = 0
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = 0.0
@@ -74,9 +81,9 @@ class TimerHeap:
     def call_later(self, delay: float, callback: Callable[[Any], object], arg: Any) -> Timer:
         """Call ``callback(arg)`` in ``delay`` seconds, as ``loop.call_later`` would."""
         when = self._loop.time() + max(0.0, delay)
-        timer = Timer(when, callback, arg, self)
         self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, timer))
+        timer = Timer(when, callback, arg, self, self._seq)
+        heapq.heappush(self._heap, timer)
         if self._handle is None or when < self._armed_at:
             self._arm(when)
         if self._cancelled > _COMPACT_MIN and self._cancelled * 4 > len(self._heap):
@@ -90,7 +97,7 @@ class TimerHeap:
         self._armed_at = when
 
     def _compact(self) -> None:
-        self._heap = [entry for entry in self._heap if entry[2]._callback is not None]
+        self._heap = [timer for timer in self._heap if timer._callback is not None]
         heapq.heapify(self._heap)
         self._cancelled = 0
 
@@ -98,8 +105,8 @@ class TimerHeap:
         self._handle = None
         due = self._loop.time() + _RESOLUTION
         # self._heap each time: a callback may schedule (and so rebuild) it.
-        while self._heap and self._heap[0][0] <= due:
-            timer = heapq.heappop(self._heap)[2]
+        while self._heap and self._heap[0].when <= due:
+            timer = heapq.heappop(self._heap)
             callback, arg = timer._callback, timer._arg
             if callback is None:
                 self._cancelled -= 1
@@ -114,11 +121,11 @@ class TimerHeap:
                     {"message": f"Exception in timer callback {callback!r}", "exception": exc}
                 )
         heap = self._heap
-        while heap and heap[0][2]._callback is None:  # cancelled at the front: no timer for it
+        while heap and heap[0]._callback is None:  # cancelled at the front: no timer for it
             heapq.heappop(heap)
             self._cancelled -= 1
-        if heap and (self._handle is None or heap[0][0] < self._armed_at):
-            self._arm(heap[0][0])
+        if heap and (self._handle is None or heap[0].when < self._armed_at):
+            self._arm(heap[0].when)
 
 
 _heaps: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TimerHeap] = (
