@@ -274,16 +274,17 @@ class ReceiveQueue:
     counts the bytes of received messages waiting.
     """
 
-    __slots__ = ("_events", "_loop", "_waiter", "waiting_bytes", "wake")
+    __slots__ = ("_events", "_loop", "_waiter", "waiting_bytes", "wake", "wake_argument")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         # (event, its size in bytes); short (bounded by READ_LIMIT), so pop(0) is cheap.
         self._events: list[tuple[Any, int]] = []
         self._waiter: asyncio.Future[None] | None = None
-        #: Called (once, then cleared) by the next put while there is no waiter (see
-        #: :meth:`park`): how a parked connection is woken.
-        self.wake: Callable[[], None] | None = None
+        #: Called as ``wake(wake_argument)`` (once, then cleared) by the next put while there
+        #: is no waiter (see :meth:`park`): how a parked connection is woken.
+        self.wake: Callable[[Any], None] | None = None
+        self.wake_argument: Any = None
         self.waiting_bytes = 0
 
     def put_nowait(self, event: Any, size: int = 0) -> None:
@@ -295,8 +296,9 @@ class ReceiveQueue:
             if not waiter.done():
                 waiter.set_result(None)
         elif (wake := self.wake) is not None:  # parked (the waiter is dropped then)
-            self.wake = None
-            wake()
+            argument = self.wake_argument
+            self.wake = self.wake_argument = None
+            wake(argument)
 
     def get_nowait(self) -> Any | None:
         """The next event, or None when there is none yet."""
@@ -316,10 +318,11 @@ class ReceiveQueue:
                 waiter.set_result(None)
         return waiter
 
-    def park(self, wake: Callable[[], None]) -> None:
-        """Call ``wake`` at the next put (nobody waits on :meth:`ready` any more)."""
+    def park(self, wake: Callable[[Any], None], argument: Any) -> None:
+        """Call ``wake(argument)`` at the next put (nobody waits on :meth:`ready` any more). A
+        function and its argument, not a bound method: a parked connection makes no object."""
         self._waiter = None
-        self.wake = wake
+        self.wake, self.wake_argument = wake, argument
 
     async def get(self) -> Any:
         while not self._events:
@@ -381,6 +384,29 @@ class WritableFlag:
 
 
 _UVICORN_ERROR_LOG = logging.getLogger("uvicorn.error")
+#: The server's own addresses, one tuple each for all its connections (at most a few).
+_SERVER_ADDRESSES: dict[Any, Any] = {}
+
+
+def _shared_server_address(address: Any) -> Any:
+    """``address`` (the ``(host, port)`` a connection reached), as the one equal tuple kept
+    for every connection to it: a connection keeps only its client's address of its own."""
+    if address is None:
+        return None
+    shared = _SERVER_ADDRESSES.get(address)
+    if shared is None:
+        if len(_SERVER_ADDRESSES) >= 64:  # a server listening on many addresses: bounded
+            return address
+        shared = _SERVER_ADDRESSES[address] = address
+    return shared
+
+
+#: uvicorn's permessage-deflate offer (the settings of its own websockets protocols).
+_DEFLATE = (
+    ServerPerMessageDeflateFactory(
+        server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5}
+    ),
+)
 
 
 def _answer_held_close(protocol: NetrunWebSocketProtocol) -> None:
@@ -494,16 +520,10 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.serving_argument: Any = None
 
     def _server_protocol(self, kind: type[ServerProtocol]) -> ServerProtocol:
-        # uvicorn's settings for websockets' protocol, deflate included when configured.
-        extensions = []
-        if self.config.ws_per_message_deflate:
-            extensions.append(
-                ServerPerMessageDeflateFactory(
-                    server_max_window_bits=12,
-                    client_max_window_bits=12,
-                    compress_settings={"memLevel": 5},
-                )
-            )
+        # uvicorn's settings for websockets' protocol, deflate included when configured. The
+        # factory only reads its settings, so every connection shares one (as websockets' own
+        # servers do), and no list at all without deflate.
+        extensions = _DEFLATE if self.config.ws_per_message_deflate else None
         return kind(
             extensions=extensions, max_size=self.config.ws_max_size, logger=_UVICORN_ERROR_LOG
         )
@@ -516,7 +536,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         """``connection_made`` for a connection uvicorn's HTTP protocol upgrades: its transport
         and the addresses it already read (see :mod:`netrun_ws.transport.http`)."""
         self.connections.add(self)
-        self.server, self.client = http.server, http.client
+        self.server, self.client = _shared_server_address(http.server), http.client
         self.scheme = "wss" if http.scheme == "https" else "ws"
         self.transport = CorkedTransport(http.transport, self.loop)
 
@@ -962,7 +982,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         if at_once or self.queue._events:
             self._serve()
         else:
-            self.queue.park(self._serve)
+            self.queue.park(NetrunWebSocketProtocol._serve, self)
 
     def _serve(self) -> None:
         serve = self.serving
