@@ -49,6 +49,10 @@ TIMEOUT_RESPONSE = (
 )
 
 
+#: The base class's own extra-info dict, never read (get_extra_info is passed on): one for all.
+_NO_EXTRA: dict[str, Any] = {}
+
+
 class GuardedTransport(asyncio.Transport):
     """The socket's transport as the protocols see it: tells its :class:`GuardedProtocol` when
     the pending request is answered or upgraded, and then holds reading while writes back up."""
@@ -65,7 +69,7 @@ class GuardedTransport(asyncio.Transport):
     )
 
     def __init__(self, transport: asyncio.Transport, guard: GuardedProtocol) -> None:
-        super().__init__()
+        super().__init__(_NO_EXTRA)  # get_extra_info asks the socket's transport
         self.transport = transport
         self._guard: GuardedProtocol | None = guard
         self._loop = guard.loop

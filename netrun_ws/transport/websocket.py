@@ -746,6 +746,8 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.close_sent:  # the handshake request was valid: an ASGI scope exists
             scope = self.scope
             scope["headers"] = share_headers(scope["headers"])  # type: ignore[arg-type]
+            if not scope["subprotocols"]:
+                scope["subprotocols"] = ()  # an Iterable, as ASGI asks: no empty list each
             extensions: dict[str, Any] = scope["extensions"]
             extensions[DIRECT_EXTENSION] = self
 
@@ -975,6 +977,8 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         of the app's whole await chain (uvicorn's task, its middleware, the app)."""
         self.handed_over = True
         self.serving, self.serving_argument = serve, argument
+        # Accepted: a denial response (this extension's use) can no longer be sent.
+        self.scope["extensions"].pop("websocket.http.response", None)
         self._serve_or_park(at_once)
 
     def _serve_or_park(self, at_once: bool = False) -> None:
