@@ -1,7 +1,7 @@
 """Run the benchmark suite of issue 6 and write docs/performance.md.
 
-    python bench/run.py            # full suite, 12-13 minutes on a 2-core machine
-    python bench/run.py --quick    # smoke run, about 2 minutes, smaller numbers, 1 repetition
+    python bench/run.py            # full suite, about 25 minutes on a 2-core machine
+    python bench/run.py --quick    # smoke run, about 6 minutes, smaller numbers, 1 repetition
     python bench/run.py --only soak --soak-duration 900   # the soak run: docs/reliability.md
 
 Every server runs in its own process pinned to core 0; the picows load generator runs in another
@@ -14,10 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -399,11 +402,11 @@ def run_profile(plan: Plan) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short smoke run (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="short smoke run (about 6 minutes)")
     parser.add_argument("--out", default=str(ROOT / "docs/performance.md"))
     parser.add_argument(
         "--only",
-        default="echo,fanout,fixed,connect,crossnode,recovery,history,profile",
+        default="echo,fanout,fixed,connect,crossnode,recovery,history,instructions,profile",
         help="comma-separated scenarios (also: soak, the long reliability run)",
     )
     parser.add_argument(
@@ -473,6 +476,8 @@ def main() -> None:
         os.sched_setaffinity(0, {LOADGEN_CPU})
     if "history" in only:
         keep("history", run_history(plan))
+    if "instructions" in only:
+        keep("instructions", run_instructions(args.quick))
     if "profile" in only:
         results["profile"] = run_profile(plan)
         results["connect_profile"] = run_connect_profile(plan)
@@ -483,6 +488,43 @@ def main() -> None:
     (ROOT / "bench/results" / name).write_text(json.dumps(results, indent=1))
     write_report(results, Path(args.out))
     log(f"done in {results['elapsed_s']:.0f}s; wrote {args.out}")
+
+
+#: Echo messages per counted run of the instructions scenario (full run, quick run).
+INSTRUCTION_MESSAGES = (2000, 500)
+#: netrun-ws alone, then with 1 and 3 plugins whose on_message handles another type.
+INSTRUCTION_KINDS = ("netrun", "netrun_plus1", "netrun_plus3")
+
+
+def _callgrind_total(args: list[str]) -> int:
+    """Instructions callgrind counts for ``python -m bench.echo_instructions ARGS``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out"]
+        command += [PYTHON, "-m", "bench.echo_instructions", *args]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "0"}
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    match = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or match is None:
+        raise RuntimeError(f"callgrind run failed: {done.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def run_instructions(quick: bool) -> dict[str, Any]:
+    """What an echo message costs netrun-ws in CPU instructions, alone and with extra plugins
+    handling other types (``bench/echo_instructions.py`` under callgrind: a run of N messages
+    minus an empty run, over N). Counts do not move with the machine's load, so a plugin's few
+    percent show where the wall-clock windows move by ten."""
+    if shutil.which("valgrind") is None:
+        log("instructions: valgrind is not installed; skipped (apt-get install valgrind)")
+        return {}
+    messages = INSTRUCTION_MESSAGES[1 if quick else 0]
+    per_message: dict[str, float] = {}
+    for kind in INSTRUCTION_KINDS:
+        empty = _callgrind_total(["--messages", "0", "--kind", kind])
+        full = _callgrind_total(["--messages", str(messages), "--kind", kind])
+        per_message[kind] = (full - empty) / messages
+        log(f"instructions {kind:<13}: {per_message[kind]:,.0f} per message")
+    return {"messages": messages, "per_message": per_message}
 
 
 def write_report(results: dict[str, Any], out: Path) -> None:
