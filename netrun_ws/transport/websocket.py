@@ -391,14 +391,10 @@ _SERVER_ADDRESSES: dict[Any, Any] = {}
 def _shared_server_address(address: Any) -> Any:
     """``address`` (the ``(host, port)`` a connection reached), as the one equal tuple kept
     for every connection to it: a connection keeps only its client's address of its own."""
-    if address is None:
-        return None
-    shared = _SERVER_ADDRESSES.get(address)
-    if shared is None:
-        if len(_SERVER_ADDRESSES) >= 64:  # a server listening on many addresses: bounded
-            return address
-        shared = _SERVER_ADDRESSES[address] = address
-    return shared
+    known = _SERVER_ADDRESSES
+    if address is None or (len(known) >= 64 and address not in known):  # bounded
+        return address
+    return known.setdefault(address, address)
 
 
 #: uvicorn's permessage-deflate offer (the settings of its own websockets protocols).
