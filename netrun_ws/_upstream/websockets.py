@@ -26,6 +26,10 @@ Tested with websockets 17 (:data:`TESTED`). The upgrade request reaches websocke
   ``Protocol.parse`` keeps nothing in its own variables from one frame to the next (each frame
   starts again at ``at_eof``), so a fresh parser continues where an idle one stood, and that
   only ``receive_data`` and ``receive_eof`` advance it (the others replace it);
+- for keeping less per connection (:class:`ParsedRequestServerProtocol`): that websockets
+  assigns ``id`` once in ``Protocol.__init__`` and reads it only for its own logs, and that
+  ``ServerProtocol.process_extensions`` returns the accepted extensions as a new list that
+  websockets only iterates afterwards (so an empty one may be a shared empty tuple);
 - for freeing a closed connection at once (:func:`release_parser`): that the frame parser is the
   generator in ``parser``, whose suspended frame holds the protocol (a cycle), and that
   ``parser_exc``'s traceback holds that frame too.
@@ -37,12 +41,14 @@ tests/upstream/test_websockets.py compares netrun-ws's parsing with websockets' 
 from __future__ import annotations
 
 import inspect
+import uuid
 from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeaderValue
+from websockets.extensions import Extension
 from websockets.frames import Frame, Opcode
 from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS
 from websockets.protocol import Protocol, State
@@ -74,7 +80,12 @@ class ParsedRequestServerProtocol(ServerProtocol):
 
     Its frame parser exists only while it has something to read: between frames the suspended
     generator (and the ``at_eof`` generator it waits in, about 440 bytes) holds nothing a fresh
-    one would not, so :func:`drop_idle_parser` lets it go and the next bytes start a new one."""
+    one would not, so :func:`drop_idle_parser` lets it go and the next bytes start a new one.
+
+    Two more things an idle connection need not keep: the random UUID websockets names each
+    connection with in its logs (about 100 bytes; ``id`` is derived from the object's identity
+    instead, unique among live connections), and a list per connection for no negotiated
+    extension (an empty tuple is shared)."""
 
     parse = Protocol.parse
 
@@ -82,6 +93,18 @@ class ParsedRequestServerProtocol(ServerProtocol):
         super().__init__(*args, **kwargs)
         self.parser.close()  # started by websockets; restarted at the first bytes
         self.parser = None  # type: ignore[assignment]
+
+    @property
+    def id(self) -> uuid.UUID:
+        return uuid.UUID(int=id(self))
+
+    @id.setter
+    def id(self, value: uuid.UUID) -> None:
+        pass  # websockets' random UUID, made in Protocol.__init__: not kept
+
+    def process_extensions(self, headers: Headers) -> tuple[str | None, list[Extension]]:
+        header, accepted = super().process_extensions(headers)
+        return header, accepted or _NO_EXTENSIONS
 
     def receive_data(self, data: bytes | bytearray) -> None:
         if self.parser is None:
@@ -96,6 +119,10 @@ class ParsedRequestServerProtocol(ServerProtocol):
     def _start_parser(self) -> None:
         self.parser = self.parse()
         next(self.parser)
+
+
+#: What an idle connection without extensions holds instead of an empty list of its own.
+_NO_EXTENSIONS: list[Extension] = ()  # type: ignore[assignment]
 
 
 try:  # the C function websockets itself unmasks with, when its wheel ships it

@@ -38,9 +38,9 @@ class Plugin(CollectorHooks):
         return [Route(self.options.path, self._endpoint, methods=["GET"])]
 
     async def _endpoint(self, request: Request) -> JSONResponse:
-        stats = self.sync()
+        summary, stats = self.read()
         body: dict[str, Any] = {
-            "metrics": self.collector.get_stats(),
+            "metrics": summary,
             "auth_refused": dict(self.auth_refused),
         }
         if stats is not None:

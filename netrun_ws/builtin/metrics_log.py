@@ -1,8 +1,8 @@
 """metrics: log - connection events and a periodic summary to the ``netrun_ws.metrics`` logger.
 
 Connects and disconnects are logged at ``level`` (user id, connection id, close code: never a
-token); every ``interval`` seconds (0 = never) one line summarises the counters of a
-MetricsCollector.
+token); every ``interval`` seconds (0 = never) one line summarises the node's counters
+(:class:`~netrun_ws.builtin.collector_hooks.CollectorHooks`).
 """
 
 from __future__ import annotations
@@ -61,8 +61,7 @@ class Plugin(CollectorHooks):
             self.log_summary()
 
     def log_summary(self) -> None:
-        self.sync()
-        stats = self.collector.get_stats()
+        stats, _ = self.read()
         logger.log(
             self.level,
             "metrics: %s active connections, %s messages received, %s sent, %s errors",
@@ -84,7 +83,6 @@ class Plugin(CollectorHooks):
 
     @hookimpl
     def on_disconnect(self, connection: Connection, code: int, reason: str) -> None:
-        super().on_disconnect(connection, code, reason)
         logger.log(
             self.level,
             "disconnect user=%s connection=%s code=%s reason=%r",

@@ -23,6 +23,8 @@ class Expiry:
     def __init__(self, manager: WebSocketConnectionManager) -> None:
         self._manager = manager
         self._closing: set[asyncio.Future[None]] = set()
+        # Bound once: a bound method made per schedule is 64 bytes kept by each timer.
+        self._expire_connection = self._expire
 
     def schedule(self, connection: Connection, expires_at: float | None) -> None:
         """Close ``connection`` at ``expires_at`` (epoch seconds); None cancels any timer."""
@@ -33,7 +35,8 @@ class Expiry:
         # One loop timer for every connection's expiry (netrun_ws.timers): a loop timer each
         # cost about 600 bytes per idle connection.
         timers = timers_for(asyncio.get_running_loop())
-        connection.metadata["expiry"] = timers.call_later(delay, self._expire, connection)
+        expire = self._expire_connection
+        connection.metadata["expiry"] = timers.call_later(delay, expire, connection)
 
     def cancel(self, connection: Connection) -> None:
         timer = connection.metadata.pop("expiry", None)

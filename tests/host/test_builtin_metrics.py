@@ -65,6 +65,38 @@ async def test_traffic_counters_are_exact_in_prometheus_and_json() -> None:
     assert (metrics["messages_sent"], metrics["bytes_sent"]) == (7, sum(received_sizes))
 
 
+async def test_the_json_and_log_sinks_count_connections_from_the_host(
+    netrun_serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await netrun_serve(
+        {"metrics": [{"plugin": "json"}, {"plugin": "log", "interval": 0}], "plugins": [ECHO]}
+    )
+    ann, ann_again, bob = [await server.connect(user) for user in ("ann", "ann", "bob")]
+    await ann_again.close(1000)
+    await wait_for(lambda: len(server.host.manager) == 2)
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        metrics = (await http.get("/metrics.json")).json()["metrics"]
+    assert metrics["active_connections"] == 2
+    assert metrics["peak_connections"] == 3
+    assert metrics["total_connections"] == 3
+    assert metrics["unique_users"] == 2
+    assert metrics["messages_sent"] == 3  # the welcomes
+    assert metrics["messages_received"] == 0
+    assert metrics["total_bytes"] == metrics["bytes_sent"] > 0
+    for slot in ("metrics.0", "metrics.1"):  # figures come from the host: none kept per connection
+        sink = server.host.plugin_manager.get_plugin(server.host.slots[slot])
+        assert sink is not None and sink.collector.active_connections == 0
+    await bob.send("{not json")
+    assert (await bob.recv())["code"] == "invalid_json"
+    for client in (ann, bob):
+        await client.close(1000)
+    await wait_for(lambda: len(server.host.manager) == 0)
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        metrics = (await http.get("/metrics.json")).json()["metrics"]
+    assert (metrics["active_connections"], metrics["peak_connections"]) == (0, 3)
+    assert (metrics["total_connections"], metrics["errors"]) == (3, 1)
+
+
 async def test_connections_closed_are_counted_by_close_code(netrun_serve: Serve) -> None:
     server = await netrun_serve({"metrics": [{"plugin": "prometheus"}], "plugins": [ECHO]})
     for user, code in (("ann", 1000), ("bob", 4321), ("cid", 1000)):

@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import random
 import struct
+import uuid
 from typing import Any
 
 import pytest
@@ -233,3 +234,40 @@ def test_the_fence_shuts_when_the_parser_state_cannot_be_read(
     assert fence.refusal() is None
     monkeypatch.setattr(fence, "_AT_EOF", None)
     assert "at_eof" in (fence.refusal() or "")
+
+
+async def test_an_open_connection_keeps_no_uuid_and_no_list_for_no_extension() -> None:
+    first, memory = await _opened()
+    second, other = await _opened()
+    conn = first.conn
+    assert "id" not in vars(conn)  # websockets' random UUID went at once
+    assert isinstance(conn.id, uuid.UUID) and conn.id == first.conn.id  # stable while open
+    assert conn.id != second.conn.id
+    assert conn.extensions is fence._NO_EXTENSIONS and not conn.extensions
+    await _snapshot(first, memory)
+    await _snapshot(second, other)
+
+
+def test_negotiated_extensions_are_still_kept() -> None:
+    from websockets.datastructures import Headers
+    from websockets.extensions.permessage_deflate import (
+        PerMessageDeflate,
+        ServerPerMessageDeflateFactory,
+    )
+    from websockets.http11 import Request
+
+    conn = fence.ParsedRequestServerProtocol(extensions=[ServerPerMessageDeflateFactory()])
+    headers = Headers(
+        {
+            "Host": "localhost",
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Extensions": "permessage-deflate",
+        }
+    )
+    response = conn.accept(Request("/", headers))
+    assert response.status_code == 101
+    assert [type(extension) for extension in conn.extensions] == [PerMessageDeflate]
+    assert response.headers["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
