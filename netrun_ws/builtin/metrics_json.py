@@ -1,4 +1,5 @@
-"""metrics: json - ``GET <path>`` returns MetricsCollector and connection-manager stats as JSON."""
+"""metrics: json - ``GET <path>`` returns the node's metrics summary (MetricsCollector's keys)
+and the connection manager's stats as JSON."""
 
 from __future__ import annotations
 
