@@ -40,7 +40,7 @@ from netrun_ws.runtime.recovery import Recovery
 from netrun_ws.runtime.revocation import REVOKED, Revocations
 from netrun_ws.runtime.rooms import Rooms
 from netrun_ws.stats import HostStats, collect_stats
-from netrun_ws.store import Envelope, HistoryStore, PublishResult, Store
+from netrun_ws.store import Envelope, HistoryStore, LocalRecipientStore, PublishResult, Store
 from netrun_ws.wire import encode_message
 from netrun_ws.wire import error_reply as error_reply
 
@@ -165,6 +165,8 @@ class Host:
         self._store = store
         if isinstance(store, HistoryStore):
             store.configure_history(self.config.history)
+        if isinstance(store, LocalRecipientStore):
+            store.use_local_recipients(self.delivery.has_local_recipients)
         await store.start(self.delivery.deliver_local, self.delivery.delivery_gap)
         try:
             await self.fire.startup()

@@ -23,9 +23,11 @@ __all__ = [
     "Envelope",
     "EnvelopeKind",
     "GapCallback",
+    "HasLocalRecipients",
     "HistoryRead",
     "HistoryStatus",
     "HistoryStore",
+    "LocalRecipientStore",
     "OpenRefusal",
     "Opened",
     "Position",
@@ -104,6 +106,9 @@ class DeliveryGap:
 Deliver = Callable[[Envelope], Awaitable[int]]
 #: Told about a delivery gap once the store is receiving again.
 GapCallback = Callable[[DeliveryGap], Awaitable[None]]
+#: Whether delivering an envelope on this node now could reach one of its connections: False
+#: only when none could (answered from the host's own tables, at once, without an await).
+HasLocalRecipients = Callable[[Envelope], bool]
 
 
 @runtime_checkable
@@ -197,6 +202,23 @@ class HistoryStore(Protocol):
 
     async def session_channels(self, session_id: str) -> dict[str, Position]:
         """The channels ``session_id`` joined and has not left, with their join positions."""
+
+
+@runtime_checkable
+class LocalRecipientStore(Protocol):
+    """What a store may add to learn, as it publishes, whether this node has a recipient of the
+    envelope (optional: a store without it is never asked to tell). ``RedisStore`` implements it.
+
+    The host calls ``use_local_recipients`` once, before ``start``, with its
+    :data:`HasLocalRecipients`. A store may use it to skip work that only serves local
+    recipients: ``RedisStore.publish`` of a message with a history position returns after its
+    history call, with ``local=0``, instead of waiting for its own copy from the bus to learn the
+    local count. Whatever it skips, the store still delivers everything to ``deliver`` as
+    before (a connection that arrives meanwhile gets the message there, in offset order).
+    """
+
+    def use_local_recipients(self, has_local: HasLocalRecipients) -> None:
+        """Called once by the host before ``start``."""
 
 
 #: A revocation ``open_connection`` checks: ``(subject, issued_at)``. The subject refuses the

@@ -20,7 +20,8 @@ A positioned message is published by the history script (:mod:`netrun_ws.redis.h
 same call that assigned its offset, and every node, the origin included, delivers it from the
 subscription: the bus order is the offset order, so delivery order agrees with it everywhere.
 The origin's ``publish`` waits (up to about ``probe_timeout``) for its own copy to learn the local
-count.
+count, unless it has no recipient on this node (:meth:`RedisBroker.skip_own`: the copy is then
+delivered as any other, and nobody waits for it).
 
 ``1`` is the format version; a message of an unknown version or shape is counted as malformed
 and dropped. A probe is ``[1, node, "probe", "<monotonic send time>", 0, [], []]`` with an empty
@@ -427,7 +428,9 @@ class RedisBroker:
         #: (kind, target, offset, epoch) of this node's positioned publishes -> a future for the
         #: local delivery count, resolved when the message comes back through the subscription
         #: (or with 0 once ``probe_timeout`` passed: see :meth:`own_delivery`), and its deadline.
-        self._own: dict[tuple[str, str, int, str], tuple[asyncio.Future[int], float]] = {}
+        #: None instead of a future: nobody waits for that copy (:meth:`skip_own`); its arrival
+        #: removes the entry.
+        self._own: dict[tuple[str, str, int, str], tuple[asyncio.Future[int] | None, float]] = {}
 
     @property
     def subscribed(self) -> bool:
@@ -962,7 +965,7 @@ class RedisBroker:
         every quarter of it: one sweep instead of a timer per message), when the subscription
         is lost, and when the broker stops."""
         entry = self._own.get(key)
-        if entry is not None:
+        if entry is not None and entry[0] is not None:
             return entry[0]
         if len(self._own) >= _MAX_OWN_PENDING:  # late copies nobody waits for any more
             self._give_up_own(next(iter(self._own)))
@@ -974,9 +977,19 @@ class RedisBroker:
     def forget_own(self, key: tuple[str, str, int, str]) -> None:
         self._own.pop(key, None)
 
+    def skip_own(self, key: tuple[str, str, int, str]) -> None:
+        """Nobody waits for this node's positioned message ``key``: its copy is delivered from
+        the subscription as every other, and leaves no entry behind. (Its entry, if the copy
+        came back first, is removed now; else one saying "nobody waits" is kept until the copy
+        comes back, given up as the others are.)"""
+        if self._own.pop(key, None) is None:
+            if len(self._own) >= _MAX_OWN_PENDING:
+                self._give_up_own(next(iter(self._own)))
+            self._own[key] = (None, asyncio.get_running_loop().time() + self._probe_timeout)
+
     def _give_up_own(self, key: tuple[str, str, int, str]) -> None:
         future, _ = self._own.pop(key)
-        if not future.done():
+        if future is not None and not future.done():
             future.set_result(0)
 
     def _expire_own(self, now: float) -> None:
@@ -1025,7 +1038,13 @@ class RedisBroker:
             if own and pos is not None:
                 key = (envelope.kind, envelope.target or "", pos.offset, pos.epoch)
                 entry = self._own.get(key)  # the publisher's, unless the copy came first
-                future = entry[0] if entry is not None else self.own_delivery(key)
+                if entry is None:
+                    future = self.own_delivery(key)
+                elif entry[0] is None:  # nobody waits for it
+                    del self._own[key]
+                    return
+                else:
+                    future = entry[0]
                 if not future.done():
                     future.set_result(local)
         except Exception:

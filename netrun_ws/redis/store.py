@@ -10,8 +10,10 @@ and ``key_prefix``:
   :mod:`netrun_ws.redis.broker`); other nodes deliver to their own connections. A room or
   user message with history on is instead ONE script call that assigns its position, keeps it
   and publishes it (:mod:`netrun_ws.redis.history`); every node, this one included, delivers it
-  from the subscription, in offset order. While Redis does not take it, it is delivered locally
-  without a position;
+  from the subscription, in offset order. ``publish`` waits for its own copy to come back, for
+  the local count, unless the host said (``LocalRecipientStore``) that no connection here is
+  reached: then it returns after the script's reply, with ``local=0``. While Redis does not take
+  it, it is delivered locally without a position;
 - presence (connections per user, rooms, online users, nodes): :mod:`netrun_ws.redis.presence`,
   where a node that died without saying goodbye drops out within ``node_ttl`` seconds.
 
@@ -89,6 +91,7 @@ from netrun_ws.store import (
     Deliver,
     Envelope,
     GapCallback,
+    HasLocalRecipients,
     HistoryRead,
     Opened,
     OpenRefusal,
@@ -210,6 +213,7 @@ class RedisStore:
         self._history_config = HistoryConfig()
         self._history: RedisHistory | None = None
         self._pipeline: PipelinedConnection | None = None
+        self._has_local: HasLocalRecipients | None = None
 
     @property
     def location(self) -> str:
@@ -402,6 +406,12 @@ class RedisStore:
             local = await deliver(dataclasses.replace(envelope, payload=spliced, pos=pos))
             return PublishResult(local=local, remote_nodes=receivers)
         key = (envelope.kind, envelope.target or "", pos.offset, pos.epoch)
+        has_local = self._has_local
+        if has_local is not None and not has_local(envelope):
+            # Nothing here to count or to keep in order with: done after one round trip. The
+            # copy is still delivered from the subscription (to a connection that came since).
+            broker.skip_own(key)
+            return publish_result(0, max(0, receivers - 1))
         try:
             # Delivered here from the subscription, in offset order with the other nodes'; 0
             # when it did not come back within probe_timeout (the subscription is down: its gap
@@ -410,6 +420,11 @@ class RedisStore:
         finally:
             broker.forget_own(key)
         return publish_result(local, max(0, receivers - 1))
+
+    def use_local_recipients(self, has_local: HasLocalRecipients) -> None:
+        """``LocalRecipientStore``: a positioned publish with no recipient on this node (as
+        ``has_local`` answers after its history call) does not wait for its own copy."""
+        self._has_local = has_local
 
     # ---------------------------------------------------------------- history
 

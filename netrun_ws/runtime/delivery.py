@@ -148,6 +148,14 @@ class Delivery:
             return []
         return manager.live(ids, excluded)
 
+    def has_local_recipients(self, envelope: Envelope) -> bool:
+        """Whether delivering ``envelope`` now could reach a connection of this node (the
+        store's :data:`~netrun_ws.store.HasLocalRecipients`): False only for a user or room
+        envelope none of whose targets here is live and not excluded."""
+        if envelope.kind not in ("user", "room"):
+            return True
+        return bool(self._local_targets(envelope))
+
     async def deliver_local(self, envelope: Envelope) -> int:
         """Deliver an envelope to this node's connections (the store calls this on every node)."""
         if envelope.kind in ("revoke", "revoke_token"):

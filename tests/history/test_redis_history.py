@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 
 from netrun_ws import create_app
+from netrun_ws.redis.store import RedisStore
+from netrun_ws.runtime.delivery import Delivery
+from netrun_ws.store import Envelope
 from tests.history.helpers import (
     chat_config,
     close_reading,
@@ -76,4 +79,46 @@ async def test_ten_resumes_under_a_publisher_lose_and_repeat_nothing(
         recovered = [m["channels"]["room:feed"] for m in received if m.get("type") == "recovered"]
         assert len(recovered) == 10
         assert sum(channel["replayed"] for channel in recovered) > 0
+        await ann.close()
+
+
+async def test_a_message_for_a_user_not_here_yet_reaches_her_connection_once(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # send_to_user for a user with no connection on this node returns after the history call
+    # (0 reached here), without waiting for its own copy from the bus; a connection of hers
+    # opened before that copy arrives gets it from the bus, once, in offset order. The copy is
+    # held back here until she is connected (a slow subscription); a publish waiting for it
+    # would wait probe_timeout (10 s).
+    arrived = asyncio.Event()
+    release = asyncio.Event()
+    deliver_local = Delivery.deliver_local
+
+    async def held_first_note(self: Delivery, envelope: Envelope) -> int:
+        if envelope.target == "ann" and '"n":1' in str(envelope.payload):
+            arrived.set()
+            await release.wait()
+        return await deliver_local(self, envelope)
+
+    monkeypatch.setattr(Delivery, "deliver_local", held_first_note)
+    config = chat_config()
+    config["store"] = {"plugin": "redis", "url": redis_server.url, "probe_timeout": 10.0}
+    app = create_app(config)
+    host = app.state.host
+    async with serve(app) as addr:
+        reached = await asyncio.wait_for(host.send_to_user("ann", {"type": "note", "n": 1}), 2)
+        assert reached == 0
+        await asyncio.wait_for(arrived.wait(), 5)  # the copy is back, held before delivery
+        ann, _ = await open_client(addr, "ann")
+        release.set()
+        first = await next_message(ann)
+        assert (first["type"], first["n"], first["pos"]["offset"]) == ("note", 1, 1)
+        assert await host.send_to_user("ann", {"type": "note", "n": 2}) == 1  # she is here now
+        second = await next_message(ann)
+        assert (second["n"], second["pos"]["offset"]) == (2, 2)
+        with pytest.raises(TimeoutError):  # nothing twice
+            await next_message(ann, timeout=0.3)
+        store = host.store
+        assert isinstance(store, RedisStore) and store._broker is not None
+        assert store._broker._own == {}
         await ann.close()

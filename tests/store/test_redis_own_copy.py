@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from netrun_ws.redis.store import RedisStore
-from netrun_ws.store import Envelope
+from netrun_ws.store import Envelope, HasLocalRecipients
 from tests.store import Recorder
 from tests.support.redis_server import RedisServer
 
@@ -38,8 +38,14 @@ class Blocking(Recorder):
         return await super().deliver(envelope)
 
 
-async def started_node(url: str, probe_timeout: float, recorder: Recorder) -> RedisStore:
-    """A store with history on (the default) and a fresh key prefix, delivering to ``recorder``."""
+async def started_node(
+    url: str,
+    probe_timeout: float,
+    recorder: Recorder,
+    has_local: HasLocalRecipients | None = None,
+) -> RedisStore:
+    """A store with history on (the default) and a fresh key prefix, delivering to ``recorder``;
+    given ``has_local`` before it starts, as the host does (``LocalRecipientStore``)."""
     store = RedisStore(
         url,
         key_prefix=f"own-{uuid.uuid4().hex[:10]}",
@@ -47,6 +53,8 @@ async def started_node(url: str, probe_timeout: float, recorder: Recorder) -> Re
         probe_timeout=probe_timeout,
         operation_timeout=1.0,
     )
+    if has_local is not None:
+        store.use_local_recipients(has_local)
     await store.start(recorder.deliver, recorder.on_gap)
     return store
 
