@@ -22,6 +22,7 @@ from netrun_ws.redis.store import RedisStore
 from netrun_ws.store import Envelope, LocalRecipientStore
 from tests.store import Recorder, eventually
 from tests.store.test_redis_own_copy import started_node
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(30)
@@ -150,14 +151,22 @@ async def test_a_user_who_arrives_before_the_copy_gets_it_once_in_order(
         await store.stop()
 
 
+@pytest.mark.parametrize("cluster", [False, True], ids=["redis", "redis-cluster"])
 async def test_concurrent_publishes_with_and_without_recipients_leave_nothing_behind(
-    shared_redis: RedisServer,
+    request: pytest.FixtureRequest, cluster: bool
 ) -> None:
     # Copies often come back before their publisher has read the script's reply: both ways
     # round, a copy nobody waits for leaves no entry, and a waited one gives its count.
+    server: RedisServer | RedisCluster = request.getfixturevalue(
+        "redis_cluster" if cluster else "shared_redis"
+    )
     recorder = Recorder()
     store = await started_node(
-        shared_redis.url, PROBE_TIMEOUT, recorder, lambda envelope: envelope.target == "ann"
+        server.url,
+        PROBE_TIMEOUT,
+        recorder,
+        lambda envelope: envelope.target == "ann",
+        cluster=cluster,
     )
     broker = broker_of(store)
     try:

@@ -43,6 +43,8 @@ async def started_node(
     probe_timeout: float,
     recorder: Recorder,
     has_local: HasLocalRecipients | None = None,
+    *,
+    cluster: bool = False,
 ) -> RedisStore:
     """A store with history on (the default) and a fresh key prefix, delivering to ``recorder``;
     given ``has_local`` before it starts, as the host does (``LocalRecipientStore``)."""
@@ -52,6 +54,7 @@ async def started_node(
         probe_interval=0.2,
         probe_timeout=probe_timeout,
         operation_timeout=1.0,
+        cluster=cluster,
     )
     if has_local is not None:
         store.use_local_recipients(has_local)
