@@ -8,7 +8,9 @@ Tested with uvicorn 0.54 (:data:`TESTED`). ``NetrunWebSocketProtocol`` subclasse
   missing;
 - the methods in :data:`METHODS`, which it overrides or calls, keeping uvicorn's meaning;
   ``schedule_ping`` being how ``start_keepalive`` and ``handle_pong`` arm the next ping, and
-  ``ping_timer`` only ever cancelled (netrun-ws arms it on its own timer heap);
+  ``ping_timer`` only ever cancelled (netrun-ws arms it on its own timer heap); ``handle_text``
+  and ``handle_bytes`` starting a message's ``frames`` as a new list that ``handle_cont`` only
+  appends to (between messages netrun-ws leaves a shared empty tuple there);
 - ``handle_connect`` keeping the parsed ``request``, the ``response`` websockets prepared and
   the ASGI ``scope`` on the protocol, and ``send`` answering ``websocket.accept`` the way
   ``NetrunWebSocketProtocol._accept`` repeats it (uvicorn's default headers, the app's headers,

@@ -158,6 +158,11 @@ def request_from_fields(
     return Request(target.decode("ascii"), headers)
 
 
+#: ``frames`` between messages: uvicorn starts a message's list at its first frame (and only
+#: appends continuation frames to that), so an idle connection keeps no empty list of its own.
+_NO_FRAMES: list[bytes] = ()  # type: ignore[assignment]
+
+
 class _Flusher:
     """Flushes, once per event-loop iteration, every corked transport written to during it: a
     broadcast to N connections schedules one callback, not N."""
@@ -497,7 +502,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.ping_timer = self.pong_timer = None
         self.pending_ping_payload = None
         self.ping_sent_at = self.last_ping_rtt = 0.0
-        self.frames = []
+        self.frames = _NO_FRAMES
         self.curr_msg_data_type = "bytes"
         # Reading is paused while received messages wait (queue_full) or the frame budget is
         # spent (throttled); read_paused says whether it is paused.
@@ -838,7 +843,7 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
     def send_receive_event_to_app(self) -> None:
         frames = self.frames
         data = frames[0] if len(frames) == 1 else b"".join(frames)
-        self.frames = []
+        self.frames = _NO_FRAMES
         self._deliver(data, self.curr_msg_data_type == "text")
 
     def _deliver(self, data: bytes, text: bool) -> bool:

@@ -236,7 +236,7 @@ def test_the_fence_shuts_when_the_parser_state_cannot_be_read(
     assert "at_eof" in (fence.refusal() or "")
 
 
-async def test_an_open_connection_keeps_no_uuid_and_no_list_for_no_extension() -> None:
+async def test_an_open_connection_keeps_no_uuid_and_no_empty_lists() -> None:
     first, memory = await _opened()
     second, other = await _opened()
     conn = first.conn
@@ -244,6 +244,12 @@ async def test_an_open_connection_keeps_no_uuid_and_no_list_for_no_extension() -
     assert isinstance(conn.id, uuid.UUID) and conn.id == first.conn.id  # stable while open
     assert conn.id != second.conn.id
     assert conn.extensions is fence._NO_EXTENSIONS and not conn.extensions
+    assert first.frames is transport._NO_FRAMES  # no list of its own between messages
+    first.data_received(
+        encode_frame(Opcode.TEXT, b"frag", fin=False) + encode_frame(Opcode.CONTINUATION, b"ment")
+    )
+    assert [event.get("text") for event, _size in first.queue._events] == ["fragment"]
+    assert first.frames is transport._NO_FRAMES
     await _snapshot(first, memory)
     await _snapshot(second, other)
 
