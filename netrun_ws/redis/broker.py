@@ -967,11 +967,8 @@ class RedisBroker:
         entry = self._own.get(key)
         if entry is not None and entry[0] is not None:
             return entry[0]
-        if len(self._own) >= _MAX_OWN_PENDING:  # late copies nobody waits for any more
-            self._give_up_own(next(iter(self._own)))
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[int] = loop.create_future()
-        self._own[key] = (future, loop.time() + self._probe_timeout)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._expect_own(key, future)
         return future
 
     def forget_own(self, key: tuple[str, str, int, str]) -> None:
@@ -983,9 +980,15 @@ class RedisBroker:
         came back first, is removed now; else one saying "nobody waits" is kept until the copy
         comes back, given up as the others are.)"""
         if self._own.pop(key, None) is None:
-            if len(self._own) >= _MAX_OWN_PENDING:
-                self._give_up_own(next(iter(self._own)))
-            self._own[key] = (None, asyncio.get_running_loop().time() + self._probe_timeout)
+            self._expect_own(key, None)
+
+    def _expect_own(
+        self, key: tuple[str, str, int, str], future: asyncio.Future[int] | None
+    ) -> None:
+        """Keep ``key``'s entry until its copy comes back or ``probe_timeout`` passes."""
+        if len(self._own) >= _MAX_OWN_PENDING:  # late copies nobody waits for any more
+            self._give_up_own(next(iter(self._own)))
+        self._own[key] = (future, asyncio.get_running_loop().time() + self._probe_timeout)
 
     def _give_up_own(self, key: tuple[str, str, int, str]) -> None:
         future, _ = self._own.pop(key)

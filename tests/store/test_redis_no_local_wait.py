@@ -13,13 +13,15 @@ that waited for it would wait ``probe_timeout`` (10 s here).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 
 from netrun_ws.redis.broker import RedisBroker
 from netrun_ws.redis.store import RedisStore
-from netrun_ws.store import Envelope, LocalRecipientStore
+from netrun_ws.store import Envelope, HasLocalRecipients, LocalRecipientStore
 from tests.store import Recorder, eventually
 from tests.store.test_redis_own_copy import started_node
 from tests.support.redis_cluster import RedisCluster
@@ -51,11 +53,19 @@ class Gate(Recorder):
         return await super().deliver(envelope)
 
 
-def broker_of(store: RedisStore) -> RedisBroker:
+@contextlib.asynccontextmanager
+async def running_node(
+    url: str, recorder: Recorder, has_local: HasLocalRecipients, *, cluster: bool = False
+) -> AsyncIterator[tuple[RedisStore, RedisBroker]]:
+    """A started store told ``has_local`` (as the host does), and its broker; stopped after."""
+    store = await started_node(url, PROBE_TIMEOUT, recorder, has_local, cluster=cluster)
     assert isinstance(store, LocalRecipientStore)  # the optional interface the host looks for
     broker = store._broker
     assert broker is not None
-    return broker
+    try:
+        yield store, broker
+    finally:
+        await store.stop()
 
 
 def offsets(recorder: Recorder, user: str) -> list[int]:
@@ -71,9 +81,7 @@ async def test_with_the_subscription_stalled_a_publish_for_nobody_here_returns_a
     shared_redis: RedisServer,
 ) -> None:
     gate = Gate()
-    store = await started_node(shared_redis.url, PROBE_TIMEOUT, gate, lambda envelope: False)
-    broker = broker_of(store)
-    try:
+    async with running_node(shared_redis.url, gate, lambda envelope: False) as (store, broker):
         gate.open.clear()  # no copy comes back from now on
         await store.publish(note("bob", 0))  # its copy now blocks the subscription's reader
         for n in range(1, 4):
@@ -87,17 +95,13 @@ async def test_with_the_subscription_stalled_a_publish_for_nobody_here_returns_a
         assert [json.loads(e.payload)["n"] for e in gate.envelopes] == [0, 1, 2, 3]
         assert broker._own == {}  # nothing left for copies nobody waits for
         assert store.stats()["gaps"] == 0
-    finally:
-        await store.stop()
 
 
 async def test_a_publish_with_a_local_recipient_still_waits_and_counts(
     shared_redis: RedisServer,
 ) -> None:
     gate = Gate()
-    store = await started_node(shared_redis.url, PROBE_TIMEOUT, gate, lambda envelope: True)
-    broker = broker_of(store)
-    try:
+    async with running_node(shared_redis.url, gate, lambda envelope: True) as (store, broker):
         for n in range(1, 4):
             assert (await store.publish(note("ann", n))).local == 1
         gate.open.clear()
@@ -108,8 +112,6 @@ async def test_a_publish_with_a_local_recipient_still_waits_and_counts(
         assert (await asyncio.wait_for(waiting, PROMPT)).local == 1
         assert offsets(gate, "ann") == [1, 2, 3, 4]
         assert broker._own == {}
-    finally:
-        await store.stop()
 
 
 async def test_a_user_who_arrives_before_the_copy_gets_it_once_in_order(
@@ -130,11 +132,11 @@ async def test_a_user_who_arrives_before_the_copy_gets_it_once_in_order(
             return 1
 
     host = Host()
-    store = await started_node(
-        shared_redis.url, PROBE_TIMEOUT, host, lambda envelope: envelope.target in here
-    )
-    broker = broker_of(store)
-    try:
+
+    def local(envelope: Envelope) -> bool:
+        return envelope.target in here
+
+    async with running_node(shared_redis.url, host, local) as (store, broker):
         host.open.clear()
         first = await asyncio.wait_for(store.publish(note("ann", 1)), PROMPT)
         assert first.local == 0  # ann is not here yet
@@ -147,8 +149,6 @@ async def test_a_user_who_arrives_before_the_copy_gets_it_once_in_order(
         assert (await store.publish(note("ann", 3))).local == 1
         assert got == {"ann": [1, 2, 3]}  # the first one too, once, in order
         assert broker._own == {}
-    finally:
-        await store.stop()
 
 
 @pytest.mark.parametrize("cluster", [False, True], ids=["redis", "redis-cluster"])
@@ -161,15 +161,11 @@ async def test_concurrent_publishes_with_and_without_recipients_leave_nothing_be
         "redis_cluster" if cluster else "shared_redis"
     )
     recorder = Recorder()
-    store = await started_node(
-        server.url,
-        PROBE_TIMEOUT,
-        recorder,
-        lambda envelope: envelope.target == "ann",
-        cluster=cluster,
-    )
-    broker = broker_of(store)
-    try:
+
+    def local(envelope: Envelope) -> bool:
+        return envelope.target == "ann"
+
+    async with running_node(server.url, recorder, local, cluster=cluster) as (store, broker):
         sent = [note("ann" if n % 3 == 0 else "bob", n) for n in range(300)]
         results = await asyncio.wait_for(
             asyncio.gather(*(store.publish(envelope) for envelope in sent)), PROBE_TIMEOUT / 2
@@ -179,5 +175,3 @@ async def test_concurrent_publishes_with_and_without_recipients_leave_nothing_be
         for user, count in (("ann", 100), ("bob", 200)):
             assert offsets(recorder, user) == list(range(1, count + 1))
         assert broker._own == {}
-    finally:
-        await store.stop()
