@@ -1,7 +1,9 @@
 """The picows load generator: ``python bench/loadgen.py MODE --url ... [options]``.
 
 MODE ``echo`` keeps ``--inflight`` messages in flight on each of ``--conns`` connections and
-reports messages/s and round-trip latency. MODE ``fanout`` connects one publisher and receivers,
+reports messages/s and round-trip latency; its messages are pre-built masked frames written once
+per event-loop turn per connection (:class:`TurnWriter`), so the client spends less per message
+than the servers it drives. MODE ``fanout`` connects one publisher and receivers,
 keeps a window of broadcasts in flight and reports deliveries/s and delivery latency per phase.
 MODE ``latency`` sends chat ``direct`` messages (``host.send_to_user``) at a fixed total rate from
 ``--conns`` senders on ``--url`` to as many receivers on ``--receiver-urls`` and reports the send to
@@ -202,8 +204,10 @@ async def open_many(
     return [client for client in opened if client is not None]
 
 
-def message(kind: str, seq: int, payload: str, proto: str) -> bytes:
-    body = f'{{"type":"{kind}","seq":{seq},"t":{now_ns()},"payload":"{payload}"}}'
+def message(kind: str, seq: int, payload: str, proto: str, stamp: int | None = None) -> bytes:
+    """An app message; ``stamp`` (default: now, in ns) is its ``t``."""
+    t = now_ns() if stamp is None else stamp
+    body = f'{{"type":"{kind}","seq":{seq},"t":{t},"payload":"{payload}"}}'
     if proto == "socketio":
         body = f'42["{kind}",{body}]'
     return body.encode()
@@ -212,28 +216,88 @@ def message(kind: str, seq: int, payload: str, proto: str) -> bytes:
 # ------------------------------------------------------------------------------------- echo
 
 
+#: The client's mask key for the echo's pre-built frames: fixed, as any key is valid (RFC 6455
+#: section 5.3) and every server unmasks every byte whatever the key is.
+_MASK_KEY = bytes.fromhex("5a3c9e71")
+#: One echo in this many carries its send time (latency is sampled); the others carry ``"t":0``.
+STAMP_EVERY = 16
+#: Distinct unstamped messages cycled through (their ``seq`` differs).
+RING = 256
+_UNSTAMPED = (b'"t":0,', b'"t": 0,')  # compact JSON (netrun-ws, Node) or json.dumps' spacing
+
+
+def masked_text_frame(payload: bytes) -> bytes:
+    """A client's final text frame of ``payload``, masked with :data:`_MASK_KEY`."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, 0x80 | size))
+    elif size < 1 << 16:
+        header = bytes((0x81, 0x80 | 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 0x80 | 127)) + size.to_bytes(8, "big")
+    key = (_MASK_KEY * (size // 4 + 1))[:size]
+    masked = int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")
+    return header + _MASK_KEY + masked.to_bytes(size, "big")
+
+
+class TurnWriter:
+    """Frames queued during one event-loop turn, written with one ``write`` per connection when
+    the turn's callbacks are done: a reply's next message no longer costs a ``send`` system call
+    each, so one load-generator core drives more messages than the servers it measures."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.pending: dict[Client, list[bytes]] = {}
+
+    def add(self, client: Client, frame: bytes) -> None:
+        frames = self.pending.get(client)
+        if frames is not None:
+            frames.append(frame)
+            return
+        if not self.pending:
+            self.loop.call_soon(self.flush)
+        self.pending[client] = [frame]
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, {}
+        for client, frames in pending.items():
+            transport = client.transport
+            if transport is not None and not transport.is_disconnected:
+                transport.underlying_transport.write(b"".join(frames))
+
+
 async def run_echo(options: Options, args: argparse.Namespace) -> None:
+    """Each reply sends the connection's next message. Messages are pre-built, masked frames
+    (one in :data:`STAMP_EVERY` built when sent, with its send time, for the latency), written
+    once per event-loop turn per connection by a :class:`TurnWriter`."""
     options.tokens = make_tokens(args.conns)
     clients = await open_many(options, range(args.conns), 200)
     state = {"count": 0, "recording": False, "seq": 0}
     latencies: list[int] = []
     proto, payload = options.proto, options.payload
+    ring = [masked_text_frame(message("echo", seq, payload, proto, stamp=0)) for seq in range(RING)]
+    writer = TurnWriter()
+
+    def next_frame() -> bytes:
+        seq = state["seq"] = state["seq"] + 1
+        if seq % STAMP_EVERY:
+            return ring[seq % RING]
+        return masked_text_frame(message("echo", seq, payload, proto))
 
     def on_reply(client: Client, data: bytes) -> None:
-        match = _STAMP.search(data)
-        if match is None:
-            return  # a server ping or other message: not an echo
-        if state["recording"]:
-            latencies.append(now_ns() - int(match.group(2)))
+        if _UNSTAMPED[0] not in data and _UNSTAMPED[1] not in data:
+            match = _STAMP.search(data)
+            if match is None:
+                return  # a server ping or other message: not an echo
+            if state["recording"]:
+                latencies.append(now_ns() - int(match.group(2)))
         state["count"] += 1
-        state["seq"] += 1
-        client.send(message("echo", state["seq"], payload, proto))
+        writer.add(client, next_frame())
 
     for client in clients:
         client.on_text = on_reply
         for _ in range(args.inflight):
-            state["seq"] += 1
-            client.send(message("echo", state["seq"], payload, proto))
+            writer.add(client, next_frame())
     await asyncio.sleep(args.warmup)
     state["recording"] = True
     server_cpu = ServerCPU(args.server_pid)

@@ -28,7 +28,7 @@ NAMES = {
     "starlette_jwt": "Starlette endpoint + PyJWT verify + welcome (uvicorn)",
     "websockets": "`websockets` server",
     "socketio": "python-socketio (uvicorn)",
-    "picows": "picows server (ceiling)",
+    "picows": "picows server",
     "node_ws": "Node.js `ws` server",
     "node_socketio": "socket.io on Node.js",
 }
@@ -142,6 +142,29 @@ def capacities(
             if values:
                 found[(scenario, kind)] = _median(values)
     return found
+
+
+#: A server set its own rate in scenario 1 when its median CPU share was at least this (its
+#: core was busy all the window) and the load generator's was below it (it had time to spare);
+#: otherwise the load generator set the rate, or both did, and rates do not rank the servers.
+SATURATED = 0.95
+
+
+def cpu_shares(echo: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """kind -> the median (server, load generator) CPU shares over scenario 1's windows."""
+    found: dict[str, tuple[float, float]] = {}
+    for kind in dict.fromkeys(r["kind"] for r in echo):
+        records = [r for r in echo if r["kind"] == kind and "server_cpu" in r]
+        if records:
+            found[kind] = (
+                _median([r["server_cpu"] for r in records]),
+                _median([r["loadgen_cpu"] for r in records]),
+            )
+    return found
+
+
+def set_own_rate(share: tuple[float, float] | None) -> bool:
+    return share is not None and share[0] >= SATURATED and share[1] < SATURATED
 
 
 def fixed_medians(fixed: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
@@ -393,9 +416,11 @@ def targets(
     fixed: dict[tuple[str, str], float] | None = None,
     capacity: dict[tuple[str, str], float] | None = None,
     instructions: dict[str, float] | None = None,
+    shares: dict[str, tuple[float, float]] | None = None,
 ) -> str:
     rows = ["| target | measured | verdict |", "|---|---|---|"]
     instructions = instructions or {}
+    shares = shares or {}
     fixed = fixed or {}
     capacity = capacity or {}
 
@@ -432,20 +457,30 @@ def targets(
         rows.append(
             f"| echo >= {want:g}x {NAMES[peer]} | {ratio:.2f}x | {_verdict(ratio >= want)}{miss} |"
         )
-    # When the picows ceiling is not clearly above netrun-ws, the load generator set the rate:
-    # ratios between the servers at that limit do not show which is faster.
-    ceiling = echo.get("picows", nan)
-    capped = not ceiling > 1.05 * netrun
-    capped_verdict = (
-        f"**not shown**: the load generator is the limit (its picows ceiling, {ceiling:,.0f} "
-        f"msg/s, is not above netrun-ws's {netrun:,.0f})"
-    )
+    # A rate compares servers only where each one's core was busy all the time (it set its own
+    # rate); otherwise the load generator did, and the ratio does not say which is faster.
+
+    def unsaturated(*kinds: str) -> str:
+        """'' when every kind set its own rate (``set_own_rate``), else the verdict."""
+        short = [k for k in kinds if not set_own_rate(shares.get(k))]
+        if not short:
+            return ""
+        listed = ", ".join(
+            f"{NAMES[k]}: server {shares.get(k, (nan, nan))[0]:.0%}, "
+            f"load generator {shares.get(k, (nan, nan))[1]:.0%}"
+            for k in short
+        )
+        return (
+            f"**not shown**: the load generator set the rate or shared in it (CPU shares, "
+            f"{SATURATED:.0%} the mark: {listed})"
+        )
+
     for kind, extra in (("netrun_plus1", 1), ("netrun_plus3", 3)):
         if kind in echo:
             # Per plugin, compounded: (plus_n / netrun) = (1 - cost) ** n.
             cost = 1 - (echo[kind] / netrun) ** (1 / extra)
             measured = f"{cost:+.1%} per plugin by rate"
-            verdict = capped_verdict if capped else _verdict(cost < 0.05)
+            verdict = unsaturated("netrun", kind) or _verdict(cost < 0.05)
             ours, plus = fixed.get(("echo", "netrun")), fixed.get(("echo", kind))
             context = ""
             if ours and plus:
@@ -487,7 +522,8 @@ def targets(
         ratio = netrun / node_echo
         miss = "" if ratio >= 1 else f" (short by {1 - ratio:.0%})"
         verdict = f"{_verdict(ratio >= 1)}{miss}"
-        if capped:
+        capped_verdict = unsaturated("netrun", "node_ws")
+        if capped_verdict:
             verdict = capped_against_node("echo", 1.0, "msg/s", capped_verdict)
         verdict += at_fixed_load("echo", "node_ws")
         rows.append(f"| echo >= 1.0x {NAMES['node_ws']} (one core) | {ratio:.2f}x | {verdict} |")
@@ -497,7 +533,8 @@ def targets(
         miss = "" if ratio >= 1.5 else f" (short by {1 - ratio / 1.5:.0%} of the target)"
         verdict = f"{_verdict(ratio >= 1.5)}{miss}"
         fan_ceiling = fan.get(("1000", "picows"), nan)
-        if ratio < 1.5 and not fan_ceiling > 1.05 * ours:  # as for the echo, above
+        # The fan-out's client is not batched: the picows server's rate is its ceiling.
+        if ratio < 1.5 and not fan_ceiling > 1.05 * ours:
             verdict = capped_against_node(
                 "fanout",
                 1.5,
@@ -763,6 +800,7 @@ def render(results: dict[str, Any], profile: dict[str, Any] | None, plan: dict[s
     stalls = {kind: stall_costs(fanout, kind) for kind in dict.fromkeys(r["kind"] for r in fanout)}
     stall_md = stall_table(fanout, stalls)
     conn_md, conn_stats = connect_table(results.get("connect", []))
+    shares = cpu_shares(results.get("echo", []))
     return report_text.TEMPLATE.format(
         date=results.get("finished_at") or time.strftime("%Y-%m-%d %H:%M"),
         mode="QUICK smoke run (1 repetition, short windows: not for conclusions)"
@@ -782,6 +820,7 @@ def render(results: dict[str, Any], profile: dict[str, Any] | None, plan: dict[s
             fixed_medians(results.get("fixed", [])),
             capacities(results.get("echo", []), results.get("fanout", [])),
             (results.get("instructions") or {}).get("per_message"),
+            shares,
         ),
         fixed=fixed_section(results.get("fixed", [])),
         crossnode=crossnode_section(results.get("crossnode")),
@@ -789,7 +828,11 @@ def render(results: dict[str, Any], profile: dict[str, Any] | None, plan: dict[s
         recovery=recovery_section(results.get("recovery")),
         history=history_section(results.get("history", [])),
         echo=echo_md,
-        ceiling=report_text.ceiling(echo_medians),
+        saturation=report_text.saturation(
+            [NAMES[kind] for kind, share in shares.items() if not set_own_rate(share)],
+            len(shares),
+            SATURATED,
+        ),
         fanout=fan_md,
         stall=stall_md,
         connect=conn_md,

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 
-def ceiling(echo: dict[str, float]) -> str:
-    picows = echo.get("picows")
-    peers = {k: v for k, v in echo.items() if k != "picows"}
-    if picows is None or not peers:
-        return "_The picows ceiling was not run._\n"
-    best_kind = max(peers, key=lambda k: peers[k])
-    verdict = (
-        "so the load generator is not what limits any peer"
-        if picows > peers[best_kind]
-        else "**so the load generator may be limiting the fastest peers**"
-    )
+def saturation(short: list[str], measured: int, limit: float) -> str:
+    """Which of the ``measured`` servers did not set their own rate in scenario 1 (``short``):
+    a server did when its core was busy all the window while the load generator had time to
+    spare."""
+    if not measured:
+        return "_No CPU shares were measured._\n"
+    if not short:
+        verdict = "every server did, so the rates compare what the servers can do"
+    else:
+        verdict = (
+            f"{'none did' if len(short) == measured else 'all but ' + ', '.join(short) + ' did'}; "
+            "where a server did not, the load generator set the rate or shared in it, so its "
+            "rate says less than the others'"
+        )
     return (
-        f"The same load generator drove the raw picows echo server at {picows:,.0f} msg/s, "
-        f"{picows / peers[best_kind]:.2f}x the fastest peer ({best_kind}, "
-        f"{peers[best_kind]:,.0f} msg/s), {verdict}. The *load gen CPU* column is the load "
-        "generator's CPU use: near 100%, the load generator set the rate, not the server.\n"
+        f"A server set its own rate when its *server CPU* was at least {limit:.0%} (its core "
+        f"busy all the window) while the *load gen CPU* stayed below it: {verdict}.\n"
     )
 
 
@@ -78,8 +79,13 @@ token-bucket rate limiter (set to 1,000,000 msg/s per connection instead of the 
 does not throttle the benchmark; it still runs on every frame), the bounded outbound queue per
 connection. The peers echo the text frame back untouched (socket.io peers re-emit the event).
 
+Each reply sends its connection's next message. The client writes pre-built, masked frames (a
+ring of 256 that differ in `seq`, with `"t":0`), the frames of one event-loop turn in one write
+per connection, so a message costs it less than it costs the servers: one in 16 messages is
+built when sent with its send time in `t`, and the RTT columns are measured on those.
+
 {echo}
-{ceiling}
+{saturation}
 *server CPU* is the server process's CPU share over the window (user + system time, read by
 the load generator with psutil), *server CPU us/msg* that time per message. Where the load
 generator sets the rate, rate / CPU share estimates what a server would serve with its core to
@@ -283,7 +289,7 @@ message gets its position (the `pos` key, first in the JSON) and is kept in the 
 {history}
 ## 8. The same load for everyone: server CPU per message
 
-When the load generator is the limit (scenario 1's picows ceiling not above netrun-ws, or
+When the load generator is the limit (a server below full CPU in scenario 1, or
 scenario 2 at N = 1,000), the rates above cannot say which server is faster. This scenario
 offers every server the same load, well below what each serves, paced by the load generator
 (at each 1 ms tick the messages due by then): echo messages spread over 50 connections, and
