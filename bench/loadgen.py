@@ -41,6 +41,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from bench import handshakes  # run with the repository on PYTHONPATH, as run.py does
 
 _STAMP = re.compile(rb'"seq": ?(\d+), ?"t": ?(\d+)')
+_PUBLISH_STAMP = re.compile(rb'\{"type":"publish","seq":(\d+),"t":(\d+)')
 _TEXT_STAMP = re.compile(rb'"text": ?"(\d+)"')
 _DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
 now_ns = time.monotonic_ns
@@ -109,11 +110,15 @@ class Client(WSListener):
         self.counted = True
         self.closed_by_server = False
         self.frames = 0
+        #: Ready, and no protocol messages to answer (not socket.io): text goes to ``on_text``
+        #: straight away, the per-delivery path of the fan-out's thousands of receivers.
+        self.text_only = False
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         if self.proto == "plain":
             self.ready.set_result(None)
+            self.text_only = True
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.closed_by_server = True
@@ -121,6 +126,10 @@ class Client(WSListener):
             self.ready.set_exception(ConnectionError("disconnected before ready"))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if self.text_only and frame.msg_type == WSMsgType.TEXT:
+            self.frames += 1
+            self.on_text(self, frame.get_payload_as_bytes())
+            return
         if frame.msg_type == WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code())
             transport.disconnect()
@@ -141,6 +150,7 @@ class Client(WSListener):
                 return
         elif not self.ready.done():  # netrun: the welcome message (possibly compressed)
             self.ready.set_result(None)
+            self.text_only = True
             return
         self.on_text(self, data)
 
@@ -344,13 +354,16 @@ class FanOut:
         self.recording = False
         self.latencies: list[int] = []
         self.running = False
+        self.expected = 0
 
-    def expected(self) -> int:
-        return sum(1 for r in self.receivers if r.counted and not r.closed_by_server)
+    def count_expected(self) -> None:
+        """How many receivers a broadcast must reach: counted once per phase and at each
+        watchdog tick (a receiver the server closed is not waited for after that)."""
+        self.expected = sum(1 for r in self.receivers if r.counted and not r.closed_by_server)
 
     def publish(self) -> None:
         self.seq += 1
-        self.outstanding[self.seq] = [self.expected(), now_ns()]
+        self.outstanding[self.seq] = [self.expected, now_ns()]
         self.publisher.send(message("publish", self.seq, self.options.payload, self.options.proto))
 
     def refill(self) -> None:
@@ -360,22 +373,26 @@ class FanOut:
     def on_delivery(self, client: Client, data: bytes) -> None:
         if not client.counted:
             return
-        match = _STAMP.search(data)
+        # Anchored at the start for the compact JSON most servers send; else searched.
+        match = _PUBLISH_STAMP.match(data) or _STAMP.search(data)
         if match is None:
             return
         self.deliveries += 1
+        seq, sent = match.groups()
         if self.recording:
-            self.latencies.append(now_ns() - int(match.group(2)))
-        entry = self.outstanding.get(int(match.group(1)))
+            self.latencies.append(now_ns() - int(sent))
+        outstanding = self.outstanding
+        entry = outstanding.get(int(seq))
         if entry is not None:
             entry[0] -= 1
             if entry[0] <= 0:
-                del self.outstanding[int(match.group(1))]
+                del outstanding[int(seq)]
                 self.refill()
 
     async def watchdog(self) -> None:
         while self.running:
             await asyncio.sleep(0.1)
+            self.count_expected()
             limit = now_ns() - self.expire_ns
             for seq, (remaining, sent) in list(self.outstanding.items()):
                 if sent < limit:
@@ -414,6 +431,7 @@ async def run_fanout(options: Options, args: argparse.Namespace) -> None:
             assert stall.transport is not None
             stall.transport.underlying_transport.pause_reading()
         fan.window = max(2, args.inflight_deliveries // target)
+        fan.count_expected()
         fan.running = True
         small_payload = options.payload
         if stalled:  # big frames first, so the stalled reader's buffers are full when measuring
@@ -426,10 +444,11 @@ async def run_fanout(options: Options, args: argparse.Namespace) -> None:
         fan.latencies = []
         fan.recording = True
         start_deliveries, start_lost, start = fan.deliveries, fan.lost, time.perf_counter()
-        server_start = server_cpu.seconds()
+        server_start, cpu_start = server_cpu.seconds(), time.process_time()
         await asyncio.sleep(args.duration)
         elapsed = time.perf_counter() - start
         server_used = server_cpu.seconds() - server_start
+        loadgen_cpu = (time.process_time() - cpu_start) / elapsed
         delivered = fan.deliveries - start_deliveries
         fan.recording = False
         fan.running = False
@@ -448,6 +467,7 @@ async def run_fanout(options: Options, args: argparse.Namespace) -> None:
                 "window": fan.window,
                 "deliveries_per_s": delivered / elapsed,
                 "server_cpu": server_used / elapsed,
+                "loadgen_cpu": loadgen_cpu,
                 "server_cpu_us_per_delivery": (
                     server_used / delivered * 1e6 if delivered else float("nan")
                 ),

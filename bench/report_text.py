@@ -104,6 +104,9 @@ exclude_users=[publisher])` (memory store, encoded and framed once). `websockets
 `socket.broadcast.emit`. Receivers are added to the same server between phases. What one
 delivery costs netrun-ws in CPU instructions, counted without a socket
 (`bench/fanout_instructions.py` under callgrind): docs/architecture.md, "The per-delivery path".
+Each of the N receivers' sockets is read on its own, so a delivery costs the load generator a
+read of a few frames: where its *load gen CPU* is near 100% and a server's *server CPU* is not,
+the load generator held that server back, and the rate is a floor of what the server can do.
 
 {fanout}
 **One stalled receiver** (N = 1,000 counted receivers plus one that stopped reading, with a
