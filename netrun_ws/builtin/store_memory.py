@@ -109,8 +109,13 @@ class MemoryStore:
         revocations: Sequence[RevocationCheck],
     ) -> Opened:
         """The open's four calls as one (``ConnectionRecords``): no coroutine per call."""
-        if revocations and revocation_refuses(
-            revocations, self._revoked_at([subject for subject, _ in revocations])
+        # Nothing revoked (the usual case): the checks are not read, nor the token's digest made.
+        if (
+            self._revoked
+            and revocations
+            and revocation_refuses(
+                revocations, self._revoked_at([subject for subject, _ in revocations])
+            )
         ):
             return Opened(None, "revoked")
         store_id = await self.sessions.claim_and_create(session_id, user_id, username)

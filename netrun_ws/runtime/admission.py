@@ -250,7 +250,7 @@ class Admission:
                 user_id,
                 identity.username or user_id,
                 limits.max_connections_per_user,
-                host.revocations.checks(identity),
+                host.revocations.checks_when_read(identity),
             )
         except Exception as exc:  # nothing of the connection stays registered
             logger.error("store unavailable at connect: %s", describe_exception(exc))

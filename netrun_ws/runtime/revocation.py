@@ -22,7 +22,8 @@ import hashlib
 import json
 import math
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, overload
 
 from netrun_ws.identity import Identity
 from netrun_ws.store import RevocationCheck, revocation_refuses
@@ -111,6 +112,13 @@ class Revocations:
             checks.append((token_subject(token), None))
         return checks
 
+    @staticmethod
+    def checks_when_read(identity: Identity) -> Sequence[RevocationCheck]:
+        """:meth:`checks`, worked out when first read: a store with no revocation recorded need
+        not read them, and then the token's digest is never made (a canonical JSON encoding and
+        a SHA-256 at every connect)."""
+        return _ChecksWhenRead(identity)
+
     def closing(self, subject: str) -> None:
         """This node is closing the connections of a revocation of ``subject`` (delivery)."""
         now = time.monotonic()
@@ -134,3 +142,31 @@ class Revocations:
         now = time.time()
         times = [now if at is not None and at >= checked_at else None for at in seen]
         return revocation_refuses(checks, times)
+
+
+class _ChecksWhenRead(Sequence[RevocationCheck]):
+    """``Revocations.checks(identity)``, made at the first read and kept."""
+
+    __slots__ = ("_checks", "_identity")
+
+    def __init__(self, identity: Identity) -> None:
+        self._identity = identity
+        self._checks: list[RevocationCheck] | None = None
+
+    def _read(self) -> list[RevocationCheck]:
+        if self._checks is None:
+            self._checks = Revocations.checks(self._identity)
+        return self._checks
+
+    @overload
+    def __getitem__(self, index: int) -> RevocationCheck: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[RevocationCheck]: ...
+    def __getitem__(self, index: int | slice) -> RevocationCheck | list[RevocationCheck]:
+        return self._read()[index]
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def __iter__(self) -> Iterator[RevocationCheck]:
+        return iter(self._read())
