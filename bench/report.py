@@ -526,7 +526,9 @@ def targets(
         ratio = netrun / node_echo
         miss = "" if ratio >= 1 else f" (short by {1 - ratio:.0%})"
         verdict = f"{_verdict(ratio >= 1)}{miss}"
-        capped_verdict = unsaturated("netrun", "node_ws")
+        # A rate is a floor of what its server can do: above 1.0x, Node's rate must be its own
+        # (then netrun-ws's floor beats Node's capacity); below, netrun-ws's must be.
+        capped_verdict = unsaturated("node_ws" if ratio >= 1 else "netrun")
         if capped_verdict:
             verdict = capped_against_node("echo", 1.0, "msg/s", capped_verdict)
         verdict += at_fixed_load("echo", "node_ws")
