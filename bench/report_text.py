@@ -12,10 +12,10 @@ def saturation(short: list[str], measured: int, limit: float) -> str:
     if not short:
         verdict = "every server did, so the rates compare what the servers can do"
     else:
+        which = "none did" if len(short) == measured else f"all but {', '.join(short)} did"
         verdict = (
-            f"{'none did' if len(short) == measured else 'all but ' + ', '.join(short) + ' did'}; "
-            "where a server did not, the load generator set the rate or shared in it, so its "
-            "rate says less than the others'"
+            f"{which}; where a server did not, the load generator set the rate or shared in it, "
+            "so its rate says less than the others'"
         )
     return (
         f"A server set its own rate when its *server CPU* was at least {limit:.0%} (its core "
