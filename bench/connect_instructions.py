@@ -12,6 +12,7 @@ server between the socket's bytes and its replies is counted, and nothing else::
             python -m bench.connect_instructions --server netrun --connections $n
     done
     # instructions per connection = (total(500) - total(0)) / 500
+    # --keep-open: the opens alone (scenario 3 times those; the connections stay open)
 
 ``--server raw_asgi`` runs ``servers.py``'s raw ASGI app on uvicorn's stock protocols (the
 connect target's denominator), ``--server raw_netrun`` the same app on netrun-ws's protocols.
@@ -24,6 +25,7 @@ import argparse
 import asyncio
 import gc
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -77,14 +79,20 @@ async def _turns_until(done: Callable[[], bool]) -> None:
     raise RuntimeError("the server did not answer")
 
 
-async def _connect_and_close(config: Any, state: Any, request: bytes, welcome: bytes) -> None:
-    """One connection: upgrade, wait for ``welcome`` in the replies, close, lose the socket."""
+async def _connect(config: Any, state: Any, request: bytes, welcome: bytes) -> Socket:
+    """One connection: upgrade, wait for ``welcome`` in the replies."""
     socket = Socket()
     http = config.http_protocol_class(config=config, server_state=state, app_state={})
     socket.protocol = http
     http.connection_made(socket)
     http.data_received(request)
     await _turns_until(lambda: welcome in b"".join(socket.written))  # 101 (and welcome)
+    return socket
+
+
+async def _connect_and_close(config: Any, state: Any, request: bytes, welcome: bytes) -> None:
+    """One connection: upgrade, wait for ``welcome`` in the replies, close, lose the socket."""
+    socket = await _connect(config, state, request, welcome)
     socket.protocol.data_received(CLOSE_FRAME)
     await _turns_until(lambda: socket.closing)
     socket.protocol.connection_lost(None)
@@ -133,7 +141,7 @@ def _uvicorn_config(server: str) -> Any:
     return config
 
 
-async def run(server: str, connections: int) -> int:
+async def run(server: str, connections: int, keep_open: bool = False) -> int:
     from uvicorn.lifespan.on import LifespanOn
     from uvicorn.server import ServerState
 
@@ -148,9 +156,18 @@ async def run(server: str, connections: int) -> int:
     requests = [upgrade_request(token) for token in make_tokens(max(connections, PREPARED))]
     welcome = b"\x81" if server == "netrun" else b"\r\n\r\n"
     done = 0
+    kept = []
     for request in requests[:connections]:
-        await _connect_and_close(config, state, request, welcome)
+        if keep_open:
+            kept.append(await _connect(config, state, request, welcome))
+        else:
+            await _connect_and_close(config, state, request, welcome)
         done += 1
+    if keep_open:
+        # Scenario 3 times the opens only: leave at once, without closing anything.
+        print(f"{done} connections opened")
+        sys.stdout.flush()
+        os._exit(0)
     await lifespan.shutdown()
     return done
 
@@ -160,6 +177,11 @@ def main() -> None:
     parser.add_argument("--server", choices=("netrun", "raw_asgi", "raw_netrun"), default="netrun")
     parser.add_argument("--connections", type=int, default=500)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--keep-open",
+        action="store_true",
+        help="open the connections and exit without closing them (what scenario 3 times)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("PYTHONHASHSEED", "0")
     import uvloop
@@ -170,11 +192,11 @@ def main() -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
-        uvloop.run(run(args.server, args.connections))
+        uvloop.run(run(args.server, args.connections, args.keep_open))
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
         return
-    print(f"{uvloop.run(run(args.server, args.connections))} connections")
+    print(f"{uvloop.run(run(args.server, args.connections, args.keep_open))} connections")
 
 
 if __name__ == "__main__":
