@@ -11,8 +11,6 @@ Tested with websockets 17 (:data:`TESTED`). The upgrade request reaches websocke
   17 does) and ``ServerProtocol.accept`` taking a ``Request`` built elsewhere;
 - ``handshake_exc`` being set, with the error response queued, when the parser refuses a
   request it has not finished reading (a 431 for an over-long line);
-- :data:`HEADERS_CHECK_VALUES`: whether ``Headers`` refuses a value outside RFC 9110's
-  grammar (17 does; otherwise netrun-ws checks each value itself);
 - for the whole-frame fast path (:func:`parser_idle`): that the frame parser (``Protocol.parse``)
   waits between frames inside ``StreamReader.at_eof`` with an empty ``reader.buffer``, that
   ``current_size`` is None outside a fragmented message, and that a whole, final, masked text or
@@ -32,7 +30,16 @@ Tested with websockets 17 (:data:`TESTED`). The upgrade request reaches websocke
   websockets only iterates afterwards (so an empty one may be a shared empty tuple);
 - for freeing a closed connection at once (:func:`release_parser`): that the frame parser is the
   generator in ``parser``, whose suspended frame holds the protocol (a cycle), and that
-  ``parser_exc``'s traceback holds that frame too.
+  ``parser_exc``'s traceback holds that frame too;
+- for building headers without a check per field (:func:`headers_from`): that ``Headers``
+  keeps its fields as ``_dict`` (lowercased name -> values, in order) and ``_list`` (the
+  ``(name, value)`` pairs, in order) and reads nothing else (checked on live objects at import:
+  the public constructor serves otherwise);
+- for the usual handshake's answer (:meth:`ParsedRequestServerProtocol.accept`): that
+  ``ServerProtocol.process_request`` checks the request and returns the ``Sec-WebSocket-Accept``,
+  ``-Extensions`` and ``-Protocol`` values (raising for a request ``accept`` refuses), and that
+  ``accept`` sets ``accept_called`` and answers Date, Upgrade, Connection and
+  ``Sec-WebSocket-Accept`` (the guard test compares the two answers).
 
 :func:`refusal` checks the release and the parsers and limits named here;
 tests/upstream/test_websockets.py compares netrun-ws's parsing with websockets' own.
@@ -40,17 +47,18 @@ tests/upstream/test_websockets.py compares netrun-ws's parsing with websockets' 
 
 from __future__ import annotations
 
+import email.utils
 import inspect
+import time
 import uuid
 from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
 from websockets.datastructures import Headers
-from websockets.exceptions import InvalidHeaderValue
 from websockets.extensions import Extension
 from websockets.frames import Frame, Opcode
-from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS
+from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request, Response
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
@@ -58,7 +66,6 @@ from websockets.streams import StreamReader
 from netrun_ws._upstream import ReleaseRange
 
 __all__ = [
-    "HEADERS_CHECK_VALUES",
     "MAX_LINE_LENGTH",
     "MAX_NUM_HEADERS",
     "TESTED",
@@ -66,12 +73,69 @@ __all__ = [
     "apply_mask",
     "connection_state",
     "drop_idle_parser",
+    "headers_from",
     "parser_idle",
     "refusal",
     "release_parser",
 ]
 
 TESTED = ReleaseRange("websockets", (17,), (18,))
+
+
+def _filled_headers(pairs: list[tuple[str, str]]) -> Headers:
+    headers = Headers.__new__(Headers)
+    by_name: dict[str, list[str]] = {}
+    for name, value in pairs:
+        by_name.setdefault(name.lower(), []).append(value)
+    headers._dict = by_name
+    headers._list = pairs
+    return headers
+
+
+def _headers_builder() -> Callable[[list[tuple[str, str]]], Headers]:
+    """:func:`_filled_headers` where it makes what ``Headers``' own constructor makes, read and
+    changed through the public methods alike; that constructor otherwise."""
+    pairs = [("Host", "h"), ("X-Two", "1"), ("x-two", "2"), ("Empty", "")]
+    try:
+        filled, stock = _filled_headers(list(pairs)), Headers(pairs)
+        for step in range(2):
+            same = (
+                filled == stock
+                and list(filled.raw_items()) == list(stock.raw_items())
+                and filled.serialize() == stock.serialize()
+                and filled.get_all("X-TWO") == stock.get_all("X-TWO")
+                and (filled["host"], len(filled), "x-two" in filled)
+                == (stock["host"], len(stock), "x-two" in stock)
+            )
+            if not same:
+                return Headers
+            if step == 0:
+                for headers in (filled, stock):
+                    del headers["x-two"]
+                    headers["Added"] = "v"
+    except Exception:
+        return Headers
+    return _filled_headers
+
+
+#: ``headers_from(pairs)``: websockets ``Headers`` holding ``pairs``, a new list of
+#: ``(name, value)`` it may keep. No value is checked here: the caller has checked them
+#: (``Headers.__setitem__`` runs a regular expression over every value, and its constructor
+#: goes through ``MutableMapping.update`` in Python: about 12,000 instructions for no header).
+headers_from: Callable[[list[tuple[str, str]]], Headers] = _headers_builder()
+
+#: The Date header websockets' accept would write this second: (second, value).
+_date: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """``email.utils.formatdate(usegmt=True)``, formatted once a second (it takes about 25,000
+    instructions: every accept paid it, and uvicorn replaces the header anyway)."""
+    global _date
+    second = int(time.time())
+    if _date[0] != second:
+        _date = (second, email.utils.formatdate(second, usegmt=True))
+    return _date[1]
 
 
 class ParsedRequestServerProtocol(ServerProtocol):
@@ -105,6 +169,28 @@ class ParsedRequestServerProtocol(ServerProtocol):
     def process_extensions(self, headers: Headers) -> tuple[str | None, list[Extension]]:
         header, accepted = super().process_extensions(headers)
         return header, accepted or _NO_EXTENSIONS
+
+    def accept(self, request: Request) -> Response:
+        """websockets' answer to a valid handshake without extensions or subprotocol, built
+        without its per-call costs: the date formatted once a second, the headers filled
+        without checking values written here. Anything else goes through websockets' own
+        ``accept``, which then also makes (and logs) its refusals."""
+        try:
+            accept_header, extensions_header, protocol_header = self.process_request(request)
+        except Exception:
+            return super().accept(request)
+        if extensions_header is not None or protocol_header is not None:
+            return super().accept(request)
+        self.accept_called = True
+        headers = headers_from(
+            [
+                ("Date", _http_date()),
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Accept", accept_header),
+            ]
+        )
+        return Response(101, "Switching Protocols", headers)
 
     def receive_data(self, data: bytes | bytearray) -> None:
         if self.parser is None:
@@ -194,6 +280,28 @@ def _fast_path_refusal() -> str | None:
     return None
 
 
+def _accept_refusal() -> str | None:
+    """Whether :meth:`ParsedRequestServerProtocol.accept` answers a usual handshake as
+    websockets' own ``accept`` does (the date aside), on live protocols."""
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    fields = {"Host": "h", "Upgrade": "websocket", "Connection": "Upgrade"}
+    fields |= {"Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13"}
+    ours = ParsedRequestServerProtocol().accept(Request("/", Headers(fields)))
+    theirs = ServerProtocol().accept(Request("/", Headers(fields)))
+    if (ours.status_code, ours.reason_phrase, ours.body) != (
+        theirs.status_code,
+        theirs.reason_phrase,
+        theirs.body,
+    ) or [name for name, _ in ours.headers.raw_items()] != [
+        name for name, _ in theirs.headers.raw_items()
+    ]:
+        return "websockets' ServerProtocol.accept no longer answers as netrun-ws's does"
+    del ours.headers["Date"], theirs.headers["Date"]
+    if ours.headers != theirs.headers:
+        return "websockets' ServerProtocol.accept no longer answers as netrun-ws's does"
+    return None
+
+
 def release_parser(conn: Protocol) -> None:
     """Break the cycles a finished websockets protocol keeps: its frame parser is a suspended
     generator whose frame refers to the protocol, and the exception that ended a parse keeps that
@@ -229,18 +337,6 @@ def _state_reader() -> Callable[[Protocol], State]:
 connection_state = _state_reader()
 
 
-def _headers_check_values() -> bool:
-    try:
-        Headers()["x-probe"] = "\x00"
-    except InvalidHeaderValue:
-        return True
-    return False
-
-
-#: Whether ``Headers`` refuses values outside the RFC 9110 grammar itself.
-HEADERS_CHECK_VALUES = _headers_check_values()
-
-
 def refusal() -> str | None:
     """Why this websockets is not the one netrun-ws's protocol was built on, or None."""
     if reason := TESTED.refusal():
@@ -252,4 +348,4 @@ def refusal() -> str | None:
         return "websockets' HTTP parser limits are no longer plain numbers"
     if not inspect.isgeneratorfunction(StreamReader.at_eof):
         return "websockets' StreamReader.at_eof is no longer a generator"
-    return _fast_path_refusal()
+    return _accept_refusal() or _fast_path_refusal()

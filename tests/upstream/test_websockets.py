@@ -3,16 +3,19 @@ does (grammar, limits, header decoding), and websockets' protocol takes it from 
 
 from __future__ import annotations
 
+import email.utils
 import gc
 import weakref
 
 import pytest
+from websockets.datastructures import Headers
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
 from netrun_ws._upstream import websockets as fence
-from netrun_ws.transport import websocket as transport
 from netrun_ws.transport.websocket import parse_upgrade_request, request_from_fields
 from tests.support.raw_ws import encode_frame
 from tests.support.upgrade import UPGRADE, header_fields, websockets_parse
@@ -20,7 +23,7 @@ from tests.support.upgrade import UPGRADE, header_fields, websockets_parse
 
 def test_the_fence_is_open_for_the_installed_websockets() -> None:
     assert fence.refusal() is None
-    assert fence.HEADERS_CHECK_VALUES  # websockets 17 checks header values itself
+    assert fence.headers_from is fence._filled_headers  # websockets 17 keeps _dict and _list
 
 
 @pytest.mark.parametrize(
@@ -93,12 +96,8 @@ def test_unusual_fields_are_left_to_uvicorns_path(method: str, target: bytes, ex
     assert request_from_fields(method, target, fields) is None
 
 
-@pytest.mark.parametrize("headers_check_values", [True, False])
-def test_a_control_byte_in_a_value_is_refused_whoever_checks_it(
-    monkeypatch: pytest.MonkeyPatch, headers_check_values: bool
-) -> None:
-    # websockets 17's Headers refuses such values itself; older releases leave it to us.
-    monkeypatch.setattr(transport, "HEADERS_CHECK_VALUES", headers_check_values)
+def test_a_control_byte_in_a_value_is_refused() -> None:
+    # Headers are filled without websockets' own check of each value: ours must refuse them.
     fields = header_fields(UPGRADE + b"\r\n")
     assert request_from_fields("GET", b"/ws", fields) is not None
     assert request_from_fields("GET", b"/ws", [*fields, (b"x-ctl", b"a\x01b")]) is None
@@ -198,3 +197,91 @@ def test_connection_state_reads_the_property_where_the_attribute_is_not_it(
     reader = fence._state_reader()
     conn = fence.ParsedRequestServerProtocol()
     assert reader(conn) is State.CLOSED
+
+
+def _answers(data: bytes, **settings: object) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """How netrun-ws's protocol and websockets' own answer the request in ``data`` (status,
+    reason, body, headers without their Date, and whether there was one)."""
+    answers = []
+    for kind in (fence.ParsedRequestServerProtocol, ServerProtocol):
+        request = websockets_parse(data)
+        response = kind(**settings).accept(request)  # type: ignore[arg-type]
+        dated = "Date" in response.headers
+        if dated:
+            del response.headers["Date"]
+        headers = list(response.headers.raw_items())
+        reason = response.reason_phrase
+        answers.append((response.status_code, reason, response.body, headers, dated))
+    return answers[0], answers[1]
+
+
+@pytest.mark.parametrize(
+    ("data", "settings"),
+    [
+        (UPGRADE + b"\r\n", {}),
+        (UPGRADE + b"origin: https://a.example\r\n\r\n", {}),
+        (UPGRADE.replace(b"Upgrade\r\n", b"keep-alive, Upgrade\r\n") + b"\r\n", {}),
+        (UPGRADE + b"sec-websocket-extensions: permessage-deflate\r\n\r\n", {}),
+        (
+            UPGRADE + b"sec-websocket-extensions: permessage-deflate\r\n\r\n",
+            {"extensions": [ServerPerMessageDeflateFactory()]},
+        ),
+        (UPGRADE + b"\r\n", {"subprotocols": ["bearer.x"]}),
+        (UPGRADE.replace(b"sec-websocket-version: 13", b"sec-websocket-version: 8") + b"\r\n", {}),
+        (UPGRADE.replace(b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n", b"") + b"\r\n", {}),
+        (UPGRADE.replace(b"upgrade: websocket", b"upgrade: h2c") + b"\r\n", {}),
+        (UPGRADE + b"\r\n", {"origins": ["https://b.example"]}),
+    ],
+)
+def test_accept_answers_as_websockets_accept_does(data: bytes, settings: dict[str, object]) -> None:
+    # The usual handshake is answered without websockets' per-call costs; the rest by websockets.
+    ours, theirs = _answers(data, **settings)
+    assert ours == theirs
+
+
+def test_the_date_written_once_a_second_is_the_one_websockets_writes() -> None:
+    before = email.utils.formatdate(usegmt=True)
+    ours = fence._http_date()
+    after = email.utils.formatdate(usegmt=True)
+    assert ours in (before, after)
+    assert email.utils.parsedate_to_datetime(ours).tzname() == "UTC"
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [],
+        [("Host", "h")],
+        [("A", "1"), ("a", "2"), ("B", ""), ("x-latin", "caf\xe9")],
+    ],
+)
+def test_filled_headers_are_what_the_public_constructor_makes(pairs: list[tuple[str, str]]) -> None:
+    filled, stock = fence.headers_from(list(pairs)), Headers(pairs)
+    assert filled == stock
+    assert list(filled.raw_items()) == list(stock.raw_items())
+    assert filled.serialize() == stock.serialize()
+    for name in {name for name, _ in pairs}:
+        assert filled.get_all(name.upper()) == stock.get_all(name.upper())
+
+
+def test_headers_are_built_by_the_public_constructor_where_their_layout_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A websockets whose Headers keeps its fields otherwise: the checking constructor serves.
+    monkeypatch.setattr(fence, "_filled_headers", lambda pairs: Headers(pairs[:1]))
+    assert fence._headers_builder() is Headers
+
+
+def test_the_fence_refuses_a_server_protocol_that_answers_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert fence.refusal() is None
+    original = ServerProtocol.accept
+
+    def accept(self: ServerProtocol, request: Request) -> Response:
+        response = original(self, request)
+        response.headers["X-New"] = "1"
+        return response
+
+    monkeypatch.setattr(ServerProtocol, "accept", accept)
+    assert "accept" in (fence.refusal() or "")
