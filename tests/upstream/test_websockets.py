@@ -285,3 +285,26 @@ def test_the_fence_refuses_a_server_protocol_that_answers_otherwise(
 
     monkeypatch.setattr(ServerProtocol, "accept", accept)
     assert "accept" in (fence.refusal() or "")
+
+
+def test_a_protocol_is_set_up_as_websockets_sets_it_up() -> None:
+    # Fails when websockets' ServerProtocol.__init__ changes: its own then serves (below).
+    assert fence._quick_init is fence._quick_init_as_websockets
+    conn = fence.ParsedRequestServerProtocol(max_size=1000)
+    assert (conn.state, conn.max_message_size, conn.parser) == (State.CONNECTING, 1000, None)
+
+
+def test_websockets_own_init_serves_where_it_sets_up_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = ServerProtocol.__init__
+
+    def init(self: ServerProtocol, **settings: object) -> None:
+        original(self, **settings)  # type: ignore[arg-type]
+        self.added = True  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(ServerProtocol, "__init__", init)
+    assert fence._quick_init_builder() is None
+    monkeypatch.setattr(fence, "_quick_init", None)
+    conn = fence.ParsedRequestServerProtocol(max_size=1000)
+    assert conn.added and conn.parser is None  # type: ignore[attr-defined]
