@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 from websockets.asyncio.client import connect
 
-from netrun_ws import create_app
+from netrun_ws import cli, create_app
 from netrun_ws._upstream import ReleaseRange
 from netrun_ws._upstream import uvicorn as fence
 from netrun_ws._upstream import uvicorn_httptools as http_fence
@@ -229,3 +229,41 @@ async def test_the_connection_guard_sees_accept_and_the_upgrade(ws_protocol: str
             await asyncio.sleep(1.0)  # twice the request timeout
             await client.send('{"type": "echo", "seq": 3}')
             assert '"seq":3' in str(await client.recv()).replace(" ", "")
+
+
+def _accepting_with(headers: list[tuple[bytes, bytes]]) -> Any:
+    """A raw ASGI app that accepts every websocket with ``headers`` and closes it."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept", "headers": headers})
+            await send({"type": "websocket.close", "code": 1000})
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [(b"X-App", b"one"), (b"x-app", b"two, three")],
+        [(b"x-latin", "café".encode("latin-1"))],
+        [(b"x-ctl", b"a\x01b")],  # refused by websockets' Headers: the app's send raises
+        [(b"bad name", b"v")],
+    ],
+)
+async def test_an_app_accepting_with_headers_is_answered_alike_by_both_protocols(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    heads = []
+    for ws_protocol in ("netrun", "websockets-sansio"):
+        settings: dict[str, Any] = {"ws": ws_protocol}
+        if ws_protocol == "netrun":
+            settings = {
+                "ws": cli.ws_protocol_class("netrun"),
+                "http": cli.http_protocol_class("netrun"),
+            }
+        async with serve(_accepting_with(headers), **settings) as addr:
+            heads.append(await response_head(addr, UPGRADE + b"\r\n"))
+    assert heads[0] == heads[1]
