@@ -217,6 +217,9 @@ class GuardedProtocol(asyncio.Protocol):
             return
         self._arm()
         assert self._settings is not None
+        # uvicorn's protocols look the loop up themselves otherwise: a getpid() system call each
+        # (asyncio checks that the running loop belongs to this process).
+        self._settings.setdefault("_loop", self.loop)
         inner = self._inner = self.inner_class(**self._settings)
         self._settings = None
         inner.connection_made(GuardedTransport(transport, self))

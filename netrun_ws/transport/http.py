@@ -39,7 +39,10 @@ class NetrunHttpToolsProtocol(HttpToolsProtocol):
             self.logger.log(TRACE_LOG_LEVEL, "%sUpgrading to WebSocket", prefix)
         self.connections.discard(self)
         protocol: NetrunWebSocketProtocol = protocol_class(
-            config=self.config, server_state=self.server_state, app_state=self.app_state
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.app_state,
+            _loop=self.loop,  # not looked up again (a getpid() system call)
         )
         protocol.adopt(self)
         protocol.handle_connect(request)
