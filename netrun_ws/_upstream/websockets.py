@@ -291,8 +291,7 @@ def _quick_init_builder() -> Callable[..., None] | None:
 _NO_EXTENSIONS: list[Extension] = ()  # type: ignore[assignment]
 
 #: How a :class:`ParsedRequestServerProtocol` is set up, when websockets' ``__init__`` is not.
-_quick_init: Callable[..., None] | None = None
-_quick_init = _quick_init_builder()
+_quick_init: Callable[..., None] | None = _quick_init_builder()
 
 
 try:  # the C function websockets itself unmasks with, when its wheel ships it
