@@ -161,6 +161,9 @@ def request_from_fields(
 #: ``frames`` between messages: uvicorn starts a message's list at its first frame (and only
 #: appends continuation frames to that), so an idle connection keeps no empty list of its own.
 _NO_FRAMES: list[bytes] = ()  # type: ignore[assignment]
+#: A :class:`ReceiveQueue`'s events before the first and while the connection is parked (an
+#: idle connection's usual state): one empty tuple for all, not an empty list each (56 bytes).
+_NO_EVENTS: list[tuple[Any, int]] = ()  # type: ignore[assignment]
 
 
 class _Flusher:
@@ -283,8 +286,9 @@ class ReceiveQueue:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        # (event, its size in bytes); short (bounded by READ_LIMIT), so pop(0) is cheap.
-        self._events: list[tuple[Any, int]] = []
+        # (event, its size in bytes); short (bounded by READ_LIMIT), so pop(0) is cheap. A list
+        # from the first event until the connection parks (then _NO_EVENTS again).
+        self._events: list[tuple[Any, int]] = _NO_EVENTS
         self._waiter: asyncio.Future[None] | None = None
         #: Called as ``wake(wake_argument)`` (once, then cleared) by the next put while there
         #: is no waiter (see :meth:`park`): how a parked connection is woken.
@@ -294,7 +298,11 @@ class ReceiveQueue:
 
     def put_nowait(self, event: Any, size: int = 0) -> None:
         """Queue ``event``; ``size`` is the message's size on the wire (0 for other events)."""
-        self._events.append((event, size))
+        events = self._events
+        if events is _NO_EVENTS:
+            self._events = [(event, size)]
+        else:
+            events.append((event, size))
         self.waiting_bytes += size
         waiter = self._waiter
         if waiter is not None:
@@ -326,6 +334,8 @@ class ReceiveQueue:
     def park(self, wake: Callable[[Any], None], argument: Any) -> None:
         """Call ``wake(argument)`` at the next put (nobody waits on :meth:`ready` any more). A
         function and its argument, not a bound method: a parked connection makes no object."""
+        if not self._events:  # nothing waits (or park would not be called): no list kept
+            self._events = _NO_EVENTS
         self._waiter = None
         self.wake, self.wake_argument = wake, argument
 
