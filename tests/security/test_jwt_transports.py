@@ -10,6 +10,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pydantic import ValidationError
+from starlette.websockets import WebSocket
 
 from netrun_ws import create_app
 from netrun_ws.builtin import auth_jwt
@@ -314,3 +315,18 @@ def test_service_from_a_jwks_url_cannot_sign() -> None:
     options = auth_jwt.Options(jwks_url="https://idp.test/jwks", algorithms=["RS256"])
     with pytest.raises(ValueError, match="jwks_url"):
         auth_jwt.service_from(options)
+
+
+@pytest.mark.parametrize("container", [list, tuple, iter])
+def test_the_header_token_is_read_from_the_scope_as_starlette_reads_it(container: Any) -> None:
+    # Read from the scope's list, without the Headers object (and list copy) Starlette would
+    # cache on the socket; any other iterable is left to Starlette's own reading.
+    async def never(*_: Any) -> Any:
+        raise AssertionError("not called")
+
+    fields = [(b"authorization", b"Bearer abc"), (b"authorization", b"Bearer later")]
+    scope = {"type": "websocket", "headers": container(fields), "subprotocols": ()}
+    socket = WebSocket(scope, never, never)
+    assert auth_jwt.token_from(socket, None) == "abc"
+    assert ("_headers" in vars(socket)) is (container is iter)
+    assert auth_jwt.token_from(WebSocket({**scope, "headers": []}, never, never), None) is None
