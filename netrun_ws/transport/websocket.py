@@ -403,6 +403,24 @@ _UVICORN_ERROR_LOG = logging.getLogger("uvicorn.error")
 _SERVER_ADDRESSES: dict[Any, Any] = {}
 
 
+#: The paths connections were accepted at (a few: "/ws"), as one ``(path, raw_path)`` pair each.
+_ACCEPTED_PATHS: dict[bytes, tuple[str, bytes]] = {}
+
+
+def _share_path(scope: dict[str, Any]) -> None:
+    """Put in ``scope`` the one equal ``path`` and ``raw_path`` kept for every connection accepted
+    at that path (uvicorn makes both anew for each request, about 90 bytes): only for paths an
+    app accepted, and at most 64 of them, so made-up paths cannot crowd out the real ones."""
+    path, raw_path = scope["path"], scope["raw_path"]
+    known = _ACCEPTED_PATHS
+    shared = known.get(raw_path)
+    if shared is None:
+        if len(known) < 64 and type(path) is str and type(raw_path) is bytes:
+            known[raw_path] = (path, raw_path)
+    elif shared[0] == path:
+        scope["path"], scope["raw_path"] = shared
+
+
 def _shared_server_address(address: Any) -> Any:
     """``address`` (the ``(host, port)`` a connection reached), as the one equal tuple kept
     for every connection to it: a connection keeps only its client's address of its own."""
@@ -989,7 +1007,9 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         self.handed_over = True
         self.serving, self.serving_argument = serve, argument
         # Accepted: a denial response (this extension's use) can no longer be sent.
-        self.scope["extensions"].pop("websocket.http.response", None)
+        scope = self.scope
+        scope["extensions"].pop("websocket.http.response", None)
+        _share_path(scope)  # type: ignore[arg-type]
         self._serve_or_park(at_once)
 
     def _serve_or_park(self, at_once: bool = False) -> None:

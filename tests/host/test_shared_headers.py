@@ -1,6 +1,6 @@
 """The scope's header list keeps common header names and fields once per process
 (``netrun_ws.transport.shared_headers``), and stays equal, field for field and in order, to what
-the client sent."""
+the client sent; an accepted connection's path and raw path are kept once per path."""
 
 from __future__ import annotations
 
@@ -37,3 +37,18 @@ async def test_a_served_connection_sees_every_header_it_sent(netrun_serve: Serve
     assert (b"x-custom", b"one") in seen and (b"cookie", b"a=1") in seen
     assert (b"upgrade", b"websocket") in seen
     assert [name for name, _ in seen].count(b"host") == 1
+
+
+async def test_connections_accepted_at_one_path_share_its_path_objects(
+    served_ws_protocol: str, netrun_serve: Serve
+) -> None:
+    # netrun-ws's protocol keeps one path and raw_path per accepted path (uvicorn makes both
+    # anew for each request); the scope reads the same either way.
+    server = await netrun_serve(base_config())
+    await server.connect("u1")
+    await server.connect("u2")
+    first, second = (c.websocket.scope for c in server.app.state.host.manager.connections())
+    assert (first["path"], first["raw_path"]) == (second["path"], second["raw_path"])
+    assert (first["path"], first["raw_path"]) == ("/ws", b"/ws")
+    if served_ws_protocol == "netrun":
+        assert first["path"] is second["path"] and first["raw_path"] is second["raw_path"]
