@@ -27,7 +27,11 @@ Tested with websockets 17 (:data:`TESTED`). The upgrade request reaches websocke
 - for keeping less per connection (:class:`ParsedRequestServerProtocol`): that websockets
   assigns ``id`` once in ``Protocol.__init__`` and reads it only for its own logs, and that
   ``ServerProtocol.process_extensions`` returns the accepted extensions as a new list that
-  websockets only iterates afterwards (so an empty one may be a shared empty tuple);
+  websockets only iterates afterwards (so an empty one may be a shared empty tuple), and that
+  websockets reaches its received events and its output only as the attributes ``events`` and
+  ``writes``, appending to the list it reads there and handing it out (``events_received``,
+  ``data_to_send``) by putting a new empty list in its place, which it keeps no other reference
+  to (so an empty one need not be kept: :func:`_lean_lists_refusal` checks it);
 - for freeing a closed connection at once (:func:`release_parser`): that the frame parser is the
   generator in ``parser``, whose suspended frame holds the protocol (a cycle), and that
   ``parser_exc``'s traceback holds that frame too;
@@ -54,14 +58,14 @@ import time
 import uuid
 from collections.abc import Callable
 from operator import attrgetter
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from websockets.datastructures import Headers
 from websockets.extensions import Extension
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request, Response
-from websockets.protocol import Protocol, Side, State
+from websockets.protocol import Event, Protocol, Side, State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
@@ -82,6 +86,27 @@ __all__ = [
 ]
 
 TESTED = ReleaseRange("websockets", (17,), (18,))
+
+_Item = TypeVar("_Item")
+
+
+class _FilledListOnly(Generic[_Item]):
+    """A list attribute of websockets' protocol (``events``, ``writes``) kept in ``stored`` as
+    None while empty: websockets reads it to append or hand it out, and puts a new empty list in
+    its place; reading it makes a list again."""
+
+    def __init__(self, stored: str) -> None:
+        self.stored = stored
+
+    def __get__(self, conn: object, owner: object = None) -> list[_Item]:
+        items: list[_Item] | None = getattr(conn, self.stored)
+        if items is None:
+            items = []
+            setattr(conn, self.stored, items)
+        return items
+
+    def __set__(self, conn: object, items: list[_Item]) -> None:
+        setattr(conn, self.stored, items or None)
 
 
 def _filled_headers(pairs: list[tuple[str, str]]) -> Headers:
@@ -148,12 +173,16 @@ class ParsedRequestServerProtocol(ServerProtocol):
     generator (and the ``at_eof`` generator it waits in, about 440 bytes) holds nothing a fresh
     one would not, so :func:`drop_idle_parser` lets it go and the next bytes start a new one.
 
-    Two more things an idle connection need not keep: the random UUID websockets names each
+    More that an idle connection need not keep: the random UUID websockets names each
     connection with in its logs (about 100 bytes; ``id`` is derived from the object's identity
-    instead, unique among live connections), and a list per connection for no negotiated
-    extension (an empty tuple is shared)."""
+    instead, unique among live connections), a list per connection for no negotiated
+    extension (an empty tuple is shared), and the empty lists websockets leaves in ``events``
+    and ``writes`` once it has handed out what they held (56 bytes each): those two are
+    properties that keep None for an empty list and make a list again when read."""
 
     parse = Protocol.parse
+    _events_list: list[Event] | None
+    _writes_list: list[bytes] | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if _quick_init is not None and not args and kwargs.keys() <= _QUICK_INIT_SETTINGS:
@@ -170,6 +199,9 @@ class ParsedRequestServerProtocol(ServerProtocol):
     @id.setter
     def id(self, value: uuid.UUID) -> None:
         pass  # websockets' random UUID, made in Protocol.__init__: not kept
+
+    events: _FilledListOnly[Event] = _FilledListOnly("_events_list")
+    writes: _FilledListOnly[bytes] = _FilledListOnly("_writes_list")
 
     def process_extensions(self, headers: Headers) -> tuple[str | None, list[Extension]]:
         header, accepted = super().process_extensions(headers)
@@ -385,6 +417,27 @@ def _accept_refusal() -> str | None:
     return None
 
 
+def _lean_lists_refusal() -> str | None:
+    """The ``events`` and ``writes`` properties of :class:`ParsedRequestServerProtocol`, on a live
+    protocol: what websockets hands out is what it read and wrote, and nothing is kept after."""
+    conn = ParsedRequestServerProtocol()
+    conn.state = State.OPEN
+    ping = b"\x89\x82\x01\x02\x03\x04" + apply_mask(b"hi", b"\x01\x02\x03\x04")
+    conn.receive_data(ping)
+    events, writes = conn.events_received(), conn.data_to_send()
+    if [(type(e), getattr(e, "opcode", None), getattr(e, "data", None)) for e in events] != [
+        (Frame, Opcode.PING, b"hi")
+    ] or writes != [b"\x8a\x02hi"]:
+        return "websockets no longer hands out a ping and its pong through events and writes"
+    conn.send_ping(b"p")
+    conn.send_ping(b"q")
+    if conn.data_to_send() != [b"\x89\x01p", b"\x89\x01q"]:
+        return "websockets no longer gathers its output in writes"
+    if conn._events_list is not None or conn._writes_list is not None:
+        return "websockets keeps the lists it reads as events or writes in another way"
+    return None
+
+
 def release_parser(conn: Protocol) -> None:
     """Break the cycles a finished websockets protocol keeps: its frame parser is a suspended
     generator whose frame refers to the protocol, and the exception that ended a parse keeps that
@@ -431,4 +484,4 @@ def refusal() -> str | None:
         return "websockets' HTTP parser limits are no longer plain numbers"
     if not inspect.isgeneratorfunction(StreamReader.at_eof):
         return "websockets' StreamReader.at_eof is no longer a generator"
-    return _accept_refusal() or _fast_path_refusal()
+    return _accept_refusal() or _fast_path_refusal() or _lean_lists_refusal()

@@ -121,6 +121,42 @@ def test_a_protocol_given_a_parsed_request_reads_frames_at_once() -> None:
     assert (event.opcode, event.data) == (Opcode.TEXT, b"hello")
 
 
+def test_an_open_protocol_keeps_no_empty_event_or_output_list() -> None:
+    # Between reads and writes websockets leaves an empty list in events and writes; the fence
+    # keeps None instead, and websockets still hands out exactly what it read and wrote.
+    conn = fence.ParsedRequestServerProtocol()
+    request = parse_upgrade_request(UPGRADE + b"\r\n")
+    assert request is not None
+    conn.send_response(conn.accept(request))
+    assert conn.data_to_send()[0].startswith(b"HTTP/1.1 101 ")
+    assert conn.events_received() == []
+    assert (conn._events_list, conn._writes_list) == (None, None)
+    conn.receive_data(encode_frame(Opcode.PING, b"p") + encode_frame(Opcode.TEXT, b"t"))
+    events = conn.events_received()
+    assert all(isinstance(event, Frame) for event in events)
+    assert [(e.opcode, e.data) for e in events if isinstance(e, Frame)] == [
+        (Opcode.PING, b"p"),
+        (Opcode.TEXT, b"t"),
+    ]
+    assert conn.data_to_send() == [b"\x8a\x01p"]  # the pong
+    assert (conn._events_list, conn._writes_list) == (None, None)
+
+
+def test_the_fence_refuses_a_websockets_that_keeps_its_output_list_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A data_to_send that appends to a list it kept (here: hands out a copy and empties the
+    # original in place) would see the property's None-for-empty as a lost list.
+    def data_to_send(self: Protocol) -> list[bytes]:
+        writes = list(self.writes)
+        self.writes.clear()
+        return writes
+
+    assert fence.refusal() is None
+    monkeypatch.setattr(Protocol, "data_to_send", data_to_send)
+    assert "events or writes" in (fence.refusal() or "")
+
+
 @pytest.mark.parametrize(
     "ending",
     [
