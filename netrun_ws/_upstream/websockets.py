@@ -22,8 +22,11 @@ Tested with websockets 17 (:data:`TESTED`). The upgrade request reaches websocke
   property itself is read otherwise);
 - for letting go of the frame parser between frames (:func:`drop_idle_parser`): that
   ``Protocol.parse`` keeps nothing in its own variables from one frame to the next (each frame
-  starts again at ``at_eof``), so a fresh parser continues where an idle one stood, and that
-  only ``receive_data`` and ``receive_eof`` advance it (the others replace it);
+  starts again at ``at_eof``), so a fresh parser continues where an idle one stood, that
+  only ``receive_data`` and ``receive_eof`` advance it (the others replace it), and that its
+  ``StreamReader`` (``reader``) is read only by the parser, by ``discard`` (the generator that
+  replaces it once the connection fails or closes) and by those two, holding nothing between
+  frames of an open connection but an empty buffer (so a fresh one continues too);
 - for keeping less per connection (:class:`ParsedRequestServerProtocol`): that websockets
   assigns ``id`` once in ``Protocol.__init__`` and reads it only for its own logs, and that
   ``ServerProtocol.process_extensions`` returns the accepted extensions as a new list that
@@ -56,7 +59,7 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
@@ -191,6 +194,7 @@ class ParsedRequestServerProtocol(ServerProtocol):
         super().__init__(*args, **kwargs)
         self.parser.close()  # started by websockets; restarted at the first bytes
         self.parser = None  # type: ignore[assignment]
+        self.reader = None  # type: ignore[assignment]  # made again with the parser
 
     @property
     def id(self) -> uuid.UUID:
@@ -235,11 +239,20 @@ class ParsedRequestServerProtocol(ServerProtocol):
         super().receive_data(data)
 
     def receive_eof(self) -> None:
-        if self.parser is None and not self.reader.eof:
+        if self.parser is None and (self.reader is None or not self.reader.eof):
             self._start_parser()
         super().receive_eof()
 
+    def discard(self) -> Generator[None]:
+        # The other generator that reads the stream (after fail(), a refused handshake or a
+        # close frame), started by websockets at any time: it gets a reader too.
+        if self.reader is None:
+            self.reader = StreamReader()
+        return super().discard()
+
     def _start_parser(self) -> None:
+        if self.reader is None:
+            self.reader = StreamReader()
         self.parser = self.parse()
         next(self.parser)
 
@@ -346,15 +359,17 @@ def parser_idle(conn: Protocol) -> bool:
         waiting = parser.gi_yieldfrom  # type: ignore[attr-defined]
         if waiting is None or waiting.gi_code is not _AT_EOF:
             return False
-    return conn.current_size is None and not conn.reader.buffer and not conn.debug
+    reader = conn.reader
+    return conn.current_size is None and (reader is None or not reader.buffer) and not conn.debug
 
 
 _PARSE = Protocol.parse.__code__
 
 
 def drop_idle_parser(conn: Protocol) -> None:
-    """Let go of an open :class:`ParsedRequestServerProtocol`'s frame parser while it waits
-    between frames: a connection that is not reading a frame keeps no generator."""
+    """Let go of an open :class:`ParsedRequestServerProtocol`'s frame parser, and of the stream
+    reader it reads from, while it waits between frames: a connection that is not reading a
+    frame keeps no generator and no reader (with its buffer)."""
     parser = conn.parser
     if (
         parser is not None
@@ -365,6 +380,7 @@ def drop_idle_parser(conn: Protocol) -> None:
     ):
         parser.close()
         conn.parser = None  # type: ignore[assignment]
+        conn.reader = None  # type: ignore[assignment]  # empty and open: a new one reads on
 
 
 def _fast_path_refusal() -> str | None:

@@ -142,6 +142,34 @@ def test_an_open_protocol_keeps_no_empty_event_or_output_list() -> None:
     assert (conn._events_list, conn._writes_list) == (None, None)
 
 
+@pytest.mark.parametrize("ending", [b"", encode_frame(Opcode.CLOSE, b"\x03\xe8"), None])
+def test_an_idle_protocol_keeps_no_reader_and_a_new_one_reads_on(ending: bytes | None) -> None:
+    # Between frames the parser and its reader are let go; the next bytes, the end of the
+    # stream or a failure (None: a keepalive timeout, then more bytes) find a fresh reader, and
+    # websockets reads on (or discards) as it would have with the old one.
+    def run(drop: bool) -> tuple[object, ...]:
+        conn = fence.ParsedRequestServerProtocol()
+        conn.state = State.OPEN
+        frame = encode_frame(Opcode.TEXT, b"one")
+        conn.receive_data(frame[:3])
+        fence.drop_idle_parser(conn)
+        assert conn.reader is not None  # within a frame: kept
+        for data in (frame[3:], encode_frame(Opcode.TEXT, b"two")):
+            conn.receive_data(data)
+            if drop:
+                fence.drop_idle_parser(conn)
+                assert conn.reader is None and conn.parser is None
+        if ending is None:
+            conn.fail(1011, "keepalive ping timeout")
+        conn.receive_data(encode_frame(Opcode.TEXT, b"dropped") if ending is None else ending)
+        conn.receive_eof()
+        events = [(e.opcode, e.data) for e in conn.events_received() if isinstance(e, Frame)]
+        return events, conn.data_to_send(), conn.state, type(conn.parser_exc)
+
+    assert fence.ParsedRequestServerProtocol().reader is None  # none before the first byte
+    assert run(drop=True) == run(drop=False)
+
+
 def test_the_fence_refuses_a_websockets_that_keeps_its_output_list_elsewhere(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
