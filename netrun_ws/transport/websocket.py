@@ -536,7 +536,9 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         # spent (throttled); read_paused says whether it is paused.
         self.queue_full = self.throttled = False
         self.frame_tokens = self.frames_per_second
-        self.tokens_at = self.loop.time()
+        # A budget starts full: any time before now reads so (_charge caps the tokens at the
+        # rate), and a constant is no float of its own per connection.
+        self.tokens_at = 0.0
         self.unparsed = b""  # the rest of a read left while throttled
         self.write_paused = False  # kept by ``writable``
         self.request = self.response = None  # type: ignore[assignment]
