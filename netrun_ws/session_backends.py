@@ -212,15 +212,18 @@ class MemorySessionBackend:
     async def add(self, record: ConnectionRecord, now: float) -> None:
         self._add(record, now)
 
-    def _add(self, record: ConnectionRecord, now: float) -> None:
-        expires_at = now + self._ttl
+    def _add(self, record: ConnectionRecord, now: float, expires_at: float | None = None) -> None:
+        if expires_at is None:
+            expires_at = now + self._ttl
         self._connections[record.connection_id] = _MemoryEntry(record, now, expires_at)
         self._users.add(record.user_id, record.connection_id)
 
     async def add_claimed(self, record: ConnectionRecord, now: float) -> bool:
-        if not self._claim(record.session_id, record.user_id, now):
+        # The session's binding and the record expire together: one float for both, not two.
+        expires_at = now + self._ttl
+        if not self._claim(record.session_id, record.user_id, now, expires_at):
             return False
-        self._add(record, now)
+        self._add(record, now, expires_at)
         return True
 
     async def remove_saving(
@@ -280,11 +283,13 @@ class MemorySessionBackend:
     async def claim(self, session_id: str, user_id: str, now: float) -> bool:
         return self._claim(session_id, user_id, now)
 
-    def _claim(self, session_id: str, user_id: str, now: float) -> bool:
+    def _claim(
+        self, session_id: str, user_id: str, now: float, expires_at: float | None = None
+    ) -> bool:
         owner = self._owner(session_id, now)
         if owner is not None and owner != user_id:
             return False
-        self._owners[session_id] = (user_id, now + self._ttl)
+        self._owners[session_id] = (user_id, now + self._ttl if expires_at is None else expires_at)
         self._sweep_if_grown(now)
         return True
 
