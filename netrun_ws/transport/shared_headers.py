@@ -4,12 +4,13 @@ A connection's scope lives as long as the connection, and uvicorn makes new ``by
 header name and value of every request: on an idle connection its header list is the largest
 single thing the server keeps (about 1 KB). :func:`share_headers` gives back an equal list whose
 common names, and whole common fields (``upgrade: websocket``, ``sec-websocket-version: 13``, ...),
-are one object per process.
+are one object per process. So is a server's own ``host`` field (every client of a server sends
+the same), once a connection that sent it was accepted (:func:`learn_field`).
 """
 
 from __future__ import annotations
 
-__all__ = ["share_headers"]
+__all__ = ["learn_field", "share_headers"]
 
 _NAMES: dict[bytes, bytes] = {
     name: name
@@ -50,7 +51,24 @@ _FIELDS: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {
 }
 
 
+#: Whole fields learned from accepted connections (a server's ``host``), at most 64: only an
+#: accepted connection adds one, so made-up hosts cannot crowd out the real ones.
+_LEARNED: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
+
+
 def share_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """``headers`` (an ASGI header list) as an equal new list sharing common names and fields."""
-    fields, names = _FIELDS, _NAMES
-    return [fields.get(field) or (names.get(field[0], field[0]), field[1]) for field in headers]
+    fields, learned, names = _FIELDS, _LEARNED, _NAMES
+    return [
+        fields.get(field) or learned.get(field) or (names.get(field[0], field[0]), field[1])
+        for field in headers
+    ]
+
+
+def learn_field(field: object) -> None:
+    """Keep ``field``, the first of an accepted connection's headers, for later connections'
+    lists if it is a ``host`` field (where nearly every client puts it)."""
+    if type(field) is tuple and len(field) == 2 and field[0] == b"host" and field not in _LEARNED:
+        name, value = field
+        if type(name) is bytes and type(value) is bytes and len(_LEARNED) < 64:
+            _LEARNED[field] = field

@@ -80,7 +80,7 @@ from netrun_ws._upstream.websockets import (
 )
 from netrun_ws.connection import DIRECT_EXTENSION
 from netrun_ws.timers import Timer, timers_for
-from netrun_ws.transport.shared_headers import share_headers
+from netrun_ws.transport.shared_headers import learn_field, share_headers
 from netrun_ws.wire import OPCODE_BINARY, OPCODE_TEXT, frame_header
 
 _OPEN = State.OPEN
@@ -1012,6 +1012,9 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = self.scope
         scope["extensions"].pop("websocket.http.response", None)
         _share_path(scope)  # type: ignore[arg-type]
+        headers = scope["headers"]
+        if type(headers) is list and headers:
+            learn_field(headers[0])  # the host field, for the next connections' lists
         self._serve_or_park(at_once)
 
     def _serve_or_park(self, at_once: bool = False) -> None:
