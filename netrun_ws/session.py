@@ -69,6 +69,7 @@ from netrun_ws.session_backends import (
     SessionStoreError,
     StatePolicy,
     mask_url,
+    new_connection_record,
 )
 from netrun_ws.session_records import SessionState, WebSocketConnection
 
@@ -257,7 +258,7 @@ class WebSocketSessionManager:
         _require_id("session_id", session_id)
         _require_id("user_id", user_id)
         _require_id("username", username)
-        return ConnectionRecord(_uuid4_string(), session_id, user_id, username, self._clock())
+        return new_connection_record(_uuid4_string(), session_id, user_id, username, self._clock())
 
     async def save_and_disconnect(
         self, connection_id: str, session_id: str | None, user_id: str, state: dict[str, Any]

@@ -198,3 +198,23 @@ async def test_the_redis_store_opens_and_closes_in_one_script_each(
         assert scripts == ["open_connection", "close_connection"]
     finally:
         await store.stop()
+
+
+def test_new_connection_record_is_the_dataclass_built_record() -> None:
+    from dataclasses import FrozenInstanceError, astuple, fields
+
+    from netrun_ws.session_backends import ConnectionRecord, new_connection_record
+
+    made = new_connection_record("c", "s", "u", "name", 12.5)
+    built = ConnectionRecord("c", "s", "u", "name", 12.5)
+    assert type(made) is ConnectionRecord
+    assert made == built and astuple(made) == astuple(built)
+    assert [spec.name for spec in fields(ConnectionRecord)][5:] == [
+        "metadata",
+        "client_ip",
+        "user_agent",
+        "tab_id",
+    ]
+    assert made.metadata is not new_connection_record("c", "s", "u", "name", 1.0).metadata
+    with pytest.raises(FrozenInstanceError):
+        made.user_id = "other"  # type: ignore[misc]
