@@ -28,6 +28,7 @@ the websocket protocol's own ``pause_reading``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Iterable
 from typing import Any, ClassVar, cast
 
@@ -193,6 +194,8 @@ class GuardedProtocol(asyncio.Protocol):
     connection is admitted by :attr:`pending` or closed, and a pending one has a deadline."""
 
     inner_class: ClassVar[type[asyncio.Protocol]]
+    #: Whether :attr:`inner_class` takes the event loop as ``_loop`` (uvicorn's protocols do).
+    inner_takes_loop: ClassVar[bool] = False
     pending: ClassVar[PendingRequests]
 
     __slots__ = ("_inner", "_ip", "_settings", "_timer", "_transport", "loop")
@@ -218,9 +221,10 @@ class GuardedProtocol(asyncio.Protocol):
             return
         self._arm()
         assert self._settings is not None
-        # uvicorn's protocols look the loop up themselves otherwise: a getpid() system call each
-        # (asyncio checks that the running loop belongs to this process).
-        self._settings.setdefault("_loop", self.loop)
+        if self.inner_takes_loop:
+            # uvicorn's protocols look the loop up themselves otherwise: a getpid() system call
+            # each (asyncio checks that the running loop belongs to this process).
+            self._settings.setdefault("_loop", self.loop)
         inner = self._inner = self.inner_class(**self._settings)
         self._settings = None
         inner.connection_made(GuardedTransport(transport, self))
@@ -289,6 +293,13 @@ def _expire_request(protocol: GuardedProtocol) -> None:
     protocol._expired()
 
 
+def _takes_loop(protocol_class: type[asyncio.Protocol]) -> bool:
+    try:
+        return "_loop" in inspect.signature(protocol_class).parameters
+    except (TypeError, ValueError):  # no signature to read: it is not given one
+        return False
+
+
 def guard_requests(config: Any, limits: RequestLimits) -> None:
     """Serve every connection of ``config`` (a ``uvicorn.Config``) through
     :class:`GuardedProtocol` with ``limits``. Loads the config (uvicorn's server then uses it as
@@ -299,5 +310,10 @@ def guard_requests(config: Any, limits: RequestLimits) -> None:
     config.http_protocol_class = type(
         f"Guarded{inner.__name__}",
         (GuardedProtocol,),
-        {"__slots__": (), "inner_class": inner, "pending": PendingRequests(limits)},
+        {
+            "__slots__": (),
+            "inner_class": inner,
+            "inner_takes_loop": _takes_loop(inner),
+            "pending": PendingRequests(limits),
+        },
     )

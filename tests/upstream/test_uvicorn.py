@@ -267,3 +267,45 @@ async def test_an_app_accepting_with_headers_is_answered_alike_by_both_protocols
         async with serve(_accepting_with(headers), **settings) as addr:
             heads.append(await response_head(addr, UPGRADE + b"\r\n"))
     assert heads[0] == heads[1]
+
+
+async def test_the_guard_hands_uvicorns_http_protocols_its_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # uvicorn's protocols would look the loop up (a getpid() system call on Python 3.11).
+    from netrun_ws.transport.guard import guard_requests
+    from netrun_ws.transport.pending import RequestLimits
+
+    def looked_up() -> asyncio.AbstractEventLoop:
+        raise AssertionError("the protocol looked the event loop up")
+
+    monkeypatch.setattr(asyncio, "get_event_loop", looked_up)
+    for http in ("httptools", "h11", cli.http_protocol_class("netrun")):
+        config = uvicorn.Config(_accepting_with([]), http=http)
+        guard_requests(config, RequestLimits())
+        state = fence.ServerState()
+        guard = config.http_protocol_class(config=config, server_state=state, app_state={})
+        assert guard.inner_takes_loop
+        transport = _AddressedTransport()
+        guard.connection_made(transport)
+        assert guard._inner.loop is guard.loop is asyncio.get_running_loop()
+        guard.connection_lost(None)
+
+
+class _AddressedTransport(asyncio.Transport):
+    """A socket transport as far as a protocol's ``connection_made`` reads it."""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (16384, 65536)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
