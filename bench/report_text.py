@@ -198,14 +198,19 @@ sends a welcome, the ratio shows what the rest of the pipeline costs beyond the 
 hand-written endpoint verifies too.
 
 Counted in CPU instructions instead of timed (`bench/connect_instructions.py` under `valgrind
---tool=callgrind`, the same app and a bare uvicorn one driven without a socket), a netrun-ws
-connection costs the server about 1.525 million instructions (1.61 million before the cuts of
-2026-12-02, 1.548 million before its store records became one call at open and one at close),
-the raw ASGI handshake on uvicorn's stock protocols about 0.81 million and the same raw app on
-netrun-ws's protocols about 0.68 million; the wall-clock ratio is higher than that 0.53 because
-all of them also pay the kernel's accept, reads, writes and close, which callgrind
-does not count. docs/architecture.md ("The per-connection path") lists what was cut and what
-remains, and where an idle connection's memory goes (`bench/idle_memory.py`).
+--tool=callgrind`, the same app and a bare uvicorn one driven without a socket), opening a
+netrun-ws connection (what this scenario times: `--keep-open`) costs the server about 1.02
+million instructions (1.135 million before the round of the evening of 2026-12-04), a whole
+connection, open and close, about 1.38 million (1.61 million before the cuts of 2026-12-02);
+opening the raw ASGI handshake on uvicorn's stock protocols about 0.67 million, and the same raw
+app on netrun-ws's protocols about 0.55 million. The wall-clock ratio is higher than that 0.66
+because all of them also pay the kernel's accept, reads and writes (and the page faults of the
+memory each connection keeps), which callgrind does not count, and because the harness opens
+300 connections one after the other, where the scenario keeps 5,000 open: the garbage
+collector's passes over what is kept (uvicorn's default thresholds for the peers, a frozen heap
+and a threshold of 5,000 for netrun-ws) cost more per connection there. docs/architecture.md
+("The per-connection path") lists what was cut and what remains, and where an idle
+connection's memory goes (`bench/idle_memory.py`).
 
 The machine these figures come from is shared: the same server's CPU time per connection has
 been seen to vary by 15-25% between runs minutes apart (on 2026-11-26 by up to 40% between
