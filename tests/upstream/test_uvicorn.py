@@ -284,7 +284,8 @@ async def test_the_guard_hands_uvicorns_http_protocols_its_loop(
         config = uvicorn.Config(_accepting_with([]), http=http)
         guard_requests(config, RequestLimits())
         state = fence.ServerState()
-        guard = config.http_protocol_class(config=config, server_state=state, app_state={})
+        guarded: Any = config.http_protocol_class
+        guard = guarded(config=config, server_state=state, app_state={})
         assert guard.inner_takes_loop
         transport = _AddressedTransport()
         guard.connection_made(transport)
