@@ -64,6 +64,7 @@ class GuardedTransport(asyncio.Transport):
         "_high",
         "_loop",
         "_low",
+        "is_closing",
         "protocol_paused",
         "transport",
     )
@@ -79,6 +80,9 @@ class GuardedTransport(asyncio.Transport):
         self._held = False
         self.protocol_paused = False
         self._low, self._high = transport.get_write_buffer_limits()
+        # The socket transport's own method, not a method passing the call on: asked before
+        # every corked flush, once per recipient of a broadcast.
+        self.is_closing = transport.is_closing  # type: ignore[method-assign]
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         # A plain method, not one chosen per state and stored on the instance: a bound method
@@ -156,11 +160,6 @@ class GuardedTransport(asyncio.Transport):
 
     def close(self) -> None:
         self.transport.close()
-
-    def is_closing(self) -> bool:
-        # A method passing the call on, not the socket transport's bound method kept per
-        # connection (64 bytes): asked once per corked flush, it costs a call there.
-        return self.transport.is_closing()
 
     def abort(self) -> None:
         self.transport.abort()
