@@ -46,7 +46,10 @@ Tested with websockets 17 (:data:`TESTED`). The upgrade request reaches websocke
   ``ServerProtocol.process_request`` checks the request and returns the ``Sec-WebSocket-Accept``,
   ``-Extensions`` and ``-Protocol`` values (raising for a request ``accept`` refuses), and that
   ``accept`` sets ``accept_called`` and answers Date, Upgrade, Connection and
-  ``Sec-WebSocket-Accept`` (the guard test compares the two answers).
+  ``Sec-WebSocket-Accept`` (the guard test compares the two answers); and, for a request of the
+  usual shape (:func:`usual_accept_header`), that ``process_request`` accepts it with the
+  ``accept_key`` of its key, no extension and no subprotocol, setting ``origin`` to its Origin
+  (checked on live protocols at import; websockets' own check serves otherwise).
 
 :func:`refusal` checks the release and the parsers and limits named here;
 tests/upstream/test_websockets.py compares netrun-ws's parsing with websockets' own.
@@ -57,6 +60,7 @@ from __future__ import annotations
 import email.utils
 import inspect
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Generator
@@ -71,6 +75,7 @@ from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request, Respons
 from websockets.protocol import Event, Protocol, Side, State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
+from websockets.utils import accept_key
 
 from netrun_ws._upstream import ReleaseRange
 
@@ -86,6 +91,7 @@ __all__ = [
     "parser_idle",
     "refusal",
     "release_parser",
+    "usual_accept_header",
 ]
 
 TESTED = ReleaseRange("websockets", (17,), (18,))
@@ -216,12 +222,14 @@ class ParsedRequestServerProtocol(ServerProtocol):
         without its per-call costs: the date formatted once a second, the headers filled
         without checking values written here. Anything else goes through websockets' own
         ``accept``, which then also makes (and logs) its refusals."""
-        try:
-            accept_header, extensions_header, protocol_header = self.process_request(request)
-        except Exception:
-            return super().accept(request)
-        if extensions_header is not None or protocol_header is not None:
-            return super().accept(request)
+        accept_header = usual_accept_header(self, request)
+        if accept_header is None:  # not the usual shape: websockets' own checks decide
+            try:
+                accept_header, extensions_header, protocol_header = self.process_request(request)
+            except Exception:
+                return super().accept(request)
+            if extensions_header is not None or protocol_header is not None:
+                return super().accept(request)
         self.accept_called = True
         headers = headers_from(
             [
@@ -255,6 +263,93 @@ class ParsedRequestServerProtocol(ServerProtocol):
             self.reader = StreamReader()
         self.parser = self.parse()
         next(self.parser)
+
+
+#: ``Sec-WebSocket-Key`` values that are the base64 of 16 bytes with its unused bits zero (what
+#: clients send); any other key, valid or not, is left to websockets' own check.
+_USUAL_KEY = re.compile(r"[A-Za-z0-9+/]{21}[AQgw]==")
+
+
+def _usual_accept_header(conn: ServerProtocol, request: Request) -> str | None:
+    """What ``conn.process_request(request)`` returns as ``Sec-WebSocket-Accept`` for a usual
+    handshake - a GET over HTTP/1.1 with one ``Connection: Upgrade``, one ``Upgrade: websocket``,
+    one key as clients make them, version 13, at most one ``Origin``, no extension and no
+    subprotocol offered, to a protocol that checks no origin and offers no subprotocol - having
+    set what it sets (``origin``, ``extensions``, ``subprotocol``); None, setting nothing, for
+    anything else. websockets' own check parses each header's grammar in Python (about 50,000
+    instructions per connection); a request of this shape passes it with these values (the
+    guard test compares the two over many requests)."""
+    if (
+        request.method != "GET"
+        or request.protocol != "HTTP/1.1"
+        or conn.origins is not None
+        or conn.available_subprotocols
+        or "select_subprotocol" in vars(conn)
+    ):
+        return None
+    fields = request.headers._dict
+    connection = fields.get("connection")
+    upgrade = fields.get("upgrade")
+    key = fields.get("sec-websocket-key")
+    origin = fields.get("origin")
+    if (
+        connection is None
+        or len(connection) != 1
+        or connection[0].lower() != "upgrade"
+        or upgrade is None
+        or len(upgrade) != 1
+        or upgrade[0].lower() != "websocket"
+        or key is None
+        or len(key) != 1
+        or _USUAL_KEY.fullmatch(key[0]) is None
+        or fields.get("sec-websocket-version") != ["13"]
+        or "sec-websocket-extensions" in fields
+        or "sec-websocket-protocol" in fields
+        or (origin is not None and len(origin) != 1)
+    ):
+        return None
+    conn.origin = origin[0] if origin is not None else None  # type: ignore[assignment]
+    conn.extensions = _NO_EXTENSIONS
+    conn.subprotocol = None
+    return accept_key(key[0])
+
+
+def _not_usual(conn: ServerProtocol, request: Request) -> str | None:
+    return None
+
+
+def _usual_builder() -> Callable[[ServerProtocol, Request], str | None]:
+    """:func:`_usual_accept_header` where it gives what websockets' ``process_request`` gives
+    (the accept value, and the origin, extensions and subprotocol it sets), on live protocols
+    for usual requests, and leaves the others to it; otherwise a check that takes nothing, and
+    websockets' own serves every request."""
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    usual = {"Host": "h", "Upgrade": "websocket", "Connection": "Upgrade"}
+    usual |= {"Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13"}
+    taken = [usual, usual | {"Origin": "https://a.example", "Upgrade": "WebSocket"}]
+    left = [
+        usual | {"Connection": "keep-alive, Upgrade"},
+        usual | {"Sec-WebSocket-Version": "8"},
+        usual | {"Sec-WebSocket-Protocol": "chat"},
+        usual | {"Sec-WebSocket-Extensions": "permessage-deflate"},
+    ]
+    try:
+        for fields in taken:
+            ours, theirs = ParsedRequestServerProtocol(), ServerProtocol()
+            request = Request("/", Headers(fields))
+            answer = _usual_accept_header(ours, request)
+            if (answer, None, None) != theirs.process_request(request) or (
+                ours.origin,
+                list(ours.extensions),
+                ours.subprotocol,
+            ) != (theirs.origin, theirs.extensions, theirs.subprotocol):
+                return _not_usual
+        for fields in left:
+            if _usual_accept_header(ParsedRequestServerProtocol(), Request("/", Headers(fields))):
+                return _not_usual
+    except Exception:
+        return _not_usual
+    return _usual_accept_header
 
 
 #: The settings :func:`_quick_init_as_websockets` takes (those uvicorn's protocol passes).
@@ -337,6 +432,10 @@ _NO_EXTENSIONS: list[Extension] = ()  # type: ignore[assignment]
 
 #: How a :class:`ParsedRequestServerProtocol` is set up, when websockets' ``__init__`` is not.
 _quick_init: Callable[..., None] | None = _quick_init_builder()
+
+#: ``usual_accept_header(conn, request)``: the ``Sec-WebSocket-Accept`` value of a usual
+#: handshake, its negotiation done as websockets' ``process_request`` does it; else None.
+usual_accept_header: Callable[[ServerProtocol, Request], str | None] = _usual_builder()
 
 
 try:  # the C function websockets itself unmasks with, when its wheel ships it

@@ -139,23 +139,33 @@ def request_from_fields(
         return None
     if len(target) + 15 > MAX_LINE_LENGTH:  # "GET " + target + " HTTP/1.1" + CRLF
         return None
-    if fields and max(map(len, map(b"".join, fields))) + 4 > MAX_LINE_LENGTH:
-        return None  # a line "name: value" + CRLF over websockets' limit
     names = [name for name, _ in fields]
-    values = [value.strip(b" \t") for _, value in fields]
-    # The grammar websockets' parser and its Headers hold names and values to, checked here
-    # for every field: headers_from checks none.
-    if (
-        not all(names)
-        or b"".join(names).translate(None, _TOKEN_BYTES)
-        or b"".join(values).translate(None, _VALUE_BYTES)
+    joined_names = b"".join(names)
+    joined_values = b"".join([value for _, value in fields])
+    # Each line "name: value" + CRLF within websockets' limit: all of them together usually are
+    # (two lengths instead of a join per field); past that, each line is measured.
+    if len(joined_names) + len(joined_values) + 4 > MAX_LINE_LENGTH and (
+        max(len(name) + len(value) for name, value in fields) + 4 > MAX_LINE_LENGTH
     ):
         return None
-    pairs = [(n.decode("ascii"), v.decode("latin-1")) for n, v in zip(names, values, strict=True)]
-    headers = headers_from(pairs)
-    if "Transfer-Encoding" in headers or "Content-Length" in headers:
-        return None  # websockets refuses a body on the handshake: let it say so
-    return Request(target.decode("ascii"), headers)
+    # The grammar websockets' parser and its Headers hold names and values to, checked here
+    # for every field (headers_from checks none). The values as httptools gave them: the
+    # spaces and tabs stripped below are bytes the grammar allows anyway.
+    if (
+        not all(names)
+        or joined_names.translate(None, _TOKEN_BYTES)
+        or joined_values.translate(None, _VALUE_BYTES)
+    ):
+        return None
+    # websockets refuses a body on the handshake: let it say so. A longer name that contains
+    # either one goes that way too (slower, never wrong).
+    lowered = joined_names.lower()
+    if b"transfer-encoding" in lowered or b"content-length" in lowered:
+        return None
+    pairs = [
+        (name.decode("ascii"), value.strip(b" \t").decode("latin-1")) for name, value in fields
+    ]
+    return Request(target.decode("ascii"), headers_from(pairs))
 
 
 #: ``frames`` between messages: uvicorn starts a message's list at its first frame (and only

@@ -3,8 +3,10 @@ does (grammar, limits, header decoding), and websockets' protocol takes it from 
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import gc
+import random
 import weakref
 
 import pytest
@@ -373,3 +375,109 @@ def test_websockets_own_init_serves_where_it_sets_up_more(
     monkeypatch.setattr(fence, "_quick_init", None)
     conn = fence.ParsedRequestServerProtocol(max_size=1000)
     assert conn.added and conn.parser is None  # type: ignore[attr-defined]
+
+
+#: Keys as clients make them (16 random bytes), the same in every run.
+_KEYS = random.Random(17)
+
+
+def _usual_request(**changes: str | None) -> Request:
+    fields = {"Host": "h", "Upgrade": "websocket", "Connection": "Upgrade"}
+    fields |= {"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}
+    for name, value in changes.items():
+        fields.pop(name.replace("_", "-"), None)
+        if value is not None:
+            fields[name.replace("_", "-")] = value
+    return Request("/ws", Headers(fields))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"Origin": "https://a.example"},
+        {"Upgrade": "WebSocket", "Connection": "upgrade"},
+        *({"Sec_WebSocket_Key": base64.b64encode(_KEYS.randbytes(16)).decode()} for _ in range(40)),
+    ],
+)
+def test_a_usual_handshake_is_negotiated_as_websockets_negotiates_it(
+    changes: dict[str, str],
+) -> None:
+    # Fails when websockets' process_request accepts these requests otherwise.
+    assert fence.usual_accept_header is fence._usual_accept_header
+    request = _usual_request(**changes)
+    ours, theirs = fence.ParsedRequestServerProtocol(), ServerProtocol()
+    answer = fence.usual_accept_header(ours, request)
+    assert answer is not None
+    assert (answer, None, None) == theirs.process_request(request)
+    assert (ours.origin, list(ours.extensions), ours.subprotocol) == (
+        theirs.origin,
+        theirs.extensions,
+        theirs.subprotocol,
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"Connection": "keep-alive, Upgrade"},
+        {"Connection": None},
+        {"Upgrade": "websocket, h2c"},
+        {"Upgrade": None},
+        {"Sec_WebSocket_Key": "dGhlIHNhbXBsZSBub25jZR=="},  # valid to websockets, not usual
+        {"Sec_WebSocket_Key": "short"},
+        {"Sec_WebSocket_Key": None},
+        {"Sec_WebSocket_Version": "8"},
+        {"Sec_WebSocket_Version": None},
+        {"Sec_WebSocket_Extensions": "permessage-deflate"},
+        {"Sec_WebSocket_Protocol": "chat"},
+    ],
+)
+def test_anything_off_the_usual_shape_is_left_to_websockets_check(
+    changes: dict[str, str | None],
+) -> None:
+    conn = fence.ParsedRequestServerProtocol()
+    assert fence.usual_accept_header(conn, _usual_request(**changes)) is None
+    assert (conn.origin, conn.extensions, conn.subprotocol) == (None, [], None)  # nothing set
+
+
+def test_two_values_of_a_usual_field_are_left_to_websockets_check() -> None:
+    for name, value in [
+        ("Origin", "https://a.example"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+    ]:
+        request = _usual_request(Origin="https://a.example")
+        request.headers[name] = value  # a second field of the name
+        assert fence.usual_accept_header(fence.ParsedRequestServerProtocol(), request) is None
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"origins": ["https://a.example"]}, {"subprotocols": ["chat"]}, {"select_subprotocol": 1}],
+)
+def test_a_protocol_that_checks_origins_or_subprotocols_is_left_to_websockets_check(
+    settings: dict[str, object],
+) -> None:
+    if "select_subprotocol" in settings:
+        settings = {"select_subprotocol": lambda conn, offered: None}
+    conn = fence.ParsedRequestServerProtocol(**settings)
+    assert fence.usual_accept_header(conn, _usual_request()) is None
+
+
+def test_websockets_own_check_serves_where_it_negotiates_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = ServerProtocol.process_request
+
+    def process_request(
+        self: ServerProtocol, request: Request
+    ) -> tuple[str, str | None, str | None]:
+        answer = original(self, request)
+        self.subprotocol = "changed"  # type: ignore[assignment]
+        return answer
+
+    monkeypatch.setattr(ServerProtocol, "process_request", process_request)
+    assert fence._usual_builder() is fence._not_usual
+    assert fence._not_usual(ServerProtocol(), _usual_request()) is None
