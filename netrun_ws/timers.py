@@ -133,9 +133,19 @@ _heaps: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TimerHeap] = (
 )
 
 
+#: The loop last asked for (a weak reference) and its heap: a server asks for one loop's, on
+#: each of a connection's timers, and the weak-keyed lookup costs about 2,000 instructions.
+_last: tuple[weakref.ref[asyncio.AbstractEventLoop], TimerHeap] | None = None
+
+
 def timers_for(loop: asyncio.AbstractEventLoop) -> TimerHeap:
     """The :class:`TimerHeap` of ``loop`` (made on first use)."""
+    global _last
+    last = _last
+    if last is not None and last[0]() is loop:
+        return last[1]
     heap = _heaps.get(loop)
     if heap is None:
         heap = _heaps[loop] = TimerHeap(loop)
+    _last = (weakref.ref(loop), heap)
     return heap

@@ -49,7 +49,10 @@ Tested with websockets 17 (:data:`TESTED`). The upgrade request reaches websocke
   ``Sec-WebSocket-Accept`` (the guard test compares the two answers); and, for a request of the
   usual shape (:func:`usual_accept_header`), that ``process_request`` accepts it with the
   ``accept_key`` of its key, no extension and no subprotocol, setting ``origin`` to its Origin
-  (checked on live protocols at import; websockets' own check serves otherwise).
+  (checked on live protocols at import; websockets' own check serves otherwise); and, to write
+  that answer at once (:func:`usual_answer`), that ``send_response`` queues for a 101 the
+  status line and ``Headers``' serialization and moves the protocol to OPEN, logging
+  "connection open" (compared on live protocols at import; ``send_response`` serves otherwise).
 
 :func:`refusal` checks the release and the parsers and limits named here;
 tests/upstream/test_websockets.py compares netrun-ws's parsing with websockets' own.
@@ -92,6 +95,7 @@ __all__ = [
     "refusal",
     "release_parser",
     "usual_accept_header",
+    "usual_answer",
 ]
 
 TESTED = ReleaseRange("websockets", (17,), (18,))
@@ -174,6 +178,11 @@ def _http_date() -> str:
     return _date[1]
 
 
+class _UsualResponse(Response):
+    """The answer :meth:`ParsedRequestServerProtocol.accept` builds itself (a usual handshake's):
+    :func:`usual_answer` knows its fields."""
+
+
 class ParsedRequestServerProtocol(ServerProtocol):
     """websockets' server protocol for a connection whose upgrade request was parsed already:
     its parser starts at the frames (the stock one first waits for the request's lines).
@@ -239,7 +248,7 @@ class ParsedRequestServerProtocol(ServerProtocol):
                 ("Sec-WebSocket-Accept", accept_header),
             ]
         )
-        return Response(101, "Switching Protocols", headers)
+        return _UsualResponse(101, "Switching Protocols", headers)
 
     def receive_data(self, data: bytes | bytearray) -> None:
         if self.parser is None:
@@ -312,6 +321,82 @@ def _usual_accept_header(conn: ServerProtocol, request: Request) -> str | None:
     conn.extensions = _NO_EXTENSIONS
     conn.subprotocol = None
     return accept_key(key[0])
+
+
+#: The last fields :func:`usual_answer` was given, and their lines: uvicorn makes a new list
+#: of its default headers once a second.
+_fields_lines: tuple[object, bytes] = (None, b"")
+
+
+def _lines(fields: list[tuple[bytes, bytes]]) -> bytes:
+    """``fields`` as the header lines websockets writes once they are set on its ``Headers``
+    (name lowercased, as uvicorn sets them), each value checked by that ``Headers``."""
+    global _fields_lines
+    if fields is not _fields_lines[0]:
+        headers = Headers()
+        for name, value in fields:
+            headers[name.decode("latin-1").lower()] = value.decode("latin-1")  # checks value
+        _fields_lines = (fields, str(headers).encode("iso-8859-1")[:-2])  # without the end
+    return _fields_lines[1]
+
+
+def _usual_answer(
+    conn: ServerProtocol, response: Response, fields: list[tuple[bytes, bytes]]
+) -> bytes | None:
+    """What ``conn.send_response`` queues for ``response`` once its Date is replaced by
+    ``fields`` (uvicorn's default headers, as uvicorn's accept sets them), with ``conn`` opened
+    as it opens it; None, having done nothing, for any answer but a usual handshake's (built by
+    :meth:`ParsedRequestServerProtocol.accept`), or while websockets logs at debug level.
+    Deleting a field and serializing the rest is about 30,000 instructions per connection in
+    websockets' ``Headers``; this is the four fields of that answer written at once."""
+    if (
+        type(response) is not _UsualResponse
+        or conn.debug
+        or conn.state is not State.CONNECTING
+        or conn.writes
+    ):
+        return None
+    accept = response.headers._dict["sec-websocket-accept"][0]
+    data = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: %s\r\n%s\r\n" % (accept.encode("ascii"), _lines(fields))
+    )
+    conn.state = State.OPEN
+    conn.logger.info("connection open")
+    return data
+
+
+def _no_answer(
+    conn: ServerProtocol, response: Response, fields: list[tuple[bytes, bytes]]
+) -> bytes | None:
+    return None
+
+
+def _answer_builder() -> Callable[
+    [ServerProtocol, Response, list[tuple[bytes, bytes]]], bytes | None
+]:
+    """:func:`_usual_answer` where it writes what websockets writes for the answer with its
+    Date replaced (the bytes, and the protocol's state), on live protocols; otherwise one that
+    answers nothing, and websockets' ``send_response`` writes every answer."""
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    fields = {"Host": "h", "Upgrade": "websocket", "Connection": "Upgrade"}
+    fields |= {"Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13"}
+    defaults = [(b"date", b"Thu, 01 Jan 2026 00:00:00 GMT"), (b"server", b"uvicorn")]
+    try:
+        for more in ([], defaults):
+            ours = ParsedRequestServerProtocol()
+            answer = _usual_answer(ours, ours.accept(Request("/", Headers(fields))), more)
+            theirs = ParsedRequestServerProtocol()
+            response = theirs.accept(Request("/", Headers(fields)))
+            del response.headers["Date"]
+            for name, value in more:
+                response.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+            theirs.send_response(response)
+            if (answer, ours.state) != (b"".join(theirs.data_to_send()), theirs.state):
+                return _no_answer
+    except Exception:
+        return _no_answer
+    return _usual_answer
 
 
 def _not_usual(conn: ServerProtocol, request: Request) -> str | None:
@@ -436,6 +521,12 @@ _quick_init: Callable[..., None] | None = _quick_init_builder()
 #: ``usual_accept_header(conn, request)``: the ``Sec-WebSocket-Accept`` value of a usual
 #: handshake, its negotiation done as websockets' ``process_request`` does it; else None.
 usual_accept_header: Callable[[ServerProtocol, Request], str | None] = _usual_builder()
+
+#: ``usual_answer(conn, response, fields)``: the bytes of a usual handshake's answer with its
+#: Date replaced by ``fields``, ``conn`` opened; None for any other answer (send_response then).
+usual_answer: Callable[[ServerProtocol, Response, list[tuple[bytes, bytes]]], bytes | None] = (
+    _answer_builder()
+)
 
 
 try:  # the C function websockets itself unmasks with, when its wheel ships it

@@ -77,6 +77,7 @@ from netrun_ws._upstream.websockets import (
     headers_from,
     parser_idle,
     release_parser,
+    usual_answer,
 )
 from netrun_ws.connection import DIRECT_EXTENSION
 from netrun_ws.timers import Timer, timers_for
@@ -819,18 +820,26 @@ class NetrunWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.logger.isEnabledFor(logging.INFO):
             client, path = get_client_addr(self.scope), get_path_with_query_string(self.scope)
             self.logger.info('%s - "WebSocket %s" [accepted]', client, path)
-        headers = self.response.headers
-        del headers["Date"]  # uvicorn's default headers carry its own
-        for name, value in (*self.default_headers, *(message.get("headers") or ())):
-            headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        conn = self.conn
         subprotocol = message.get("subprotocol")
-        if subprotocol:
-            headers["Sec-WebSocket-Protocol"] = subprotocol
-        if not self.transport.is_closing():
+        closing = self.transport.is_closing()
+        answer = None
+        if not closing and not subprotocol and not message.get("headers"):
+            # A usual handshake's answer, written at once (the fence: _upstream.websockets).
+            answer = usual_answer(conn, self.response, self.default_headers)
+        if answer is None:
+            headers = self.response.headers
+            del headers["Date"]  # uvicorn's default headers carry its own
+            for name, value in (*self.default_headers, *(message.get("headers") or ())):
+                headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+            if subprotocol:
+                headers["Sec-WebSocket-Protocol"] = subprotocol
+        if not closing:
             self.handshake_complete = True
-            conn = self.conn
-            conn.send_response(self.response)
-            self.transport.write(b"".join(conn.data_to_send()))
+            if answer is None:
+                conn.send_response(self.response)
+                answer = b"".join(conn.data_to_send())
+            self.transport.write(answer)
             self.start_keepalive()
 
     def start_keepalive(self) -> None:

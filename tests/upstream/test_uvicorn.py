@@ -21,6 +21,7 @@ from netrun_ws import cli, create_app
 from netrun_ws._upstream import ReleaseRange
 from netrun_ws._upstream import uvicorn as fence
 from netrun_ws._upstream import uvicorn_httptools as http_fence
+from netrun_ws._upstream import websockets as ws_fence
 from netrun_ws.transport import http as http_upgrade
 from netrun_ws.transport import websocket as transport
 from netrun_ws.transport.http import NetrunHttpToolsProtocol
@@ -177,16 +178,35 @@ async def test_a_refused_upgrade_logs_no_error_on_netrun_ws_protocol(
     assert logged["uvicorn"] == ["ASGI callable returned without completing handshake."]
 
 
-@pytest.mark.parametrize("offered", [b"netrun-ws, bearer.x", b"netrun.v1"])
-async def test_both_protocols_send_the_same_101(offered: bytes) -> None:
-    request = UPGRADE.replace(b"netrun.v1, bearer.x", offered) + b"\r\n"
+@pytest.mark.parametrize("offered", [b"netrun-ws, bearer.x", b"netrun.v1", None])
+async def test_both_protocols_send_the_same_101(
+    offered: bytes | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # None: no subprotocol offered, the usual handshake netrun-ws's protocol answers at once.
+    answered: list[bool] = []
+    original = ws_fence.usual_answer
+
+    def recording(*args: Any) -> bytes | None:
+        answer = original(*args)
+        answered.append(answer is not None)
+        return answer
+
+    monkeypatch.setattr(transport, "usual_answer", recording)
+    if offered is None:
+        request = UPGRADE.replace(b"sec-websocket-protocol: netrun.v1, bearer.x\r\n", b"")
+    else:
+        request = UPGRADE.replace(b"netrun.v1, bearer.x", offered)
     heads = []
     for ws_protocol in ("netrun", "uvicorn"):
         async with serve(create_app(echo_config(ws_protocol))) as addr:
-            heads.append(await response_head(addr, request))
+            heads.append(await response_head(addr, request + b"\r\n"))
     assert heads[0] == heads[1]
     assert heads[0][0] == b"HTTP/1.1 101 Switching Protocols"
-    assert (b"Sec-WebSocket-Protocol: netrun-ws" in heads[0]) == offered.startswith(b"netrun-ws")
+    assert b"server: uvicorn" in heads[0]  # uvicorn's default headers, after websockets' own
+    offered_ours = offered is not None and offered.startswith(b"netrun-ws")
+    assert (b"Sec-WebSocket-Protocol: netrun-ws" in heads[0]) == offered_ours
+    # Written at once without a subprotocol to answer (none offered, or none of ours).
+    assert answered == ([] if offered_ours else [True])
 
 
 async def test_an_upgrade_leaves_no_garbage_cycle_behind() -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import email.utils
 import gc
+import logging
 import random
 import weakref
 
 import pytest
 from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHeaderValue
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
@@ -481,3 +483,68 @@ def test_websockets_own_check_serves_where_it_negotiates_otherwise(
     monkeypatch.setattr(ServerProtocol, "process_request", process_request)
     assert fence._usual_builder() is fence._not_usual
     assert fence._not_usual(ServerProtocol(), _usual_request()) is None
+
+
+_DEFAULTS = [(b"date", b"Thu, 01 Jan 2026 00:00:00 GMT"), (b"server", b"uvicorn")]
+
+
+def _stock_answer(fields: list[tuple[bytes, bytes]]) -> tuple[bytes, State]:
+    """What uvicorn's accept writes for the usual answer: its Date replaced by ``fields``."""
+    conn = fence.ParsedRequestServerProtocol()
+    response = conn.accept(_usual_request())
+    del response.headers["Date"]
+    for name, value in fields:
+        response.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+    conn.send_response(response)
+    return b"".join(conn.data_to_send()), conn.state
+
+
+@pytest.mark.parametrize(
+    "fields", [[], _DEFAULTS, [*_DEFAULTS, (b"X-Latin", b"caf\xe9"), (b"x-empty", b"")]]
+)
+def test_the_usual_answer_is_what_send_response_writes(
+    fields: list[tuple[bytes, bytes]], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Fails when websockets serializes or opens otherwise: send_response then serves.
+    assert fence.usual_answer is fence._usual_answer
+    conn = fence.ParsedRequestServerProtocol()
+    with caplog.at_level(logging.INFO, logger="websockets.server"):
+        answer = fence.usual_answer(conn, conn.accept(_usual_request()), fields)
+    assert (answer, conn.state) == _stock_answer(fields)
+    assert conn.data_to_send() == []
+    assert [record.getMessage() for record in caplog.records] == ["connection open"]
+
+
+def test_the_usual_answer_refuses_a_field_websockets_refuses() -> None:
+    conn = fence.ParsedRequestServerProtocol()
+    response = conn.accept(_usual_request())
+    with pytest.raises(InvalidHeaderValue):
+        fence.usual_answer(conn, response, [(b"x-bad", b"a\r\nInjected: 1")])
+    assert conn.state is State.CONNECTING
+    with pytest.raises(InvalidHeaderValue):
+        _stock_answer([(b"x-bad", b"a\r\nInjected: 1")])
+
+
+def test_other_answers_are_left_to_send_response() -> None:
+    stock = ServerProtocol()
+    assert fence.usual_answer(stock, stock.accept(_usual_request()), _DEFAULTS) is None
+    refused = fence.ParsedRequestServerProtocol()
+    response = refused.accept(_usual_request(Sec_WebSocket_Version="8"))
+    assert fence.usual_answer(refused, response, _DEFAULTS) is None
+    debug = fence.ParsedRequestServerProtocol()
+    debug.debug = True  # websockets logs each field of its answer then
+    assert fence.usual_answer(debug, debug.accept(_usual_request()), _DEFAULTS) is None
+    assert (refused.state, debug.state) == (State.CONNECTING, State.CONNECTING)
+
+
+def test_send_response_serves_where_it_writes_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = ServerProtocol.send_response
+
+    def send_response(self: ServerProtocol, response: Response) -> None:
+        response.headers["X-New"] = "1"
+        original(self, response)
+
+    monkeypatch.setattr(ServerProtocol, "send_response", send_response)
+    assert fence._answer_builder() is fence._no_answer
+    conn = fence.ParsedRequestServerProtocol()
+    assert fence._no_answer(conn, conn.accept(_usual_request()), []) is None
