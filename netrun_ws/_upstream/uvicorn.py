@@ -12,7 +12,9 @@ Tested with uvicorn 0.54 (:data:`TESTED`). ``NetrunWebSocketProtocol`` subclasse
   and ``handle_bytes`` starting a message's ``frames`` as a new list that ``handle_cont`` only
   appends to (between messages netrun-ws leaves a shared empty tuple there);
 - ``handle_connect`` keeping the parsed ``request``, the ``response`` websockets prepared and
-  the ASGI ``scope`` on the protocol, and ``send`` answering ``websocket.accept`` the way
+  the ASGI ``scope`` on the protocol (``NetrunWebSocketProtocol.connect_parsed`` does what it
+  does for a request handed over parsed, the scope's header list made from httptools' bytes:
+  the guard test compares the two, accepted and refused), and ``send`` answering ``websocket.accept`` the way
   ``NetrunWebSocketProtocol._accept`` repeats it (uvicorn's default headers, the app's headers,
   the subprotocol, then keepalive pings);
 - ``run_asgi`` being the task ``handle_connect`` starts for the app (registered in ``tasks``,

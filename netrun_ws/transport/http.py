@@ -45,7 +45,7 @@ class NetrunHttpToolsProtocol(HttpToolsProtocol):
             _loop=self.loop,  # not looked up again (a getpid() system call)
         )
         protocol.adopt(self)
-        protocol.handle_connect(request)
+        protocol.connect_parsed(request, self.headers)
         self.transport.set_protocol(protocol)
         self._release()
 

@@ -57,10 +57,14 @@ _LEARNED: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
 
 
 def share_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """``headers`` (an ASGI header list) as an equal new list sharing common names and fields."""
+    """``headers`` (an ASGI header list, or the fields httptools read: values with the spaces
+    and tabs it leaves at their end, which are stripped) as an equal new list sharing common
+    names and fields."""
     fields, learned, names = _FIELDS, _LEARNED, _NAMES
     return [
-        fields.get(field) or learned.get(field) or (names.get(field[0], field[0]), field[1])
+        fields.get(field)
+        or learned.get(field)
+        or (names.get(field[0], field[0]), field[1].strip(b" \t"))
         for field in headers
     ]
 

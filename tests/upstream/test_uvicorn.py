@@ -22,13 +22,14 @@ from netrun_ws._upstream import ReleaseRange
 from netrun_ws._upstream import uvicorn as fence
 from netrun_ws._upstream import uvicorn_httptools as http_fence
 from netrun_ws._upstream import websockets as ws_fence
+from netrun_ws.connection import DIRECT_EXTENSION
 from netrun_ws.transport import http as http_upgrade
 from netrun_ws.transport import websocket as transport
 from netrun_ws.transport.http import NetrunHttpToolsProtocol
 from netrun_ws.transport.websocket import NetrunWebSocketProtocol
 from tests.host.helpers import echo_burst, echo_config
 from tests.support.server import serve
-from tests.support.upgrade import UPGRADE, response_head, upgrade_status
+from tests.support.upgrade import UPGRADE, header_fields, response_head, upgrade_status
 
 
 def test_the_fences_are_open_for_the_installed_uvicorn() -> None:
@@ -330,3 +331,99 @@ class _AddressedTransport(asyncio.Transport):
 
     def close(self) -> None:
         pass
+
+
+class _Socket:
+    """As much of a socket transport as a websocket protocol's handshake uses."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def _connected(protocol: Any, socket: _Socket) -> Any:
+    protocol.transport = socket
+    protocol.server, protocol.client, protocol.scheme = ("127.0.0.1", 80), ("127.0.0.1", 5), "ws"
+    return protocol
+
+
+@pytest.mark.parametrize(
+    ("target", "extra"),
+    [
+        (b"/ws?user_id=u", b""),
+        (b"/w%20s?a=%20b", b"x-trailing: value \t\r\n"),
+        (b"/ws", b"sec-websocket-protocol: netrun.v1, bearer.x\r\nsec-websocket-protocol: c\r\n"),
+        (b"/ws", b"sec-websocket-extensions: permessage-deflate\r\n"),
+        (b"/ws", b"origin: https://a.example\r\n"),
+    ],
+)
+async def test_a_request_handed_over_parsed_gets_the_scope_uvicorns_handle_connect_makes(
+    target: bytes, extra: bytes
+) -> None:
+    # Fails when uvicorn's handle_connect builds its scope otherwise: connect_parsed must follow.
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(3600)
+
+    config = uvicorn.Config(app)
+    config.load()
+    loop = asyncio.get_running_loop()
+    request = UPGRADE.replace(b"sec-websocket-protocol: netrun.v1, bearer.x\r\n", extra)
+    fields = [
+        (name, value + b" " if name == b"x-trailing" else value)
+        for name, value in header_fields(request + b"\r\n")
+    ]  # httptools leaves a value's trailing spaces
+    theirs = _connected(
+        fence.WebSocketsSansIOProtocol(config, fence.ServerState(), {}, _loop=loop), _Socket()
+    )
+    ours = _connected(
+        NetrunWebSocketProtocol(config, fence.ServerState(), {}, _loop=loop), _Socket()
+    )
+    theirs.handle_connect(transport.request_from_fields("GET", target, list(fields)))
+    ours.connect_parsed(transport.request_from_fields("GET", target, list(fields)), fields)
+    try:
+        their_scope, our_scope = dict(theirs.scope), dict(ours.scope)
+        assert our_scope.pop("extensions") == {
+            **their_scope.pop("extensions"),
+            DIRECT_EXTENSION: ours,
+        }
+        assert list(our_scope.pop("subprotocols")) == their_scope.pop("subprotocols")
+        assert list(our_scope) == list(their_scope)  # the same keys, in uvicorn's order
+        assert our_scope == their_scope
+        assert ours.plain_frames == (not extra.startswith(b"sec-websocket-extensions"))
+    finally:
+        for task in (*theirs.tasks, *ours.tasks):
+            task.cancel()
+
+
+async def test_a_refused_request_handed_over_parsed_is_answered_as_uvicorn_answers_it() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("not called")
+
+    config = uvicorn.Config(app)
+    config.load()
+    loop = asyncio.get_running_loop()
+    fields = header_fields(UPGRADE.replace(b"version: 13", b"version: 8") + b"\r\n")
+    answers = []
+    for kind in (fence.WebSocketsSansIOProtocol, NetrunWebSocketProtocol):
+        socket = _Socket()
+        protocol = _connected(kind(config, fence.ServerState(), {}, _loop=loop), socket)
+        request = transport.request_from_fields("GET", b"/ws", list(fields))
+        if kind is NetrunWebSocketProtocol:
+            protocol.connect_parsed(request, fields)
+        else:
+            protocol.handle_connect(request)
+        head = b"".join(socket.written).split(b"\r\n")
+        heads = [line for line in head if not line.lower().startswith(b"date:")]
+        flags = (protocol.handshake_complete, protocol.close_sent, socket.closed)
+        answers.append((heads, flags, len(protocol.tasks)))
+    assert answers[0] == answers[1]
+    assert answers[1][0][0] == b"HTTP/1.1 400 Bad Request"
