@@ -14,9 +14,9 @@ Tested with uvicorn 0.54 (:data:`TESTED`). ``NetrunWebSocketProtocol`` subclasse
 - ``handle_connect`` keeping the parsed ``request``, the ``response`` websockets prepared and
   the ASGI ``scope`` on the protocol (``NetrunWebSocketProtocol.connect_parsed`` does what it
   does for a request handed over parsed, the scope's header list made from httptools' bytes:
-  the guard test compares the two, accepted and refused), and ``send`` answering ``websocket.accept`` the way
-  ``NetrunWebSocketProtocol._accept`` repeats it (uvicorn's default headers, the app's headers,
-  the subprotocol, then keepalive pings);
+  the guard test compares the two, accepted and refused), and ``send`` answering
+  ``websocket.accept`` the way ``NetrunWebSocketProtocol._accept`` repeats it (uvicorn's
+  default headers, the app's headers, the subprotocol, then keepalive pings);
 - ``run_asgi`` being the task ``handle_connect`` starts for the app (registered in ``tasks``,
   removed by ``on_task_complete``), which closes the transport once the app returns, answers
   500 through ``send_500_response`` when the app fails before the handshake, and treats

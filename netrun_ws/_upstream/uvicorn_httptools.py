@@ -4,7 +4,8 @@ Tested with uvicorn 0.54, as :mod:`netrun_ws._upstream.uvicorn` (importing it ne
 from ``uvicorn[standard]``). ``NetrunHttpToolsProtocol`` relies on:
 
 - :class:`HttpToolsProtocol` calling ``handle_websocket_upgrade()`` once an upgrade request's
-  head is parsed, which it overrides;
+  head is parsed, which it overrides; and ``_should_upgrade()`` answering from the request's
+  ``headers`` alone (it asks twice per upgrade request: the answer is kept per header list);
 - the request as the protocol keeps it by then: ``scope["method"]``, ``url`` (the target's
   bytes), ``headers`` (the fields as httptools read them), and ``client``, ``server`` and
   ``scheme`` (the addresses the websocket protocol would otherwise look up again);
@@ -30,6 +31,7 @@ def refusal() -> str | None:
     """Why this uvicorn's httptools protocol is not the one netrun-ws's builds on, or None."""
     if reason := TESTED.refusal():
         return reason
-    if not callable(getattr(HttpToolsProtocol, "handle_websocket_upgrade", None)):
-        return "uvicorn's httptools protocol has no handle_websocket_upgrade"
+    for name in ("handle_websocket_upgrade", "_should_upgrade"):
+        if not callable(getattr(HttpToolsProtocol, name, None)):
+            return f"uvicorn's httptools protocol has no {name}"
     return None

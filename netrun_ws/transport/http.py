@@ -25,6 +25,20 @@ __all__ = ["NetrunHttpToolsProtocol"]
 class NetrunHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's ``httptools`` protocol; upgrades hand the parsed request over."""
 
+    #: The request's header list and whether it asks for a websocket upgrade.
+    _upgrade_answer: tuple[object, bool] | None = None
+
+    def _should_upgrade(self) -> bool:
+        # uvicorn asks twice per upgrade (the head parsed, then httptools' upgrade signal),
+        # each time splitting the Connection field again: once per request's header list here.
+        headers = self.headers
+        known = self._upgrade_answer
+        if known is not None and known[0] is headers:
+            return known[1]
+        answer = super()._should_upgrade()
+        self._upgrade_answer = (headers, answer)
+        return answer
+
     def handle_websocket_upgrade(self) -> None:
         protocol_class: Any = self.ws_protocol_class
         request = None

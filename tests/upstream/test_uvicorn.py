@@ -427,3 +427,28 @@ async def test_a_refused_request_handed_over_parsed_is_answered_as_uvicorn_answe
         answers.append((heads, flags, len(protocol.tasks)))
     assert answers[0] == answers[1]
     assert answers[1][0][0] == b"HTTP/1.1 400 Bad Request"
+
+
+async def test_an_upgrade_request_is_read_for_its_upgrade_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # uvicorn asks _should_upgrade twice per upgrade request; the answer is kept for the request.
+    read: list[int] = []
+    original = http_fence.HttpToolsProtocol._get_upgrade
+
+    def counting(self: Any) -> bytes | None:
+        read.append(1)
+        return original(self)
+
+    monkeypatch.setattr(http_fence.HttpToolsProtocol, "_get_upgrade", counting)
+    async with serve(create_app(echo_config())) as addr:
+        for _ in range(3):
+            assert [reply["seq"] for reply in await echo_burst(addr, 1, "x")] == [0]
+    assert len(read) == 3
+
+
+def test_the_fence_refuses_an_httptools_protocol_without_should_upgrade(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(http_fence.HttpToolsProtocol, "_should_upgrade")
+    assert http_fence.refusal() == "uvicorn's httptools protocol has no _should_upgrade"
