@@ -136,6 +136,25 @@ async def run_plan(
     return results
 
 
+async def run_first(plan: Plan, hook: str, args: tuple[Any, ...]) -> Any:
+    """``run_plan(plan, hook, args, first=True)``'s first result, or None: the result itself, for
+    callers that would take it out of the list in a coroutine of their own."""
+    for step in plan:
+        try:
+            result = step.function(*step.pick(args))
+            if step.is_async or (
+                result is not None
+                and _AWAITABLE.get(type(result)) is not False
+                and awaitable(result)
+            ):
+                result = await result
+        except Exception as exc:
+            raise HookError(step.plugin, hook, exc) from exc
+        if result is not None:
+            return result
+    return None
+
+
 class Hooks:
     """Calls hook implementations in pluggy's order (tryfirst/trylast respected, LIFO otherwise)."""
 
@@ -235,8 +254,7 @@ class Hooks:
             plan = self.plan(hook, argnames)
         if not plan:
             return None
-        results = await run_plan(plan, hook, tuple(kwargs.values()), first=True)
-        return results[0] if results else None
+        return await run_first(plan, hook, tuple(kwargs.values()))
 
     async def call_isolated(self, hook: str, **kwargs: Any) -> list[HookError]:
         """Call every implementation even if some raise (cleanup hooks); log and return failures."""
