@@ -335,7 +335,11 @@ class Admission:
     def _records(self) -> ConnectionRecords:
         """The store's merged open and close calls, or ones built from its older calls (a
         runtime-checkable Protocol walks its members: decided once per store)."""
-        store = self._host.store
+        # The host's store read from its slot, not its property (a Python call from C); before
+        # start the property raises as it did.
+        store = self._host._store
+        if store is None:
+            store = self._host.store
         checked, records = self._checked_records
         if store is not checked or records is None:
             records = records_of(store)
