@@ -199,14 +199,17 @@ hand-written endpoint verifies too.
 
 Counted in CPU instructions instead of timed (`bench/connect_instructions.py` under `valgrind
 --tool=callgrind`, the same app and a bare uvicorn one driven without a socket), opening a
-netrun-ws connection (what this scenario times: `--keep-open`) costs the server about 1.02
-million instructions (1.135 million before the round of the evening of 2026-12-04), a whole
-connection, open and close, about 1.38 million (1.61 million before the cuts of 2026-12-02);
-opening the raw ASGI handshake on uvicorn's stock protocols about 0.67 million, and the same raw
-app on netrun-ws's protocols about 0.55 million. The wall-clock ratio is higher than that 0.66
-because all of them also pay the kernel's accept, reads and writes (and the page faults of the
-memory each connection keeps), which callgrind does not count, and because the harness opens
-300 connections one after the other, where the scenario keeps 5,000 open: the garbage
+netrun-ws connection (what this scenario times: `--keep-open`) costs the server about 0.89
+million instructions (1.02 million before the round of 2026-12-05, 1.135 million before that of
+the evening of 2026-12-04), a whole connection, open and close, about 1.23 million (1.38 million
+before the round of 2026-12-05, 1.61 million before the cuts of 2026-12-02); opening the raw ASGI
+handshake on uvicorn's stock protocols about 0.67 million, and the same raw app on netrun-ws's
+protocols about 0.37 million (0.55 million before the round of 2026-12-05: the usual handshake is
+now negotiated and answered without websockets' header parsing). The wall-clock ratio is
+higher than that 0.75 because all of them also pay the kernel's accept, reads and writes (and
+the page faults of the memory each connection keeps), which callgrind does not count, and
+because the harness opens 300 connections one after the other, where the scenario keeps 5,000
+open: the garbage
 collector's passes over what is kept (uvicorn's default thresholds for the peers, a frozen heap
 and a threshold of 5,000 for netrun-ws) cost more per connection there. docs/architecture.md
 ("The per-connection path") lists what was cut and what remains, and where an idle
