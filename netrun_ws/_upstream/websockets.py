@@ -274,6 +274,16 @@ class ParsedRequestServerProtocol(ServerProtocol):
         next(self.parser)
 
 
+#: A usual handshake request's fields: what the checks at import give websockets' own code and
+#: netrun-ws's alike.
+_PROBE_FIELDS = {
+    "Host": "h",
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
+
 #: ``Sec-WebSocket-Key`` values that are the base64 of 16 bytes with its unused bits zero (what
 #: clients send); any other key, valid or not, is left to websockets' own check.
 _USUAL_KEY = re.compile(r"[A-Za-z0-9+/]{21}[AQgw]==")
@@ -385,9 +395,7 @@ def _answer_builder() -> Callable[
     """:func:`_usual_answer` where it writes what websockets writes for the answer with its
     Date replaced (the bytes, and the protocol's state), on live protocols; otherwise one that
     answers nothing, and websockets' ``send_response`` writes every answer."""
-    key = "dGhlIHNhbXBsZSBub25jZQ=="
-    fields = {"Host": "h", "Upgrade": "websocket", "Connection": "Upgrade"}
-    fields |= {"Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13"}
+    fields = _PROBE_FIELDS
     defaults = [(b"date", b"Thu, 01 Jan 2026 00:00:00 GMT"), (b"server", b"uvicorn")]
     try:
         for more in ([], defaults):
@@ -415,9 +423,7 @@ def _usual_builder() -> Callable[[ServerProtocol, Request], str | None]:
     (the accept value, and the origin, extensions and subprotocol it sets), on live protocols
     for usual requests, and leaves the others to it; otherwise a check that takes nothing, and
     websockets' own serves every request."""
-    key = "dGhlIHNhbXBsZSBub25jZQ=="
-    usual = {"Host": "h", "Upgrade": "websocket", "Connection": "Upgrade"}
-    usual |= {"Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13"}
+    usual = _PROBE_FIELDS
     taken = [usual, usual | {"Origin": "https://a.example", "Upgrade": "WebSocket"}]
     left = [
         usual | {"Connection": "keep-alive, Upgrade"},
@@ -611,9 +617,7 @@ def _fast_path_refusal() -> str | None:
 def _accept_refusal() -> str | None:
     """Whether :meth:`ParsedRequestServerProtocol.accept` answers a usual handshake as
     websockets' own ``accept`` does (the date aside), on live protocols."""
-    key = "dGhlIHNhbXBsZSBub25jZQ=="
-    fields = {"Host": "h", "Upgrade": "websocket", "Connection": "Upgrade"}
-    fields |= {"Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13"}
+    fields = _PROBE_FIELDS
     ours = ParsedRequestServerProtocol().accept(Request("/", Headers(fields)))
     theirs = ServerProtocol().accept(Request("/", Headers(fields)))
     if (ours.status_code, ours.reason_phrase, ours.body) != (
